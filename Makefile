@@ -39,7 +39,9 @@ export HAS_OPENCL_DEVICE
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml setup.py
+# The mapped packages' __init__.py files are prerequisites so that a folder created
+# after the first install gets mapped (setup.py skips folders that do not exist).
+$(STAMP): pyproject.toml setup.py $(wildcard runtime/__init__.py models/__init__.py kernels_cl/__init__.py)
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q -e '.[$(EXTRAS)]'

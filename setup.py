@@ -4,6 +4,8 @@ The top-level folders runtime/, models/ and kernels_cl/ install as subpackages o
 graphc, so `graphc` stays the only top-level import name.
 """
 
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 MAPPED_FOLDERS = {
@@ -13,14 +15,19 @@ MAPPED_FOLDERS = {
 }
 
 
+def existing_mapped_folders():
+    # A folder nobody has written yet must not break the install of the rest.
+    return {name: folder for name, folder in MAPPED_FOLDERS.items() if Path(folder).is_dir()}
+
+
 def mapped_packages():
     """Each mapped folder and its subpackages, named under graphc."""
-    for name, folder in MAPPED_FOLDERS.items():
+    for name, folder in existing_mapped_folders().items():
         yield name
         yield from (f"{name}.{sub}" for sub in find_packages(folder))
 
 
 setup(
     packages=find_packages(include=["graphc", "graphc.*"]) + list(mapped_packages()),
-    package_dir=dict(MAPPED_FOLDERS),
+    package_dir=existing_mapped_folders(),
 )
