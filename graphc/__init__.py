@@ -1,0 +1,29 @@
+"""graphc: a static computation-graph compiler for deep learning on any OpenCL device.
+
+    import graphc as gc
+    x = gc.placeholder((64, 784), gc.float32, name="x")
+    ...
+    gc.interpret([loss], {x: xb, y: yb})
+"""
+from graphc import builder
+from graphc.builder import cast, constant, placeholder, variable
+from graphc.dtypes import bool_, float16, float32, float64, int32, int64
+from graphc.errors import (CodegenError, CompileError, DeviceError, DisconnectedError,
+                           DTypeError, FeedError, GraphcError, LaunchError,
+                           NonDifferentiableError, NumericsError, ParseError, ShapeError,
+                           ValidationError, VerifyError)
+from graphc.interp import interpret
+from graphc.ir import Graph, Node, Tensor, TensorType
+from graphc.math import (abs, add, clip, cos, divide, equal, exp, greater, greater_equal, less,
+                         less_equal, log, logical_and, logical_not, logical_or, maximum, minimum,
+                         multiply, negative, not_equal, ones, ones_like, power, relu, sigmoid,
+                         sign, sin, sqrt, square, subtract, tanh, where, zeros, zeros_like)
+from graphc.ops import REGISTRY, load_all
+from graphc.ops.linalg import *        # noqa: F401,F403  matmul, conv2d
+from graphc.ops.movement import *      # noqa: F401,F403  reshape, transpose, concatenate, ...
+from graphc.ops.nn import *            # noqa: F401,F403  softmax, pools, one_hot
+from graphc.ops.reduction import *     # noqa: F401,F403  sum, mean, max, min, argmax
+from graphc import random              # noqa: E402  gc.random.uniform/normal/bernoulli
+
+bool = bool_                            # noqa: A001  gc.bool, as np.bool
+load_all()

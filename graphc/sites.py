@@ -1,0 +1,32 @@
+"""Creation sites: the file:line of the user's code that built a node."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+_PACKAGE_DIR = str(Path(__file__).resolve().parent)
+_INTERNAL_PREFIXES = (_PACKAGE_DIR + os.sep,)
+
+
+def _is_internal(filename: str) -> bool:
+    if filename.startswith("<frozen"):
+        return True
+    return os.path.abspath(filename).startswith(_INTERNAL_PREFIXES)
+
+
+def _short(filename: str) -> str:
+    """Path relative to the working directory when inside it, else as given."""
+    absolute = os.path.abspath(filename)
+    cwd = os.getcwd() + os.sep
+    return absolute[len(cwd):] if absolute.startswith(cwd) else filename
+
+
+def user_site() -> str:
+    """file:line of the innermost stack frame outside the graphc package."""
+    frame = sys._getframe(1)
+    while frame is not None and _is_internal(frame.f_code.co_filename):
+        frame = frame.f_back
+    if frame is None:
+        return ""
+    return f"{_short(frame.f_code.co_filename)}:{frame.f_lineno}"
