@@ -1,0 +1,15 @@
+"""graphc.runtime: runs compiled plans on OpenCL devices; never imports the compiler."""
+from .device import Device, devices, format_device_table, select_device
+from .errors import CompileError, DeviceError, GraphcError, LaunchError
+from .executable import Executable
+from .launch import BufferArg, BufferSpec, IOBinding, KernelLaunch, Plan, ScalarArg
+from .profiling import KernelTiming, format_profile, kernel_timings
+from .program_cache import BuildRecord, cache_dir
+from .resident import ResidentArray
+
+__all__ = [
+    "BufferArg", "BufferSpec", "BuildRecord", "CompileError", "Device", "DeviceError",
+    "Executable", "GraphcError", "IOBinding", "KernelLaunch", "KernelTiming", "LaunchError",
+    "Plan", "ResidentArray", "ScalarArg", "cache_dir", "devices", "format_device_table",
+    "format_profile", "kernel_timings", "select_device",
+]

@@ -1,0 +1,299 @@
+"""OpenCL devices: enumeration across every platform, capabilities, selection, buffers."""
+from __future__ import annotations
+
+import functools
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._opencl import INSTALL_HINT, cl, require_cl
+from .errors import DeviceError
+
+DEVICE_ENV = "GRAPHC_DEVICE"
+
+# Lower is preferred: discrete GPU, integrated GPU, accelerator, CPU.
+_KIND_RANK = {"discrete gpu": 0, "integrated gpu": 1, "accelerator": 2, "cpu": 3}
+
+
+@dataclass(eq=False)
+class Device:
+    """One OpenCL device with its capabilities as plain fields, and a lazy context and queue."""
+
+    index: int
+    name: str
+    vendor: str
+    platform_name: str
+    platform_version: str
+    type: str  # 'gpu' | 'cpu' | 'accelerator'
+    unified_memory: bool
+    compute_units: int
+    global_mem_size: int
+    max_mem_alloc_size: int
+    local_mem_size: int
+    max_work_group_size: int
+    max_work_item_sizes: tuple[int, ...]
+    preferred_float_vector_width: int
+    fp16: bool
+    fp64: bool
+    opencl_c_version: tuple[int, int]
+    driver_version: str
+    extensions: frozenset[str] = field(repr=False)
+    cl_device: Any = field(repr=False)
+    cl_platform: Any = field(repr=False)
+    build_stats: list = field(default_factory=list, repr=False)
+    _context: Any = field(default=None, repr=False)
+    _queue: Any = field(default=None, repr=False)
+    _programs: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def is_discrete(self) -> bool:
+        """True for a GPU with its own memory (not sharing host memory)."""
+        return self.type == "gpu" and not self.unified_memory
+
+    @property
+    def kind(self) -> str:
+        """'discrete gpu', 'integrated gpu', 'accelerator' or 'cpu'."""
+        if self.type == "gpu":
+            return "discrete gpu" if self.is_discrete else "integrated gpu"
+        return self.type
+
+    @property
+    def implementation_version(self) -> tuple[int, ...]:
+        """The driver's own version (e.g. PoCL 3.1 -> (3, 1)), parsed from the platform."""
+        return parse_implementation_version(self.platform_version, self.driver_version)
+
+    @property
+    def context(self) -> Any:
+        """The device's cl.Context, created on first use."""
+        if self._context is None:
+            self._context = require_cl().Context([self.cl_device])
+        return self._context
+
+    @property
+    def queue(self) -> Any:
+        """The device's in-order cl.CommandQueue with profiling enabled, created on first use."""
+        if self._queue is None:
+            ocl = require_cl()
+            props = ocl.command_queue_properties.PROFILING_ENABLE
+            self._queue = ocl.CommandQueue(self.context, self.cl_device, properties=props)
+        return self._queue
+
+    def build(self, source: str, options: str = "") -> Any:
+        """Build (or fetch from the memory or disk cache) a cl.Program for this device."""
+        from .program_cache import build_program
+
+        return build_program(self, source, options)
+
+    def allocate(self, nbytes: int, name: str) -> Any:
+        """Allocate a read-write cl.Buffer, checking the device's limit before OpenCL does."""
+        ocl = require_cl()
+        if nbytes > self.max_mem_alloc_size:
+            raise DeviceError(
+                f"buffer {name!r} needs {nbytes} bytes ({format_bytes(nbytes)}), above the "
+                f"device's max allocation of {self.max_mem_alloc_size} bytes "
+                f"({format_bytes(self.max_mem_alloc_size)}) on {self.describe()}")
+        try:
+            return ocl.Buffer(self.context, ocl.mem_flags.READ_WRITE, size=max(nbytes, 1))
+        except (ocl.Error, MemoryError) as err:
+            raise DeviceError(
+                f"allocating buffer {name!r} of {nbytes} bytes ({format_bytes(nbytes)}) "
+                f"failed on {self.describe()}: {err}") from err
+
+    def synchronize(self) -> None:
+        """Wait until every command queued on this device has finished."""
+        self.queue.finish()
+
+    def describe(self) -> str:
+        """One line naming the device: `#0 'name' (platform)`."""
+        return f"#{self.index} {self.name!r} ({self.platform_name})"
+
+    def __str__(self) -> str:
+        return self.describe()
+
+
+def devices() -> list[Device]:
+    """Every OpenCL device of every platform; [] without pyopencl or without a platform."""
+    return list(_enumerate_devices())
+
+
+# Enumerated once per process: a Device owns its context, and buffers (such as the variables
+# that several compiled functions share) are only valid inside the context that made them.
+@functools.cache
+def _enumerate_devices() -> tuple[Device, ...]:
+    """Query every platform once and wrap each of its devices."""
+    found: list[Device] = []
+    for platform in _platforms():
+        for cl_device in _platform_devices(platform):
+            found.append(_make_device(len(found), cl_device, platform))
+    return tuple(found)
+
+
+def _platforms() -> list[Any]:
+    """The installed OpenCL platforms, or [] when there is no ICD at all."""
+    if cl is None:
+        return []
+    try:
+        return list(cl.get_platforms())
+    except (cl.Error, RuntimeError):  # PLATFORM_NOT_FOUND_KHR when no ICD is installed
+        return []
+
+
+def _platform_devices(platform: Any) -> list[Any]:
+    """The devices of one platform, or [] when it has none (DEVICE_NOT_FOUND)."""
+    try:
+        return list(platform.get_devices())
+    except (cl.Error, RuntimeError):
+        return []
+
+
+def _info(obj: Any, attr: str, default: Any) -> Any:
+    """Read one info attribute, returning `default` where the driver does not answer."""
+    try:
+        return getattr(obj, attr)
+    except Exception:  # drivers raise assorted cl errors for unsupported queries
+        return default
+
+
+def _device_type(cl_device: Any) -> str:
+    """Map the OpenCL device-type bit field to 'gpu', 'accelerator' or 'cpu'."""
+    bits = _info(cl_device, "type", 0)
+    if bits & cl.device_type.GPU:
+        return "gpu"
+    if bits & (cl.device_type.ACCELERATOR | getattr(cl.device_type, "CUSTOM", 0)):
+        return "accelerator"
+    return "cpu"
+
+
+def parse_opencl_c_version(text: str) -> tuple[int, int]:
+    """Parse 'OpenCL C 1.2 pocl' -> (1, 2); (1, 0) when unparseable."""
+    match = re.search(r"OpenCL C (\d+)\.(\d+)", text or "")
+    return (int(match.group(1)), int(match.group(2))) if match else (1, 0)
+
+
+def parse_implementation_version(platform_version: str, driver_version: str) -> tuple[int, ...]:
+    """The first dotted version after the 'OpenCL x.y' prefix, else the driver version's."""
+    rest = re.sub(r"^\s*OpenCL \d+\.\d+", "", platform_version or "")
+    for text in (rest, driver_version or ""):
+        match = re.search(r"\d+(?:\.\d+)+", text)
+        if match:
+            return tuple(int(part) for part in match.group(0).split("."))
+    return ()
+
+
+def _make_device(index: int, cl_device: Any, platform: Any) -> Device:
+    """Query a cl.Device's capabilities into a Device."""
+    extensions = frozenset(str(_info(cl_device, "extensions", "")).split())
+    double_config = _info(cl_device, "double_fp_config", 0) or 0
+    return Device(
+        index=index,
+        name=str(_info(cl_device, "name", "unknown")).strip(),
+        vendor=str(_info(cl_device, "vendor", "")).strip(),
+        platform_name=str(_info(platform, "name", "unknown")).strip(),
+        platform_version=str(_info(platform, "version", "")).strip(),
+        type=_device_type(cl_device),
+        unified_memory=bool(_info(cl_device, "host_unified_memory", False)),
+        compute_units=int(_info(cl_device, "max_compute_units", 1)),
+        global_mem_size=int(_info(cl_device, "global_mem_size", 0)),
+        max_mem_alloc_size=int(_info(cl_device, "max_mem_alloc_size", 0)),
+        local_mem_size=int(_info(cl_device, "local_mem_size", 0)),
+        max_work_group_size=int(_info(cl_device, "max_work_group_size", 1)),
+        max_work_item_sizes=tuple(int(s) for s in _info(cl_device, "max_work_item_sizes", [1])),
+        preferred_float_vector_width=int(_info(cl_device, "preferred_vector_width_float", 1)),
+        fp16="cl_khr_fp16" in extensions,
+        fp64=double_config != 0 or "cl_khr_fp64" in extensions,
+        opencl_c_version=parse_opencl_c_version(str(_info(cl_device, "opencl_c_version", ""))),
+        driver_version=str(_info(cl_device, "driver_version", "")).strip(),
+        extensions=extensions,
+        cl_device=cl_device,
+        cl_platform=platform,
+    )
+
+
+def _preference(device: Device) -> tuple:
+    """Sort key, larger is better: device kind, then (CPUs) driver version, then size."""
+    version = device.implementation_version if device.type == "cpu" else ()
+    return (-_KIND_RANK.get(device.kind, 9), version, device.compute_units,
+            device.global_mem_size, -device.index)
+
+
+def best_device(candidates: list[Device]) -> Device:
+    """The preferred device: discrete GPU > integrated GPU > accelerator > CPU."""
+    return max(candidates, key=_preference)
+
+
+def select_device(spec: Device | int | str | None = None) -> Device:
+    """Pick a device by Device, index or name substring; None: $GRAPHC_DEVICE, else the best."""
+    if isinstance(spec, Device):
+        return spec
+    found = devices()
+    if not found:
+        raise DeviceError(f"no OpenCL platform/device was found; {INSTALL_HINT}")
+    origin = "device"
+    if spec is None:
+        spec = os.environ.get(DEVICE_ENV, "").strip() or None
+        origin = f"device from ${DEVICE_ENV}"
+    if spec is None:
+        return best_device(found)
+    return _match_spec(spec, found, origin)
+
+
+def _match_spec(spec: int | str, found: list[Device], origin: str) -> Device:
+    """Resolve an index or a case-insensitive name/platform substring among `found`."""
+    if isinstance(spec, bool) or not isinstance(spec, (int, str)):
+        raise TypeError(f"device spec must be a Device, an int or a str, not {spec!r}")
+    if isinstance(spec, int) or spec.strip().isdigit():
+        index = int(spec)
+        if 0 <= index < len(found):
+            return found[index]
+    else:
+        needle = spec.strip().lower()
+        matches = [d for d in found
+                   if needle in d.name.lower() or needle in d.platform_name.lower()]
+        if matches:
+            return best_device(matches)
+    listing = "\n".join(f"  {d.index}: {d.name} ({d.platform_name})" for d in found)
+    raise DeviceError(f"{origin} {spec!r} not found; available devices:\n{listing}")
+
+
+def format_bytes(nbytes: int) -> str:
+    """Human-readable size: '512.0 MiB', '15.6 GiB'."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.1f} {unit}"
+    return f"{nbytes} B"
+
+
+_TABLE_HEADER = ("#", "platform", "name", "type", "CUs", "memory", "max alloc",
+                 "fp16", "fp64", "OpenCL C")
+
+
+def _table_row(device: Device, default: Device) -> tuple[str, ...]:
+    """The table cells of one device; '*' marks the default choice."""
+    mark = "*" if device is default else ""
+    return (f"{device.index}{mark}", device.platform_name, device.name, device.kind,
+            str(device.compute_units), format_bytes(device.global_mem_size),
+            format_bytes(device.max_mem_alloc_size), "yes" if device.fp16 else "no",
+            "yes" if device.fp64 else "no", "%d.%d" % device.opencl_c_version)
+
+
+def _default_or_best(found: list[Device]) -> Device:
+    """What select_device() picks, or the best device when $GRAPHC_DEVICE names none."""
+    try:
+        return select_device()
+    except DeviceError:
+        return best_device(found)
+
+
+def format_device_table() -> str:
+    """A text table of every OpenCL device (what `graphc devices` prints)."""
+    found = devices()
+    if not found:
+        return f"no OpenCL platform/device was found; {INSTALL_HINT}"
+    default = _default_or_best(found)
+    rows = [_TABLE_HEADER] + [_table_row(d, default) for d in found]
+    widths = [max(len(row[col]) for row in rows) for col in range(len(_TABLE_HEADER))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append(f"* = default device (override with ${DEVICE_ENV}=<index or name>)")
+    return "\n".join(lines)

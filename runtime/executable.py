@@ -1,0 +1,167 @@
+"""Executable: a Plan built, allocated and bound once, then run as a plain enqueue sequence."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ._opencl import require_cl
+from .device import Device
+from .errors import DeviceError, launch_error
+from .launch import BufferArg, IOBinding, KernelLaunch, Plan, plan_problems
+from .resident import ResidentArray
+
+
+class Executable:
+    """Runs one Plan on one device: feeds in, kernels in order, outputs out."""
+
+    def __init__(self, device: Device, plan: Plan,
+                 variables: Mapping[str, ResidentArray] | None = None) -> None:
+        problems = plan_problems(plan)
+        if problems:
+            raise ValueError("invalid plan:\n  " + "\n  ".join(problems))
+        self.device = device
+        self.plan = plan
+        self.variables = _check_variables(device, plan, variables or {})
+        self.program = device.build(plan.source, plan.build_options)
+        self.buffers = self._allocate_buffers()
+        self._kernels = [self._bind_kernel(launch) for launch in plan.launches]
+        self.last_profile: list[tuple[str, float]] = []
+
+    @property
+    def buffer_bytes(self) -> int:
+        """Device bytes this executable allocated itself (variables not included)."""
+        return sum(spec.nbytes for spec in self.plan.buffers if spec.role != "variable")
+
+    def __call__(self, *feeds: np.ndarray) -> list[np.ndarray]:
+        """Same as run(list(feeds))."""
+        return self.run(list(feeds))
+
+    def run(self, feeds: Sequence[np.ndarray], profile: bool = False) -> list[np.ndarray]:
+        """Copy feeds in, enqueue every launch in order, and return the outputs as numpy."""
+        if len(feeds) != len(self.plan.inputs):
+            raise ValueError(f"expected {len(self.plan.inputs)} feeds "
+                             f"({[b.name for b in self.plan.inputs]}), got {len(feeds)}")
+        # Holding the transfer events stops pyopencl from waiting on each copy as it is made.
+        transfers = [self._write_input(b, f) for b, f in zip(self.plan.inputs, feeds)]
+        for resident in self.variables.values():
+            resident.buffer  # uploads a value written on the host since the last run
+        events = [self._enqueue(i) for i in range(len(self._kernels))]
+        outputs, reads = self._read_outputs()
+        self._wait(reads)
+        for resident in self.variables.values():
+            resident.mark_device_dirty()
+        if profile:
+            self.last_profile = _event_times(self.plan.launches, events)
+        transfers.clear()  # finished before the reads did (in-order queue)
+        return outputs
+
+    def _allocate_buffers(self) -> dict[str, Any]:
+        """One cl.Buffer per plan buffer; variable buffers come from their ResidentArray."""
+        by_buffer = {b.buffer: self.variables[b.name] for b in self.plan.variables}
+        buffers = {}
+        for spec in self.plan.buffers:
+            if spec.role == "variable":
+                if spec.name not in by_buffer:
+                    raise ValueError(f"variable buffer {spec.name!r} has no variable binding")
+                buffers[spec.name] = by_buffer[spec.name].buffer
+            else:
+                buffers[spec.name] = self.device.allocate(spec.nbytes, spec.name)
+        return buffers
+
+    def _bind_kernel(self, launch: KernelLaunch) -> Any:
+        """Create the launch's cl.Kernel and set its arguments once."""
+        cl = require_cl()
+        try:
+            kernel = cl.Kernel(self.program, launch.name)
+            if kernel.num_args != len(launch.args):
+                raise _launch_failure(launch, f"the kernel takes {kernel.num_args} arguments")
+            for index, arg in enumerate(launch.args):
+                kernel.set_arg(index, self._arg_value(arg))
+        except cl.Error as err:
+            raise _launch_failure(launch, f"binding failed: {err}") from err
+        return kernel
+
+    def _arg_value(self, arg: Any) -> Any:
+        """The value set for one kernel argument: a cl.Buffer or a typed numpy scalar."""
+        if isinstance(arg, BufferArg):
+            return self.buffers[arg.buffer]
+        return np.dtype(arg.dtype).type(arg.value)
+
+    def _write_input(self, binding: IOBinding, feed: np.ndarray) -> Any:
+        """Queue a non-blocking copy of one feed into its buffer; returns the transfer event."""
+        array = np.asarray(feed, dtype=binding.dtype)
+        if array.shape != tuple(binding.shape):
+            raise ValueError(f"input {binding.name!r} expects shape {tuple(binding.shape)}, "
+                             f"got {array.shape}")
+        if not array.flags.c_contiguous:
+            array = array.copy(order="C")
+        if array.nbytes == 0:
+            return None
+        buffer = self.buffers[binding.buffer]
+        return require_cl().enqueue_copy(self.device.queue, buffer, array, is_blocking=False)
+
+    def _enqueue(self, index: int) -> Any:
+        """Enqueue launch `index`; None for a launch with no work items."""
+        launch = self.plan.launches[index]
+        if 0 in launch.global_size:
+            return None
+        cl = require_cl()
+        try:
+            return cl.enqueue_nd_range_kernel(self.device.queue, self._kernels[index],
+                                              launch.global_size, launch.local_size)
+        except cl.Error as err:
+            raise _launch_failure(launch, f"enqueue failed: {err}") from err
+
+    def _read_outputs(self) -> tuple[list[np.ndarray], list[Any]]:
+        """Queue one non-blocking read per output; returns the arrays and the read events."""
+        cl = require_cl()
+        outputs, reads = [], []
+        for binding in self.plan.outputs:
+            array = np.empty(binding.shape, dtype=binding.dtype)
+            if array.nbytes:
+                reads.append(cl.enqueue_copy(self.device.queue, array,
+                                             self.buffers[binding.buffer], is_blocking=False))
+            outputs.append(array)
+        return outputs, reads
+
+    def _wait(self, reads: list[Any]) -> None:
+        """Block until the reads (and so, in order, everything before them) have finished."""
+        if reads:
+            require_cl().wait_for_events(reads)
+        else:
+            self.device.queue.finish()
+
+
+def _check_variables(device: Device, plan: Plan,
+                     variables: Mapping[str, ResidentArray]) -> dict[str, ResidentArray]:
+    """The ResidentArray of every variable binding, checked against device, shape and dtype."""
+    checked = {}
+    for binding in plan.variables:
+        resident = variables.get(binding.name)
+        if resident is None:
+            raise ValueError(f"plan variable {binding.name!r} was not given a ResidentArray")
+        if resident.device is not device:
+            raise DeviceError(f"variable {binding.name!r} lives on {resident.device}, "
+                              f"not on {device}")
+        if resident.shape != tuple(binding.shape) or resident.dtype != np.dtype(binding.dtype):
+            raise ValueError(f"variable {binding.name!r} is {resident.dtype}{resident.shape}, "
+                             f"the plan expects {binding.dtype}{tuple(binding.shape)}")
+        checked[binding.name] = resident
+    return checked
+
+
+def _launch_failure(launch: KernelLaunch, reason: str) -> Exception:
+    """A LaunchError describing `launch`."""
+    return launch_error(launch.name, launch.global_size, launch.local_size, launch.args, reason)
+
+
+def _event_times(launches: Sequence[KernelLaunch],
+                 events: Sequence[Any]) -> list[tuple[str, float]]:
+    """(kernel name, seconds) per launch from profiling events; 0.0 for skipped launches."""
+    times = []
+    for launch, event in zip(launches, events):
+        seconds = 0.0 if event is None else (event.profile.end - event.profile.start) * 1e-9
+        times.append((launch.name, seconds))
+    return times
