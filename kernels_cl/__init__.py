@@ -1,0 +1,1 @@
+"""Hand-written OpenCL C templates, installed as package data."""
