@@ -211,9 +211,15 @@ def _make_device(index: int, cl_device: Any, platform: Any) -> Device:
 
 
 def _preference(device: Device) -> tuple:
-    """Sort key, larger is better: device kind, then (CPUs) driver version, then size."""
-    version = device.implementation_version if device.type == "cpu" else ()
-    return (-_KIND_RANK.get(device.kind, 9), version, device.compute_units,
+    """Sort key, larger is better: device kind, then (CPUs) PoCL first, driver version, size.
+
+    Among CPU devices PoCL wins over Mesa's llvmpipe (rusticl), whose larger Mesa version
+    number says nothing about speed: PoCL is the implementation built for CPUs.
+    """
+    is_cpu = device.type == "cpu"
+    version = device.implementation_version if is_cpu else ()
+    pocl = is_cpu and "portable computing" in device.platform_name.lower()
+    return (-_KIND_RANK.get(device.kind, 9), pocl, version, device.compute_units,
             device.global_mem_size, -device.index)
 
 
