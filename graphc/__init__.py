@@ -6,12 +6,14 @@
     gc.interpret([loss], {x: xb, y: yb})
 """
 from graphc import builder
+from graphc.autodiff import grad, hessian, jacobian
 from graphc.builder import cast, constant, placeholder, variable
 from graphc.dtypes import bool_, float16, float32, float64, int32, int64
 from graphc.errors import (CodegenError, CompileError, DeviceError, DisconnectedError,
                            DTypeError, FeedError, GraphcError, LaunchError,
                            NonDifferentiableError, NumericsError, ParseError, ShapeError,
                            ValidationError, VerifyError)
+from graphc.gradcheck import gradcheck
 from graphc.interp import interpret
 from graphc.ir import Graph, Node, Tensor, TensorType
 from graphc.math import (abs, add, clip, cos, divide, equal, exp, greater, greater_equal, less,

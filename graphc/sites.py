@@ -1,6 +1,8 @@
 """Creation sites: the file:line of the user's code that built a node."""
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import sys
 from pathlib import Path
@@ -22,8 +24,24 @@ def _short(filename: str) -> str:
     return absolute[len(cwd):] if absolute.startswith(cwd) else filename
 
 
+_forced_site: contextvars.ContextVar[str | None] = contextvars.ContextVar("site", default=None)
+
+
+@contextlib.contextmanager
+def site_of(site: str):
+    """Attribute nodes built inside this block to `site` (autodiff: the forward op's line)."""
+    token = _forced_site.set(site)
+    try:
+        yield
+    finally:
+        _forced_site.reset(token)
+
+
 def user_site() -> str:
     """file:line of the innermost stack frame outside the graphc package."""
+    forced = _forced_site.get()
+    if forced is not None:
+        return forced
     frame = sys._getframe(1)
     while frame is not None and _is_internal(frame.f_code.co_filename):
         frame = frame.f_back
