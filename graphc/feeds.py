@@ -39,7 +39,7 @@ def check_feed(placeholder: Tensor, value) -> np.ndarray:
                                                             casting="same_kind"):
         raise FeedError(f"placeholder {placeholder.name!r} expects dtype "
                         f"{placeholder.dtype.name}, got {array.dtype.name}{where}")
-    return np.ascontiguousarray(array, dtype=placeholder.dtype)
+    return np.asarray(array, dtype=placeholder.dtype, order="C")
 
 
 def missing_feed_error(placeholder: Tensor) -> FeedError:

@@ -109,7 +109,7 @@ def test_where_and_clip_match_numpy():
                                      ("float32", "bool"), ("int64", "int32")])
 def test_cast_matches_astype(src, dst):
     x = gc.placeholder((3, 4), src)
-    value = sample((3, 4), src) * (3 if src != "bool" else 1)
+    value = sample((3, 4), src) if src == "bool" else sample((3, 4), src) * 3
     np.testing.assert_array_equal(gc.interpret(gc.cast(x, dst), {x: value}), value.astype(dst))
 
 
