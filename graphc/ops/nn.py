@@ -1,0 +1,128 @@
+"""Neural-network ops: softmax, log_softmax and one_hot here; the 2-D pools in ops/pool.py.
+
+softmax and log_softmax are single ops (a fused row-wise kernel), computed max-subtracted so
+that inputs of any magnitude give finite results; their vjps are written in terms of the
+output, which the forward pass has already computed.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from graphc import dtypes
+from graphc.builder import apply, as_tensor, cast, op_error_text
+from graphc.errors import DTypeError, ShapeError
+from graphc.ir import Tensor, TensorType
+from graphc.ops import NonDifferentiable, OpDef, register
+from graphc.ops.pool import avg_pool2d, max_pool2d
+from graphc.shapes import normalize_axis
+from graphc.sites import user_site
+
+__all__ = ["softmax", "log_softmax", "one_hot", "max_pool2d", "avg_pool2d"]
+
+SOFTMAX_TEMPLATE = {"opencl": "kernels_cl/softmax.cl"}
+
+
+# ---- softmax and log_softmax ----
+
+def _softmax_infer(types, axis):
+    (x,) = types
+    if not dtypes.is_float(x.dtype):
+        raise DTypeError(f"expects a float input, got {x.dtype.name}")
+    if not (0 <= axis < x.ndim or axis == 0 == x.ndim):
+        raise ShapeError(f"axis must be in [0, {x.ndim}), got {axis!r}")
+    return x
+
+
+def _shifted(x: np.ndarray, axis: int) -> np.ndarray:
+    """x minus its maximum along axis (an empty input stays as it is)."""
+    if x.size == 0:
+        return x
+    return x - np.max(x, axis=axis if x.ndim else None, keepdims=True)
+
+
+def _softmax_ref(x, axis):
+    e = np.exp(_shifted(x, axis))
+    return e / np.sum(e, axis=axis if x.ndim else None, keepdims=True)
+
+
+def _log_softmax_ref(x, axis):
+    s = _shifted(x, axis)
+    return s - np.log(np.sum(np.exp(s), axis=axis if x.ndim else None, keepdims=True))
+
+
+def _softmax_vjp(g, y, x, axis):
+    import graphc as gc
+    return [y * (g - gc.sum(g * y, axis, keepdims=True))]
+
+
+def _log_softmax_vjp(g, y, x, axis):
+    import graphc as gc
+    return [g - gc.exp(y) * gc.sum(g, axis, keepdims=True)]
+
+
+register(OpDef("softmax", "opaque", 1, ("axis",), _softmax_infer, _softmax_ref, _softmax_vjp,
+               SOFTMAX_TEMPLATE, "exp(x - max) / sum(exp(x - max)) along axis."))
+register(OpDef("log_softmax", "opaque", 1, ("axis",), _softmax_infer, _log_softmax_ref,
+               _log_softmax_vjp, SOFTMAX_TEMPLATE,
+               "(x - max) - log(sum(exp(x - max))) along axis."))
+
+
+def _axis_for(op: str, x: Tensor, axis, ndim: int) -> int:
+    """A non-negative axis of an ndim-d result, or a ShapeError naming the op and the line."""
+    try:
+        if not isinstance(axis, (int, np.integer)):
+            raise ShapeError(f"axis must be an int, got {axis!r}")
+        return normalize_axis(int(axis), max(ndim, 1))     # a 0-d input takes 0 and -1
+    except ShapeError as exc:
+        raise ShapeError(op_error_text(op, [x], {"axis": axis}, user_site(), str(exc))) from None
+
+
+def _row_op(op: str, x, axis) -> Tensor:
+    x = as_tensor(x)
+    x = x if dtypes.is_float(x.dtype) else cast(x, dtypes.DEFAULT_FLOAT)
+    return apply(op, [x], axis=_axis_for(op, x, axis, x.ndim))
+
+
+def softmax(x, axis: int = -1) -> Tensor:
+    """exp(x) / sum(exp(x)) along `axis`, stable for large |x| (integers become float32)."""
+    return _row_op("softmax", x, axis)
+
+
+def log_softmax(x, axis: int = -1) -> Tensor:
+    """log(softmax(x)) along `axis`, computed without forming softmax (stable)."""
+    return _row_op("log_softmax", x, axis)
+
+
+# ---- one_hot ----
+
+def _one_hot_infer(types, depth, dtype, axis):
+    (indices,) = types
+    if not dtypes.is_int(indices.dtype):
+        raise DTypeError(f"expects integer indices, got {indices.dtype.name}")
+    if depth < 0:
+        raise ShapeError(f"depth must be non-negative, got {depth}")
+    if not 0 <= axis <= indices.ndim:
+        raise ShapeError(f"axis must be in [0, {indices.ndim}], got {axis}")
+    shape = indices.shape[:axis] + (depth,) + indices.shape[axis:]
+    return TensorType(shape, dtypes.as_dtype(dtype))
+
+
+def _one_hot_ref(indices, depth, dtype, axis):
+    hot = np.expand_dims(indices, -1) == np.arange(depth)
+    return np.moveaxis(hot, -1, axis).astype(dtype)
+
+
+register(OpDef("one_hot", "opaque", 1, ("depth", "dtype", "axis"), _one_hot_infer,
+               _one_hot_ref, NonDifferentiable("integer indices"),
+               {"opencl": "kernels_cl/one_hot.cl"},
+               "1 where the index equals the position along axis, else 0 (TF's one_hot)."))
+
+
+def one_hot(indices, depth: int, dtype=dtypes.float32, axis: int = -1) -> Tensor:
+    """One-hot vectors of length `depth` along `axis`; out-of-range indices give all zeros."""
+    indices = as_tensor(indices)
+    if not isinstance(depth, (int, np.integer)):
+        raise ShapeError(op_error_text("one_hot", [indices], {"depth": depth}, user_site(),
+                                       f"depth must be an int, got {depth!r}"))
+    return apply("one_hot", [indices], depth=int(depth), dtype=dtypes.as_dtype(dtype),
+                 axis=_axis_for("one_hot", indices, axis, indices.ndim + 1))
