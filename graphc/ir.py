@@ -50,8 +50,7 @@ class VariableStorage:
 
     def get(self) -> np.ndarray:
         for resident in self.resident.values():
-            if resident.device_is_newer():
-                self.array = resident.read()
+            self.array = resident.read()        # the device copy when it is newer
         return self.array.copy()
 
     def set(self, array: np.ndarray) -> None:

@@ -21,10 +21,14 @@ def broadcast_shapes(*shapes: Sequence[int]) -> tuple[int, ...]:
 
 
 def normalize_axis(axis: int, ndim: int) -> int:
-    """A non-negative axis, or ShapeError."""
-    if not -ndim <= axis < max(ndim, 1) or (ndim == 0 and axis not in (0, -1)):
+    """A non-negative axis, or ShapeError (a 0-d input takes axis 0 or -1)."""
+    if ndim == 0:
+        if axis not in (0, -1):
+            raise ShapeError(f"axis {axis} is out of range for 0-d input")
+        return 0
+    if not -ndim <= axis < ndim:
         raise ShapeError(f"axis {axis} is out of range for {ndim}-d input")
-    return axis % ndim if ndim else 0
+    return axis % ndim
 
 
 def normalize_axes(axes, ndim: int) -> tuple[int, ...]:

@@ -65,7 +65,7 @@ def _binary(name, kind, ref, vjp, template, doc, out_dtype=None, commutative=Fal
 # ---- gradient rules (g: output cotangent, y: output, x/a/b: inputs) ----
 
 def _zero_like(g):
-    return B.apply("mul", [g, B.constant(0, g.dtype)])
+    return B.apply("multiply", [g, B.constant(0, g.dtype)])
 
 
 def _sign_ref(x):
