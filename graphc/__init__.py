@@ -13,6 +13,7 @@ from graphc.errors import (CodegenError, CompileError, DeviceError, Disconnected
                            DTypeError, FeedError, GraphcError, LaunchError,
                            NonDifferentiableError, NumericsError, ParseError, ShapeError,
                            ValidationError, VerifyError)
+from graphc.function import Function, function
 from graphc.gradcheck import gradcheck
 from graphc.interp import interpret
 from graphc.ir import Graph, Node, Tensor, TensorType

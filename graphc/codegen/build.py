@@ -1,0 +1,130 @@
+"""From scheduled kernel groups to OpenCL source and launches (the runtime's plain data)."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from graphc.codegen.index import flatten, unflatten, var
+from graphc.codegen.kernel import Acc, Kernel, Param, Reduce, Store
+from graphc.codegen.lower import Lowering
+from graphc.codegen.opencl import render_kernel
+from graphc.codegen.raw import raw_kernel
+from graphc.codegen.reductions import loop_spec
+from graphc.ir import Tensor
+from graphc.passes.fuse import Group
+
+STEP_BUFFER = "graphc_step"
+PREFIX = {"elementwise": "E", "reduce_sum": "R", "reduce_max": "R", "reduce_min": "R",
+          "argmax": "A", "argmin": "A", "matmul": "MM", "conv2d": "CONV",
+          "conv2d_grad_input": "CONVDX", "conv2d_grad_weight": "CONVDW",
+          "max_pool2d": "MAXPOOL", "avg_pool2d": "AVGPOOL", "avg_pool2d_grad": "AVGPOOLDX",
+          "max_pool2d_grad": "MAXPOOLDX", "max_pool2d_select": "MAXPOOLSEL",
+          "softmax": "SOFTMAX", "log_softmax": "LOGSOFTMAX", "take_grad": "SCATTER"}
+
+
+@dataclass(frozen=True)
+class BuiltKernel:
+    """One launch: kernel source, the plan buffers bound to its parameters, and metadata."""
+
+    name: str
+    source: str
+    args: tuple[str, ...]
+    work_items: int
+    ops: tuple[str, ...]
+    flops: int
+    bytes_read: int
+    bytes_written: int
+
+
+def build_kernel(group: Group, buffer_of: dict[Tensor, str], dtype_of: dict) -> BuiltKernel:
+    """Lower one group to source."""
+    if group.kind == "raw":
+        return _build_raw(group, buffer_of, dtype_of)
+    low = Lowering(buffer_of)
+    low.computing = set(group.stores) - {group.root} if group.kind == "loop" else set(group.stores)
+    kernel = _loop_kernel(group, low, buffer_of) if group.kind == "loop" \
+        else _elementwise_kernel(group, low, buffer_of)
+    args = tuple(low.locals) + ((STEP_BUFFER,) if low.uses_step else ())
+    return _finish(kernel, args, group, low, dtype_of)
+
+
+def _stores(group: Group, low: Lowering, idx, buffer_of) -> tuple[Store, ...]:
+    stores = []
+    for t in group.stores:
+        value = low.at(t, idx)
+        stores.append(Store(low.local(buffer_of[t], t.dtype), flatten(idx, t.shape), value))
+    return tuple(stores)
+
+
+def _elementwise_kernel(group: Group, low: Lowering, buffer_of) -> Kernel:
+    space = group.root.shape
+    idx = unflatten(var("gid", group.root.size), space)
+    stores = _stores(group, low, idx, buffer_of)
+    return Kernel("K", space, stores, _params(low, group, buffer_of), uses_step=low.uses_step)
+
+
+def _loop_kernel(group: Group, low: Lowering, buffer_of) -> Kernel:
+    t = group.root
+    spec = loop_spec(t)
+    out = unflatten(var("gid", t.size), t.shape)
+    red = unflatten(var("r", int(np.prod(spec.space, dtype=np.int64))), spec.space)
+    body = spec.body(low, out, red)
+    acc = Acc(spec.acc_dtype)
+    value = spec.finish(acc, out) if spec.finish else acc
+    low.accumulated = (t, tuple(out), value)
+    stores = _stores(group, low, out, buffer_of)
+    reduce = Reduce(spec.space, "r", spec.combiner, body, spec.acc_dtype)
+    return Kernel("K", t.shape, stores, _params(low, group, buffer_of), reduce, low.uses_step)
+
+
+def _params(low: Lowering, group: Group, buffer_of) -> tuple[Param, ...]:
+    written = {buffer_of[t] for t in group.stores}
+    return tuple(Param(name, low.dtypes[buffer], buffer in written)
+                 for buffer, name in low.locals.items())
+
+
+def _finish(kernel: Kernel, args, group: Group, low: Lowering, dtype_of) -> BuiltKernel:
+    prefix = PREFIX.get(group.root.producer.op, "E") if group.kind == "loop" else "E"
+    dims = "_".join(map(str, group.root.shape)) or "1"
+    if kernel.reduce is not None:
+        dims += "_" + "_".join(map(str, kernel.reduce.space))
+    body = render_kernel(kernel)
+    name = f"{prefix}_{dims}_{_digest(body)}"
+    source = body.replace("__kernel void K(", f"__kernel void {name}(", 1)
+    ops = tuple(f"{n.op} # {n.site}" for n in _ops_of(group, low))
+    return BuiltKernel(name, source, args, max(group.root.size, 1), ops, _flops(group, kernel),
+                       *_traffic(args, group, dtype_of))
+
+
+def _ops_of(group: Group, low: Lowering):
+    nodes = [group.root.producer] if group.kind != "elementwise" else []
+    return nodes + [n for n in low.ops if n not in nodes]
+
+
+def _flops(group: Group, kernel: Kernel) -> int:
+    reduce = int(np.prod(kernel.reduce.space, dtype=np.int64)) if kernel.reduce else 1
+    return group.root.size * reduce * (2 if kernel.reduce else max(len(kernel.stores), 1))
+
+
+def _traffic(args, group: Group, dtype_of) -> tuple[int, int]:
+    written = sum(t.type.nbytes for t in group.stores)
+    read = sum(dtype_of.get(a, 0) for a in args) - written
+    return max(read, 0), written
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()[:6]
+
+
+def _build_raw(group: Group, buffer_of, dtype_of) -> BuiltKernel:
+    t = group.root
+    inputs = [buffer_of[i] for i in t.producer.inputs]
+    probe = raw_kernel("K", t, inputs, buffer_of[t])
+    name = f"{PREFIX[t.producer.op]}_{'_'.join(map(str, t.shape))}_{_digest(probe.source)}"
+    source = probe.source.replace("__kernel void K(", f"__kernel void {name}(", 1)
+    args = tuple(inputs) + (buffer_of[t],)
+    ops = (f"{t.producer.op} # {t.producer.site}",)
+    return BuiltKernel(name, source, args, probe.work_items, ops, probe.flops,
+                       *_traffic(args, group, dtype_of))

@@ -1,0 +1,194 @@
+"""Integer index arithmetic for kernels: linear forms with bounds, simplified as built.
+
+Movement ops become index maps (reshape = flatten then unflatten, transpose = permute,
+broadcast = drop, slice = affine), so the maps compose by substitution. Keeping indices
+as linear forms over atoms (variables, floor divisions, remainders) with known bounds
+lets `(g // 10) * 10 + g % 10` fold back to `g`, and `i % n` vanish when i < n, so the
+generated code has no leftover division from a chain of views.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Var:
+    """A loop or work-item index in [0, extent)."""
+
+    name: str
+    extent: int
+
+    @property
+    def bounds(self):
+        return 0, max(self.extent - 1, 0)
+
+
+@dataclass(frozen=True)
+class Div:
+    """Floor division of a non-negative form by a positive constant."""
+
+    form: "Lin"
+    divisor: int
+
+    @property
+    def bounds(self):
+        lo, hi = self.form.bounds
+        return lo // self.divisor, hi // self.divisor
+
+
+@dataclass(frozen=True)
+class Mod:
+    """Remainder of a non-negative form by a positive constant."""
+
+    form: "Lin"
+    divisor: int
+
+    @property
+    def bounds(self):
+        return 0, self.divisor - 1
+
+
+@dataclass(frozen=True)
+class Lin:
+    """sum(coef * atom) + const."""
+
+    terms: tuple = ()           # ((atom, coef), ...), atoms unique, coef != 0
+    const: int = 0
+
+    @property
+    def bounds(self) -> tuple[int, int]:
+        lo = hi = self.const
+        for atom, coef in self.terms:
+            a, b = atom.bounds
+            lo += min(coef * a, coef * b)
+            hi += max(coef * a, coef * b)
+        return lo, hi
+
+    def __add__(self, other) -> "Lin":
+        other = lin(other)
+        merged: dict = dict(self.terms)
+        for atom, coef in other.terms:
+            merged[atom] = merged.get(atom, 0) + coef
+        terms = tuple((a, c) for a, c in merged.items() if c)
+        return _recombine(Lin(terms, self.const + other.const))
+
+    def __radd__(self, other) -> "Lin":
+        return self + other
+
+    def __sub__(self, other) -> "Lin":
+        return self + lin(other) * -1
+
+    def __mul__(self, factor: int) -> "Lin":
+        if factor == 0:
+            return Lin()
+        return Lin(tuple((a, c * factor) for a, c in self.terms), self.const * factor)
+
+    def __floordiv__(self, divisor: int) -> "Lin":
+        return floordiv(self, divisor)
+
+    def __mod__(self, divisor: int) -> "Lin":
+        return mod(self, divisor)
+
+    @property
+    def is_const(self) -> bool:
+        return not self.terms
+
+
+def lin(value) -> Lin:
+    """An int, an atom or a Lin as a Lin."""
+    if isinstance(value, Lin):
+        return value
+    if isinstance(value, int):
+        return Lin((), value)
+    return Lin(((value, 1),), 0)
+
+
+def var(name: str, extent: int) -> Lin:
+    """The index variable `name` running over [0, extent)."""
+    return lin(Var(name, extent)) if extent > 1 else Lin()
+
+
+def floordiv(form: Lin, divisor: int) -> Lin:
+    """form // divisor, simplified using bounds and exact multiples."""
+    form = lin(form)
+    lo, hi = form.bounds
+    if divisor == 1:
+        return form
+    if 0 <= lo and hi < divisor:
+        return Lin()
+    exact = [(a, c) for a, c in form.terms if c % divisor == 0]
+    rest = Lin(tuple(t for t in form.terms if t not in exact), form.const)
+    r_lo, r_hi = rest.bounds
+    if exact and 0 <= r_lo and r_hi < divisor:          # (a*d + r) // d == a when 0 <= r < d
+        return Lin(tuple((a, c // divisor) for a, c in exact))
+    if form.is_const:
+        return Lin((), form.const // divisor)
+    return lin(Div(form, divisor))
+
+
+def mod(form: Lin, divisor: int) -> Lin:
+    """form % divisor, simplified using bounds and exact multiples."""
+    form = lin(form)
+    if divisor == 1:
+        return Lin()
+    kept = Lin(tuple((a, c) for a, c in form.terms if c % divisor), form.const % divisor)
+    lo, hi = kept.bounds
+    if 0 <= lo and hi < divisor:
+        return kept
+    if kept.is_const:
+        return Lin((), kept.const % divisor)
+    return lin(Mod(kept, divisor))
+
+
+def _recombine(form: Lin) -> Lin:
+    """Fold d * (x // d) + (x % d) back into x."""
+    terms = dict(form.terms)
+    for atom, coef in form.terms:
+        if isinstance(atom, Div) and atom in terms:
+            partner = Mod(atom.form, atom.divisor)
+            if terms.get(partner) == coef // atom.divisor and coef % atom.divisor == 0 \
+                    and coef // atom.divisor != 0:
+                scale = coef // atom.divisor
+                del terms[atom], terms[partner]
+                return _recombine(Lin(tuple(terms.items()), form.const) + atom.form * scale)
+    return form
+
+
+def flatten(indices, shape) -> Lin:
+    """Row-major linear offset of `indices` in `shape`."""
+    offset = Lin()
+    for index, size in zip(indices, shape):
+        offset = offset * size + index
+    return offset
+
+
+def unflatten(offset: Lin, shape) -> list[Lin]:
+    """Row-major indices of a linear `offset` in `shape`."""
+    indices = []
+    for size in reversed(shape):
+        indices.append(mod(offset, size) if size > 1 else Lin())
+        offset = floordiv(offset, size) if size > 1 else offset
+    return indices[::-1]
+
+
+def render(form: Lin, names: dict | None = None) -> str:
+    """C (and WGSL) text of an index form."""
+    parts = []
+    for atom, coef in sorted(form.terms, key=lambda t: _atom_key(t[0])):
+        text = _render_atom(atom)
+        parts.append(text if coef == 1 else f"{text} * {coef}")
+    if form.const or not parts:
+        parts.append(str(form.const))
+    return " + ".join(parts).replace("+ -", "- ")
+
+
+def _render_atom(atom) -> str:
+    if isinstance(atom, Var):
+        return atom.name
+    inner = render(atom.form)
+    op = "/" if isinstance(atom, Div) else "%"
+    return f"(({inner}) {op} {atom.divisor})"
+
+
+def _atom_key(atom) -> str:
+    return atom.name if isinstance(atom, Var) else "~" + _render_atom(atom)

@@ -1,0 +1,159 @@
+"""The backend-neutral kernel IR: what one kernel computes, before any language is chosen.
+
+A kernel runs one work item per element of `space` (flattened, index `gid`). An optional
+`Reduce` loops over a second space and combines a body expression into an accumulator.
+`stores` write expressions (which may read the accumulator) to output buffers. Values are
+expression DAGs of frozen dataclasses, so equal subexpressions hash equal and are
+emitted once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from graphc.codegen.index import Lin
+
+
+@dataclass(frozen=True)
+class Cond:
+    """An index condition: `form op bound` with op one of '>=', '<', '=='."""
+
+    form: Lin
+    op: str
+    bound: int
+
+
+@dataclass(frozen=True)
+class Expr:
+    """Base of value expressions."""
+
+    dtype: np.dtype
+
+
+@dataclass(frozen=True)
+class Load(Expr):
+    """buffer[index + sum(expr * stride for dynamic)], or 0 where `valid` fails."""
+
+    buffer: str
+    index: Lin
+    valid: tuple[Cond, ...] = ()
+    dynamic: tuple = ()             # ((Expr, stride, extent), ...) data-dependent terms
+
+
+@dataclass(frozen=True)
+class Const(Expr):
+    """A literal."""
+
+    value: float | int | bool
+
+
+@dataclass(frozen=True)
+class Apply(Expr):
+    """A registry op's template applied to argument expressions."""
+
+    op: str
+    args: tuple
+    attrs: tuple = ()
+
+
+@dataclass(frozen=True)
+class Select(Expr):
+    """`a` where every condition holds, else `b`."""
+
+    conds: tuple[Cond, ...]
+    a: Expr
+    b: Expr
+
+
+@dataclass(frozen=True)
+class IndexValue(Expr):
+    """An index used as a value (one_hot, argmax positions)."""
+
+    index: Lin
+
+
+@dataclass(frozen=True)
+class Acc(Expr):
+    """The reduction's (or GEMM's) accumulated value, readable by stores."""
+
+
+@dataclass(frozen=True)
+class Random(Expr):
+    """Element `index` of a Philox stream: dist in uniform|normal|bernoulli."""
+
+    dist: str
+    seed: int
+    blocks_per_step: int
+    index: Lin
+    params: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Reduce:
+    """Loop over `space` (flattened into variable `var`), combining `body` with `combiner`."""
+
+    space: tuple[int, ...]
+    var: str
+    combiner: str                   # sum | max | min | argmax | argmin
+    body: Expr
+    acc_dtype: np.dtype
+
+
+@dataclass(frozen=True)
+class Store:
+    """output[index] = value."""
+
+    buffer: str
+    index: Lin
+    value: Expr
+
+
+@dataclass(frozen=True)
+class Param:
+    """A kernel argument: a buffer read or written."""
+
+    name: str
+    dtype: np.dtype
+    output: bool = False
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """One kernel: work items over `space`, an optional reduction, and its stores."""
+
+    name: str
+    space: tuple[int, ...]
+    stores: tuple[Store, ...]
+    params: tuple[Param, ...]
+    reduce: Reduce | None = None
+    uses_step: bool = False
+    ops: tuple[str, ...] = field(default=(), compare=False)
+    flops: int = field(default=0, compare=False)
+
+
+def walk(expr: Expr):
+    """Every sub-expression of `expr`, children first, each once."""
+    seen: set = set()
+    order: list = []
+
+    def visit(node):
+        if node in seen:
+            return
+        seen.add(node)
+        for child in children(node):
+            visit(child)
+        order.append(node)
+    visit(expr)
+    return order
+
+
+def children(expr: Expr) -> tuple:
+    """Direct sub-expressions."""
+    if isinstance(expr, Apply):
+        return expr.args
+    if isinstance(expr, Select):
+        return (expr.a, expr.b)
+    if isinstance(expr, Load):
+        return tuple(d[0] for d in expr.dynamic)
+    return ()

@@ -1,0 +1,210 @@
+"""Render kernel IR as OpenCL C. OpenCL specifics live here and in the registry's templates."""
+from __future__ import annotations
+
+import math
+from importlib import resources
+
+import numpy as np
+
+from graphc.codegen.index import render as render_index
+from graphc.codegen.kernel import (Acc, Apply, Cond, Const, IndexValue, Kernel, Load, Random,
+                                   Select, walk)
+from graphc.ops import get_op
+
+C_TYPES = {"float16": "half", "float32": "float", "float64": "double", "int32": "int",
+           "int64": "long", "bool": "bool"}
+STORAGE_TYPES = {**C_TYPES, "bool": "uchar"}     # bool is not a legal buffer element type
+IDENTITY = {"sum": "0", "max": "-INFINITY", "min": "INFINITY"}
+
+
+def c_type(dtype, storage: bool = False) -> str:
+    """The OpenCL C type of a numpy dtype (uchar for bool in memory)."""
+    return (STORAGE_TYPES if storage else C_TYPES)[np.dtype(dtype).name]
+
+
+def literal(value, dtype) -> str:
+    """A C literal of `dtype` (INFINITY/NAN spelled out; float suffixes explicit)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "b":
+        return "true" if value else "false"
+    if dtype.kind in "iu":
+        return f"{int(value)}L" if dtype.itemsize == 8 else str(int(value))
+    value = float(value)
+    if math.isnan(value):
+        text = "NAN"
+    elif math.isinf(value):
+        text = "INFINITY" if value > 0 else "-INFINITY"
+    else:
+        text = repr(value) + ("f" if dtype.itemsize <= 4 else "")
+    return f"(({c_type(dtype)}){text})" if dtype.itemsize != 4 or not text[-1] == "f" else text
+
+
+def _cond(cond: Cond) -> str:
+    return f"({render_index(cond.form)} {cond.op} {cond.bound})"
+
+
+def _conds(conds) -> str:
+    return " && ".join(_cond(c) for c in conds) or "true"
+
+
+def _identity(combiner: str, dtype) -> str:
+    if np.dtype(dtype).kind in "iu" and combiner in ("max", "min", "argmax", "argmin"):
+        info = np.iinfo(dtype)
+        bound = info.min if combiner in ("max", "argmax") else info.max
+        return literal(bound + (1 if bound < 0 and dtype.itemsize == 8 else 0), dtype)
+    return IDENTITY[{"argmax": "max", "argmin": "min"}.get(combiner, combiner)]
+
+
+class Emitter:
+    """Turns expression DAGs into SSA statements, one temporary per distinct expression."""
+
+    def __init__(self, indent: str, first_temp: int = 0):
+        self.lines: list[str] = []
+        self.names: dict = {}
+        self.indent = indent
+        self.next_temp = first_temp
+
+    def value(self, expr) -> str:
+        """The C name of `expr`, emitting statements for what is not yet computed."""
+        for node in walk(expr):
+            if node not in self.names:
+                self.names[node] = self._emit(node)
+        return self.names[expr]
+
+    def _emit(self, node) -> str:
+        text, comment = self._text(node)
+        if isinstance(node, (Const, Acc)):
+            return text
+        name = f"t{self.next_temp}"
+        self.next_temp += 1
+        suffix = f"  // {comment}" if comment else ""
+        self.lines.append(f"{self.indent}{c_type(node.dtype)} {name} = {text};{suffix}")
+        return name
+
+    def _text(self, node) -> tuple[str, str]:
+        if isinstance(node, Const):
+            return literal(node.value, node.dtype), ""
+        if isinstance(node, Acc):
+            return "acc", ""
+        if isinstance(node, Load):
+            return _load_text(node, self.names), f"load {node.buffer}"
+        if isinstance(node, IndexValue):
+            return f"({c_type(node.dtype)})({render_index(node.index)})", ""
+        if isinstance(node, Select):
+            return (f"({_conds(node.conds)}) ? {self.names[node.a]} : "
+                    f"{self.names[node.b]}"), "select"
+        if isinstance(node, Random):
+            return _random_text(node), f"random {node.dist}"
+        return _apply_text(node, [self.names[a] for a in node.args]), node.op
+
+
+def _load_text(node: Load, names: dict) -> str:
+    index = render_index(node.index)
+    for expr, stride, extent in node.dynamic:
+        wrapped = f"({names[expr]} < 0 ? {names[expr]} + {extent} : {names[expr]})"
+        clamped = f"clamp((long){wrapped}, 0L, {extent - 1}L)"
+        index += f" + (int){clamped} * {stride}"
+    text = f"{node.buffer}[{index}]"
+    if np.dtype(node.dtype).kind == "b":
+        text = f"({text} != 0)"
+    if node.valid:
+        text = f"(({_conds(node.valid)}) ? {text} : {literal(0, node.dtype)})"
+    return text
+
+
+def _apply_text(node: Apply, args: list[str]) -> str:
+    if node.op == "cast":
+        source = node.args[0].dtype
+        if np.dtype(node.dtype).kind == "b":
+            return f"({args[0]} != 0)"
+        if np.dtype(source).kind == "f" and np.dtype(node.dtype).kind in "iu":
+            return f"convert_{c_type(node.dtype)}_rtz({args[0]})"
+        return f"({c_type(node.dtype)})({args[0]})"
+    template = get_op(node.op).templates["opencl"]
+    return template.format(*args, T=c_type(node.dtype))
+
+
+def _random_text(node: Random) -> str:
+    offset = f"graphc_step * {node.blocks_per_step}UL"
+    index = f"(ulong)({render_index(node.index)})"
+    seed = f"{node.seed & 0xFFFFFFFFFFFFFFFF}UL"
+    a, b = (literal(p, np.float32) for p in node.params)
+    call = {"uniform": f"graphc_uniform_f32({seed}, {offset}, {index}, {a}, {b})",
+            "normal": f"graphc_normal_f32({seed}, {offset}, {index}, {a}, {b})",
+            "bernoulli": f"graphc_bernoulli_f32({seed}, {offset}, {index}, {a})"}[node.dist]
+    return f"({c_type(node.dtype)})({call})"
+
+
+def _params(kernel: Kernel) -> str:
+    params = []
+    for p in kernel.params:
+        const = "" if p.output else "const "
+        params.append(f"__global {const}{c_type(p.dtype, storage=True)}* restrict {p.name}")
+    if kernel.uses_step:
+        params.append("__global const ulong* restrict graphc_step_buffer")
+    return ", ".join(params)
+
+
+def _store(store, emitter: Emitter, dtype) -> str:
+    value = emitter.value(store.value)
+    if np.dtype(dtype).kind == "b":
+        value = f"(uchar)({value})"
+    return f"{emitter.indent}{store.buffer}[{render_index(store.index)}] = {value};"
+
+
+def render_kernel(kernel: Kernel) -> str:
+    """OpenCL C source of one kernel."""
+    total = int(np.prod(kernel.space, dtype=np.int64))
+    out_dtypes = {p.name: p.dtype for p in kernel.params}
+    lines = [f"__kernel void {kernel.name}({_params(kernel)}) {{",
+             "  const int gid = get_global_id(0);",
+             f"  if (gid >= {total}) return;"]
+    if kernel.uses_step:
+        lines.append("  const ulong graphc_step = graphc_step_buffer[0];")
+    emitter = Emitter("  ")
+    if kernel.reduce is not None:
+        loop = Emitter("    ")
+        lines += _reduce_lines(kernel.reduce, loop)
+        emitter.next_temp = loop.next_temp     # loop temporaries are out of scope after it
+    body = [_store(s, emitter, out_dtypes[s.buffer]) for s in kernel.stores]
+    return "\n".join(lines + emitter.lines + body + ["}"]) + "\n"
+
+
+def _reduce_lines(reduce, emitter: Emitter) -> list[str]:
+    total = int(np.prod(reduce.space, dtype=np.int64))
+    acc_type = c_type(reduce.acc_dtype)
+    lines = [f"  {acc_type} acc = {_identity(reduce.combiner, reduce.acc_dtype)};"]
+    arg = reduce.combiner in ("argmax", "argmin")
+    if arg:
+        lines.append("  int best = 0;")
+    lines.append(f"  for (int {reduce.var} = 0; {reduce.var} < {total}; ++{reduce.var}) {{")
+    value = emitter.value(reduce.body)
+    lines += emitter.lines + [_combine_line(reduce, value)]
+    lines.append("  }")
+    if arg:
+        lines.append("  acc = best;")
+    return lines
+
+
+def _combine_line(reduce, value: str) -> str:
+    r = reduce.var
+    return {"sum": f"    acc += {value};",
+            "max": f"    acc = max(acc, ({c_type(reduce.acc_dtype)}){value});",
+            "min": f"    acc = min(acc, ({c_type(reduce.acc_dtype)}){value});",
+            "argmax": f"    if ({value} > acc) {{ acc = {value}; best = {r}; }}",
+            "argmin": f"    if ({value} < acc) {{ acc = {value}; best = {r}; }}"}[reduce.combiner]
+
+
+def program_header(kernels, device_fp16: bool, device_fp64: bool) -> str:
+    """Pragmas only for the extensions the kernels use, and the Philox helpers if needed."""
+    dtypes = {p.dtype.name for k in kernels for p in k.params}
+    lines = []
+    if "float16" in dtypes:
+        lines.append("#pragma OPENCL EXTENSION cl_khr_fp16 : enable")
+    if "float64" in dtypes or any(k.uses_step for k in kernels):
+        if device_fp64 and "float64" in dtypes:
+            lines.append("#pragma OPENCL EXTENSION cl_khr_fp64 : enable")
+    text = "\n".join(lines) + ("\n" if lines else "")
+    if any(k.uses_step for k in kernels):
+        text += resources.files("graphc.kernels_cl").joinpath("philox.cl").read_text() + "\n"
+    return text

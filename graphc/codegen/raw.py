@@ -1,0 +1,118 @@
+"""Hand-written kernels for ops whose loops do not fit one reduction: softmax rows and
+max-pool routing. Each reads materialized buffers and writes one output buffer."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from graphc.codegen.opencl import c_type
+from graphc.ir import Tensor
+
+RAW_OPS = frozenset({"softmax", "log_softmax", "max_pool2d_grad", "max_pool2d_select"})
+
+
+@dataclass(frozen=True)
+class RawKernel:
+    """A kernel given as source: its parameters are (inputs..., output) buffers."""
+
+    name: str
+    source: str
+    work_items: int
+    inputs: tuple[str, ...]
+    output: str
+    ops: tuple[str, ...] = ()
+    flops: int = 0
+
+
+def raw_kernel(name: str, t: Tensor, inputs: list[str], output: str) -> RawKernel:
+    """The hand-written kernel computing `t` from input buffers."""
+    node = t.producer
+    source, items, flops = _BUILDERS[node.op](name, t, node)
+    return RawKernel(name, source, items, tuple(inputs), output, flops=flops)
+
+
+def _softmax(name: str, t: Tensor, node, log: bool):
+    axis = node.attrs["axis"]
+    shape = t.shape
+    n, inner = shape[axis], int(np.prod(shape[axis + 1:], dtype=np.int64))
+    rows = t.size // max(n, 1) if n else 0
+    T = c_type(t.dtype)
+    finish = "(v - m) - log(s)" if log else "exp(v - m) / s"
+    source = f"""__kernel void {name}(__global const {T}* restrict x, __global {T}* restrict y) {{
+  const int row = get_global_id(0);
+  if (row >= {rows}) return;
+  const int base = (row / {inner}) * {n * inner} + row % {inner};
+  {T} m = -INFINITY;
+  for (int i = 0; i < {n}; ++i) m = max(m, x[base + i * {inner}]);
+  {T} s = 0;
+  for (int i = 0; i < {n}; ++i) s += exp(x[base + i * {inner}] - m);
+  for (int i = 0; i < {n}; ++i) {{
+    const {T} v = x[base + i * {inner}];
+    y[base + i * {inner}] = {finish};
+  }}
+}}
+"""
+    return source, rows, 5 * t.size
+
+
+def _argmax_window(T: str, shape, kernel, stride, padding) -> str:
+    """C statements finding the first maximum of window (oh, ow): sets bh, bw."""
+    H, W = shape[2], shape[3]
+    return f"""    {T} best = -INFINITY; int bh = -1, bw = -1;
+    for (int i = 0; i < {kernel[0]}; ++i) for (int j = 0; j < {kernel[1]}; ++j) {{
+      const int ih = oh * {stride[0]} + i - {padding[0]}, iw = ow * {stride[1]} + j - {padding[1]};
+      const {T} v = (ih >= 0 && ih < {H} && iw >= 0 && iw < {W}) ? x[plane + ih * {W} + iw] : -INFINITY;
+      if (v > best || bh < 0) {{ best = v; bh = ih; bw = iw; }}
+    }}
+"""
+
+
+def _max_pool2d_grad(name: str, t: Tensor, node):
+    x, g = node.inputs
+    k, s, p = node.attrs["kernel"], node.attrs["stride"], node.attrs["padding"]
+    N, C, H, W = x.shape
+    OH, OW = g.shape[2], g.shape[3]
+    T = c_type(t.dtype)
+    source = f"""__kernel void {name}(__global const {T}* restrict x, __global const {T}* restrict g, __global {T}* restrict dx) {{
+  const int gid = get_global_id(0);
+  if (gid >= {t.size}) return;
+  const int w = gid % {W}, h = (gid / {W}) % {H}, nc = gid / {H * W};
+  const int plane = nc * {H * W};
+  {T} total = 0;
+  for (int oh = 0; oh < {OH}; ++oh) {{
+    if (h + {p[0]} < oh * {s[0]} || h + {p[0]} >= oh * {s[0]} + {k[0]}) continue;
+    for (int ow = 0; ow < {OW}; ++ow) {{
+      if (w + {p[1]} < ow * {s[1]} || w + {p[1]} >= ow * {s[1]} + {k[1]}) continue;
+{_argmax_window(T, x.shape, k, s, p)}      if (bh == h && bw == w) total += g[nc * {OH * OW} + oh * {OW} + ow];
+    }}
+  }}
+  dx[gid] = total;
+}}
+"""
+    return source, t.size, t.size
+
+
+def _max_pool2d_select(name: str, t: Tensor, node):
+    x, h_in = node.inputs
+    k, s, p = node.attrs["kernel"], node.attrs["stride"], node.attrs["padding"]
+    N, C, H, W = x.shape
+    OH, OW = t.shape[2], t.shape[3]
+    T = c_type(t.dtype)
+    source = f"""__kernel void {name}(__global const {T}* restrict x, __global const {T}* restrict h, __global {T}* restrict y) {{
+  const int gid = get_global_id(0);
+  if (gid >= {t.size}) return;
+  const int ow = gid % {OW}, oh = (gid / {OW}) % {OH}, nc = gid / {OH * OW};
+  const int plane = nc * {H * W};
+{_argmax_window(T, x.shape, k, s, p)}  y[gid] = (bh >= 0 && bh < {H} && bw >= 0 && bw < {W}) ? h[plane + bh * {W} + bw] : ({T})0;
+}}
+"""
+    return source, t.size, t.size
+
+
+_BUILDERS = {
+    "softmax": lambda name, t, node: _softmax(name, t, node, log=False),
+    "log_softmax": lambda name, t, node: _softmax(name, t, node, log=True),
+    "max_pool2d_grad": _max_pool2d_grad,
+    "max_pool2d_select": _max_pool2d_select,
+}

@@ -1,0 +1,215 @@
+"""Compile a graph (outputs plus variable updates) into a runtime Plan.
+
+graph passes -> fusion -> schedule -> memory plan -> codegen -> Plan. Variables and
+constants live in device-resident arrays shared by every function that uses them; an
+update is written into its variable's buffer by the kernel that computes it when that
+kernel reads the variable only at the index it writes, else through a final copy.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from graphc import config
+from graphc.builder import apply
+from graphc.codegen.build import STEP_BUFFER, BuiltKernel, build_kernel
+from graphc.codegen.opencl import program_header
+from graphc.errors import CodegenError, FeedError, ShapeError
+from graphc.ir import Graph, Tensor
+from graphc.passes.fuse import Group, choose_stored, cone, make_groups
+from graphc.passes.pipeline import optimize
+from graphc.passes.schedule import MemoryPlan, plan_memory, schedule
+from graphc.runtime import BufferArg, BufferSpec, IOBinding, KernelLaunch, Plan
+from graphc.sites import site_of
+
+GPU_GROUP = 64
+
+
+@dataclass
+class Compiled:
+    """Everything a Function needs to run and to explain itself."""
+
+    plan: Plan
+    kernels: list[BuiltKernel]
+    memory: MemoryPlan
+    graph: Graph
+    pass_records: list
+    leaves: dict                    # plan buffer -> variable or constant tensor
+    output_buffers: list[str]
+
+
+def compile_graph(inputs, outputs, updates, device) -> Compiled:
+    """Optimize, fuse, schedule and generate code for `outputs` and `updates`."""
+    n_out = len(outputs)
+    graph = Graph.from_outputs(list(outputs) + [u for _, u in updates], inputs=inputs)
+    _check_inputs(graph, inputs)
+    on_pass = _print_pass if config.debug_level() >= 3 else None
+    graph, records = optimize(graph, on_pass=on_pass)
+    values = [_materializable(v) for v in graph.outputs]
+    outs, new_values = values[:n_out], values[n_out:]
+    targets = [v for v, _ in updates]
+    groups, buffer_of, in_place = _fuse(graph, outs, targets, new_values)
+    stored = {t for g in groups for t in g.stores} | set(buffer_of)
+    order = schedule(groups, in_place, stored)
+    scratch = {t for g in groups for t in g.stores} - set(buffer_of)
+    memory = plan_memory(order, scratch, stored, buffer_of)
+    leaf_map = {leaf: _leaf_name(leaf) for leaf in graph.inputs
+                if not (leaf.role == "constant" and leaf.size == 1)}
+    kernels = _build_kernels(order, {**memory.buffer_of, **leaf_map}, device)
+    plan, leaves = _plan(graph, inputs, outs, kernels, memory, leaf_map, device)
+    return Compiled(plan, kernels, memory, graph, records, leaves,
+                    [memory.buffer_of[t] for t in outs])
+
+
+def _check_inputs(graph: Graph, inputs) -> None:
+    missing = [p for p in graph.placeholders if p not in set(inputs)]
+    if missing:
+        p = missing[0]
+        raise FeedError(f"the outputs depend on placeholder {p.name!r} ({p.type}, created at "
+                        f"{p.site}), which is not among the function's inputs")
+
+
+def _materializable(t: Tensor) -> Tensor:
+    """A value a kernel computes: leaves are copied by an identity reshape."""
+    if t.producer is not None:
+        return t
+    with site_of(t.site):
+        return apply("reshape", [t], shape=t.shape)
+
+
+def _print_pass(name: str, graph: Graph) -> None:
+    print(f"--- IR after {name} ---\n{graph}")
+
+
+def _fuse(graph: Graph, outs, targets, new_values):
+    """Groups, the buffers fixed in advance, and which group writes each variable."""
+    buffer_of = {t: f"out{i}" for i, t in enumerate(outs)}
+    copies, in_place = [], {}
+    writes = {}
+    for variable, value in zip(targets, new_values):
+        if variable in writes.values() or value in writes:
+            raise ShapeError(f"variable {variable.name!r} is updated twice in one function")
+        writes[value] = variable
+    extended = list(outs) + list(writes)
+    groups = make_groups(_with(graph, extended), extended)
+    stored = choose_stored(_with(graph, extended), extended)
+    writer = {t: g for g in groups for t in g.stores}
+    for value, variable in writes.items():
+        if _writes_safely(value, variable, stored) and value not in buffer_of:
+            buffer_of[value] = f"var:{variable.name}:{id(variable)}"
+            in_place[variable] = writer[value]
+        else:
+            copies.append((value, variable))
+    for value, variable in copies:
+        copy = _materializable_copy(value)
+        group = Group("elementwise", copy, stores=[copy])
+        groups.append(group)
+        buffer_of[copy] = f"var:{variable.name}:{id(variable)}"
+        in_place[variable] = group
+    for value in buffer_of:
+        if value.producer is None:
+            raise CodegenError(f"no kernel computes {value!r}")
+    return groups, buffer_of, in_place
+
+
+def _with(graph: Graph, outputs) -> Graph:
+    return Graph(graph.inputs, graph.nodes, tuple(outputs), graph.name)
+
+
+def _materializable_copy(value: Tensor) -> Tensor:
+    with site_of(value.site or (value.producer.site if value.producer else "")):
+        return apply("reshape", [value], shape=value.shape)
+
+
+def _writes_safely(value: Tensor, variable: Tensor, stored: set) -> bool:
+    """Does computing `value` read `variable` only elementwise at the index it writes?"""
+    for t in cone(value, stored):
+        node = t.producer
+        if node is None or variable not in node.inputs:
+            continue
+        from graphc.ops import get_op
+        if get_op(node.op).kind != "elementwise" or t.shape != value.shape \
+                or variable.shape != value.shape:
+            return False
+    return True
+
+
+def _build_kernels(order, buffer_of, device) -> list[BuiltKernel]:
+    nbytes = {}
+    for t, b in buffer_of.items():
+        nbytes[b] = max(nbytes.get(b, 0), t.type.nbytes)
+    return [build_kernel(g, buffer_of, nbytes) for g in order]
+
+
+def _plan(graph, inputs, outs, kernels, memory, leaf_map, device) -> tuple[Plan, dict]:
+    buffers, leaves = {}, {}
+    input_bindings = []
+    for p in inputs:
+        name = f"in:{p.name}:{id(p)}"
+        buffers[name] = BufferSpec(name, max(p.type.nbytes, 1), "input")
+        input_bindings.append(IOBinding(name, name, p.shape, p.dtype.name))
+    for t, name in memory.buffer_of.items():
+        role = "variable" if name.startswith("var:") else "output" if name.startswith("out") \
+            else "scratch"
+        size = max(memory.sizes.get(name, t.type.nbytes), 1)
+        if name not in buffers or buffers[name].nbytes < size:
+            buffers[name] = BufferSpec(name, size, role)
+    variable_bindings = _leaf_buffers(leaf_map, buffers, leaves, kernels)
+    if any(STEP_BUFFER in k.args for k in kernels):
+        buffers[STEP_BUFFER] = BufferSpec(STEP_BUFFER, 8, "input")
+        input_bindings.append(IOBinding(STEP_BUFFER, STEP_BUFFER, (1,), "uint64"))
+    launches = tuple(_launch(k, device) for k in kernels)
+    outputs = tuple(IOBinding(f"out{i}", memory.buffer_of[t], t.shape, t.dtype.name)
+                    for i, t in enumerate(outs))
+    source = _program_source(kernels, device)
+    plan = Plan(source, "", tuple(buffers.values()), tuple(input_bindings), outputs,
+                tuple(variable_bindings), launches)
+    return plan, leaves
+
+
+def _leaf_buffers(leaf_map, buffers, leaves, kernels) -> list:
+    """Variables and constants the kernels use: device-resident, bound by name."""
+    used = {a for k in kernels for a in k.args}
+    bindings = []
+    for leaf, name in leaf_map.items():
+        if leaf.role == "placeholder" or name not in used:
+            continue
+        leaves[name] = leaf
+        buffers[name] = BufferSpec(name, max(leaf.type.nbytes, 1), "variable")
+        bindings.append(IOBinding(name, name, leaf.shape, leaf.dtype.name))
+    return bindings
+
+
+def _leaf_name(leaf: Tensor) -> str:
+    if leaf.role == "placeholder":
+        return f"in:{leaf.name}:{id(leaf)}"
+    kind = "var" if leaf.role == "variable" else "const"
+    return f"{kind}:{leaf.name}:{id(leaf)}"
+
+
+def _launch(kernel: BuiltKernel, device) -> KernelLaunch:
+    items = kernel.work_items
+    local = None
+    if device.type == "gpu":
+        group = min(GPU_GROUP, device.max_work_group_size)
+        items, local = -(-items // group) * group, (group,)
+    return KernelLaunch(kernel.name, tuple(BufferArg(a) for a in kernel.args), (items,), local,
+                        kernel.flops, kernel.bytes_read, kernel.bytes_written, kernel.ops)
+
+
+def _program_source(kernels, device) -> str:
+    seen, parts = set(), []
+    for k in kernels:
+        if k.name not in seen:
+            seen.add(k.name)
+            parts.append(k.source)
+    uses_step = any(STEP_BUFFER in k.args for k in kernels)
+    dtypes = "".join(parts)
+    header = "#pragma OPENCL EXTENSION cl_khr_fp64 : enable\n" if "double" in dtypes else ""
+    if "half" in dtypes:
+        header += "#pragma OPENCL EXTENSION cl_khr_fp16 : enable\n"
+    if uses_step:
+        from importlib import resources
+        header += resources.files("graphc.kernels_cl").joinpath("philox.cl").read_text() + "\n"
+    return header + "\n".join(parts)

@@ -1,0 +1,125 @@
+"""gc.function: compile once, call many times (numpy in, numpy out, state on the device)."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from graphc import config
+from graphc.builder import cast
+from graphc.compiler import Compiled, compile_graph
+from graphc.errors import DTypeError, FeedError, GraphcError, ShapeError
+from graphc.feeds import check_feed
+from graphc.ir import Tensor
+from graphc.runtime import Executable, ResidentArray, select_device
+from graphc.runtime.profiling import format_profile
+
+
+def function(inputs, outputs, updates=None, device=None, name: str = "function") -> "Function":
+    """Compile `outputs` (a tensor or a list) and `updates` [(variable, new value)] of `inputs`."""
+    return Function(inputs, outputs, updates or [], device, name)
+
+
+class Function:
+    """A compiled graph: call it with one numpy array per input."""
+
+    def __init__(self, inputs, outputs, updates, device, name):
+        self.name = name
+        self.inputs = _check_placeholders(inputs)
+        self.single = isinstance(outputs, Tensor)
+        self.outputs = [outputs] if self.single else list(outputs)
+        self.updates = [_check_update(v, u) for v, u in updates]
+        self.device = select_device(device)
+        started = time.perf_counter()
+        self.compiled: Compiled = compile_graph(self.inputs, self.outputs, self.updates,
+                                                self.device)
+        self.executable = Executable(self.device, self.compiled.plan, self._residents())
+        self.compile_seconds = time.perf_counter() - started
+        self.calls = 0
+        self.last_profile: list[tuple[str, float]] = []
+        if config.debug_level() >= 1:
+            print(self.summary())
+        if config.debug_level() >= 4:
+            print(self.compiled.plan.source)
+
+    def _residents(self) -> dict:
+        residents = {}
+        for name, leaf in self.compiled.leaves.items():
+            if leaf.role == "variable":
+                store = leaf.data.resident
+                if self.device not in store:
+                    store[self.device] = ResidentArray(self.device, leaf.data.array, leaf.name)
+                residents[name] = store[self.device]
+            else:
+                residents[name] = ResidentArray(self.device, leaf.data, name)
+        return residents
+
+    def __call__(self, *feeds):
+        """Run once; returns the outputs (a list, or one array when outputs was a tensor)."""
+        arrays = self._check_feeds(feeds)
+        profile = config.debug_level() >= 2
+        results = self.executable.run(arrays, profile=profile)
+        self.calls += 1
+        if profile:
+            self.last_profile = list(self.executable.last_profile)
+            print(format_profile(self.compiled.plan.launches, self.last_profile))
+        return results[0] if self.single else results
+
+    def _check_feeds(self, feeds) -> list[np.ndarray]:
+        if len(feeds) != len(self.inputs):
+            names = ", ".join(p.name for p in self.inputs)
+            raise FeedError(f"function {self.name!r} takes {len(self.inputs)} inputs ({names}),"
+                            f" got {len(feeds)}")
+        arrays = [check_feed(p, v) for p, v in zip(self.inputs, feeds)]
+        if any(b.name == "graphc_step" for b in self.compiled.plan.inputs):
+            arrays.append(np.array([self.calls], np.uint64))
+        return arrays
+
+    def profile(self, *feeds) -> list[tuple[str, float]]:
+        """Run once with OpenCL event timing; per-kernel (name, seconds) in launch order."""
+        arrays = self._check_feeds(feeds)
+        self.executable.run(arrays, profile=True)
+        self.calls += 1
+        self.last_profile = list(self.executable.last_profile)
+        return self.last_profile
+
+    @property
+    def kernel_count(self) -> int:
+        """Kernel launches per call."""
+        return len(self.compiled.plan.launches)
+
+    def summary(self) -> str:
+        """One paragraph: passes, kernels, memory, compile time."""
+        from graphc.dump import function_summary
+        return function_summary(self)
+
+    def dump(self, source: bool = False) -> str:
+        """Each kernel with its fused ops and their lines, the buffer plan, the peak memory."""
+        from graphc.dump import format_function
+        return format_function(self, source=source)
+
+
+def _check_placeholders(inputs) -> list[Tensor]:
+    inputs = list(inputs)
+    for p in inputs:
+        if not isinstance(p, Tensor) or p.role != "placeholder":
+            raise GraphcError(f"function inputs must be placeholders, got {p!r}")
+    return inputs
+
+
+def _check_update(variable, value) -> tuple[Tensor, Tensor]:
+    if not isinstance(variable, Tensor) or variable.role != "variable":
+        raise GraphcError(f"updates must be (variable, new value) pairs; {variable!r} is not a"
+                          f" variable")
+    from graphc.builder import as_tensor
+    value = as_tensor(value, variable.dtype)
+    if value.shape != variable.shape:
+        raise ShapeError(f"update of variable {variable.name!r}: new value has shape "
+                         f"{value.shape}, the variable {variable.shape} (created at "
+                         f"{value.site or variable.site})")
+    if value.dtype != variable.dtype:
+        if value.dtype.kind != variable.dtype.kind:
+            raise DTypeError(f"update of variable {variable.name!r}: new value is "
+                             f"{value.dtype.name}, the variable {variable.dtype.name}")
+        value = cast(value, variable.dtype)
+    return variable, value

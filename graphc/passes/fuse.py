@@ -1,0 +1,242 @@
+"""Fusion: decide which values live in buffers and group the rest into kernels.
+
+The rules, beyond TVM's (injective into injective, injective into reductions, elementwise
+epilogues after reductions and contractions):
+
+* Elementwise and movement ops never get a kernel of their own: their consumers compute
+  them inline (movement ops are index arithmetic, see codegen/lower.py).
+* Recompute versus store (the cost model): an inlined value is recomputed by every kernel
+  that reads it. It is stored instead when it has several consumers and its inline cost
+  (ops in its cone, transcendental ops counting TRANSCENDENTAL_COST) times the number of
+  extra consumers exceeds RECOMPUTE_BUDGET, or when a windowed op (matmul, conv, pooling,
+  softmax rows) would read it many times over and its cone does arithmetic.
+* A loop op (reduction, contraction, pooling) takes elementwise consumers of its own
+  shape, that read it at the same index, as an epilogue in the same kernel; it then
+  stores its own value only if something else needs it.
+* Elementwise kernels of one shape that share inputs and do not depend on each other
+  become one kernel with several outputs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from graphc.codegen.lower import inlinable
+from graphc.codegen.raw import RAW_OPS
+from graphc.codegen.reductions import LOOP_OPS
+from graphc.ir import Graph, Tensor
+from graphc.ops import get_op
+
+RECOMPUTE_BUDGET = 8
+TRANSCENDENTAL_COST = 4
+TRANSCENDENTAL = {"exp", "log", "sqrt", "tanh", "sigmoid", "sin", "cos", "power"}
+REREADING_OPS = {"matmul", "conv2d", "conv2d_grad_input", "conv2d_grad_weight",
+                 "max_pool2d", "avg_pool2d", "avg_pool2d_grad", "take_grad"} | RAW_OPS
+BUFFER_OPERAND_OPS = RAW_OPS | {"take"}     # operands read directly by hand-written code
+
+
+@dataclass
+class Group:
+    """One kernel to be: its kind, the value it is built around, and what it stores."""
+
+    kind: str                       # elementwise | loop | raw
+    root: Tensor
+    stores: list[Tensor] = field(default_factory=list)
+    epilogues: list[Tensor] = field(default_factory=list)
+
+
+def node_cost(t: Tensor) -> int:
+    """The cost of computing `t` once from its inputs."""
+    if t.producer is None or get_op(t.producer.op).kind != "elementwise":
+        return 0
+    return TRANSCENDENTAL_COST if t.producer.op in TRANSCENDENTAL else 1
+
+
+def cone(t: Tensor, stored: set) -> list[Tensor]:
+    """The inlined values computed when `t` is computed: stop at stored values and leaves."""
+    seen, order, stack = set(), [], [t]
+    while stack:
+        value = stack.pop()
+        if value in seen:
+            continue
+        seen.add(value)
+        order.append(value)
+        if value.producer is not None and (value is t or value not in stored):
+            stack.extend(v for v in value.producer.inputs
+                         if v not in stored and v.producer is not None)
+    return order
+
+
+def should_store(t: Tensor, consumers: list, stored: set) -> bool:
+    """The recompute-versus-store decision for an inlinable value (see the module doc)."""
+    cost = sum(node_cost(v) for v in cone(t, stored))
+    if any(c.op in BUFFER_OPERAND_OPS and (c.op != "take" or c.inputs[0] is t)
+           for c in consumers):
+        return True
+    if any(c.op in REREADING_OPS for c in consumers) and cost > 0:
+        return True
+    return cost * (len(consumers) - 1) > RECOMPUTE_BUDGET
+
+
+def choose_stored(graph: Graph, outputs: list[Tensor]) -> set[Tensor]:
+    """The values that get a buffer."""
+    users = graph.users()
+    stored = set(outputs)
+    for node in graph.nodes:
+        for t in node.outputs:
+            if not inlinable(t):
+                stored.add(t)
+    for node in graph.nodes:        # producers first, so a cone's cost is known when asked
+        for t in node.outputs:
+            if t not in stored and should_store(t, users.get(t, []), stored):
+                stored.add(t)
+    return stored
+
+
+def make_groups(graph: Graph, outputs: list[Tensor]) -> list[Group]:
+    """Kernels for the graph, before scheduling."""
+    stored = choose_stored(graph, outputs)
+    groups = {t: _group_for(t) for node in graph.nodes for t in node.outputs if t in stored}
+    _fuse_epilogues(groups, stored)
+    _drop_unread_roots(list(groups.values()), stored, set(outputs))
+    return _merge_siblings(list(groups.values()), stored)
+
+
+def _group_for(t: Tensor) -> Group:
+    op = t.producer.op
+    kind = "raw" if op in RAW_OPS else "loop" if op in LOOP_OPS else "elementwise"
+    return Group(kind, t, stores=[t])
+
+
+def _fuse_epilogues(groups: dict, stored: set) -> None:
+    """Move elementwise groups into the loop group they read at the same index."""
+    for t, group in list(groups.items()):
+        if group.kind != "elementwise":
+            continue
+        source = _epilogue_source(t, stored, groups)
+        if source is None:
+            continue
+        host = groups[source]
+        host.epilogues.append(t)
+        host.stores.append(t)
+        del groups[t]
+
+
+def _epilogue_source(t: Tensor, stored: set, groups: dict) -> Tensor | None:
+    """The loop output to host `t` as an epilogue: one that `t` reads only through
+    same-shape elementwise ops, and whose kernel would not need a value computed after it."""
+    candidates = _loop_inputs(t, stored, groups)
+    if candidates is None:
+        return None
+    for source in sorted(candidates, key=lambda c: sum(_reaches(c, o) for o in candidates)):
+        if not _depends_on_other_stored(t, source, stored):
+            return source
+    return None
+
+
+def _loop_inputs(t: Tensor, stored: set, groups: dict) -> list | None:
+    """Loop outputs read by `t`'s cone at `t`'s own index; None if one is read otherwise."""
+    found = []
+    for value in cone(t, stored):
+        node = value.producer
+        if node is None or (value is not t and value in stored):
+            continue
+        same = get_op(node.op).kind == "elementwise" and value.shape == t.shape
+        for i in node.inputs:
+            if i in groups and groups[i].kind == "loop":
+                if not same or i.shape != t.shape:
+                    return None
+                if i not in found:
+                    found.append(i)
+    return found
+
+
+def _drop_unread_roots(groups: list[Group], stored: set, outputs: set) -> None:
+    """A loop value that only its own epilogues read needs no buffer."""
+    for host in groups:
+        root = host.root
+        if not host.epilogues or root in outputs:
+            continue
+        if not any(root in reads_of(g, stored) for g in groups if g is not host):
+            host.stores.remove(root)
+
+
+def _depends_on_other_stored(t: Tensor, source: Tensor, stored: set) -> bool:
+    """Fusing would make a cycle if `t` reads a stored value computed from `source`."""
+    for value in cone(t, stored):
+        if value.producer is None:
+            continue
+        for i in value.producer.inputs:
+            if i in stored and i is not source and _reaches(source, i):
+                return True
+    return False
+
+
+def _reaches(a: Tensor, b: Tensor) -> bool:
+    """Does `b` depend on `a`?"""
+    stack, seen = [b], set()
+    while stack:
+        v = stack.pop()
+        if v is a:
+            return True
+        if v in seen or v.producer is None:
+            continue
+        seen.add(v)
+        stack.extend(v.producer.inputs)
+    return False
+
+
+def _merge_siblings(groups: list[Group], stored: set) -> list[Group]:
+    """Merge independent elementwise groups of one shape that share an input."""
+    dag = dependency_graph(groups)
+    merged: list[Group] = []
+    for group in groups:
+        partner = next((m for m in merged if _can_merge(m, group, dag, stored)), None)
+        if partner is None:
+            merged.append(group)
+            continue
+        partner.stores.extend(group.stores)
+        dag = nx.contracted_nodes(dag, id(partner), id(group), self_loops=False)
+    return merged
+
+
+def _can_merge(a: Group, b: Group, dag, stored: set) -> bool:
+    if a.kind != "elementwise" or b.kind != "elementwise" or a.root.shape != b.root.shape:
+        return False
+    if nx.has_path(dag, id(a), id(b)) or nx.has_path(dag, id(b), id(a)):
+        return False
+    return bool(_leaves_read(a, stored) & _leaves_read(b, stored))
+
+
+def _leaves_read(group: Group, stored: set) -> set:
+    read = set()
+    for t in group.stores:
+        for value in cone(t, stored):
+            if value.producer is not None:
+                read.update(i for i in value.producer.inputs
+                            if i in stored or i.producer is None)
+    return read
+
+
+def dependency_graph(groups: list[Group]) -> nx.DiGraph:
+    """Group ids, with an edge from the group storing a value to each group reading it."""
+    writer = {t: g for g in groups for t in g.stores}
+    dag = nx.DiGraph()
+    dag.add_nodes_from(id(g) for g in groups)
+    for g in groups:
+        for value in reads_of(g, set(writer)):
+            if value in writer and writer[value] is not g:
+                dag.add_edge(id(writer[value]), id(g))
+    return dag
+
+
+def reads_of(group: Group, stored: set) -> set[Tensor]:
+    """The stored values and leaves that `group`'s kernel loads."""
+    read = set()
+    roots = [group.root] + group.epilogues
+    for t in roots:
+        for value in cone(t, stored):
+            if value.producer is not None:
+                read.update(i for i in value.producer.inputs if i in stored or i.producer is None)
+    return read - set(group.stores) - {group.root} - set(group.epilogues)
