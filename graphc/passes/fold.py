@@ -1,0 +1,52 @@
+"""Constant folding: evaluate nodes whose inputs are all constants with the interpreter.
+
+A node is kept when its result would be large (folding broadcast_to of a scalar into a
+million-element array bloats the graph and the upload), when it is random (its value
+changes at every step), or when evaluating it fails (the error belongs to run time).
+"""
+from __future__ import annotations
+
+from graphc.interp import run_node
+from graphc.ir import Graph, Node, Tensor
+from graphc.ops import get_op
+from graphc.passes import Pass
+from graphc.rewrite import constant_like, rebuild
+
+MAX_FOLDED_ELEMENTS = 4096
+
+
+def is_constant(value: Tensor) -> bool:
+    """A constant leaf (variables are state, not constants)."""
+    return value.producer is None and value.role == "constant"
+
+
+def foldable(node: Node, inputs: tuple[Tensor, ...], max_elements: int) -> bool:
+    """All inputs constant, deterministic, and every result small."""
+    return (all(is_constant(v) for v in inputs)
+            and get_op(node.op).kind != "random"
+            and all(out.size <= max_elements for out in node.outputs))
+
+
+def evaluate_constant(node: Node, inputs: tuple[Tensor, ...]) -> list[Tensor] | None:
+    """The node's outputs as constants, or None when its reference raises."""
+    try:
+        arrays = run_node(node, [v.data for v in inputs])
+    except (ArithmeticError, IndexError, ValueError):
+        return None
+    return [constant_like(a, out) for a, out in zip(arrays, node.outputs)]
+
+
+def fold_node(node: Node, inputs: tuple[Tensor, ...],
+              max_elements: int = MAX_FOLDED_ELEMENTS) -> list[Tensor] | None:
+    """The node's outputs as constants when it is foldable, else None (a rewrite rule)."""
+    if not foldable(node, inputs, max_elements):
+        return None
+    return evaluate_constant(node, inputs)
+
+
+def fold_constants(graph: Graph, max_elements: int = MAX_FOLDED_ELEMENTS) -> Graph:
+    """Replace every foldable node by constants; folding cascades down the graph in one sweep."""
+    return rebuild(graph, lambda node, inputs: fold_node(node, inputs, max_elements))
+
+
+fold = Pass("fold", fold_constants)

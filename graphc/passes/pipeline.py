@@ -1,0 +1,32 @@
+"""The one ordered list of graph-level passes, and `optimize`, which runs it.
+
+Order, and why:
+  decompose  first, so every later pass sees (and can simplify) the primitive expansions;
+  fold       before simplify: folding turns constant subgraphs (e.g. broadcast_to of a
+             scalar, 2 - 1) into the plain constants that simplify's rules match;
+  simplify   also folds the constants its own rewrites expose, so it leaves no work for a
+             second fold;
+  cse        after the rewrites, which expose duplicates (two reshapes of one value that
+             both collapse to x) and after fold, whose constants it merges;
+  dce        last: every pass before it may leave values nobody reads.
+With this order the pipeline is idempotent: a second run changes nothing (tested).
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+from graphc.ir import Graph
+from graphc.passes import OnPass, Pass, PassRecord, run_pipeline
+from graphc.passes.cse import cse
+from graphc.passes.dce import dce
+from graphc.passes.decompose import decompose
+from graphc.passes.fold import fold
+from graphc.passes.simplify import simplify
+
+GRAPH_PASSES: tuple[Pass, ...] = (decompose, fold, simplify, cse, dce)
+
+
+def optimize(graph: Graph, verify_each: bool | None = None, on_pass: OnPass | None = None,
+             disabled: Iterable[str] = ()) -> tuple[Graph, list[PassRecord]]:
+    """Run GRAPH_PASSES over `graph`; see `run_pipeline`."""
+    return run_pipeline(graph, GRAPH_PASSES, verify_each, on_pass, disabled)
