@@ -32,3 +32,11 @@ def cl_device():
     if not devices():
         pytest.skip("no OpenCL device")
     return select_device()
+
+
+@pytest.fixture(autouse=True)
+def fresh_random_seed():
+    """Every test starts from graphc's default global seed and op counter."""
+    import graphc as gc
+    gc.random.set_seed(gc.random.DEFAULT_GLOBAL_SEED)
+    yield
