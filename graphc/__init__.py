@@ -27,6 +27,10 @@ from graphc.ops.movement import *      # noqa: F401,F403  reshape, transpose, co
 from graphc.ops.nn import *            # noqa: F401,F403  softmax, pools, one_hot
 from graphc.ops.reduction import *     # noqa: F401,F403  sum, mean, max, min, argmax
 from graphc import random              # noqa: E402  gc.random.uniform/normal/bernoulli
+from graphc import losses              # noqa: E402  Keras-style losses
+from graphc.parser import parse
+from graphc.printer import debugprint, dump
+from graphc.verify import verify
 
 bool = bool_                            # noqa: A001  gc.bool, as np.bool
 load_all()

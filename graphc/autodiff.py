@@ -31,6 +31,7 @@ def grad(cost, wrt, grad_outputs=None, disconnected: str = "raise"):
     costs, seeds = _seed_cotangents(cost, grad_outputs)
     for target in wrt_list:
         _require_float(target, "wrt")
+        _require_differentiable_source(target)
     cotangents = backpropagate(costs, seeds, wrt_list)
     grads = [_gradient_of(t, cotangents, disconnected) for t in wrt_list]
     return grads[0] if isinstance(wrt, Tensor) else grads
@@ -116,6 +117,14 @@ def _require_float(t: Tensor, what: str) -> None:
             f"gc.grad: {what} {t.name or t.op} has dtype {t.dtype.name}; only float tensors have"
             f" gradients (integer, boolean and random outputs are not differentiable),"
             f" at {user_site()}")
+
+
+def _require_differentiable_source(t: Tensor) -> None:
+    """A random draw is not a function of anything: a gradient by it means nothing."""
+    if t.producer is not None and get_op(t.producer.op).kind == "random":
+        raise NonDifferentiableError(
+            f"gc.grad: {t.producer.op} (created at {t.site}) is a random output; random"
+            f" outputs are not differentiable")
 
 
 def _gradient_of(target: Tensor, cotangents: dict, disconnected: str) -> Tensor:

@@ -183,8 +183,14 @@ def as_graph(obj) -> Graph:
                     " or a Graph")
 
 
-def dump(obj) -> str:
-    """gc.dump: the IR text of a Tensor, a list of Tensors or a Graph."""
+def dump(obj, stage: str = "graph", source: bool = False) -> str:
+    """gc.dump: the IR text of a Tensor, a list of Tensors or a Graph; for a compiled
+    function, its optimized graph (stage="optimized") or its kernels (stage="kernels")."""
+    from graphc.function import Function
+    if isinstance(obj, Function):
+        if stage == "kernels":
+            return obj.dump(source=source)
+        return format_graph(obj.compiled.graph)
     return format_graph(as_graph(obj))
 
 

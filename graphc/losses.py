@@ -1,0 +1,67 @@
+"""gc.losses: Keras's losses, `fn(y_true, y_pred, from_logits=False)` -> per-example values.
+
+Each is written to be numerically stable: from logits, cross-entropies go through
+log_softmax or the softplus form of the sigmoid; from probabilities, predictions are
+clipped to [eps, 1 - eps] as Keras does.
+"""
+from __future__ import annotations
+
+import graphc as gc
+from graphc.builder import as_tensor
+
+EPSILON = 1e-7
+
+
+def _last_axis_mean(values):
+    return gc.mean(values, axis=-1) if values.ndim else values
+
+
+def mse(y_true, y_pred):
+    """Mean squared error over the last axis."""
+    y_pred = as_tensor(y_pred)
+    return _last_axis_mean(gc.square(y_pred - as_tensor(y_true, y_pred.dtype)))
+
+
+def mae(y_true, y_pred):
+    """Mean absolute error over the last axis."""
+    y_pred = as_tensor(y_pred)
+    return _last_axis_mean(gc.abs(y_pred - as_tensor(y_true, y_pred.dtype)))
+
+
+def binary_crossentropy(y_true, y_pred, from_logits: bool = False):
+    """Mean over the last axis of -(y log p + (1-y) log(1-p)).
+
+    From logits z it is max(z, 0) - z*y + log(1 + exp(-|z|)), which never overflows.
+    """
+    y_pred = as_tensor(y_pred)
+    y = gc.cast(as_tensor(y_true), y_pred.dtype)
+    if from_logits:
+        z = y_pred
+        values = gc.relu(z) - z * y + gc.log(1 + gc.exp(-gc.abs(z)))
+    else:
+        p = gc.clip(y_pred, EPSILON, 1 - EPSILON)
+        values = -(y * gc.log(p) + (1 - y) * gc.log(1 - p))
+    return _last_axis_mean(values)
+
+
+def categorical_crossentropy(y_true, y_pred, from_logits: bool = False, axis: int = -1):
+    """-sum(y_true * log p) over `axis`, with y_true one-hot (or soft) targets."""
+    y_pred = as_tensor(y_pred)
+    y = gc.cast(as_tensor(y_true), y_pred.dtype)
+    if from_logits:
+        log_p = gc.log_softmax(y_pred, axis=axis)
+    else:
+        p = y_pred / gc.sum(y_pred, axis=axis, keepdims=True)
+        log_p = gc.log(gc.clip(p, EPSILON, 1 - EPSILON))
+    return -gc.sum(y * log_p, axis=axis)
+
+
+def sparse_categorical_crossentropy(y_true, y_pred, from_logits: bool = False, axis: int = -1):
+    """Cross-entropy with integer class labels y_true (one label per example)."""
+    y_pred = as_tensor(y_pred)
+    labels = as_tensor(y_true)
+    if labels.ndim == y_pred.ndim and labels.shape[-1] == 1:
+        labels = gc.squeeze(labels, axis=-1)
+    onehot = gc.one_hot(gc.cast(labels, gc.int32), y_pred.shape[axis], dtype=y_pred.dtype,
+                        axis=axis)
+    return categorical_crossentropy(onehot, y_pred, from_logits=from_logits, axis=axis)
