@@ -14,6 +14,7 @@ from graphc.errors import (CodegenError, CompileError, DeviceError, Disconnected
                            NonDifferentiableError, NumericsError, ParseError, ShapeError,
                            ValidationError, VerifyError)
 from graphc.function import Function, function
+from graphc.runtime import Device, devices as runtime_devices
 from graphc.gradcheck import gradcheck
 from graphc.interp import interpret
 from graphc.ir import Graph, Node, Tensor, TensorType
@@ -33,4 +34,9 @@ from graphc.printer import debugprint, dump
 from graphc.verify import verify
 
 bool = bool_                            # noqa: A001  gc.bool, as np.bool
+
+
+def devices():
+    """Every OpenCL device of every platform."""
+    return runtime_devices()
 load_all()
