@@ -1,0 +1,101 @@
+"""The Layer contract every gc.nn layer follows.
+
+A layer is configured in its constructor (plain, JSON-serializable settings), creates its
+variables in `build(input_shape)` once the per-example input shape is known, and maps a
+symbolic batch to a symbolic batch in `call(x, training)`. Shapes exclude the batch axis
+(as in Keras), because a model is compiled once per batch size over the same variables.
+State that changes during training (BatchNormalization's running statistics) is returned
+as update pairs by `add_update` during a training-mode `call`.
+"""
+from __future__ import annotations
+
+import itertools
+import re
+
+import numpy as np
+
+import graphc as gc
+
+_layer_ids = itertools.count()
+REGISTRY: dict[str, type] = {}
+
+
+def register_layer(cls: type) -> type:
+    """Make a layer class loadable by name from a saved architecture."""
+    REGISTRY[cls.__name__] = cls
+    return cls
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+class Layer:
+    """Base class: settings in __init__, variables in build, the computation in call."""
+
+    def __init__(self, name: str | None = None):
+        self.name = name or f"{_snake(type(self).__name__)}_{next(_layer_ids)}"
+        self.built = False
+        self.input_shape: tuple[int, ...] | None = None
+        self._weights: list[tuple[str, gc.Tensor, bool]] = []
+        self._updates: list[tuple[gc.Tensor, gc.Tensor]] = []
+
+    # ---- to override ----
+
+    def build(self, input_shape: tuple[int, ...]) -> None:
+        """Create variables for per-example inputs of `input_shape` (no batch axis)."""
+
+    def call(self, x: gc.Tensor, training: bool = False) -> gc.Tensor:
+        """The symbolic computation over a batch."""
+        raise NotImplementedError
+
+    def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Per-example output shape; by default found by building the graph once."""
+        probe = gc.placeholder((1,) + tuple(input_shape), gc.float32, name="probe")
+        return self(probe, training=False).shape[1:]
+
+    def get_config(self) -> dict:
+        """JSON-serializable constructor arguments."""
+        return {"name": self.name}
+
+    # ---- shared machinery ----
+
+    def __call__(self, x: gc.Tensor, training: bool = False) -> gc.Tensor:
+        if not self.built:
+            self.input_shape = tuple(x.shape[1:])
+            self.build(self.input_shape)
+            self.built = True
+        return self.call(x, training=training)
+
+    def add_weight(self, name: str, shape, initializer, trainable: bool = True,
+                   dtype=np.float32) -> gc.Tensor:
+        """A variable owned by this layer, initialized by `initializer(shape)`."""
+        value = np.asarray(initializer(tuple(shape)), dtype=dtype)
+        variable = gc.variable(value, name=f"{self.name}/{name}")
+        self._weights.append((name, variable, trainable))
+        return variable
+
+    def add_update(self, variable: gc.Tensor, value: gc.Tensor) -> None:
+        """A state update applied by each training step (e.g. running statistics)."""
+        self._updates.append((variable, value))
+
+    def pop_updates(self) -> list[tuple[gc.Tensor, gc.Tensor]]:
+        """Updates collected by training-mode calls since the last pop."""
+        updates, self._updates = self._updates, []
+        return updates
+
+    @property
+    def weights(self) -> list[gc.Tensor]:
+        return [v for _, v, _ in self._weights]
+
+    @property
+    def trainable_weights(self) -> list[gc.Tensor]:
+        return [v for _, v, trainable in self._weights if trainable]
+
+    def count_params(self) -> int:
+        """Number of scalars in this layer's variables."""
+        return int(sum(v.size for v in self.weights))
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Layer":
+        return cls(**config)
