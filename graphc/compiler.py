@@ -49,12 +49,13 @@ def compile_graph(inputs, outputs, updates, device) -> Compiled:
     values = [_materializable(v) for v in graph.outputs]
     outs, new_values = values[:n_out], values[n_out:]
     targets = [v for v, _ in updates]
-    groups, buffer_of, in_place = _fuse(graph, outs, targets, new_values)
+    leaf_names = _leaf_names(graph)
+    groups, buffer_of, in_place = _fuse(graph, outs, targets, new_values, leaf_names)
     stored = {t for g in groups for t in g.stores} | set(buffer_of)
     order = schedule(groups, in_place, stored)
     scratch = {t for g in groups for t in g.stores} - set(buffer_of)
     memory = plan_memory(order, scratch, stored, buffer_of)
-    leaf_map = {leaf: _leaf_name(leaf) for leaf in graph.inputs
+    leaf_map = {leaf: leaf_names[leaf] for leaf in graph.inputs
                 if not (leaf.role == "constant" and leaf.size == 1)}
     kernels = _build_kernels(order, {**memory.buffer_of, **leaf_map}, device)
     plan, leaves = _plan(graph, inputs, outs, kernels, memory, leaf_map, device)
@@ -82,7 +83,7 @@ def _print_pass(name: str, graph: Graph) -> None:
     print(f"--- IR after {name} ---\n{graph}")
 
 
-def _fuse(graph: Graph, outs, targets, new_values):
+def _fuse(graph: Graph, outs, targets, new_values, leaf_names):
     """Groups, the buffers fixed in advance, and which group writes each variable."""
     buffer_of = {t: f"out{i}" for i, t in enumerate(outs)}
     copies, in_place = [], {}
@@ -97,7 +98,7 @@ def _fuse(graph: Graph, outs, targets, new_values):
     writer = {t: g for g in groups for t in g.stores}
     for value, variable in writes.items():
         if _writes_safely(value, variable, stored) and value not in buffer_of:
-            buffer_of[value] = f"var:{variable.name}:{id(variable)}"
+            buffer_of[value] = leaf_names[variable]
             in_place[variable] = writer[value]
         else:
             copies.append((value, variable))
@@ -105,7 +106,7 @@ def _fuse(graph: Graph, outs, targets, new_values):
         copy = _materializable_copy(value)
         group = Group("elementwise", copy, stores=[copy])
         groups.append(group)
-        buffer_of[copy] = f"var:{variable.name}:{id(variable)}"
+        buffer_of[copy] = leaf_names[variable]
         in_place[variable] = group
     for value in buffer_of:
         if value.producer is None:
@@ -146,7 +147,7 @@ def _plan(graph, inputs, outs, kernels, memory, leaf_map, device) -> tuple[Plan,
     buffers, leaves = {}, {}
     input_bindings = []
     for p in inputs:
-        name = f"in:{p.name}:{id(p)}"
+        name = leaf_map.get(p) or _unique_input_name(p, buffers)
         buffers[name] = BufferSpec(name, max(p.type.nbytes, 1), "input")
         input_bindings.append(IOBinding(name, name, p.shape, p.dtype.name))
     for t, name in memory.buffer_of.items():
@@ -181,11 +182,26 @@ def _leaf_buffers(leaf_map, buffers, leaves, kernels) -> list:
     return bindings
 
 
-def _leaf_name(leaf: Tensor) -> str:
-    if leaf.role == "placeholder":
-        return f"in:{leaf.name}:{id(leaf)}"
-    kind = "var" if leaf.role == "variable" else "const"
-    return f"{kind}:{leaf.name}:{id(leaf)}"
+def _leaf_names(graph: Graph) -> dict[Tensor, str]:
+    """Stable buffer names for leaves (`in:x`, `var:W1`, `const:2`); repeats get `#2`."""
+    names, taken = {}, set()
+    for index, leaf in enumerate(graph.inputs):
+        kind = {"placeholder": "in", "variable": "var", "constant": "const"}[leaf.role]
+        base = f"{kind}:{leaf.name or index}"
+        name, copy = base, 2
+        while name in taken:
+            name, copy = f"{base}#{copy}", copy + 1
+        taken.add(name)
+        names[leaf] = name
+    return names
+
+
+def _unique_input_name(p: Tensor, buffers: dict) -> str:
+    """An input the graph does not read still gets a buffer of its own."""
+    name, copy = f"in:{p.name}", 2
+    while name in buffers:
+        name, copy = f"in:{p.name}#{copy}", copy + 1
+    return name
 
 
 def _launch(kernel: BuiltKernel, device) -> KernelLaunch:
