@@ -137,10 +137,12 @@ def _writes_safely(value: Tensor, variable: Tensor, stored: set) -> bool:
 
 
 def _build_kernels(order, buffer_of, device) -> list[BuiltKernel]:
+    from graphc.codegen.gemm import device_info_from
+    info = device_info_from(device)
     nbytes = {}
     for t, b in buffer_of.items():
         nbytes[b] = max(nbytes.get(b, 0), t.type.nbytes)
-    return [build_kernel(g, buffer_of, nbytes) for g in order]
+    return [build_kernel(g, buffer_of, nbytes, info) for g in order]
 
 
 def _plan(graph, inputs, outs, kernels, memory, leaf_map, device) -> tuple[Plan, dict]:
@@ -207,6 +209,10 @@ def _unique_input_name(p: Tensor, buffers: dict) -> str:
 def _launch(kernel: BuiltKernel, device) -> KernelLaunch:
     items = kernel.work_items
     local = None
+    if kernel.global_size is not None:
+        return KernelLaunch(kernel.name, tuple(BufferArg(a) for a in kernel.args),
+                            kernel.global_size, kernel.local_size, kernel.flops,
+                            kernel.bytes_read, kernel.bytes_written, kernel.ops)
     if device.type == "gpu":
         group = min(GPU_GROUP, device.max_work_group_size)
         items, local = -(-items // group) * group, (group,)

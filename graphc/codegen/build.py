@@ -10,6 +10,7 @@ from graphc.codegen.index import flatten, unflatten, var
 from graphc.codegen.kernel import Acc, Kernel, Param, Reduce, Store
 from graphc.codegen.lower import Lowering
 from graphc.codegen.opencl import render_kernel
+from graphc.codegen.gemm_epilogue import build_gemm, gemm_operands
 from graphc.codegen.raw import raw_kernel
 from graphc.codegen.reductions import loop_spec
 from graphc.ir import Tensor
@@ -26,7 +27,10 @@ PREFIX = {"elementwise": "E", "reduce_sum": "R", "reduce_max": "R", "reduce_min"
 
 @dataclass(frozen=True)
 class BuiltKernel:
-    """One launch: kernel source, the plan buffers bound to its parameters, and metadata."""
+    """One launch: kernel source, the plan buffers bound to its parameters, and metadata.
+
+    `global_size`/`local_size` are set by kernels with their own geometry (GEMM); others
+    run one work item per `work_items`, shaped by the compiler for the device."""
 
     name: str
     source: str
@@ -36,12 +40,19 @@ class BuiltKernel:
     flops: int
     bytes_read: int
     bytes_written: int
+    global_size: tuple[int, ...] | None = None
+    local_size: tuple[int, ...] | None = None
 
 
-def build_kernel(group: Group, buffer_of: dict[Tensor, str], dtype_of: dict) -> BuiltKernel:
-    """Lower one group to source."""
+def build_kernel(group: Group, buffer_of: dict[Tensor, str], dtype_of: dict,
+                 device_info=None) -> BuiltKernel:
+    """Lower one group to source (matmuls through the GEMM generator when they fit it)."""
     if group.kind == "raw":
         return _build_raw(group, buffer_of, dtype_of)
+    if device_info is not None and group.kind == "loop" and group.root.producer.op == "matmul":
+        operands = gemm_operands(group.root, buffer_of)
+        if operands is not None:
+            return build_gemm(group, buffer_of, dtype_of, device_info, operands)
     low = Lowering(buffer_of)
     low.computing = set(group.stores) - {group.root} if group.kind == "loop" else set(group.stores)
     kernel = _loop_kernel(group, low, buffer_of) if group.kind == "loop" \

@@ -1,0 +1,114 @@
+"""Matmuls through the GEMM generator (gemm.py), with the fused epilogue as its store.
+
+A matmul qualifies when each operand is a buffer, or a transpose of a buffer's last two
+axes (a layout flag, not a copy), and its batch dims are either all present or absent.
+The epilogue (bias, activation, the optimizer update writing a variable in place...) is
+the same kernel IR as elsewhere, rendered into the GEMM's store statement.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from graphc.codegen.gemm import Epilogue, GemmSpec, gemm_kernel
+from graphc.codegen.index import Lin, flatten, unflatten, var
+from graphc.codegen.kernel import Acc
+from graphc.codegen.lower import Lowering
+from graphc.codegen.opencl import Emitter, c_type
+from graphc.ir import Tensor
+
+C_TYPES = {"float32": "float", "float64": "double"}
+
+
+def _operand(t: Tensor, buffer_of) -> tuple[Tensor, bool] | None:
+    """(buffer tensor, transposed?) for a GEMM operand, or None."""
+    if t in buffer_of:
+        return t, False
+    node = t.producer
+    if node is not None and node.op == "transpose" and node.inputs[0] in buffer_of:
+        perm = node.attrs["perm"]
+        swap = tuple(range(len(perm) - 2)) + (len(perm) - 1, len(perm) - 2)
+        if tuple(perm) == swap:
+            return node.inputs[0], True
+    return None
+
+
+def gemm_operands(t: Tensor, buffer_of) -> tuple | None:
+    """((a_buffer, a_trans, a_stride), (b_buffer, b_trans, b_stride)) when the GEMM fits."""
+    a, b = t.producer.inputs
+    if t.dtype.name not in C_TYPES or min(a.shape[-2:] + b.shape[-1:]) < 1:
+        return None
+    found = []
+    for operand in (a, b):
+        resolved = _operand(operand, buffer_of)
+        if resolved is None or operand.shape[:-2] not in ((), t.shape[:-2]):
+            return None
+        rows, cols = operand.shape[-2:]
+        stride = rows * cols if operand.shape[:-2] else 0
+        found.append((resolved[0], resolved[1], stride))
+    return tuple(found)
+
+
+def build_gemm(group, buffer_of, nbytes, device_info, operands):
+    """A BuiltKernel for a matmul group through the GEMM generator."""
+    from graphc.codegen.build import BuiltKernel, _digest, _ops_of, _traffic
+    t = group.root
+    (a, a_trans, a_stride), (b, b_trans, b_stride) = operands
+    m, k = t.producer.inputs[0].shape[-2:]
+    n = t.shape[-1]
+    batch = int(np.prod(t.shape[:-2], dtype=np.int64))
+    spec = GemmSpec(batch, m, n, k, C_TYPES[t.dtype.name], a_trans, b_trans, a_stride, b_stride)
+    low = Lowering(buffer_of)
+    low.computing = set(group.stores) - {t}
+    epilogue = _epilogue(group, low, buffer_of, t)
+    probe = gemm_kernel("K", spec, epilogue, device_info)
+    name = f"MM_{batch}_{m}_{n}_{k}_{_digest(probe.source)}"
+    source = gemm_kernel(name, spec, epilogue, device_info).source   # helpers carry the name
+    args = (buffer_of[a], buffer_of[b]) + tuple(low.locals) + \
+        (("graphc_step",) if low.uses_step else ())
+    ops = tuple(f"{node.op} # {node.site}" for node in _ops_of(group, low))
+    return BuiltKernel(name, source, args, t.size, ops, spec.flops,
+                       *_traffic(args, group, nbytes), probe.global_size, probe.local_size)
+
+
+def _epilogue(group, low: Lowering, buffer_of, t: Tensor) -> Epilogue:
+    batch_shape = t.shape[:-2]
+    batch = int(np.prod(batch_shape, dtype=np.int64))
+    out = unflatten(var("gb", batch), batch_shape) + [var("gi", t.shape[-2]),
+                                                       var("gj", t.shape[-1])]
+    low.accumulated = (t, tuple(out), Acc(t.dtype))
+    emitter = Emitter("  ")
+    stores = []
+    for value in group.stores:
+        expr = low.at(value, out)
+        name = low.local(buffer_of[value], value.dtype)
+        stores.append(f"  {name}[{_index(flatten(out, value.shape))}] = "
+                      f"{_stored(emitter.value(expr), value.dtype)};")
+    T = c_type(t.dtype)
+    head = [f"const int gb = {{b}}; const int gi = {{i}}; const int gj = {{j}}; "
+            f"const {T} acc = {{acc}};"]
+    if low.uses_step:
+        head.append("const ulong graphc_step = graphc_step_buffer[0];")
+    body = [line.split("  //")[0].strip() for line in emitter.lines + stores]
+    store = "{ " + " ".join(head + body) + " }"
+    return Epilogue(_params(low, group, buffer_of), store)
+
+
+def _params(low: Lowering, group, buffer_of) -> tuple[str, ...]:
+    written = {buffer_of[v] for v in group.stores}
+    params = []
+    for buffer, name in low.locals.items():
+        const = "" if buffer in written else "const "
+        params.append(f"__global {const}{c_type(low.dtypes[buffer], storage=True)}* restrict "
+                      f"{name}")
+    if low.uses_step:
+        params.append("__global const ulong* restrict graphc_step_buffer")
+    return tuple(params)
+
+
+def _index(form: Lin) -> str:
+    from graphc.codegen.index import render
+    return render(form)
+
+
+def _stored(value: str, dtype) -> str:
+    return f"(uchar)({value})" if np.dtype(dtype).kind == "b" else value
