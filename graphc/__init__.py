@@ -29,6 +29,7 @@ from graphc.ops.nn import *            # noqa: F401,F403  softmax, pools, one_ho
 from graphc.ops.reduction import *     # noqa: F401,F403  sum, mean, max, min, argmax
 from graphc import random              # noqa: E402  gc.random.uniform/normal/bernoulli
 from graphc import losses              # noqa: E402  Keras-style losses
+from graphc import nn, optim           # noqa: E402  Keras-style layers, models; optimizers
 from graphc import data                # noqa: E402  gc.data: data sets, splits, augmentation
 from graphc.parser import parse
 from graphc.printer import debugprint, dump

@@ -15,6 +15,7 @@ import re
 import numpy as np
 
 import graphc as gc
+from graphc.nn.functional import call_symbolic, is_symbolic
 
 _layer_ids = itertools.count()
 REGISTRY: dict[str, type] = {}
@@ -30,13 +31,22 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
+def _example_shape(x):
+    """Per-example shape of a batch, or a list of them for a list of inputs."""
+    if isinstance(x, (list, tuple)):
+        return [tuple(t.shape[1:]) for t in x]
+    return tuple(x.shape[1:])
+
+
 class Layer:
     """Base class: settings in __init__, variables in build, the computation in call."""
 
-    def __init__(self, name: str | None = None):
+    def __init__(self, name: str | None = None, input_shape=None):
         self.name = name or f"{_snake(type(self).__name__)}_{next(_layer_ids)}"
         self.built = False
         self.input_shape: tuple[int, ...] | None = None
+        # Keras's `input_shape=` on a first layer: where a Sequential model starts
+        self.declared_input_shape = None if input_shape is None else tuple(input_shape)
         self._weights: list[tuple[str, gc.Tensor, bool]] = []
         self._updates: list[tuple[gc.Tensor, gc.Tensor]] = []
 
@@ -61,8 +71,10 @@ class Layer:
     # ---- shared machinery ----
 
     def __call__(self, x: gc.Tensor, training: bool = False) -> gc.Tensor:
+        if is_symbolic(x):                  # functional API: record a node in the layer DAG
+            return call_symbolic(self, x)
         if not self.built:
-            self.input_shape = tuple(x.shape[1:])
+            self.input_shape = _example_shape(x)
             self.build(self.input_shape)
             self.built = True
         return self.call(x, training=training)
@@ -91,6 +103,19 @@ class Layer:
     @property
     def trainable_weights(self) -> list[gc.Tensor]:
         return [v for _, v, trainable in self._weights if trainable]
+
+    def get_weights(self) -> list[np.ndarray]:
+        """The current values of this layer's variables (device copies read back)."""
+        return [v.get_value() for v in self.weights]
+
+    def set_weights(self, values) -> None:
+        """Set every variable, in the order of `weights`; shapes must match."""
+        values = list(values)
+        if len(values) != len(self.weights):
+            raise ValueError(f"{self.name}: set_weights got {len(values)} arrays for "
+                             f"{len(self.weights)} variables")
+        for variable, value in zip(self.weights, values):
+            variable.set_value(value)
 
     def count_params(self) -> int:
         """Number of scalars in this layer's variables."""

@@ -1,0 +1,384 @@
+"""Keras's Model (functional API) and Sequential: a layer DAG with compile/fit/evaluate/predict.
+
+    inputs = gc.nn.Input((64,))
+    outputs = gc.nn.Dense(10, activation="softmax")(gc.nn.Dense(32, "relu")(inputs))
+    model = gc.nn.Model(inputs, outputs)
+    model.compile(gc.optim.Adam(1e-3), "sparse_categorical_crossentropy", ["accuracy"])
+    model.fit(x, y, batch_size=32, epochs=5, validation_split=0.1)
+
+The DAG is kept per example (no batch size); `compile` only records the settings, and each
+batch size gets its own train / eval / predict function the first time it is used.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+import graphc as gc
+from graphc import optim
+from graphc.ir import Tensor
+from graphc.nn import loops
+from graphc.nn import metrics as nn_metrics
+from graphc.nn.base import REGISTRY, Layer, register_layer
+from graphc.nn.functional import Input, KerasTensor, nodes_between, run_nodes
+from graphc.nn.training import DEVICE_INTERPRET, Steps, resolve_loss
+from graphc.nn import losses as nn_losses
+
+
+def serialize_layer(layer: Layer) -> dict:
+    """{'class_name', 'config'} of a registered layer."""
+    if REGISTRY.get(type(layer).__name__) is not type(layer):
+        raise ValueError(f"layer class {type(layer).__name__} is not registered: decorate it"
+                         f" with @gc.nn.register_layer to save it")
+    return {"class_name": type(layer).__name__, "config": layer.get_config()}
+
+
+def deserialize_layer(spec: dict) -> Layer:
+    """The layer `serialize_layer` described."""
+    name = spec.get("class_name")
+    if name not in REGISTRY:
+        raise ValueError(f"unknown layer class {name!r} (registered: "
+                         f"{', '.join(sorted(REGISTRY))})")
+    return REGISTRY[name].from_config(spec["config"])
+
+
+def _unique(items) -> list:
+    seen, out = set(), []
+    for item in items:
+        if id(item) not in seen:
+            seen.add(id(item))
+            out.append(item)
+    return out
+
+
+def _default_device(device):
+    """The device for compiled steps: the reference interpreter when there is no OpenCL."""
+    if device is None and not gc.devices():
+        warnings.warn("no OpenCL device: the model runs on the reference interpreter",
+                      stacklevel=3)
+        return DEVICE_INTERPRET
+    return device
+
+
+@register_layer
+class Model(Layer):
+    """A DAG of layers from `inputs` to `outputs` (KerasTensors of the functional API)."""
+
+    def __init__(self, inputs=None, outputs=None, name: str | None = None):
+        super().__init__(name)
+        self.inputs: list[KerasTensor] = []
+        self.outputs: list[KerasTensor] = []
+        self._nodes: list = []
+        self.stop_training = False
+        self.history = None
+        self.optimizer: optim.Optimizer | None = None
+        self.loss: nn_losses.Loss | None = None
+        self.metrics: list[nn_metrics.Metric] = []
+        self.compile_config: dict | None = None
+        self.device = None
+        self._steps: Steps | None = None
+        if inputs is not None or outputs is not None:
+            self._set_graph(inputs, outputs)
+
+    def _set_graph(self, inputs, outputs) -> None:
+        self._single_input = not isinstance(inputs, (list, tuple))
+        self._single_output = not isinstance(outputs, (list, tuple))
+        self.inputs = [inputs] if self._single_input else list(inputs)
+        self.outputs = [outputs] if self._single_output else list(outputs)
+        for t in self.inputs + self.outputs:
+            if not isinstance(t, KerasTensor):
+                raise TypeError(f"Model inputs and outputs must come from gc.nn.Input and layer"
+                                f" calls on it, got {t!r}")
+        if any(t.node is not None for t in self.inputs):
+            raise ValueError("Model inputs must be gc.nn.Input tensors")
+        self._nodes = nodes_between(self.inputs, self.outputs)
+        shapes = [t.example_shape for t in self.inputs]
+        self.input_shape = shapes[0] if self._single_input else shapes
+        self.built = True
+        self._steps = None
+
+    # ---- structure ----
+
+    @property
+    def layers(self) -> list[Layer]:
+        """Each layer once, in the order the DAG runs them."""
+        return _unique(node.layer for node in self._nodes)
+
+    @property
+    def weights(self) -> list[Tensor]:
+        return _unique(v for layer in self.layers for v in layer.weights)
+
+    @property
+    def trainable_weights(self) -> list[Tensor]:
+        return _unique(v for layer in self.layers for v in layer.trainable_weights)
+
+    @property
+    def non_trainable_weights(self) -> list[Tensor]:
+        trainable = {id(v) for v in self.trainable_weights}
+        return [v for v in self.weights if id(v) not in trainable]
+
+    def pop_updates(self) -> list[tuple[Tensor, Tensor]]:
+        return [u for layer in self.layers for u in layer.pop_updates()] + super().pop_updates()
+
+    def get_layer(self, name: str) -> Layer:
+        """The layer called `name`."""
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"no layer named {name!r} in {self.name} (layers: "
+                         f"{', '.join(layer.name for layer in self.layers)})")
+
+    # ---- the computation ----
+
+    def forward(self, xs: list[Tensor], training: bool = False) -> list[Tensor]:
+        """The outputs for real tensors `xs` (one per input)."""
+        if not self.built:
+            raise RuntimeError(f"model {self.name} is not built: give it an input shape")
+        return run_nodes(self._nodes, self.inputs, list(xs), self.outputs, training)
+
+    def call(self, x, training: bool = False):
+        outputs = self.forward([x] if self._single_input else list(x), training)
+        return outputs[0] if self._single_output else outputs
+
+    def build_from_data(self, xs: list[np.ndarray]) -> None:
+        """Build from the first batch of data (Sequential without an input shape)."""
+        if not self.built:
+            raise RuntimeError(f"model {self.name} has no inputs")
+
+    def convert_inputs(self, xs: list[np.ndarray]) -> list[np.ndarray]:
+        """Arrays as the inputs' dtypes (same kind only; feeds report the rest)."""
+        if len(xs) != len(self.inputs):
+            raise ValueError(f"model {self.name} takes {len(self.inputs)} inputs, got {len(xs)}")
+        return [x.astype(t.dtype, copy=False) if x.dtype.kind == t.dtype.kind or
+                (x.dtype.kind in "iub" and t.dtype.kind == "f") else x
+                for x, t in zip(xs, self.inputs)]
+
+    # ---- training ----
+
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, device=None) -> None:
+        """Choose the optimizer, the loss and metrics, and the device (or 'interpret')."""
+        self.optimizer = optim.get(optimizer)
+        self.loss = resolve_loss(loss)
+        self.metrics = [nn_metrics.get(m) for m in (metrics or [])]
+        self.compile_config = {
+            "optimizer": optim.serialize(self.optimizer),
+            "loss": nn_losses.serialize(self.loss),
+            "metrics": [nn_metrics.serialize(m) for m in self.metrics]}
+        for metric in self.metrics:
+            metric.resolve(self.loss)
+        self.device = device
+        self._steps = None
+
+    def compiled_steps(self, allow_uncompiled: bool = False) -> Steps:
+        """The per-batch-size compiled functions (made on first use)."""
+        if self.optimizer is None and not allow_uncompiled:
+            raise RuntimeError(f"model {self.name} must be compiled before training or "
+                               f"evaluation: call model.compile(optimizer, loss)")
+        if self._steps is None:
+            self._steps = Steps(self, self.optimizer, self.loss, self.metrics,
+                                _default_device(self.device))
+        return self._steps
+
+    def fit(self, x=None, y=None, batch_size: int | None = None, epochs: int = 1,
+            verbose=1, callbacks=None, validation_split: float = 0.0, validation_data=None,
+            shuffle: bool = True, initial_epoch: int = 0, seed: int | None = None):
+        """Train for `epochs`; returns a History. The shuffle order is seeded by `seed` (or by
+        gc.random's global seed), and a last partial batch is padded, not recompiled."""
+        return loops.fit(self, x, y, batch_size, epochs, verbose, callbacks, validation_split,
+                         validation_data, shuffle, initial_epoch, seed)
+
+    def evaluate(self, x=None, y=None, batch_size: int | None = None, verbose=0,
+                 return_dict: bool = False):
+        """The loss (and metrics: [loss, *metrics], or a dict) over the data."""
+        return loops.evaluate(self, x, y, batch_size, verbose, return_dict)
+
+    def predict(self, x, batch_size: int | None = None, verbose=0):
+        """The model's outputs for every example, in order."""
+        return loops.predict(self, x, batch_size, verbose)
+
+    # ---- description ----
+
+    def _output_shapes(self) -> dict[int, object]:
+        shapes: dict[int, object] = {}
+        for node in self._nodes:
+            out = [t.shape for t in node.outputs]
+            shapes.setdefault(id(node.layer), out if node.list_output else out[0])
+        return shapes
+
+    def summary(self, print_fn=print) -> str:
+        """A table of layers (name and type), output shapes and parameter counts."""
+        if not self.built:
+            raise RuntimeError(f"model {self.name} is not built yet: call build(input_shape),"
+                               f" or fit/predict on data, before summary()")
+        rows = [(f"{t.name} (InputLayer)", str(t.shape), "0") for t in self._summary_inputs()]
+        shapes = self._output_shapes()
+        rows += [(f"{layer.name} ({type(layer).__name__})", str(shapes[id(layer)]),
+                  f"{layer.count_params():,}") for layer in self.layers]
+        text = _table(f'Model: "{self.name}"', rows, self._param_totals())
+        print_fn(text)
+        return text
+
+    def _summary_inputs(self) -> list[KerasTensor]:
+        return self.inputs
+
+    def _param_totals(self) -> list[str]:
+        trainable = int(sum(v.size for v in self.trainable_weights))
+        total = int(sum(v.size for v in self.weights))
+        size = sum(v.size * v.dtype.itemsize for v in self.weights)
+        return [f"Total params: {total:,} ({size / 1024:.2f} KB)",
+                f"Trainable params: {trainable:,}",
+                f"Non-trainable params: {total - trainable:,}"]
+
+    # ---- saving ----
+
+    def get_config(self) -> dict:
+        layers = self.layers
+        layer_index = {id(layer): i for i, layer in enumerate(layers)}
+        node_index = {id(node): j for j, node in enumerate(self._nodes)}
+
+        def ref(t: KerasTensor) -> list:
+            if t.node is None:
+                return ["input", self.inputs.index(t), 0]
+            return ["node", node_index[id(t.node)], t.index]
+
+        return {"name": self.name, "layers": [serialize_layer(layer) for layer in layers],
+                "inputs": [{"shape": list(t.example_shape), "dtype": t.dtype.name,
+                            "name": t.name} for t in self.inputs],
+                "nodes": [{"layer": layer_index[id(n.layer)], "inputs": [ref(t) for t in n.inputs],
+                           "list_input": n.list_input} for n in self._nodes],
+                "outputs": [ref(t) for t in self.outputs],
+                "single_input": self._single_input, "single_output": self._single_output}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Model":
+        layers = [deserialize_layer(spec) for spec in config["layers"]]
+        inputs = [Input(spec["shape"], spec["dtype"], spec["name"]) for spec in config["inputs"]]
+        produced: list[list[KerasTensor]] = []
+
+        def tensor(ref) -> KerasTensor:
+            kind, i, k = ref
+            return inputs[i] if kind == "input" else produced[i][k]
+
+        for node in config["nodes"]:
+            args = [tensor(r) for r in node["inputs"]]
+            out = layers[node["layer"]](args if node["list_input"] else args[0])
+            produced.append(list(out) if isinstance(out, (list, tuple)) else [out])
+        outputs = [tensor(r) for r in config["outputs"]]
+        return cls(inputs[0] if config["single_input"] else inputs,
+                   outputs[0] if config["single_output"] else outputs, name=config["name"])
+
+    def save(self, path) -> None:
+        """Architecture, weights and optimizer state in one .npz file, written atomically."""
+        from graphc.nn.saving import save_model
+        save_model(self, path)
+
+    def save_weights(self, path) -> None:
+        """Only the weights, in one .npz file, written atomically."""
+        from graphc.nn.saving import save_weights
+        save_weights(self, path)
+
+    def load_weights(self, path) -> None:
+        """Weights saved by save_weights (or save) of a model of the same architecture."""
+        from graphc.nn.saving import load_weights
+        load_weights(self, path)
+
+
+def _table(title: str, rows: list[tuple[str, str, str]], totals: list[str]) -> str:
+    widths = [max(len(r[i]) for r in rows + [("Layer (type)", "Output Shape", "Param #")]) + 3
+              for i in range(3)]
+    width = sum(widths)
+    header = ("Layer (type)", "Output Shape", "Param #")
+
+    def line(row) -> str:
+        return " " + "".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
+
+    return "\n".join([title, "_" * width, line(header), "=" * width]
+                     + [line(r) for r in rows] + ["=" * width] + totals + ["_" * width])
+
+
+@register_layer
+class Sequential(Model):
+    """A stack of layers, each fed the previous one's output.
+
+    The input shape comes from a leading gc.nn.Input, a first layer's `input_shape=`,
+    `build(input_shape)`, or the data of the first fit/evaluate/predict.
+    """
+
+    def __init__(self, layers=None, name: str | None = None):
+        super().__init__(name=name)
+        self._layers: list[Layer] = []
+        self._input: KerasTensor | None = None
+        for layer in layers or []:
+            self.add(layer)
+
+    def add(self, layer) -> None:
+        """Append a layer (or, first, a gc.nn.Input giving the input shape)."""
+        if isinstance(layer, KerasTensor):
+            if layer.node is not None or self._layers or self._input is not None:
+                raise ValueError("Sequential: only a gc.nn.Input may come first, and only once")
+            self._input = layer
+            return
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential.add takes a gc.nn layer, got {layer!r}")
+        self._layers.append(layer)
+        declared = getattr(layer, "declared_input_shape", None)
+        if self._input is None and len(self._layers) == 1 and declared is not None:
+            self._input = Input(declared, name=f"{self.name}_input")
+        self.built = False
+        if self._input is not None:
+            self._connect()
+
+    def pop(self) -> Layer:
+        """Remove and return the last layer."""
+        layer = self._layers.pop()
+        self.built = False
+        if self._input is not None and self._layers:
+            self._connect()
+        return layer
+
+    def _connect(self) -> None:
+        x = self._input
+        for layer in self._layers:
+            x = layer(x)
+        self._set_graph(self._input, x)
+
+    @property
+    def layers(self) -> list[Layer]:
+        return list(self._layers)
+
+    def build(self, input_shape=None, dtype=gc.float32) -> None:
+        """Fix the per-example input shape (no batch axis) and build every layer."""
+        if self._input is None:
+            if input_shape is None:
+                raise ValueError("Sequential.build needs an input shape")
+            self._input = Input(input_shape, dtype, name=f"{self.name}_input")
+        if not self._layers:
+            raise ValueError("Sequential: add layers before building")
+        self._connect()
+
+    def build_from_data(self, xs: list[np.ndarray]) -> None:
+        if not self.built:
+            dtype = gc.int32 if xs[0].dtype.kind in "iu" else gc.float32
+            self.build(xs[0].shape[1:], dtype)
+
+    def __call__(self, x, training: bool = False):
+        if not self.built and isinstance(x, Tensor):
+            self.build(x.shape[1:], x.dtype)
+        return super().__call__(x, training)
+
+    def _summary_inputs(self) -> list[KerasTensor]:
+        return []
+
+    def get_config(self) -> dict:
+        source = None if self._input is None else {
+            "shape": list(self._input.example_shape), "dtype": self._input.dtype.name}
+        return {"name": self.name, "layers": [serialize_layer(layer) for layer in self._layers],
+                "input": source}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Sequential":
+        model = cls([deserialize_layer(spec) for spec in config["layers"]], name=config["name"])
+        if config.get("input") and not model.built:
+            model.build(config["input"]["shape"], config["input"]["dtype"])
+        return model
