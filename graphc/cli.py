@@ -20,6 +20,63 @@ def _cmd_devices(args):
     return 0
 
 
+def _cmd_train(args):
+    # Imported here so `graphc --help` stays quick and needs no model dependencies.
+    import importlib
+
+    from graphc.models import common
+
+    module = importlib.import_module(f"graphc.models.{args.model}")
+    module.train(common.resolve_args(args, module.DEFAULTS))
+    return 0
+
+
+def _add_train(commands):
+    from graphc.models.common import MODELS, add_training_args
+
+    train = commands.add_parser(
+        "train", help="train an example model (graphc.models) and save its plots",
+        description="Train one of graphc's example models; prints metrics, saves plots.",
+    )
+    train.add_argument("model", choices=MODELS, metavar="NAME",
+                       help="one of: " + ", ".join(MODELS))
+    add_training_args(train)
+    train.set_defaults(run=_cmd_train)
+
+
+def _cmd_dump(args):
+    from graphc.report import dump_script
+
+    out, script_args = _dump_options(args.out, list(args.script_args))
+    status, paths = dump_script(args.script, out, script_args)
+    for path in paths:
+        print(path)
+    print(f"graphc dump: {len(paths)} report(s) in {out}")
+    return status
+
+
+def _dump_options(out, rest):
+    """`--out DIR` may also follow SCRIPT.py; the script gets the rest (after `--`, if any)."""
+    while rest and (rest[0] == "--out" and len(rest) > 1 or rest[0].startswith("--out=")):
+        out = rest[1] if rest[0] == "--out" else rest[0].split("=", 1)[1]
+        rest = rest[2:] if rest[0] == "--out" else rest[1:]
+    return out, rest[1:] if rest[:1] == ["--"] else rest
+
+
+def _add_dump(commands):
+    dump = commands.add_parser(
+        "dump", help="run a script and write an HTML report per function it compiles",
+        description="Run SCRIPT with GRAPHC_DUMP=DIR: one HTML report (graph, kernels, "
+                    "times, sources, passes, memory) and one text dump per compiled function.",
+    )
+    dump.add_argument("script", metavar="SCRIPT.py")
+    dump.add_argument("--out", default="graphc_dump", metavar="DIR",
+                      help="folder for the reports (default: graphc_dump)")
+    dump.add_argument("script_args", nargs=argparse.REMAINDER, metavar="ARGS",
+                      help="arguments passed to the script")
+    dump.set_defaults(run=_cmd_dump)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="graphc",
@@ -31,6 +88,8 @@ def build_parser():
         "devices", help="list every OpenCL device of every platform"
     )
     devices.set_defaults(run=_cmd_devices)
+    _add_train(commands)
+    _add_dump(commands)
     return parser
 
 

@@ -1,0 +1,252 @@
+"""What the example models share: command-line options, data, seeding, metrics and plots.
+
+Every model module defines DEFAULTS (its epochs, batch size, learning rate...),
+`build(input_shape, num_classes, seed)` and `train(args) -> dict` of final metrics, and a
+`main(argv)` made by `make_main`; `graphc train NAME` runs the same `train`.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+import graphc as gc
+from graphc import nn
+
+MODELS = ("linreg", "mlp", "mlp_adam", "lenet", "lstm", "autoencoder", "vae")
+DATASETS = gc.data.DATASETS
+COMMON_DEFAULTS = {"dataset": "digits", "epochs": 10, "batch_size": 32, "lr": None,
+                   "device": None, "data_dir": None, "plots": "plots", "seed": 0,
+                   "verbose": 1, "limit": None}
+
+
+# ---- options ----
+
+def add_training_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options of `graphc train NAME` and of each model's main; defaults filled later."""
+    add = parser.add_argument
+    add("--dataset", choices=DATASETS, default=None, help="training data (default: digits)")
+    add("--epochs", type=int, default=None, help="passes over the training set")
+    add("--batch-size", type=int, default=None, help="examples per training step")
+    add("--lr", type=float, default=None, help="learning rate (default: the model's)")
+    add("--device", default=None, help="OpenCL device: index or name substring")
+    add("--data-dir", default=None, help="folder with MNIST/Fashion-MNIST IDX files")
+    add("--plots", default=None, help="folder for plots (default: plots/); 'none' skips them")
+    add("--seed", type=int, default=None, help="seed for weights, shuffling and noise")
+    add("--limit", type=int, default=None, help="use only the first N training examples")
+    add("--quiet", dest="verbose", action="store_const", const=0, default=None,
+        help="print only the final metrics")
+    return parser
+
+
+def resolve_args(args: argparse.Namespace, defaults: dict) -> argparse.Namespace:
+    """Fill options left unset with the model's defaults, then the common ones."""
+    merged = {**COMMON_DEFAULTS, **defaults}
+    for key, value in merged.items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    if isinstance(args.plots, str) and args.plots.lower() in ("", "none"):
+        args.plots = None
+    return args
+
+
+def make_args(defaults: dict, **overrides) -> argparse.Namespace:
+    """Arguments as the command line would give them, for calling `train` from Python."""
+    return resolve_args(argparse.Namespace(**overrides), defaults)
+
+
+def make_main(doc: str, defaults: dict, train: Callable) -> Callable:
+    """A `main(argv)` that parses the training options and runs `train`."""
+    def main(argv: list[str] | None = None) -> int:
+        parser = add_training_args(argparse.ArgumentParser(description=doc))
+        train(resolve_args(parser.parse_args(argv), defaults))
+        return 0
+    return main
+
+
+# ---- setup ----
+
+def set_seed(seed: int) -> None:
+    """Seed numpy's global state (layer initializers) and graphc's random ops."""
+    np.random.seed(seed)
+    gc.random.set_seed(seed)
+
+
+def use_device(device: str | None) -> None:
+    """Make `device` the default for everything compiled from here on."""
+    if device is not None:
+        os.environ["GRAPHC_DEVICE"] = str(device)
+
+
+def load_split(args: argparse.Namespace, flat: bool = False) -> gc.data.Split:
+    """The data set named by --dataset, optionally cut to --limit training examples."""
+    split = gc.data.load_dataset(args.dataset, args.data_dir, flat=flat, seed=args.seed)
+    if args.limit:
+        split = split._replace(x_train=split.x_train[:args.limit],
+                               y_train=split.y_train[:args.limit])
+    return split
+
+
+def describe_split(split: gc.data.Split) -> str:
+    """One line: sizes and shapes of a split."""
+    return (f"{len(split.x_train)} training and {len(split.x_test)} test examples of shape "
+            f"{split.x_train.shape[1:]}")
+
+
+# ---- training ----
+
+class EpochTimes(nn.Callback):
+    """Wall-clock seconds of each epoch (the first includes compiling the steps)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds: list[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.timer = Timer()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(self.timer.seconds)
+
+    def steady(self) -> float:
+        """Median seconds per epoch after the first (the first when there is only one)."""
+        later = self.seconds[1:] or self.seconds
+        return float(np.median(later))
+
+
+def fit(model, x, y, args: argparse.Namespace, validation_data=None) -> tuple[dict, dict]:
+    """model.fit with the options of `args`; (history, timings)."""
+    times = EpochTimes()
+    history = model.fit(x, y, batch_size=args.batch_size, epochs=args.epochs,
+                        verbose=2 if args.verbose else 0, validation_data=validation_data,
+                        seed=args.seed, callbacks=[times])
+    timings = {"train_seconds": float(sum(times.seconds)),
+               "first_epoch_seconds": times.seconds[0],
+               "epoch_seconds": times.steady(),
+               "samples_per_second": len(x) / times.steady()}
+    return history.history, timings
+
+
+def train_classifier(name: str, build: Callable, args: argparse.Namespace,
+                     flat: bool = False) -> dict:
+    """Load --dataset, build, fit, evaluate on the test set, plot curves; the metrics."""
+    split = load_split(args, flat=flat)
+    if args.verbose:
+        print(f"{name} on {args.dataset}: {describe_split(split)}")
+    model = build(split.x_train.shape[1:], 10, args.seed, lr=args.lr, device=args.device)
+    if args.verbose:
+        model.summary()
+    history, timings = fit(model, split.x_train, split.y_train, args,
+                           validation_data=(split.x_test, split.y_test))
+    test_loss, test_accuracy = model.evaluate(split.x_test, split.y_test,
+                                              batch_size=args.batch_size)
+    metrics = {"test_accuracy": float(test_accuracy), "test_loss": float(test_loss),
+               **timings}
+    print_metrics(name, metrics)
+    save_curves(history, plot_path(args, f"{name}_curves.png"),
+                f"{name} on {args.dataset}")
+    return {**metrics, "history": history, "model": model}
+
+
+# ---- metrics ----
+
+class Timer:
+    """Wall-clock seconds since creation."""
+
+    def __init__(self):
+        self.started = time.perf_counter()
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.started
+
+
+def print_metrics(name: str, metrics: dict) -> None:
+    """One line of `key value` pairs (numbers only), floats with 4 significant digits."""
+    def fmt(value):
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+    shown = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+    print(f"{name}: " + "  ".join(f"{k} {fmt(v)}" for k, v in shown.items()), flush=True)
+
+
+def accuracy(predicted_logits: np.ndarray, labels: np.ndarray) -> float:
+    """Fraction of rows whose argmax is the label."""
+    return float(np.mean(np.argmax(predicted_logits, axis=-1) == labels))
+
+
+# ---- plots ----
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend, or None (with a message) when not installed."""
+    try:
+        import matplotlib
+    except ImportError:
+        print("matplotlib is not installed: skipping plots (pip install graphc[plot])")
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_path(args: argparse.Namespace, filename: str) -> Path | None:
+    """Where to save a plot, creating --plots; None when plots are off."""
+    if not args.plots:
+        return None
+    folder = Path(args.plots)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / filename
+
+
+def save_curves(history: dict[str, list[float]], path: Path | None, title: str) -> Path | None:
+    """Training curves, one panel per metric (val_* drawn with its metric)."""
+    plt = pyplot() if path else None
+    if plt is None:
+        return None
+    names = [k for k in history if not k.startswith("val_")]
+    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.5), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        epochs = np.arange(1, len(history[name]) + 1)
+        ax.plot(epochs, history[name], marker="o", label=name)
+        if f"val_{name}" in history:
+            ax.plot(epochs, history[f"val_{name}"], marker="o", label=f"val_{name}")
+        ax.set_xlabel("epoch")
+        if len(epochs) <= 20:
+            ax.set_xticks(epochs)
+        ax.set_title(name)
+        ax.legend()
+    fig.suptitle(title)
+    return save_figure(plt, fig, path)
+
+
+def save_image_grid(rows: list[np.ndarray], path: Path | None, title: str,
+                    row_titles: list[str] | None = None) -> Path | None:
+    """Rows of grayscale images (each row (n, H, W) or (n, 1, H, W)) in one figure."""
+    plt = pyplot() if path else None
+    if plt is None:
+        return None
+    count = max(len(r) for r in rows)
+    fig, axes = plt.subplots(len(rows), count, figsize=(count * 0.9, len(rows) * 1.0),
+                             squeeze=False)
+    for r, images in enumerate(rows):
+        for c, ax in enumerate(axes[r]):
+            ax.axis("off")
+            if c < len(images):
+                ax.imshow(np.asarray(images[c]).reshape(images[c].shape[-2:]), cmap="gray",
+                          vmin=0.0, vmax=1.0)
+        if row_titles:
+            axes[r][0].set_title(row_titles[r], fontsize=8, loc="left")
+    fig.suptitle(title)
+    return save_figure(plt, fig, path)
+
+
+def save_figure(plt, fig, path: Path) -> Path:
+    """Lay out, save and close `fig`; print where it went."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    print(f"saved {path}")
+    return path
