@@ -5,6 +5,10 @@ from graphc.nn.callbacks import (Callback, EarlyStopping, History, LambdaCallbac
                                  ModelCheckpoint, TerminateOnNaN)
 from graphc.nn.core import (Activation, Add, Concatenate, Dense, Dropout, Flatten,  # noqa: F401
                             Reshape)
+from graphc.nn.conv import AvgPool2D, Conv2D, MaxPool2D  # noqa: F401
+from graphc.nn.embedding import Embedding  # noqa: F401
+from graphc.nn.normalization import BatchNormalization  # noqa: F401
+from graphc.nn.recurrent import GRU, LSTM, SimpleRNN  # noqa: F401
 from graphc.nn.functional import Input, KerasTensor  # noqa: F401
 from graphc.nn.model import Model, Sequential  # noqa: F401
 from graphc.nn.saving import CheckpointError, load_model  # noqa: F401

@@ -1,0 +1,40 @@
+"""Embedding: integer ids to rows of a trainable (input_dim, output_dim) table."""
+from __future__ import annotations
+
+import numpy as np
+
+import graphc as gc
+from graphc.nn import initializers
+from graphc.nn.base import Layer, register_layer
+
+
+@register_layer
+class Embedding(Layer):
+    """Keras's Embedding: ids of any shape (batch, ...) → (batch, ..., output_dim) by gc.take."""
+
+    def __init__(self, input_dim: int, output_dim: int, embeddings_initializer="uniform",
+                 dtype="float32", name: str | None = None, input_shape=None):
+        super().__init__(name, input_shape)
+        self.input_dim, self.output_dim = int(input_dim), int(output_dim)
+        self.embeddings_initializer = initializers.get(embeddings_initializer)
+        self.dtype = np.dtype(dtype)
+
+    def build(self, input_shape: tuple[int, ...]) -> None:
+        """The table (input_dim, output_dim)."""
+        self.embeddings = self.add_weight("embeddings", (self.input_dim, self.output_dim),
+                                          self.embeddings_initializer,
+                                          dtype=self.dtype)
+
+    def call(self, x: gc.Tensor, training: bool = False) -> gc.Tensor:
+        if x.dtype.kind != "i":
+            x = gc.cast(x, gc.int32)        # Keras casts float ids too
+        return gc.take(self.embeddings, x, axis=0)
+
+    def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(input_shape) + (self.output_dim,)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "input_dim": self.input_dim,
+                "output_dim": self.output_dim,
+                "embeddings_initializer": initializers.serialize(self.embeddings_initializer),
+                "dtype": self.dtype.name}
