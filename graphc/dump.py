@@ -1,5 +1,24 @@
-"""Text views of a compiled function: kernels, the ops fused into each, buffers, memory."""
+"""Text views of a compiled function: kernels, the equations fused into each, buffers, memory.
+
+The compiled view is derived from `Function.compiled` (a `Compiled`): each kernel's launch
+geometry and cost, the buffers it reads and writes, and the equations of the optimized graph
+it computes, named as `gc.dump(fn, stage="optimized")` names them. Nothing in the text
+depends on object ids, so it can be kept as a golden file.
+"""
 from __future__ import annotations
+
+import re
+import sys
+import types
+from collections import Counter
+from dataclasses import dataclass
+
+from graphc.ir import Graph, Node, Tensor
+from graphc.passes.fuse import cone
+from graphc.printer import assign_names, format_equation, generated_names, with_sites
+
+# Buffer names once carried `id()` numbers (`in:x:140170245133824`); the views drop them.
+_ID_SUFFIX = re.compile(r":\d{6,}$")
 
 
 def _mib(n: int) -> str:
@@ -18,25 +37,289 @@ def function_summary(fn) -> str:
 
 def peak_bytes(fn) -> int:
     """Planned device memory: every buffer of the plan, variables included."""
-    return sum(b.nbytes for b in fn.compiled.plan.buffers)
+    return plan_bytes(fn.compiled)
+
+
+def plan_bytes(compiled) -> int:
+    """Bytes of every buffer of a compiled plan, variables included."""
+    return sum(b.nbytes for b in compiled.plan.buffers)
 
 
 def format_function(fn, source: bool = False) -> str:
-    """The compiled view of a function."""
-    plan = fn.compiled.plan
-    lines = [f"function {fn.name}: {fn.kernel_count} kernels on {fn.device.name}"]
-    for i, launch in enumerate(plan.launches):
-        args = ", ".join(a.buffer for a in launch.args)
-        lines.append(f"kernel {i} {launch.name}  global={launch.global_size} "
-                     f"local={launch.local_size}  read={launch.bytes_read}B "
-                     f"written={launch.bytes_written}B  flops={launch.flops}")
-        lines.append(f"  args: {args}")
-        lines += [f"  fuses {op}" for op in launch.ops]
-    lines.append("buffers:")
-    for b in plan.buffers:
-        lines.append(f"  {b.name:<32} {b.role:<8} {b.nbytes} B")
-    lines.append(f"planned peak memory: {_mib(peak_bytes(fn))} "
-                 f"(scratch {_mib(fn.compiled.memory.peak_bytes)})")
+    """The compiled view of a function (Function.dump)."""
+    return format_kernels(fn.compiled, fn.name, fn.device.name, source)
+
+
+# ---- the anatomy of a compiled function ----
+
+@dataclass(frozen=True)
+class KernelView:
+    """One launch as the dumps show it: what it reads, writes and computes."""
+
+    index: int
+    kernel: object                  # codegen BuiltKernel
+    launch: object                  # runtime KernelLaunch
+    reads: tuple[str, ...]
+    writes: dict                    # buffer name -> the value the kernel stores there
+    nodes: tuple[Node, ...]         # the equations it computes, in graph order
+
+    @property
+    def derived_ops(self) -> Counter:
+        """`op # site` of the equations found for this kernel, to compare with kernel.ops."""
+        return Counter(f"{n.op} # {n.site}" for n in self.nodes)
+
+
+def anatomy(compiled) -> list[KernelView]:
+    """One KernelView per launch, in launch order."""
+    stored = set(compiled.memory.buffer_of)
+    position = _positions(compiled.graph)
+    views = []
+    for index, (kernel, writes) in enumerate(zip(compiled.kernels, stored_by_kernel(compiled))):
+        nodes = {v.producer for t in writes.values() for v in cone(t, stored)
+                 if v.producer is not None}
+        ordered = tuple(sorted(nodes, key=lambda n: position.get(n, len(position))))
+        reads = tuple(a for a in kernel.args
+                      if a not in writes or compiled.leaves.get(a) in _operands(ordered))
+        views.append(KernelView(index, kernel, compiled.plan.launches[index], reads, writes,
+                                ordered))
+    return views
+
+
+def _operands(nodes) -> set[Tensor]:
+    return {t for node in nodes for t in node.inputs}
+
+
+def _positions(graph: Graph) -> dict[Node, int]:
+    return {node: i for i, node in enumerate(graph.nodes)}
+
+
+def stored_by_kernel(compiled) -> list[dict[str, Tensor]]:
+    """For each kernel, buffer -> the value it writes there (buffers are reused over time)."""
+    groups = getattr(compiled, "groups", None)      # exact, when the compiler keeps them
+    if groups is not None:
+        return [{compiled.memory.buffer_of[t]: t for t in g.stores} for g in groups]
+    stored = set(compiled.memory.buffer_of)
+    position = _positions(compiled.graph)
+    pending: dict[str, list[Tensor]] = {}
+    for t in sorted(stored, key=lambda t: position.get(t.producer, len(position))):
+        pending.setdefault(compiled.memory.buffer_of[t], []).append(t)
+    result = []
+    for kernel in compiled.kernels:
+        writes = {}
+        for buffer in written_buffers(kernel):
+            t = _writer_match(pending.get(buffer, []), kernel, stored)
+            if t is not None:
+                pending[buffer].remove(t)
+                writes[buffer] = t
+        result.append(writes)
+    return result
+
+
+def _writer_match(candidates: list[Tensor], kernel, stored: set) -> Tensor | None:
+    """The first candidate whose equations and shape fit the kernel best."""
+    if not candidates:
+        return None
+    ops = Counter(kernel.ops)
+    return max(candidates, key=lambda t: (_fits_ops(t, ops, stored), _fits_name(t, kernel),
+                                          -candidates.index(t)))
+
+
+def _fits_ops(t: Tensor, ops: Counter, stored: set) -> bool:
+    needed = Counter(f"{v.producer.op} # {v.producer.site}" for v in cone(t, stored)
+                     if v.producer is not None)
+    return not needed - ops
+
+
+def _fits_name(t: Tensor, kernel) -> bool:
+    dims = "_".join(map(str, t.shape)) or "1"
+    return f"_{dims}_" in kernel.name
+
+
+def written_buffers(kernel) -> list[str]:
+    """The arguments a kernel writes: its `__global` parameters not declared const."""
+    params = kernel_params(kernel.source, kernel.name)
+    if len(params) != len(kernel.args):
+        return list(kernel.args)
+    return [arg for arg, p in zip(kernel.args, params) if "const" not in p.split("*")[0]]
+
+
+def kernel_params(source: str, name: str) -> list[str]:
+    """The `__global` parameter declarations of `__kernel void name(...)` in `source`."""
+    match = re.search(r"__kernel\s+void\s+" + re.escape(name) + r"\s*\(([^)]*)\)", source)
+    if match is None:
+        return []
+    return [p.strip() for p in match.group(1).split(",") if "__global" in p]
+
+
+# ---- names ----
+
+def value_names(compiled, views: list[KernelView] | None = None) -> dict[Tensor, str]:
+    """Printed names of the optimized graph, plus fresh ones for the compiler's own copies."""
+    names = assign_names(compiled.graph)
+    fresh = (n for n in generated_names() if n not in set(names.values()))
+    for view in views or anatomy(compiled):
+        for node in view.nodes:
+            for t in (*node.inputs, *node.outputs):
+                if t not in names and t.producer is not None:
+                    names[t] = next(fresh)
+    return names
+
+
+def buffer_labels(compiled) -> dict[str, str]:
+    """Each plan buffer's printed name: without id() suffixes, still unique."""
+    labels, taken = {}, Counter()
+    for spec in compiled.plan.buffers:
+        base = _ID_SUFFIX.sub("", spec.name)
+        taken[base] += 1
+        labels[spec.name] = base if taken[base] == 1 else f"{base}#{taken[base]}"
+    return labels
+
+
+# ---- the kernels view ----
+
+def format_kernels(compiled, name: str = "function", device: str | None = None,
+                   source: bool = False) -> str:
+    """Kernels (geometry, cost, buffers, fused equations with sites), buffers, peak memory."""
+    views = anatomy(compiled)
+    names = value_names(compiled, views)
+    labels = buffer_labels(compiled)
+    where = f" on {device}" if device else ""
+    lines = [f"function {name}{where}: {len(views)} kernels, {len(compiled.plan.buffers)} "
+             f"buffers, planned peak {_mib(plan_bytes(compiled))}"]
+    for view in views:
+        lines += ["", *kernel_lines(view, names, labels)]
+    lines += ["", *buffer_lines(compiled, names, labels)]
     if source:
-        lines += ["source:", plan.source]
+        lines += ["", "source:", compiled.plan.source]
     return "\n".join(lines)
+
+
+def kernel_lines(view: KernelView, names: dict, labels: dict) -> list[str]:
+    """A kernel's header, its buffers, and the equations it computes."""
+    launch = view.launch
+    head = (f"kernel #{view.index} {launch.name}  global={_dims(launch.global_size)} "
+            f"local={_dims(launch.local_size)}  flops={launch.flops}  "
+            f"read={launch.bytes_read} B  written={launch.bytes_written} B")
+    writes = ", ".join(f"{labels.get(b, b)} <- {names.get(t, '?')}:{t.type}"
+                       for b, t in view.writes.items())
+    lines = [head, f"  reads  {', '.join(labels.get(b, b) for b in view.reads) or '-'}",
+             f"  writes {writes or '-'}"]
+    return lines + ["  " + line for line in equation_lines(view, names)]
+
+
+def equation_lines(view: KernelView, names: dict) -> list[str]:
+    """The kernel's equations with sites; its codegen op list when they cannot be matched
+    (a GEMM reads a transpose as a layout and does not list it: extra equations are fine)."""
+    if Counter(view.kernel.ops) - view.derived_ops:
+        return [f"fuses {op}" for op in view.kernel.ops]
+    body = [format_equation(node, names) for node in view.nodes]
+    return with_sites(body, [node.site for node in view.nodes])
+
+
+def _dims(size) -> str:
+    return "-" if size is None else "x".join(map(str, size))
+
+
+def buffer_lines(compiled, names: dict, labels: dict) -> list[str]:
+    """One line per plan buffer: role, size, the values it holds over a call."""
+    held: dict[str, list[str]] = {}
+    for t, buffer in compiled.memory.buffer_of.items():
+        held.setdefault(buffer, []).append(names.get(t, "?"))
+    for leaf_buffer, leaf in compiled.leaves.items():
+        held.setdefault(leaf_buffer, []).insert(0, names.get(leaf, leaf.name or "?"))
+    for binding in compiled.plan.inputs:
+        label = labels.get(binding.buffer, binding.buffer)
+        held.setdefault(binding.buffer, []).insert(0, label.removeprefix("in:"))
+    width = max([len(v) for v in labels.values()] + [6])
+    lines = ["buffers:"]
+    for spec in compiled.plan.buffers:
+        values = ", ".join(dict.fromkeys(held.get(spec.name, [])))
+        lines.append(f"  {labels[spec.name]:<{width}}  {spec.role:<8} {spec.nbytes:>10} B"
+                     f"  {values}".rstrip())
+    scratch = sum(s.nbytes for s in compiled.plan.buffers if s.role == "scratch")
+    lines.append(f"planned peak memory: {_mib(plan_bytes(compiled))} (scratch {_mib(scratch)})")
+    return lines
+
+
+# ---- gc.dump ----
+
+FORMATS = ("text", "dot", "svg", "html")
+STAGES = ("graph", "optimized", "kernels")
+
+
+def render(obj, format: str = "text", stage: str = "graph", source: bool = False) -> str:
+    """gc.dump's dispatcher (see graphc.printer.dump)."""
+    if format not in FORMATS:
+        raise ValueError(f"unknown dump format {format!r}: expected one of {', '.join(FORMATS)}")
+    if stage not in STAGES:
+        raise ValueError(f"unknown dump stage {stage!r}: expected one of {', '.join(STAGES)}")
+    if format == "html":
+        from graphc.report import html_page
+        return html_page(obj, stage)
+    if format in ("dot", "svg"):
+        from graphc.dot import dot_of, render_svg
+        text = dot_of(obj, stage)
+        return text if format == "dot" else render_svg(text)
+    return text_of(obj, stage, source)
+
+
+def text_of(obj, stage: str, source: bool = False) -> str:
+    """The text dump of `obj` at `stage`."""
+    if stage == "kernels":
+        compiled, name, device = compiled_parts(obj)
+        return format_kernels(compiled, name, device, source)
+    return str(graph_of(obj, stage))
+
+
+def is_compiled(obj) -> bool:
+    """A Function (anything with `.compiled`) or a compiler `Compiled` itself."""
+    return hasattr(obj, "compiled") or (hasattr(obj, "plan") and hasattr(obj, "kernels"))
+
+
+def compiled_parts(obj) -> tuple:
+    """(Compiled, function name, device name) of a Function or a Compiled."""
+    if hasattr(obj, "compiled"):
+        device = getattr(obj, "device", None)
+        return obj.compiled, obj.name, getattr(device, "name", None)
+    if is_compiled(obj):
+        return obj, "function", None
+    raise ValueError("stage='kernels' needs a compiled function (gc.function(...)), got "
+                     f"{type(obj).__name__}")
+
+
+def graph_of(obj, stage: str) -> Graph:
+    """The graph of `obj` as built ("graph") or after the graph passes ("optimized")."""
+    from graphc.printer import as_graph
+    if stage == "optimized":
+        if is_compiled(obj):
+            return compiled_parts(obj)[0].graph
+        from graphc.passes.pipeline import optimize
+        return optimize(as_graph(obj))[0]
+    if hasattr(obj, "compiled"):
+        return user_graph(obj)
+    if is_compiled(obj):
+        raise ValueError("a Compiled keeps only its optimized graph: use stage='optimized'")
+    return as_graph(obj)
+
+
+
+def user_graph(fn) -> Graph:
+    """The graph a Function was asked to compute: its outputs, then its variables' updates."""
+    outputs = list(fn.outputs) + [value for _, value in fn.updates]
+    return Graph.from_outputs(outputs, inputs=fn.inputs, name=_ident(fn.name))
+
+
+def _ident(name: str) -> str:
+    return name if name.isidentifier() else "graph"
+
+
+class _CallableModule(types.ModuleType):
+    """Importing graphc.dump rebinds the attribute `graphc.dump` (the gc.dump function) to
+    this module; calling the module keeps gc.dump(...) working all the same."""
+
+    def __call__(self, *args, **kwargs):
+        from graphc.printer import dump
+        return dump(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

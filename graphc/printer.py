@@ -183,15 +183,14 @@ def as_graph(obj) -> Graph:
                     " or a Graph")
 
 
-def dump(obj, stage: str = "graph", source: bool = False) -> str:
-    """gc.dump: the IR text of a Tensor, a list of Tensors or a Graph; for a compiled
-    function, its optimized graph (stage="optimized") or its kernels (stage="kernels")."""
-    from graphc.function import Function
-    if isinstance(obj, Function):
-        if stage == "kernels":
-            return obj.dump(source=source)
-        return format_graph(obj.compiled.graph)
-    return format_graph(as_graph(obj))
+def dump(obj, format: str = "text", stage: str = "graph", source: bool = False) -> str:
+    """gc.dump: a Tensor, a list of Tensors, a Graph or a compiled Function as "text", "dot",
+    "svg" or "html", at stage "graph" (as built), "optimized" (after the graph passes) or
+    "kernels" (functions: kernels, fused equations, buffers, memory; `source` adds OpenCL)."""
+    if format == "text" and stage == "graph" and not hasattr(obj, "compiled"):
+        return format_graph(as_graph(obj))
+    from graphc.dump import render
+    return render(obj, format, stage, source)
 
 
 # ---- tree view ----

@@ -1,7 +1,7 @@
 """Executable: a Plan built, allocated and bound once, then run as a plain enqueue sequence."""
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -38,8 +38,12 @@ class Executable:
         """Same as run(list(feeds))."""
         return self.run(list(feeds))
 
-    def run(self, feeds: Sequence[np.ndarray], profile: bool = False) -> list[np.ndarray]:
-        """Copy feeds in, enqueue every launch in order, and return the outputs as numpy."""
+    def run(self, feeds: Sequence[np.ndarray], profile: bool = False,
+            after_launch: Callable[[int], None] | None = None) -> list[np.ndarray]:
+        """Copy feeds in, enqueue every launch in order, and return the outputs as numpy.
+
+        With `after_launch`, each launch is finished before `after_launch(index)` is called
+        (a debugging mode: the callback may read the buffers the launch wrote)."""
         if len(feeds) != len(self.plan.inputs):
             raise ValueError(f"expected {len(self.plan.inputs)} feeds "
                              f"({[b.name for b in self.plan.inputs]}), got {len(feeds)}")
@@ -47,7 +51,7 @@ class Executable:
         transfers = [self._write_input(b, f) for b, f in zip(self.plan.inputs, feeds)]
         for resident in self.variables.values():
             resident.buffer  # uploads a value written on the host since the last run
-        events = [self._enqueue(i) for i in range(len(self._kernels))]
+        events = [self._enqueue_then(i, after_launch) for i in range(len(self._kernels))]
         outputs, reads = self._read_outputs()
         self._wait(reads)
         for resident in self.variables.values():
@@ -101,6 +105,14 @@ class Executable:
             return None
         buffer = self.buffers[binding.buffer]
         return require_cl().enqueue_copy(self.device.queue, buffer, array, is_blocking=False)
+
+    def _enqueue_then(self, index: int, after_launch: Callable[[int], None] | None) -> Any:
+        """Enqueue launch `index`; with a callback, wait for it and call the callback."""
+        event = self._enqueue(index)
+        if after_launch is not None:
+            self.device.queue.finish()
+            after_launch(index)
+        return event
 
     def _enqueue(self, index: int) -> Any:
         """Enqueue launch `index`; None for a launch with no work items."""

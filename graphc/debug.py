@@ -1,0 +1,381 @@
+"""Finding what went wrong: NaN/Inf checks, validation against the interpreter, error context.
+
+GRAPHC_CHECK_NUMERICS=1 runs each call's kernels one at a time and stops at the first kernel
+that writes a NaN or an Inf, naming the op that first produced it and the user's line
+(NumericsError). GRAPHC_VALIDATE=1 compares every value a kernel stores with the reference
+interpreter and names the first that diverges; the ops of that kernel are then run alone on
+the device to find which one is wrong (ValidationError). On either failure the variables
+get back the values they had before the call. GRAPHC_DUMP=DIR writes a report per function
+(graphc.report). Function calls the two hooks `on_function_compiled` and
+`on_function_called`; `equation_context` and `kernel_context` serve other stages' errors.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import weakref
+
+import numpy as np
+
+from graphc.dump import anatomy, value_names
+from graphc.errors import GraphcError, NumericsError, ValidationError
+from graphc.interp import leaf_value, run_node
+from graphc.ir import Graph, Node, Tensor
+from graphc.passes.fuse import cone
+from graphc.printer import format_equation, with_sites
+
+CONTEXT = 3
+MAX_ISOLATED = 24                # ops of a diverging kernel re-run alone, at most
+RTOL = {2: 1e-2, 4: 2e-3, 8: 1e-7}
+ATOL = {2: 1e-2, 4: 1e-4, 8: 1e-9}      # times the values' magnitude (at least 1)
+
+_quiet = contextvars.ContextVar("graphc_debug_quiet", default=False)
+
+
+# ---- error context for every stage ----
+
+def equation_context(graph: Graph, node, radius: int = CONTEXT) -> str:
+    """`node` (a Node or its output) in IR text, the user's line, and ±radius neighbours."""
+    from graphc.verify import names_for_message
+    node = node.producer if isinstance(node, Tensor) else node
+    if node is None:
+        return "  (a graph input: no equation)"
+    names = names_for_message(graph)
+    index = next((i for i, n in enumerate(graph.nodes) if n is node), None)
+    head = [f"  in equation{'' if index is None else f' #{index + 1}'}: "
+            f"{format_equation(node, names)}", f"  created at {node.site or '<unknown>'}"]
+    if index is None:
+        return "\n".join(head)
+    lo, hi = max(0, index - radius), min(len(graph.nodes), index + radius + 1)
+    context = [f"  {'>>>' if i == index else '   '} #{i + 1}: "
+               f"{format_equation(graph.nodes[i], names)}" for i in range(lo, hi)]
+    return "\n".join(head + ["  context:"] + context)
+
+
+def kernel_context(compiled, kernel_name: str) -> str:
+    """The equations (with the user's lines) of the launches of kernel `kernel_name`."""
+    views = anatomy(compiled)
+    names = value_names(compiled, views)
+    lines = []
+    for view in views:
+        if view.launch.name == kernel_name:
+            body = [format_equation(n, names) for n in view.nodes]
+            lines += [f"  kernel #{view.index} {kernel_name} computes:"]
+            lines += ["    " + s for s in with_sites(body, [n.site for n in view.nodes])]
+    return "\n".join(lines) or f"  (no kernel named {kernel_name!r})"
+
+
+# ---- hooks called by graphc.function.Function ----
+
+@contextlib.contextmanager
+def quiet():
+    """Functions compiled inside this block are not dumped or checked (debug internals)."""
+    token = _quiet.set(True)
+    try:
+        yield
+    finally:
+        _quiet.reset(token)
+
+
+def numerics_enabled() -> bool:
+    """GRAPHC_CHECK_NUMERICS=1."""
+    from graphc import config
+    return config.flag("GRAPHC_CHECK_NUMERICS")
+
+
+def validate_enabled() -> bool:
+    """GRAPHC_VALIDATE=1."""
+    from graphc import config
+    return config.flag("GRAPHC_VALIDATE")
+
+
+_compiled: list = []                        # weak references, in compile order
+
+
+def compiled_functions() -> list:
+    """The Functions compiled so far in this process that are still alive."""
+    return [f for f in (ref() for ref in _compiled) if f is not None]
+
+
+def on_function_compiled(fn) -> None:
+    """Called at the end of Function.__init__: register it; with GRAPHC_DUMP, report it."""
+    if _quiet.get():
+        return
+    _compiled.append(weakref.ref(fn))
+    from graphc.report import dump_dir, write_function_report
+    if dump_dir():
+        write_function_report(fn, None)
+
+
+def on_function_called(fn, arrays) -> list | None:
+    """Called by Function.__call__ with the checked feeds: the results when a debug mode ran
+    the call (checked, or profiled for GRAPHC_DUMP's first report), else None."""
+    if _quiet.get():
+        return None
+    from graphc.report import dump_dir, is_timed, write_function_report
+    if numerics_enabled() or validate_enabled():
+        return run_checked(fn, arrays, numerics_enabled(), validate_enabled())
+    if dump_dir() and not is_timed(fn):
+        results = fn.executable.run(arrays, profile=True)
+        fn.last_profile = list(fn.executable.last_profile)
+        write_function_report(fn, fn.last_profile)
+        return results
+    return None
+
+
+# ---- the checked run ----
+
+def run_checked(fn, arrays, numerics: bool = True, validate: bool = False) -> list:
+    """Run one call launch by launch, checking what each kernel stores; raise on a problem."""
+    checker = Checker(fn, arrays, numerics, validate)
+    results = fn.executable.run(arrays, profile=True, after_launch=checker.after)
+    fn.last_profile = list(fn.executable.last_profile)
+    if checker.failure is not None:
+        checker.restore_variables()
+        raise checker.failure
+    return results
+
+
+def read_value(executable, buffer: str, t: Tensor) -> np.ndarray:
+    """`t` as stored in device buffer `buffer` (which may be larger than `t`)."""
+    import pyopencl as cl
+    storage = np.dtype(np.uint8) if t.dtype == np.bool_ else t.dtype
+    host = np.empty(t.shape, storage)
+    if host.nbytes:
+        cl.enqueue_copy(executable.device.queue, host, executable.buffers[buffer],
+                        is_blocking=True)
+    return host.astype(t.dtype) if storage != t.dtype else host
+
+
+def first_bad(array: np.ndarray) -> tuple[str, tuple] | None:
+    """('NaN' or 'Inf', index) of the first non-finite element, or None."""
+    if array.dtype.kind not in "fc":
+        return None
+    bad = ~np.isfinite(array)
+    if not bad.any():
+        return None
+    index = np.unravel_index(int(np.argmax(bad)), array.shape) if array.ndim else ()
+    kind = "NaN" if np.isnan(array[index]) else "Inf"
+    return kind, tuple(int(i) for i in index)
+
+
+class Checker:
+    """Reads back what each launch stores and checks it (the after_launch callback)."""
+
+    def __init__(self, fn, arrays, numerics: bool, validate: bool):
+        self.fn, self.numerics, self.validate = fn, numerics, validate
+        self.compiled = fn.compiled
+        self.views = anatomy(self.compiled)
+        self.names = value_names(self.compiled, self.views)
+        self.stored = set(self.compiled.memory.buffer_of)
+        self.step = fn.calls
+        self.leaves = _leaf_values(fn, arrays)
+        self.device = dict(self.leaves)             # values as the device computed them
+        self.reference = dict(self.leaves)          # values as the interpreter computes them
+        self.failure: GraphcError | None = None
+        if numerics:
+            self.failure = self._bad_leaf()
+            if self.failure is not None:
+                raise self.failure
+
+    def after(self, index: int) -> None:
+        """Check launch `index`; keep the first failure (raised once the call is over)."""
+        if self.failure is not None:
+            return
+        view = self.views[index]
+        for buffer, t in view.writes.items():
+            self.device[t] = read_value(self.fn.executable, buffer, t)
+        for buffer, t in view.writes.items():
+            if self.numerics:
+                self.failure = self._check_finite(view, buffer, t)
+            if self.failure is None and self.validate:
+                self.failure = self._check_close(view, buffer, t)
+            if self.failure is not None:
+                return
+
+    def restore_variables(self) -> None:
+        """Give every variable the value it had before the failed call."""
+        for name, leaf in self.compiled.leaves.items():
+            if leaf.role == "variable" and name in self.fn.executable.variables:
+                self.fn.executable.variables[name].write(self.leaves[leaf])
+
+    # -- numerics --
+
+    def _bad_leaf(self) -> NumericsError | None:
+        for leaf, value in self.leaves.items():
+            found = first_bad(np.asarray(value)) if leaf.role != "constant" else None
+            if found:
+                return NumericsError(f"GRAPHC_CHECK_NUMERICS: {leaf.role} {leaf.name!r} "
+                                     f"({leaf.type}) holds {found[0]} at index {found[1]} "
+                                     f"before any kernel ran\n  created at {leaf.site}")
+        return None
+
+    def _check_finite(self, view, buffer: str, t: Tensor) -> NumericsError | None:
+        found = first_bad(self.device[t])
+        if found is None:
+            return None
+        source = self._nan_source(t)
+        head = (f"GRAPHC_CHECK_NUMERICS: kernel #{view.index} {view.launch.name} wrote "
+                f"{found[0]} into {self._describe(t, buffer)}, first at index {found[1]}")
+        if source is None:
+            why = ("  numpy computes finite values from the same inputs: the kernel itself is "
+                   "suspect (run with GRAPHC_VALIDATE=1)")
+            return NumericsError("\n".join([head, why, self._context(t.producer)]))
+        return NumericsError("\n".join([head, f"  the first op to produce {found[0]}: "
+                                        f"{source.op} (at {source.site or '<unknown>'})",
+                                        self._context(source)]))
+
+    def _nan_source(self, t: Tensor) -> Node | None:
+        """The first equation of `t`'s kernel whose result is not finite from finite inputs."""
+        local: dict[Tensor, np.ndarray] = {}
+        for node in self._cone_nodes(t):
+            args = [local[v] if v in local else self._device_value(v) for v in node.inputs]
+            outs = run_node(node, args, self.step)
+            local.update(zip(node.outputs, outs))
+            if any(first_bad(o) for o in outs) and not any(first_bad(a) for a in args):
+                return node
+        return None
+
+    def _device_value(self, v: Tensor) -> np.ndarray:
+        return self.device[v] if v in self.device else leaf_value(v, {})
+
+    # -- validation --
+
+    def _check_close(self, view, buffer: str, t: Tensor) -> ValidationError | None:
+        got, want = self.device[t], self._reference(t)
+        if close(got, want, self._scale(t)):
+            return None
+        culprit = self._isolate(t)
+        where = culprit[0] if culprit else t.producer
+        lines = [f"GRAPHC_VALIDATE: kernel #{view.index} {view.launch.name} stored "
+                 f"{self._describe(t, buffer)}, which differs from the reference "
+                 f"interpreter: {difference(got, want)}"]
+        if culprit:
+            lines.append(f"  culprit: op {where.op} (at {where.site or '<unknown>'}) differs "
+                         f"when run alone on the device: {culprit[1]}")
+        else:
+            lines.append("  each op of the kernel agrees with the reference when run alone: "
+                         "the fused kernel is wrong")
+        return ValidationError("\n".join(lines + [self._context(where)]))
+
+    def _reference(self, t: Tensor) -> np.ndarray:
+        """The interpreter's value of `t` (computed on demand, producers first)."""
+        stack = [t]
+        while stack:
+            v = stack[-1]
+            if v in self.reference:
+                stack.pop()
+                continue
+            if v.producer is None:
+                self.reference[v] = leaf_value(v, {})
+                continue
+            missing = [i for i in v.producer.inputs if i not in self.reference]
+            if missing:
+                stack.extend(missing)
+                continue
+            node = v.producer
+            outs = run_node(node, [self.reference[i] for i in node.inputs], self.step)
+            self.reference.update(zip(node.outputs, outs))
+        return self.reference[t]
+
+    def _scale(self, t: Tensor) -> float:
+        """The magnitude errors are measured against: the value's and its operands'."""
+        values = [self._reference(t)]
+        if t.producer is not None:
+            values += [self._reference(v) for v in t.producer.inputs]
+        return max([1.0] + [_magnitude(v) for v in values])
+
+    def _isolate(self, t: Tensor) -> tuple[Node, str] | None:
+        """The first op of `t`'s kernel that is wrong alone on the device, and by how much."""
+        for node in self._cone_nodes(t)[:MAX_ISOLATED]:
+            from graphc.ops import get_op
+            if get_op(node.op).kind == "random":
+                continue
+            args = [self._reference(v) for v in node.inputs]
+            got = run_alone(node, args, self.fn.device)
+            for out, value in zip(node.outputs, got):
+                want = self._reference(out)
+                if not close(value, want, max([1.0, _magnitude(want)] +
+                                              [_magnitude(a) for a in args])):
+                    return node, difference(value, want)
+        return None
+
+    # -- shared --
+
+    def _cone_nodes(self, t: Tensor) -> list[Node]:
+        order = {n: i for i, n in enumerate(self.compiled.graph.nodes)}
+        nodes = {v.producer for v in cone(t, self.stored) if v.producer is not None}
+        return sorted(nodes, key=lambda n: order.get(n, len(order)))
+
+    def _describe(self, t: Tensor, buffer: str) -> str:
+        return f"{self.names.get(t, '?')}:{t.type} (buffer {buffer})"
+
+    def _context(self, node: Node | None) -> str:
+        return equation_context(self.compiled.graph, node)
+
+
+def _leaf_values(fn, arrays) -> dict[Tensor, np.ndarray]:
+    """Every leaf's value for this call: feeds, variables (before the call), constants."""
+    values = {p: np.asarray(a) for p, a in zip(fn.inputs, arrays)}
+    for leaf in fn.compiled.graph.inputs:
+        if leaf not in values:
+            values[leaf] = np.asarray(leaf_value(leaf, {}))
+    return values
+
+
+def _magnitude(array: np.ndarray) -> float:
+    array = np.asarray(array)
+    if array.dtype.kind not in "fc" or array.size == 0:
+        return 0.0
+    finite = np.abs(array[np.isfinite(array)])
+    return float(finite.max()) if finite.size else 0.0
+
+
+def close(got: np.ndarray, want: np.ndarray, scale: float = 1.0) -> bool:
+    """Equal for integers and booleans; within the dtype's tolerance for floats."""
+    got, want = np.asarray(got), np.asarray(want)
+    if got.shape != want.shape:
+        return False
+    if want.dtype.kind not in "fc":
+        return bool(np.array_equal(got, want))
+    size = want.dtype.itemsize
+    return bool(np.allclose(got, want, rtol=RTOL.get(size, 1e-3),
+                            atol=ATOL.get(size, 1e-4) * scale, equal_nan=True))
+
+
+def difference(got: np.ndarray, want: np.ndarray) -> str:
+    """Where and by how much two arrays differ most."""
+    got, want = np.asarray(got), np.asarray(want)
+    if want.dtype.kind not in "fc":
+        index = np.unravel_index(int(np.argmax(got != want)), want.shape) if want.ndim else ()
+    else:
+        error = np.abs(got.astype(np.float64) - want.astype(np.float64))
+        error = np.where(np.isnan(error), np.inf, error)
+        index = np.unravel_index(int(np.argmax(error)), want.shape) if want.ndim else ()
+    index = tuple(int(i) for i in index)
+    return (f"at index {index} the device has {_number(got[index])}, the reference "
+            f"{_number(want[index])}")
+
+
+def _number(value) -> str:
+    return f"{float(value):.7g}" if np.asarray(value).dtype.kind in "fc" else str(value)
+
+
+def run_alone(node: Node, args: list[np.ndarray], device) -> list[np.ndarray]:
+    """Compile and run one equation by itself on `device`, fed `args`."""
+    from graphc.builder import placeholder
+    from graphc.function import function
+    from graphc.printer import is_literal
+    inputs, feeds, operands = [], [], []
+    for value, array in zip(node.inputs, args):
+        if is_literal(value) or value.role == "constant":
+            operands.append(value)
+            continue
+        p = placeholder(value.shape, value.dtype, name=f"in{len(inputs)}")
+        inputs.append(p)
+        feeds.append(array)
+        operands.append(p)
+    alone = Node(node.op, operands, node.attrs, [o.type for o in node.outputs], node.site)
+    with quiet():
+        compiled = function(inputs, list(alone.outputs), device=device, name=f"alone_{node.op}")
+        return compiled(*feeds)
