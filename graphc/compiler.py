@@ -47,6 +47,8 @@ def compile_graph(inputs, outputs, updates, device) -> Compiled:
     on_pass = _print_pass if config.debug_level() >= 3 else None
     graph, records = optimize(graph, on_pass=on_pass)
     values = [_materializable(v) for v in graph.outputs]
+    if any(v is not o for v, o in zip(values, graph.outputs)):    # copies of leaves added
+        graph = Graph.from_outputs(values, inputs=graph.inputs, name=graph.name)
     outs, new_values = values[:n_out], values[n_out:]
     targets = [v for v, _ in updates]
     leaf_names = _leaf_names(graph)

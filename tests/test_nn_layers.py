@@ -390,8 +390,6 @@ def test_compiled_gradients_equal_interpreter(cl_device, make, shape):
 
 
 @pytest.mark.opencl
-@pytest.mark.xfail(strict=True, reason="compiler: an output that folds to a constant (here"
-                   " d loss / d beta = sum of a constant direction) is never written")
 def test_compiled_gradient_of_beta_under_a_constant_direction(cl_device):
     inputs, feeds, outputs = _training_graph(BatchNormalization(), (3, 2), direction_fed=False)
     want = gc.interpret(outputs[-1], dict(zip(inputs, feeds)))
