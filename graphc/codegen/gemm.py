@@ -1,0 +1,313 @@
+"""GEMM kernel generator: batched, layout-aware, with a fused store epilogue, tiled per device.
+
+`gemm_kernel` renders one OpenCL C `__kernel` computing C[b] = op(A[b]) @ op(B[b]) for a
+GemmSpec (every size a compile-time constant) and hands each value to an Epilogue's store
+statement. The tiling is chosen analytically from a DeviceInfo:
+
+- CPU (PoCL): one work item per MC x TN block of C, local size (1,1,1); the B panel is packed
+  into local memory and R x TN register tiles of float16/double8 vectors run over it
+  (kernels_cl/gemm_cpu.cl).
+- GPU: TS x TS local-memory tiles, one output per work item (kernels_cl/gemm_gpu.cl).
+
+`DeviceInfo.tuning` overrides any choice by name (see CPU_TUNING and GPU_TUNING).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from functools import cache
+from importlib import resources
+from string import Template
+from typing import Any
+
+ITEMSIZE = {"float": 4, "double": 8}
+INT_MAX = 2**31 - 1
+CPU_TUNING = ("rows", "vectors", "width", "panels", "mc", "kc", "order")
+GPU_TUNING = ("ts",)
+# CPU blocking: the packed B block (KC x NC) and the rows sharing it (MC) per work item.
+CPU_KC, CPU_NC, CPU_MC = 256, 128, 256
+CPU_ITEMS_PER_UNIT = 4
+_STORE_KEYS = re.compile(r"\{(acc|b|i|j|m|n|T)\}")
+_IDENT = re.compile(r"[A-Za-z_]\w*")
+
+
+@dataclass(frozen=True)
+class GemmSpec:
+    """Sizes, element type and operand layouts of a batched matrix product."""
+
+    batch: int
+    m: int
+    n: int
+    k: int
+    dtype: str  # 'float' or 'double' (C type)
+    a_trans: bool  # A stored as (batch, k, m) instead of (batch, m, k)
+    b_trans: bool  # B stored as (batch, n, k) instead of (batch, k, n)
+    a_batch_stride: int  # elements between batches of A; 0 broadcasts A over the batch
+    b_batch_stride: int
+
+    def __post_init__(self) -> None:
+        problems = spec_problems(self)
+        if problems:
+            raise ValueError(f"invalid {self}: " + "; ".join(problems))
+
+    @property
+    def flops(self) -> int:
+        """Multiply-adds counted as two FLOPs."""
+        return 2 * self.batch * self.m * self.n * self.k
+
+
+def spec_problems(spec: GemmSpec) -> list[str]:
+    """Why a GemmSpec cannot be generated ([] when it can)."""
+    problems = [f"{name} must be >= 1" for name in ("batch", "m", "n", "k")
+                if getattr(spec, name) < 1]
+    if spec.dtype not in ITEMSIZE:
+        problems.append(f"dtype must be one of {sorted(ITEMSIZE)}, not {spec.dtype!r}")
+    if min(spec.a_batch_stride, spec.b_batch_stride) < 0:
+        problems.append("batch strides must be >= 0")
+    extents = (spec.batch * spec.m * spec.n, spec.a_batch_stride * spec.batch + spec.m * spec.k,
+               spec.b_batch_stride * spec.batch + spec.k * spec.n)
+    if not problems and max(extents) > INT_MAX:
+        problems.append("sizes exceed 32-bit indexing")
+    return problems
+
+
+def _default_store() -> str:
+    return "C[{b} * {m} * {n} + {i} * {n} + {j}] = {acc};"
+
+
+@dataclass(frozen=True)
+class Epilogue:
+    """Extra kernel parameters and the C statement(s) that store one accumulated value.
+
+    `store` may use {acc} (the value), {b} {i} {j} (batch, row, column: C int expressions),
+    {m} {n} (the sizes) and {T} (the C element type); other braces are left alone. `params`
+    are parameter declarations, where {T} is replaced too. The default writes a row-major
+    (batch, m, n) output C.
+    """
+
+    params: tuple[str, ...] = ("__global {T}* restrict C",)
+    store: str = field(default_factory=_default_store)
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """What the tiling choice needs to know about a device; `tuning` overrides choices."""
+
+    type: str  # 'cpu' | 'gpu'
+    compute_units: int = 1
+    max_work_group_size: int = 256
+    local_mem_size: int = 32768
+    preferred_float_vector_width: int = 4
+    tuning: dict[str, Any] = field(default_factory=dict, hash=False, compare=True)
+
+
+def device_info_from(device: Any) -> DeviceInfo:
+    """The DeviceInfo of a graphc.runtime Device (accelerators get the GPU variant)."""
+    return DeviceInfo(
+        type="cpu" if device.type == "cpu" else "gpu",
+        compute_units=int(device.compute_units),
+        max_work_group_size=int(device.max_work_group_size),
+        local_mem_size=int(device.local_mem_size),
+        preferred_float_vector_width=max(1, int(device.preferred_float_vector_width)),
+    )
+
+
+@dataclass(frozen=True)
+class GemmKernel:
+    """A rendered GEMM kernel with its launch geometry; `tiles` says what was chosen."""
+
+    name: str
+    source: str
+    global_size: tuple[int, ...]
+    local_size: tuple[int, ...] | None
+    flops: int
+    tiles: str
+
+
+@dataclass(frozen=True)
+class CpuTiles:
+    """CPU tiling: R x NV vectors of width W per register tile, MC x NP*TN per work item."""
+
+    rows: int  # R
+    vectors: int  # NV
+    width: int  # W
+    panels: int  # NP: register-tile columns per work item
+    mc: int  # rows of C per work item (a multiple of R)
+    kc: int  # depth of one packed B panel
+    order: str  # 'cols' (column strips vary fastest over work items) or 'rows'
+
+    @property
+    def tn(self) -> int:
+        """Columns of C per register tile."""
+        return self.vectors * self.width
+
+    @property
+    def nc(self) -> int:
+        """Columns of C per work item."""
+        return self.panels * self.tn
+
+
+def gemm_kernel(name: str, spec: GemmSpec, epilogue: Epilogue,
+                device_info: DeviceInfo) -> GemmKernel:
+    """Render the GEMM kernel `name` for `spec`, storing through `epilogue`, for a device."""
+    if not re.fullmatch(r"[A-Za-z_]\w*", name):
+        raise ValueError(f"kernel name {name!r} is not a C identifier")
+    if device_info.type == "cpu":
+        return _cpu_kernel(name, spec, epilogue, device_info)
+    return _gpu_kernel(name, spec, epilogue, device_info)
+
+
+# ---------------------------------------------------------------- CPU variant
+
+
+def cpu_tiles(spec: GemmSpec, info: DeviceInfo) -> CpuTiles:
+    """Register and cache tiles for the CPU variant, sized to the shape and the vector unit."""
+    tune = info.tuning
+    lanes = max(1, info.preferred_float_vector_width * 4 // ITEMSIZE[spec.dtype])
+    registers = 32 if info.preferred_float_vector_width >= 16 else 16
+    width = int(tune.get("width", max(2, min(lanes, 16, _pow2_at_least(spec.n)))))
+    vectors = int(tune.get("vectors", 2 if spec.n > width else 1))
+    # Accumulators plus the B vectors and one broadcast A value must stay in registers.
+    rows = int(tune.get("rows", min(8, (registers - vectors - 1) // vectors, spec.m)))
+    kc = int(tune.get("kc", min(spec.k, CPU_KC)))
+    panels, mc = _cpu_block(spec, info, rows, vectors * width)
+    tiles = CpuTiles(rows, vectors, width, int(tune.get("panels", panels)),
+                     _round_up(int(tune.get("mc", mc)), rows), kc, tune.get("order", "cols"))
+    return _fit_local_memory(tiles, spec, info)
+
+
+def _cpu_block(spec: GemmSpec, info: DeviceInfo, rows: int, tn: int) -> tuple[int, int]:
+    """(panels, MC): the largest block of C per work item up to CPU_NC x CPU_MC, halved (the
+    longer side first) until every core gets several work items."""
+    panels = max(1, min(CPU_NC // tn, _ceil_div(spec.n, tn)))
+    mc = min(CPU_MC, _round_up(spec.m, rows))
+    target = CPU_ITEMS_PER_UNIT * info.compute_units
+
+    def items() -> int:
+        return _ceil_div(spec.n, panels * tn) * _ceil_div(spec.m, mc) * spec.batch
+
+    while items() < target and (panels > 1 or mc > rows):
+        if mc >= panels * tn and mc > rows or panels == 1:
+            mc = _round_up(mc // 2, rows)
+        else:
+            panels //= 2
+    return panels, mc
+
+
+def _fit_local_memory(tiles: CpuTiles, spec: GemmSpec, info: DeviceInfo) -> CpuTiles:
+    """Shrink the packed panel's depth, then the rows, until they fit local memory."""
+    kc, mc = tiles.kc, tiles.mc
+    while kc > 16 and _cpu_local_bytes(tiles, spec, kc, mc) > info.local_mem_size:
+        kc //= 2
+    while mc > tiles.rows and _cpu_local_bytes(tiles, spec, kc, mc) > info.local_mem_size:
+        mc = _round_up(mc // 2, tiles.rows)
+    return replace(tiles, kc=kc, mc=mc)
+
+
+def _cpu_local_bytes(tiles: CpuTiles, spec: GemmSpec, kc: int, mc: int) -> int:
+    """Local memory used: the packed B block, plus the accumulator spill when K is blocked."""
+    spill = mc * tiles.nc if spec.k > kc else 0
+    return (kc * tiles.nc + spill) * ITEMSIZE[spec.dtype]
+
+
+def _cpu_kernel(name: str, spec: GemmSpec, epilogue: Epilogue, info: DeviceInfo) -> GemmKernel:
+    """The CPU variant: packed B panels and register tiles, local size (1, 1, 1)."""
+    t = cpu_tiles(spec, info)
+    vt = spec.dtype if t.width == 1 else f"{spec.dtype}{t.width}"
+    blocks = (_ceil_div(spec.n, t.nc), _ceil_div(spec.m, t.mc))
+    col_dim, row_dim = (0, 1) if t.order == "cols" else (1, 0)
+    values = dict(
+        T=spec.dtype, VT=vt, W=t.width, NV=t.vectors, R=t.rows, TN=t.tn, NP=t.panels, MC=t.mc,
+        KC=t.kc,
+        NKB=_ceil_div(spec.k, t.kc), COL_DIM=col_dim, ROW_DIM=row_dim,
+        A_ROW=1 if spec.a_trans else spec.k, A_DEPTH=spec.m if spec.a_trans else 1,
+        B_TRANS=int(spec.b_trans))
+    source = _render("gemm_cpu.cl", name, spec, epilogue, values, indent=20)
+    global_size = (blocks[col_dim], blocks[row_dim], spec.batch)
+    tiles = (f"cpu {t.rows}x{t.vectors} {vt} (tile {t.rows}x{t.tn}), block {t.mc}x{t.nc}x"
+             f"{t.kc}, order {t.order}")
+    return GemmKernel(name, source, global_size, (1, 1, 1), spec.flops, tiles)
+
+
+# ---------------------------------------------------------------- GPU variant
+
+
+def gpu_tile_size(spec: GemmSpec, info: DeviceInfo) -> int:
+    """Side of the square work group and local tiles: 16 where the device allows."""
+    if "ts" in info.tuning:
+        return int(info.tuning["ts"])
+    itemsize = ITEMSIZE[spec.dtype]
+    for ts in (16, 8, 4, 2):
+        if ts * ts <= info.max_work_group_size and \
+                2 * ts * (ts + 1) * itemsize <= info.local_mem_size:
+            return ts
+    return 1
+
+
+def _gpu_kernel(name: str, spec: GemmSpec, epilogue: Epilogue, info: DeviceInfo) -> GemmKernel:
+    """The GPU variant: TS x TS local-memory tiles, one output per work item."""
+    ts = gpu_tile_size(spec, info)
+    values = dict(T=spec.dtype, TS=ts, A_TRANS=int(spec.a_trans), B_TRANS=int(spec.b_trans))
+    source = _render("gemm_gpu.cl", name, spec, epilogue, values, indent=8)
+    global_size = (_round_up(spec.n, ts), _round_up(spec.m, ts), spec.batch)
+    return GemmKernel(name, source, global_size, (ts, ts, 1), spec.flops,
+                      f"gpu {ts}x{ts} local tiles")
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def _render(template: str, name: str, spec: GemmSpec, epilogue: Epilogue,
+            values: dict[str, Any], indent: int) -> str:
+    """Fill a kernels_cl template with the sizes, layout, parameters and store epilogue."""
+    text = _template_text(template)
+    _check_param_names(epilogue, template)
+    store = render_store(epilogue.store, spec).strip().replace("\n", "\n" + " " * indent)
+    params = "".join(",\n    " + p.replace("{T}", spec.dtype) for p in epilogue.params)
+    return Template(text).substitute(
+        values, name=name, params=params, STORE=store, M=spec.m, N=spec.n, K=spec.k,
+        A_BATCH=spec.a_batch_stride, B_BATCH=spec.b_batch_stride)
+
+
+def render_store(store: str, spec: GemmSpec) -> str:
+    """The epilogue's store statement(s) with the kernel's names and sizes filled in."""
+    names = {"acc": "acc_", "b": "batch_", "i": "row_", "j": "col_", "m": str(spec.m),
+             "n": str(spec.n), "T": spec.dtype}
+    return _STORE_KEYS.sub(lambda match: names[match.group(1)], store)
+
+
+def _check_param_names(epilogue: Epilogue, template: str) -> None:
+    """Refuse epilogue parameters that would shadow or clash with the kernel's own names."""
+    taken = _template_identifiers(template)
+    for param in epilogue.params:
+        words = _IDENT.findall(param)
+        if not words:
+            raise ValueError(f"epilogue parameter {param!r} declares no name")
+        if words[-1] in taken:
+            raise ValueError(f"epilogue parameter name {words[-1]!r} is used by the GEMM "
+                             f"kernel itself; rename it")
+
+
+@cache
+def _template_identifiers(template: str) -> frozenset[str]:
+    """Every identifier in a template's code (comments and placeholders removed)."""
+    code = re.sub(r"/\*.*?\*/|\$\{\w+\}", " ", _template_text(template), flags=re.S)
+    return frozenset(_IDENT.findall(code))
+
+
+@cache
+def _template_text(template: str) -> str:
+    """The text of a template shipped in graphc.kernels_cl."""
+    return resources.files("graphc.kernels_cl").joinpath(template).read_text()
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _round_up(a: int, b: int) -> int:
+    return _ceil_div(a, b) * b
+
+
+def _pow2_at_least(n: int) -> int:
+    return 1 << max(0, n - 1).bit_length()
