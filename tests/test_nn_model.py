@@ -291,6 +291,44 @@ def test_progress_without_tqdm_prints_a_line_per_epoch(monkeypatch, capsys):
     assert len(lines) == 2 and "loss:" in lines[0] and "accuracy:" in lines[0]
 
 
+class _Loader:
+    """A re-iterable data loader of (x, y) batches, the last one short."""
+
+    def __init__(self, x, y, size):
+        self.x, self.y, self.size = x, y, size
+
+    def __len__(self):
+        return -(-len(self.x) // self.size)
+
+    def __iter__(self):
+        for start in range(0, len(self.x), self.size):
+            yield self.x[start:start + self.size], self.y[start:start + self.size]
+
+
+def test_fit_and_evaluate_a_loader_like_arrays():
+    x, y = _blobs(21)
+    results = []
+    for data in ((x, y), (_Loader(x, y, 8), None)):
+        model = _mlp(seed=2)
+        model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"],
+                      device="interpret")
+        history = model.fit(*data, batch_size=8, epochs=2, shuffle=False, verbose=0)
+        results.append((history.history["loss"], model.evaluate(*data, batch_size=8)))
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-6)
+    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-6)
+    model = _mlp(seed=2)
+    model.compile("sgd", "sparse_categorical_crossentropy", device="interpret")
+    assert model.predict(_Loader(x, y, 8)).shape == (21, 3)
+
+
+def test_progress_bar_with_tqdm(capsys):
+    pytest.importorskip("tqdm")
+    model = _mlp()
+    model.compile("sgd", "sparse_categorical_crossentropy", ["accuracy"], device="interpret")
+    model.fit(*_blobs(10), batch_size=5, epochs=1, verbose=1)
+    assert "Epoch 1/1" in capsys.readouterr().err
+
+
 def test_errors_are_clear():
     model = _mlp()
     with pytest.raises(RuntimeError, match="must be compiled"):

@@ -28,7 +28,9 @@ def register_layer(cls: type) -> type:
 
 
 def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+    """Keras's layer-name rule: MaxPool2D -> max_pool2d, LSTM -> lstm, SimpleRNN -> simple_rnn."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 def _example_shape(x):

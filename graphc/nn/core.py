@@ -9,6 +9,7 @@ import numpy as np
 import graphc as gc
 from graphc.nn import activations, initializers
 from graphc.nn.base import Layer, register_layer
+from graphc.ops.random import _derived_seed
 
 
 @register_layer
@@ -108,7 +109,9 @@ class Reshape(Layer):
 class Dropout(Layer):
     """Inverted dropout while training (gc.random.dropout), the identity at inference.
 
-    The mask is fresh at every call of the compiled step; `seed` fixes its stream.
+    The mask is fresh at every training step (the stream follows the optimizer's step).
+    `seed=None` draws a fixed op seed from graphc's global seed when the layer is made; it
+    is saved with the config, so a reloaded model continues the same streams.
     """
 
     def __init__(self, rate: float, seed: int | None = None, name: str | None = None,
@@ -117,7 +120,7 @@ class Dropout(Layer):
         if not 0.0 <= float(rate) < 1.0:
             raise ValueError(f"Dropout: rate must be in [0, 1), got {rate}")
         self.rate = float(rate)
-        self.seed = seed
+        self.seed = int(seed) if seed is not None else _derived_seed(None) % 2 ** 31
 
     def call(self, x: gc.Tensor, training: bool = False) -> gc.Tensor:
         if not training or self.rate == 0.0:

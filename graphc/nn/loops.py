@@ -212,10 +212,15 @@ def _train_epoch(model, batches, val_batches, rng, hooks, progress, epoch: int) 
     steps = model.compiled_steps()
     totals = Totals(steps.metrics)
     hooks.on_epoch_begin(epoch)
+    iteration = int(steps.optimizer.iterations.get_value())
     for index, (xs, y, weights, _) in enumerate(batches.epoch(rng)):
         hooks.on_train_batch_begin(index)
         step = steps.train(batches.batch, y_spec_of(y))
+        # random ops (dropout) draw stream number `calls`: the optimizer's step, so a
+        # resumed or recompiled model continues the streams instead of repeating them
+        step.calls = iteration
         totals.add(step(*model.convert_inputs(xs), y.astype(target_dtype(y)), weights))
+        iteration += 1
         logs = totals.logs()
         progress.update(logs)
         hooks.on_train_batch_end(index, logs)
