@@ -158,12 +158,12 @@ class Lowering:
 
     def _random(self, t, node, idx, dist, params):
         self.uses_step = True
-        kind = {"uniform": "uniform", "normal": "normal", "bernoulli": "bernoulli"}[dist]
-        blocks = philox.blocks_used(kind, t.size, np.dtype(np.float32))
-        value = Random(np.dtype(np.float32), dist, node.attrs["seed"], blocks,
-                       flatten(idx, t.shape), params)
-        return value if t.dtype == np.float32 else Apply(t.dtype, "cast", (value,),
-                                                         (("dtype", t.dtype),))
+        # uniform and normal draw in their own float type; bernoulli compares a float32
+        drawn = np.dtype(np.float32) if dist == "bernoulli" else t.dtype
+        blocks = philox.blocks_used(dist, t.size, drawn)
+        value = Random(drawn, dist, node.attrs["seed"], blocks, flatten(idx, t.shape), params)
+        return value if t.dtype == drawn else Apply(t.dtype, "cast", (value,),
+                                                    (("dtype", t.dtype),))
 
     def _random_uniform(self, t, node, idx, valid):
         return self._random(t, node, idx, "uniform", (node.attrs["low"], node.attrs["high"]))

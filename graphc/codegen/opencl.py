@@ -28,6 +28,8 @@ def literal(value, dtype) -> str:
     if dtype.kind == "b":
         return "true" if value else "false"
     if dtype.kind in "iu":
+        if dtype.itemsize == 8 and int(value) == np.iinfo(np.int64).min:
+            return f"({int(value) + 1}L - 1L)"      # C has no literal of the minimum itself
         return f"{int(value)}L" if dtype.itemsize == 8 else str(int(value))
     value = float(value)
     if math.isnan(value):
@@ -51,7 +53,7 @@ def _identity(combiner: str, dtype) -> str:
     if np.dtype(dtype).kind in "iu" and combiner in ("max", "min", "argmax", "argmin"):
         info = np.iinfo(dtype)
         bound = info.min if combiner in ("max", "argmax") else info.max
-        return literal(bound + (1 if bound < 0 and dtype.itemsize == 8 else 0), dtype)
+        return literal(bound, dtype)
     return IDENTITY[{"argmax": "max", "argmin": "min"}.get(combiner, combiner)]
 
 
@@ -63,6 +65,7 @@ class Emitter:
         self.names: dict = {}
         self.indent = indent
         self.next_temp = first_temp
+        self.acc = "acc"            # the C variable an Acc reads
 
     def value(self, expr) -> str:
         """The C name of `expr`, emitting statements for what is not yet computed."""
@@ -85,7 +88,7 @@ class Emitter:
         if isinstance(node, Const):
             return literal(node.value, node.dtype), ""
         if isinstance(node, Acc):
-            return "acc", ""
+            return self.acc, ""
         if isinstance(node, Load):
             return _load_text(node, self.names), f"load {node.buffer}"
         if isinstance(node, IndexValue):
@@ -128,9 +131,10 @@ def _random_text(node: Random) -> str:
     offset = f"graphc_step * {node.blocks_per_step}UL"
     index = f"(ulong)({render_index(node.index)})"
     seed = f"{node.seed & 0xFFFFFFFFFFFFFFFF}UL"
-    a, b = (literal(p, np.float32) for p in node.params)
-    call = {"uniform": f"graphc_uniform_f32({seed}, {offset}, {index}, {a}, {b})",
-            "normal": f"graphc_normal_f32({seed}, {offset}, {index}, {a}, {b})",
+    a, b = (literal(p, node.dtype) for p in node.params)
+    bits = "f64" if node.dtype == np.float64 else "f32"
+    call = {"uniform": f"graphc_uniform_{bits}({seed}, {offset}, {index}, {a}, {b})",
+            "normal": f"graphc_normal_{bits}({seed}, {offset}, {index}, {a}, {b})",
             "bernoulli": f"graphc_bernoulli_f32({seed}, {offset}, {index}, {a})"}[node.dist]
     return f"({c_type(node.dtype)})({call})"
 
@@ -166,6 +170,8 @@ def render_kernel(kernel: Kernel) -> str:
         loop = Emitter("    ")
         lines += _reduce_lines(kernel.reduce, loop)
         emitter.next_temp = loop.next_temp     # loop temporaries are out of scope after it
+        if kernel.reduce.combiner in ("argmax", "argmin"):
+            emitter.acc = "best"                # the index, not the extreme value
     body = [_store(s, emitter, out_dtypes[s.buffer]) for s in kernel.stores]
     return "\n".join(lines + emitter.lines + body + ["}"]) + "\n"
 
@@ -181,18 +187,17 @@ def _reduce_lines(reduce, emitter: Emitter) -> list[str]:
     value = emitter.value(reduce.body)
     lines += emitter.lines + [_combine_line(reduce, value)]
     lines.append("  }")
-    if arg:
-        lines.append("  acc = best;")
     return lines
 
 
 def _combine_line(reduce, value: str) -> str:
-    r = reduce.var
-    return {"sum": f"    acc += {value};",
-            "max": f"    acc = max(acc, ({c_type(reduce.acc_dtype)}){value});",
-            "min": f"    acc = min(acc, ({c_type(reduce.acc_dtype)}){value});",
-            "argmax": f"    if ({value} > acc) {{ acc = {value}; best = {r}; }}",
-            "argmin": f"    if ({value} < acc) {{ acc = {value}; best = {r}; }}"}[reduce.combiner]
+    if reduce.combiner == "sum":
+        return f"    acc += {value};"
+    # a NaN wins (the first one, for arg reductions), as in numpy; C's max and < skip it
+    better = ">" if reduce.combiner in ("max", "argmax") else "<"
+    update = f"{{ acc = {value}; best = {reduce.var}; }}" \
+        if reduce.combiner in ("argmax", "argmin") else f"acc = {value};"
+    return f"    if ({value} {better} acc || ({value} != {value} && acc == acc)) {update}"
 
 
 def program_header(kernels, device_fp16: bool, device_fp64: bool) -> str:

@@ -37,10 +37,15 @@ def loop_spec(t: Tensor) -> LoopSpec:
     return _BUILDERS[node.op](t, node, **node.attrs)
 
 
+def _acc_dtype(dtype) -> np.dtype:
+    """Half accumulates in float, bool in int: OpenCL's max and min take no bool."""
+    return {np.dtype(np.float16): F32, np.dtype(np.bool_): I32}.get(np.dtype(dtype), dtype)
+
+
 def _reduce(combiner):
     def build(t, node, axes, keepdims):
         (x,) = node.inputs
-        acc = np.dtype(np.float32) if t.dtype == np.float16 else t.dtype
+        acc = _acc_dtype(t.dtype)
 
         def body(low, out, red):
             value = low.at(x, _merge(x.ndim, axes, keepdims, out, red))
@@ -73,10 +78,11 @@ def _arg(combiner):
         (x,) = node.inputs
         axes = tuple(range(x.ndim)) if axis is None else (axis % max(x.ndim, 1),)
         keep = keepdims and axis is not None
-        acc = F32 if x.dtype == np.float16 else x.dtype
+        acc = _acc_dtype(x.dtype)
 
         def body(low, out, red):
-            return low.at(x, _merge(x.ndim, axes, keep, out, red))
+            value = low.at(x, _merge(x.ndim, axes, keep, out, red))
+            return value if value.dtype == acc else Apply(acc, "cast", (value,), (("dtype", acc),))
         return LoopSpec(tuple(x.shape[a] for a in axes), combiner, body, acc,
                         lambda acc_expr, out: Apply(t.dtype, "cast", (acc_expr,),
                                                     (("dtype", t.dtype),)))
