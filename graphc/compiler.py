@@ -20,7 +20,7 @@ from graphc.ir import Graph, Tensor
 from graphc.passes.fuse import Group, choose_stored, cone, make_groups
 from graphc.passes.pipeline import optimize
 from graphc.passes.schedule import MemoryPlan, plan_memory, schedule
-from graphc.runtime import BufferArg, BufferSpec, IOBinding, KernelLaunch, Plan
+from graphc.runtime import BufferArg, BufferSpec, IOBinding, KernelLaunch, Plan, ScalarArg
 from graphc.sites import site_of
 
 GPU_GROUP = 64
@@ -218,7 +218,9 @@ def _launch(kernel: BuiltKernel, device) -> KernelLaunch:
     if device.type == "gpu":
         group = min(GPU_GROUP, device.max_work_group_size)
         items, local = -(-items // group) * group, (group,)
-    return KernelLaunch(kernel.name, tuple(BufferArg(a) for a in kernel.args), (items,), local,
+    args = tuple(BufferArg(a) for a in kernel.args) + \
+        tuple(ScalarArg(v, "int32") for v in kernel.scalars)
+    return KernelLaunch(kernel.name, args, (items,), local,
                         kernel.flops, kernel.bytes_read, kernel.bytes_written, kernel.ops)
 
 

@@ -9,6 +9,7 @@ import numpy as np
 from graphc.codegen.index import flatten, unflatten, var
 from graphc.codegen.kernel import Acc, Kernel, Param, Reduce, Store
 from graphc.codegen.lower import Lowering
+from graphc.codegen.offsets import lift_offsets
 from graphc.codegen.opencl import render_kernel
 from graphc.codegen.gemm_epilogue import build_gemm, gemm_operands
 from graphc.codegen.raw import raw_kernel
@@ -42,6 +43,7 @@ class BuiltKernel:
     bytes_written: int
     global_size: tuple[int, ...] | None = None
     local_size: tuple[int, ...] | None = None
+    scalars: tuple[int, ...] = ()       # int arguments after the buffers (lifted offsets)
 
 
 def build_kernel(group: Group, buffer_of: dict[Tensor, str], dtype_of: dict,
@@ -101,12 +103,13 @@ def _finish(kernel: Kernel, args, group: Group, low: Lowering, dtype_of) -> Buil
     dims = "_".join(map(str, group.root.shape)) or "1"
     if kernel.reduce is not None:
         dims += "_" + "_".join(map(str, kernel.reduce.space))
+    kernel, scalars = lift_offsets(kernel)
     body = render_kernel(kernel)
     name = f"{prefix}_{dims}_{_digest(body)}"
     source = body.replace("__kernel void K(", f"__kernel void {name}(", 1)
     ops = tuple(f"{n.op} # {n.site}" for n in _ops_of(group, low))
     return BuiltKernel(name, source, args, max(group.root.size, 1), ops, _flops(group, kernel),
-                       *_traffic(args, group, dtype_of))
+                       *_traffic(args, group, dtype_of), scalars=scalars)
 
 
 def _ops_of(group: Group, low: Lowering):

@@ -39,6 +39,7 @@ class Load(Expr):
     index: Lin
     valid: tuple[Cond, ...] = ()
     dynamic: tuple = ()             # ((Expr, stride, extent), ...) data-dependent terms
+    offset: str | None = None       # a scalar kernel argument added to the index
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ class Store:
     buffer: str
     index: Lin
     value: Expr
+    offset: str | None = None
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,7 @@ class Kernel:
     params: tuple[Param, ...]
     reduce: Reduce | None = None
     uses_step: bool = False
+    offsets: tuple[str, ...] = ()       # scalar int arguments, after the buffers
     ops: tuple[str, ...] = field(default=(), compare=False)
     flops: int = field(default=0, compare=False)
 

@@ -102,7 +102,7 @@ class Emitter:
 
 
 def _load_text(node: Load, names: dict) -> str:
-    index = render_index(node.index)
+    index = render_index(node.index) + (f" + {node.offset}" if node.offset else "")
     for expr, stride, extent in node.dynamic:
         wrapped = f"({names[expr]} < 0 ? {names[expr]} + {extent} : {names[expr]})"
         clamped = f"clamp((long){wrapped}, 0L, {extent - 1}L)"
@@ -146,6 +146,7 @@ def _params(kernel: Kernel) -> str:
         params.append(f"__global {const}{c_type(p.dtype, storage=True)}* restrict {p.name}")
     if kernel.uses_step:
         params.append("__global const ulong* restrict graphc_step_buffer")
+    params += [f"const int {name}" for name in kernel.offsets]
     return ", ".join(params)
 
 
@@ -153,7 +154,8 @@ def _store(store, emitter: Emitter, dtype) -> str:
     value = emitter.value(store.value)
     if np.dtype(dtype).kind == "b":
         value = f"(uchar)({value})"
-    return f"{emitter.indent}{store.buffer}[{render_index(store.index)}] = {value};"
+    index = render_index(store.index) + (f" + {store.offset}" if store.offset else "")
+    return f"{emitter.indent}{store.buffer}[{index}] = {value};"
 
 
 def render_kernel(kernel: Kernel) -> str:

@@ -188,7 +188,8 @@ def _reaches(a: Tensor, b: Tensor) -> bool:
 
 
 def _merge_siblings(groups: list[Group], stored: set) -> list[Group]:
-    """Merge independent elementwise groups of one shape that share an input."""
+    """Merge elementwise groups of one shape that share an input (siblings), or where one
+    reads the other's values at its own index with no kernel in between (a chain)."""
     dag = dependency_graph(groups)
     merged: list[Group] = []
     for group in groups:
@@ -204,9 +205,35 @@ def _merge_siblings(groups: list[Group], stored: set) -> list[Group]:
 def _can_merge(a: Group, b: Group, dag, stored: set) -> bool:
     if a.kind != "elementwise" or b.kind != "elementwise" or a.root.shape != b.root.shape:
         return False
+    if dag.has_edge(id(a), id(b)):
+        return _only_direct(dag, id(a), id(b)) and _reads_at_own_index(b, set(a.stores), stored)
     if nx.has_path(dag, id(a), id(b)) or nx.has_path(dag, id(b), id(a)):
         return False
     return bool(_leaves_read(a, stored) & _leaves_read(b, stored))
+
+
+def _only_direct(dag, a, b) -> bool:
+    """Is the edge a -> b the only path from a to b?"""
+    dag.remove_edge(a, b)
+    try:
+        return not nx.has_path(dag, a, b)
+    finally:
+        dag.add_edge(a, b)
+
+
+def _reads_at_own_index(group: Group, values: set, stored: set) -> bool:
+    """Does `group` read `values` only through elementwise ops of its own shape?"""
+    shape = group.root.shape
+    for t in group.stores:
+        for value in cone(t, stored):
+            node = value.producer
+            if node is None or (value is not t and value in stored):
+                continue
+            if any(i in values for i in node.inputs) and (
+                    get_op(node.op).kind != "elementwise" or value.shape != shape
+                    or any(i.shape != shape for i in node.inputs if i in values)):
+                return False
+    return True
 
 
 def _leaves_read(group: Group, stored: set) -> set:
