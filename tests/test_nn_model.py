@@ -252,6 +252,29 @@ def test_layer_updates_run_with_the_train_step_only():
     assert len(model.non_trainable_weights) == 1
 
 
+class _ActivityPenalty(nn.Layer):
+    """Identity that adds 0.1 * mean(x**2) to the loss (like an activity regularizer)."""
+
+    def call(self, x, training=False):
+        self.add_loss(0.1 * gc.mean(gc.square(x)))
+        return x
+
+
+def test_added_losses_join_the_loss():
+    x = RNG.standard_normal((12, 3)).astype(np.float32)
+    y = RNG.standard_normal((12, 3)).astype(np.float32)
+    model = nn.Sequential([nn.Input((3,)), _ActivityPenalty()])
+    model.compile("sgd", "mse", device="interpret")
+    expected = np.mean((x - y) ** 2) + 0.1 * np.mean(x ** 2)
+    assert model.evaluate(x, y, batch_size=12) == pytest.approx(expected, rel=1e-5)
+    gc.random.set_seed(0)
+    dense = nn.Dense(3, kernel_initializer="ones")
+    trained = nn.Sequential([nn.Input((3,)), dense, _ActivityPenalty()])
+    trained.compile(gc.optim.SGD(0.1), "mse", device="interpret")
+    trained.fit(x, np.zeros_like(y), batch_size=4, epochs=3, verbose=0)
+    assert np.abs(dense.kernel.get_value()).max() < 1.0                # pulled towards 0
+
+
 # ---- callbacks and progress ----
 
 def test_early_stopping_restores_best_weights():

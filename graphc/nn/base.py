@@ -51,6 +51,7 @@ class Layer:
         self.declared_input_shape = None if input_shape is None else tuple(input_shape)
         self._weights: list[tuple[str, gc.Tensor, bool]] = []
         self._updates: list[tuple[gc.Tensor, gc.Tensor]] = []
+        self._losses: list[gc.Tensor] = []
 
     # ---- to override ----
 
@@ -97,6 +98,15 @@ class Layer:
         """Updates collected by training-mode calls since the last pop."""
         updates, self._updates = self._updates, []
         return updates
+
+    def add_loss(self, value: gc.Tensor) -> None:
+        """A scalar a `call` adds to the model's loss (a KL term, a weight penalty)."""
+        self._losses.append(value)
+
+    def pop_losses(self) -> list[gc.Tensor]:
+        """Losses added by calls since the last pop."""
+        losses, self._losses = self._losses, []
+        return losses
 
     @property
     def weights(self) -> list[gc.Tensor]:

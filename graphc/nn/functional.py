@@ -87,6 +87,7 @@ def call_symbolic(layer, x):
               for i, t in enumerate(inputs)]
     out = layer(probes if list_input else probes[0], training=False)
     layer.pop_updates()
+    layer.pop_losses()
     node = LayerNode(layer, inputs, list_input)
     node.list_output = isinstance(out, (list, tuple))
     outs = list(out) if node.list_output else [out]

@@ -121,6 +121,9 @@ class Model(Layer):
     def pop_updates(self) -> list[tuple[Tensor, Tensor]]:
         return [u for layer in self.layers for u in layer.pop_updates()] + super().pop_updates()
 
+    def pop_losses(self) -> list[Tensor]:
+        return [v for layer in self.layers for v in layer.pop_losses()] + super().pop_losses()
+
     def get_layer(self, name: str) -> Layer:
         """The layer called `name`."""
         for layer in self.layers:

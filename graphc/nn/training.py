@@ -70,15 +70,19 @@ class Steps:
                 for i, t in enumerate(self.model.inputs)]
 
     def _loss_and_counts(self, xs, y, w, training: bool) -> tuple[Tensor, list[Tensor]]:
+        """The batch loss, sum(w * l) / sum(w) plus the layers' added losses, and counts."""
+        self.model.pop_losses()
         pred = self.model.forward(xs, training=training)[0]
         y = align_targets(y, pred)
         per_example = _per_example(self.loss.call(y, pred), w.shape[0], self.loss)
         weight_sum = gc.sum(w)
-        loss_sum = gc.sum(per_example * w)
-        counts = [loss_sum, weight_sum]
+        loss = gc.sum(per_example * w) / weight_sum
+        for added in self.model.pop_losses():
+            loss = loss + gc.cast(gc.sum(added), gc.float32)
+        counts = [loss * weight_sum, weight_sum]
         for metric in self.metrics:
             counts.extend(metric.counts(y, pred, w))
-        return loss_sum / weight_sum, counts
+        return loss, counts
 
     def _inputs(self, batch: int, y_spec) -> tuple[list, Tensor, Tensor]:
         xs = self._placeholders(batch)
@@ -117,6 +121,7 @@ class Steps:
             xs = self._placeholders(batch)
             outputs = self.model.forward(xs, training=False)
             self.model.pop_updates()
+            self.model.pop_losses()
             self.predict_cache[batch] = compile_function(xs, outputs, [], self.device,
                                                          f"predict_step_{batch}")
         return self.predict_cache[batch]
