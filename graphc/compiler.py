@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import networkx as nx
 import numpy as np
 
 from graphc import config
@@ -17,7 +18,8 @@ from graphc.codegen.build import STEP_BUFFER, BuiltKernel, build_kernel
 from graphc.codegen.opencl import program_header
 from graphc.errors import CodegenError, FeedError, ShapeError
 from graphc.ir import Graph, Tensor
-from graphc.passes.fuse import Group, choose_stored, cone, make_groups
+from graphc.ops import get_op
+from graphc.passes.fuse import Group, cone, dependency_graph, make_groups, reads_of
 from graphc.passes.pipeline import optimize
 from graphc.passes.schedule import MemoryPlan, plan_memory, schedule
 from graphc.runtime import BufferArg, BufferSpec, IOBinding, KernelLaunch, Plan, ScalarArg
@@ -88,7 +90,6 @@ def _print_pass(name: str, graph: Graph) -> None:
 def _fuse(graph: Graph, outs, targets, new_values, leaf_names):
     """Groups, the buffers fixed in advance, and which group writes each variable."""
     buffer_of = {t: f"out{i}" for i, t in enumerate(outs)}
-    copies, in_place = [], {}
     writes = {}
     for variable, value in zip(targets, new_values):
         if variable in writes.values() or value in writes:
@@ -96,24 +97,44 @@ def _fuse(graph: Graph, outs, targets, new_values, leaf_names):
         writes[value] = variable
     extended = list(outs) + list(writes)
     groups = make_groups(_with(graph, extended), extended)
-    stored = choose_stored(_with(graph, extended), extended)
+    stored = {t for g in groups for t in g.stores}
     writer = {t: g for g in groups for t in g.stores}
+    dag = dependency_graph(groups)
+    in_place = {}
     for value, variable in writes.items():
-        if _writes_safely(value, variable, stored) and value not in buffer_of:
+        if value not in buffer_of and _in_place_ok(variable, writer[value], groups, stored, dag):
             buffer_of[value] = leaf_names[variable]
             in_place[variable] = writer[value]
-        else:
-            copies.append((value, variable))
-    for value, variable in copies:
-        copy = _materializable_copy(value)
-        group = Group("elementwise", copy, stores=[copy])
-        groups.append(group)
-        buffer_of[copy] = leaf_names[variable]
-        in_place[variable] = group
-    for value in buffer_of:
-        if value.producer is None:
-            raise CodegenError(f"no kernel computes {value!r}")
+            for reader in _readers(variable, writer[value], groups, stored):
+                dag.add_edge(id(reader), id(writer[value]))    # the old value is read first
+    for value, variable in writes.items():
+        if variable not in in_place:
+            copy = _materializable_copy(value)
+            groups.append(Group("elementwise", copy, stores=[copy]))
+            buffer_of[copy] = leaf_names[variable]
+            in_place[variable] = groups[-1]
     return groups, buffer_of, in_place
+
+
+def _in_place_ok(variable: Tensor, group: Group, groups, stored: set, dag) -> bool:
+    """Can `group` overwrite `variable`'s buffer while it runs? Only if every read of the
+    variable in it is at the very element its own work item writes, and no kernel that
+    needs the old value has to wait for this one."""
+    body = set(cone(group.root, stored)) if group.kind != "elementwise" else set()
+    for t in [group.root] + group.stores:
+        for value in cone(t, stored):
+            node = value.producer
+            if node is None or variable not in node.inputs:
+                continue
+            if value in body or get_op(node.op).kind != "elementwise" \
+                    or not value.shape == variable.shape == group.root.shape:
+                return False
+    readers = _readers(variable, group, groups, stored)
+    return not any(nx.has_path(dag, id(group), id(r)) for r in readers)
+
+
+def _readers(variable: Tensor, group: Group, groups, stored: set) -> list[Group]:
+    return [g for g in groups if g is not group and variable in reads_of(g, stored)]
 
 
 def _with(graph: Graph, outputs) -> Graph:
@@ -123,19 +144,6 @@ def _with(graph: Graph, outputs) -> Graph:
 def _materializable_copy(value: Tensor) -> Tensor:
     with site_of(value.site or (value.producer.site if value.producer else "")):
         return apply("reshape", [value], shape=value.shape)
-
-
-def _writes_safely(value: Tensor, variable: Tensor, stored: set) -> bool:
-    """Does computing `value` read `variable` only elementwise at the index it writes?"""
-    for t in cone(value, stored):
-        node = t.producer
-        if node is None or variable not in node.inputs:
-            continue
-        from graphc.ops import get_op
-        if get_op(node.op).kind != "elementwise" or t.shape != value.shape \
-                or variable.shape != value.shape:
-            return False
-    return True
 
 
 def _build_kernels(order, buffer_of, device) -> list[BuiltKernel]:
