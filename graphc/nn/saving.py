@@ -21,7 +21,7 @@ from graphc import optim
 from graphc.errors import GraphcError
 from graphc.nn import losses as nn_losses
 from graphc.nn import metrics as nn_metrics
-from graphc.nn.base import REGISTRY
+from graphc.nn.base import REGISTRY, Layer, register_layer
 
 META_KEY = "__graphc_model__"
 MODEL_FORMAT = "graphc.nn.model"
@@ -208,9 +208,15 @@ def _compile(path, model, settings: dict, custom_objects: dict | None) -> bool:
 
 
 def load_model(path, custom_objects: dict | None = None, compile: bool = True):
-    """The model `save` wrote: same architecture, weights and (compiled) optimizer state."""
+    """The model `save` wrote: same architecture, weights and (compiled) optimizer state.
+
+    `custom_objects` maps names to loss functions and layer classes the file refers to.
+    """
     arrays = read_npz(path)
     meta = _metadata(path, arrays, MODEL_FORMAT)
+    for obj in (custom_objects or {}).values():
+        if isinstance(obj, type) and issubclass(obj, Layer):
+            register_layer(obj)
     model = _architecture(path, meta)
     _set_weights(path, model, arrays, meta.get("weights", []))
     if compile and meta.get("compile") and _compile(path, model, meta["compile"],
