@@ -170,16 +170,25 @@ def run_eval(model, batches) -> Totals:
     return totals
 
 
-def _validation_batches(x, y, validation_data, validation_split, batch_size):
+def _split(x, y, validation_data, validation_split):
+    """Training data and validation data (None, a loader, or an (x, y) pair)."""
     if validation_data is not None:
         if is_dataset(validation_data, None):
-            return x, y, LoaderBatches(validation_data, batch_size)
-        vx, vy = validation_data[0], validation_data[1]
-        return x, y, make_batches(vx, vy, batch_size)
+            return x, y, validation_data
+        return x, y, (validation_data[0], validation_data[1])
     if validation_split:
-        (x, y), (vx, vy) = split_validation(x, y, validation_split)
-        return x, y, make_batches(vx, vy, batch_size)
+        (x, y), validation = split_validation(x, y, validation_split)
+        return x, y, validation
     return x, y, None
+
+
+def _validation_batches(validation, batch_size: int):
+    """Validation batches of the training batch size (one compiled eval step)."""
+    if validation is None:
+        return None
+    if is_dataset(validation, None):
+        return LoaderBatches(validation, batch_size)
+    return make_batches(validation[0], validation[1], batch_size)
 
 
 def fit(model, x, y=None, batch_size=None, epochs: int = 1, verbose=1, callbacks=None,
@@ -187,9 +196,9 @@ def fit(model, x, y=None, batch_size=None, epochs: int = 1, verbose=1, callbacks
         initial_epoch: int = 0, seed: int | None = None) -> History:
     """Keras's fit; see Model.fit."""
     verbose = 1 if verbose == "auto" else int(verbose)
-    x, y, val_batches = _validation_batches(x, y, validation_data, validation_split,
-                                            batch_size)
+    x, y, validation = _split(x, y, validation_data, validation_split)
     batches = make_batches(x, y, batch_size, shuffle)
+    val_batches = _validation_batches(validation, batches.batch)
     model.build_from_data(next(batches.epoch())[0])
     rng = np.random.default_rng(seed if seed is not None else _derived_seed(None))
     history = History()
