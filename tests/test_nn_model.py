@@ -283,6 +283,8 @@ def test_errors_are_clear():
         model.compile("sgd", "hinge")
     with pytest.raises(ValueError, match="unknown metric"):
         model.compile("sgd", "mse", ["auc"])
+    with pytest.raises(ValueError, match="needs targets"):
+        model.fit(np.zeros((4, 6), np.float32), verbose=0)
     with pytest.raises(ValueError, match="same length"):
         model.compile("sgd", "mse", device="interpret")
         model.fit(np.zeros((4, 6), np.float32), np.zeros(5, np.float32), verbose=0)

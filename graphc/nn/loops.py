@@ -191,11 +191,18 @@ def _validation_batches(validation, batch_size: int):
     return make_batches(validation[0], validation[1], batch_size)
 
 
+def _require_targets(x, y, what: str) -> None:
+    if y is None and not is_dataset(x, y):
+        raise ValueError(f"{what} needs targets y (or a loader of (x, y) batches); for an "
+                         f"autoencoder pass y=x")
+
+
 def fit(model, x, y=None, batch_size=None, epochs: int = 1, verbose=1, callbacks=None,
         validation_split: float = 0.0, validation_data=None, shuffle: bool = True,
         initial_epoch: int = 0, seed: int | None = None) -> History:
     """Keras's fit; see Model.fit."""
     verbose = 1 if verbose == "auto" else int(verbose)
+    _require_targets(x, y, "fit")
     x, y, validation = _split(x, y, validation_data, validation_split)
     batches = make_batches(x, y, batch_size, shuffle)
     val_batches = _validation_batches(validation, batches.batch)
@@ -244,6 +251,7 @@ def _train_epoch(model, batches, val_batches, rng, hooks, progress, epoch: int) 
 
 def evaluate(model, x, y=None, batch_size=None, verbose=0, return_dict: bool = False):
     """Keras's evaluate: the loss, or [loss, *metrics], or a dict."""
+    _require_targets(x, y, "evaluate")
     batches = make_batches(x, y, batch_size)
     model.build_from_data(next(batches.epoch())[0])
     logs = run_eval(model, batches).logs()

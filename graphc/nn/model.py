@@ -161,15 +161,14 @@ class Model(Layer):
 
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, device=None) -> None:
         """Choose the optimizer, the loss and metrics, and the device (or 'interpret')."""
-        self.optimizer = optim.get(optimizer)
-        self.loss = resolve_loss(loss)
-        self.metrics = [nn_metrics.get(m) for m in (metrics or [])]
+        optimizer, loss = optim.get(optimizer), resolve_loss(loss)
+        metrics = [nn_metrics.get(m) for m in (metrics or [])]
         self.compile_config = {
-            "optimizer": optim.serialize(self.optimizer),
-            "loss": nn_losses.serialize(self.loss),
-            "metrics": [nn_metrics.serialize(m) for m in self.metrics]}
-        for metric in self.metrics:
-            metric.resolve(self.loss)
+            "optimizer": optim.serialize(optimizer), "loss": nn_losses.serialize(loss),
+            "metrics": [nn_metrics.serialize(m) for m in metrics]}
+        for metric in metrics:
+            metric.resolve(loss)
+        self.optimizer, self.loss, self.metrics = optimizer, loss, metrics
         self.device = device
         self._steps = None
 
