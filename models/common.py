@@ -7,7 +7,6 @@ Every model module defines DEFAULTS (its epochs, batch size, learning rate...),
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -45,18 +44,26 @@ def add_training_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
 
 def resolve_args(args: argparse.Namespace, defaults: dict) -> argparse.Namespace:
     """Fill options left unset with the model's defaults, then the common ones."""
-    merged = {**COMMON_DEFAULTS, **defaults}
-    for key, value in merged.items():
+    for key, value in {**COMMON_DEFAULTS, **defaults}.items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
-    if isinstance(args.plots, str) and args.plots.lower() in ("", "none"):
-        args.plots = None
-    return args
+    return _plots_off(args)
 
 
 def make_args(defaults: dict, **overrides) -> argparse.Namespace:
-    """Arguments as the command line would give them, for calling `train` from Python."""
-    return resolve_args(argparse.Namespace(**overrides), defaults)
+    """Arguments for calling `train` from Python: the defaults, then `overrides` as given
+    (plots=None turns plots off)."""
+    args = resolve_args(argparse.Namespace(), defaults)
+    for key, value in overrides.items():
+        setattr(args, key, value)
+    return _plots_off(args)
+
+
+def _plots_off(args: argparse.Namespace) -> argparse.Namespace:
+    """--plots none (or '' or None) means no plots: args.plots becomes None."""
+    if not args.plots or str(args.plots).lower() == "none":
+        args.plots = None
+    return args
 
 
 def make_main(doc: str, defaults: dict, train: Callable) -> Callable:
@@ -74,12 +81,6 @@ def set_seed(seed: int) -> None:
     """Seed numpy's global state (layer initializers) and graphc's random ops."""
     np.random.seed(seed)
     gc.random.set_seed(seed)
-
-
-def use_device(device: str | None) -> None:
-    """Make `device` the default for everything compiled from here on."""
-    if device is not None:
-        os.environ["GRAPHC_DEVICE"] = str(device)
 
 
 def load_split(args: argparse.Namespace, flat: bool = False) -> gc.data.Split:

@@ -14,7 +14,7 @@ import argparse
 from graphc import nn, optim
 from graphc.models import common
 
-DEFAULTS = {"epochs": 15, "batch_size": 32, "lr": 2e-3}
+DEFAULTS = {"epochs": 12, "batch_size": 32, "lr": 4e-3}
 
 
 def feature_layers(input_shape) -> list[nn.Layer]:
