@@ -17,7 +17,7 @@ import weakref
 
 import numpy as np
 
-from graphc.dump import anatomy, value_names
+from graphc.dump import anatomy, plan_hazards, value_names
 from graphc.errors import GraphcError, NumericsError, ValidationError
 from graphc.interp import leaf_value, run_node
 from graphc.ir import Graph, Node, Tensor
@@ -245,11 +245,16 @@ class Checker:
         got, want = self.device[t], self._reference(t)
         if close(got, want, self._scale(t)):
             return None
-        culprit = self._isolate(t)
-        where = culprit[0] if culprit else t.producer
         lines = [f"GRAPHC_VALIDATE: kernel #{view.index} {view.launch.name} stored "
                  f"{self._describe(t, buffer)}, which differs from the reference "
                  f"interpreter: {difference(got, want)}"]
+        hazards = [h for h in plan_hazards(self.compiled, self.views)
+                   if h.startswith(f"kernel #{view.index} ")]
+        if hazards:
+            lines += [f"  the schedule is wrong: {h}" for h in hazards]
+            return ValidationError("\n".join(lines + [self._context(t.producer)]))
+        culprit = self._isolate(t)
+        where = culprit[0] if culprit else t.producer
         if culprit:
             lines.append(f"  culprit: op {where.op} (at {where.site or '<unknown>'}) differs "
                          f"when run alone on the device: {culprit[1]}")

@@ -151,6 +151,39 @@ def kernel_params(source: str, name: str) -> list[str]:
     return [p.strip() for p in match.group(1).split(",") if "__global" in p]
 
 
+def plan_hazards(compiled, views: list[KernelView] | None = None) -> list[str]:
+    """Reads the schedule gets wrong: a value read before the kernel that writes it, or after
+    its buffer was overwritten (a reused scratch buffer, a variable updated in place)."""
+    views = views if views is not None else anatomy(compiled)
+    names = value_names(compiled, views)
+    writer = {t: v.index for v in views for t in v.writes.values()}
+    writes_of: dict[str, list[int]] = {}
+    for view in views:
+        for buffer in view.writes:
+            writes_of.setdefault(buffer, []).append(view.index)
+    leaf_buffer = {leaf: name for name, leaf in compiled.leaves.items()}
+    problems = []
+    for view in views:
+        for u in _values_read(view, compiled):
+            buffer = compiled.memory.buffer_of.get(u) or leaf_buffer.get(u)
+            first = writer.get(u, -1)
+            where = f"kernel #{view.index} {view.launch.name} reads {names.get(u, u.name)}"
+            if first > view.index:
+                problems.append(f"{where} before kernel #{first} writes it ({buffer})")
+            later = [m for m in writes_of.get(buffer, []) if first < m < view.index]
+            if later:
+                problems.append(f"{where} from {buffer} after kernel #{later[0]} overwrote it")
+    return problems
+
+
+def _values_read(view: KernelView, compiled) -> list[Tensor]:
+    """Stored values and variables the kernel's equations load from buffers."""
+    made = {out for node in view.nodes for out in node.outputs}
+    read = [t for node in view.nodes for t in node.inputs if t not in made and
+            (t in compiled.memory.buffer_of or t.role == "variable")]
+    return list(dict.fromkeys(read))
+
+
 # ---- names ----
 
 def value_names(compiled, views: list[KernelView] | None = None) -> dict[Tensor, str]:
@@ -189,6 +222,7 @@ def format_kernels(compiled, name: str = "function", device: str | None = None,
     for view in views:
         lines += ["", *kernel_lines(view, names, labels)]
     lines += ["", *buffer_lines(compiled, names, labels)]
+    lines += [f"HAZARD: {problem}" for problem in plan_hazards(compiled, views)]
     if source:
         lines += ["", "source:", compiled.plan.source]
     return "\n".join(lines)
