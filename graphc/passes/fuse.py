@@ -261,7 +261,7 @@ def dependency_graph(groups: list[Group]) -> nx.DiGraph:
 def reads_of(group: Group, stored: set) -> set[Tensor]:
     """The stored values and leaves that `group`'s kernel loads."""
     read = set()
-    roots = [group.root] + group.epilogues
+    roots = [group.root] + group.epilogues + group.stores   # merged groups add stores
     for t in roots:
         for value in cone(t, stored):
             if value.producer is not None:
