@@ -32,7 +32,9 @@ from graphc import losses              # noqa: E402  Keras-style losses
 from graphc import nn, optim           # noqa: E402  Keras-style layers, models; optimizers
 from graphc import data                # noqa: E402  gc.data: data sets, splits, augmentation
 from graphc.parser import parse
+import graphc.dump  # noqa: F401,E402  (imported before gc.dump, the function, is bound)
 from graphc.printer import debugprint, dump
+from graphc.report import report
 from graphc.verify import verify
 
 bool = bool_                            # noqa: A001  gc.bool, as np.bool

@@ -5,7 +5,7 @@ import time
 
 import numpy as np
 
-from graphc import config
+from graphc import config, debug
 from graphc.builder import cast
 from graphc.compiler import Compiled, compile_graph
 from graphc.errors import DTypeError, FeedError, GraphcError, ShapeError
@@ -41,6 +41,7 @@ class Function:
             print(self.summary())
         if config.debug_level() >= 4:
             print(self.compiled.plan.source)
+        debug.on_function_compiled(self)
 
     def _residents(self) -> dict:
         residents = {}
@@ -58,7 +59,9 @@ class Function:
         """Run once; returns the outputs (a list, or one array when outputs was a tensor)."""
         arrays = self._check_feeds(feeds)
         profile = config.debug_level() >= 2
-        results = self.executable.run(arrays, profile=profile)
+        results = debug.on_function_called(self, arrays)   # GRAPHC_DUMP/CHECK_NUMERICS/VALIDATE
+        if results is None:
+            results = self.executable.run(arrays, profile=profile)
         self.calls += 1
         if profile:
             self.last_profile = list(self.executable.last_profile)

@@ -219,7 +219,8 @@ def _preference(device: Device) -> tuple:
     is_cpu = device.type == "cpu"
     version = device.implementation_version if is_cpu else ()
     pocl = is_cpu and "portable computing" in device.platform_name.lower()
-    return (-_KIND_RANK.get(device.kind, 9), pocl, version, device.compute_units,
+    simulator = "oclgrind" in device.platform_name.lower()   # a checker, never the default
+    return (not simulator, -_KIND_RANK.get(device.kind, 9), pocl, version, device.compute_units,
             device.global_mem_size, -device.index)
 
 

@@ -24,7 +24,8 @@ class Executable:
         self.device = device
         self.plan = plan
         self.variables = _check_variables(device, plan, variables or {})
-        self.program = device.build(plan.source, plan.build_options)
+        # nothing to build for a plan without kernels (rusticl aborts on an empty program)
+        self.program = device.build(plan.source, plan.build_options) if plan.launches else None
         self.buffers = self._allocate_buffers()
         self._kernels = [self._bind_kernel(launch) for launch in plan.launches]
         self.last_profile: list[tuple[str, float]] = []

@@ -119,7 +119,8 @@ _unary("sigmoid", FLOAT_ONLY, _sigmoid_ref, lambda g, y, x: [g * y * (1 - y)],
        "(({T})1 / (({T})1 + exp(-{0})))", "1 / (1 + e**-x).")
 _unary("relu", NUMERIC, _relu_ref,
        lambda g, y, x: [g * B.cast(B.apply("greater", [x, B.constant(0, x.dtype)]), g.dtype)],
-       "max({0}, ({T})0)", "max(x, 0); gradient 0 at 0.")
+       "(({0} > ({T})0 || {0} != {0}) ? {0} : ({T})0)",
+       "max(x, 0); gradient 0 at 0; NaN stays NaN.")
 _unary("sin", FLOAT_ONLY, np.sin, lambda g, y, x: [g * B.apply("cos", [x])], "sin({0})", "sin.")
 _unary("cos", FLOAT_ONLY, np.cos, lambda g, y, x: [-g * B.apply("sin", [x])], "cos({0})", "cos.")
 _unary("square", NUMERIC, np.square, lambda g, y, x: [2 * g * x], "({0} * {0})", "x*x.")
@@ -135,10 +136,12 @@ _binary("divide", FLOAT_ONLY, np.divide, lambda g, y, a, b: [g / b, -g * y / b],
 _binary("power", FLOAT_ONLY, np.power, _pow_vjp, "pow({0}, {1})",
         "a ** b; the gradient by b is 0 where a <= 0.")
 _binary("maximum", NUMERIC, np.maximum,
-        lambda g, y, a, b: [g * _max_share(a, b), g * _max_share(b, a)], "max({0}, {1})",
+        lambda g, y, a, b: [g * _max_share(a, b), g * _max_share(b, a)],
+        "(({0} > {1} || {0} != {0}) ? {0} : {1})",
         "Elementwise max; ties split the gradient evenly.", commutative=True)
 _binary("minimum", NUMERIC, np.minimum,
-        lambda g, y, a, b: [g * _max_share(b, a), g * _max_share(a, b)], "min({0}, {1})",
+        lambda g, y, a, b: [g * _max_share(b, a), g * _max_share(a, b)],
+        "(({0} < {1} || {0} != {0}) ? {0} : {1})",
         "Elementwise min; ties split the gradient evenly.", commutative=True)
 for _name, _sym in [("equal", "=="), ("not_equal", "!="), ("less", "<"), ("less_equal", "<="),
                     ("greater", ">"), ("greater_equal", ">=")]:
@@ -165,7 +168,7 @@ register(OpDef("where", "elementwise", 3, (), _where_infer, np.where,
                {"opencl": "({0} ? {1} : {2})"}, "cond ? a : b, elementwise."))
 register(OpDef("clip", "elementwise", 3, (), nary_infer(NUMERIC),
                lambda x, lo, hi: np.minimum(np.maximum(x, lo), hi), _clip_vjp,
-               {"opencl": "min(max({0}, {1}), {2})"},
+               {"opencl": "(({0} != {0}) ? {0} : ({0} < {1} ? {1} : ({0} > {2} ? {2} : {0})))"},
                "min(max(x, lo), hi); the gradient flows to whichever operand is chosen."))
 
 
