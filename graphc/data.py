@@ -21,7 +21,8 @@ from graphc.errors import GraphcError
 
 __all__ = ["DataError", "Split", "IDX_DTYPES", "read_idx", "write_idx", "load_digits",
            "load_mnist", "load_dataset", "find_mnist_dir", "normalize", "one_hot", "shuffle",
-           "train_test_split", "validation_split", "batches", "random_shift", "DATASETS"]
+           "train_test_split", "validation_split", "batches", "random_shift", "ShiftedBatches",
+           "DATASETS"]
 
 DATA_DIR_ENV = "GRAPHC_DATA_DIR"
 DEBIAN_DATASETS = Path("/usr/share/datasets")
@@ -318,3 +319,26 @@ def random_shift(x: np.ndarray, max_shift: int = 2, seed: int = 0) -> np.ndarray
         top, left = m - dy, m - dx
         out[chosen] = padded[chosen, ..., top:top + height, left:left + width]
     return out
+
+
+class ShiftedBatches:
+    """Re-iterable (x, y) batches, reshuffled and randomly shifted anew at each pass.
+
+    Give it to Model.fit in place of arrays (`fit(ShiftedBatches(x, y, 32, 2))`): every
+    epoch then sees other offsets. Pass k uses seed + k, so runs repeat exactly.
+    """
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int = 32, max_shift: int = 2,
+                 seed: int = 0):
+        _check_lengths(x, y)
+        self.x, self.y, self.batch_size = x, y, int(batch_size)
+        self.max_shift, self.seed, self.passes = int(max_shift), int(seed), 0
+
+    def __len__(self) -> int:
+        return -(-len(self.x) // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        seed = self.seed + self.passes
+        self.passes += 1
+        shifted = random_shift(self.x, self.max_shift, seed)
+        return batches(shifted, self.y, self.batch_size, seed=seed, drop_last=False)

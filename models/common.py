@@ -20,7 +20,7 @@ MODELS = ("linreg", "mlp", "mlp_adam", "lenet", "lstm", "autoencoder", "vae")
 DATASETS = gc.data.DATASETS
 COMMON_DEFAULTS = {"dataset": "digits", "epochs": 10, "batch_size": 32, "lr": None,
                    "device": None, "data_dir": None, "plots": "plots", "seed": 0,
-                   "verbose": 1, "limit": None}
+                   "verbose": 1, "limit": None, "augment": 0}
 
 
 # ---- options ----
@@ -37,6 +37,8 @@ def add_training_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     add("--plots", default=None, help="folder for plots (default: plots/); 'none' skips them")
     add("--seed", type=int, default=None, help="seed for weights, shuffling and noise")
     add("--limit", type=int, default=None, help="use only the first N training examples")
+    add("--augment", type=int, default=None, metavar="PIXELS",
+        help="classifiers: shift training images by up to PIXELS at random, anew each epoch")
     add("--quiet", dest="verbose", action="store_const", const=0, default=None,
         help="print only the final metrics")
     return parser
@@ -120,7 +122,9 @@ class EpochTimes(nn.Callback):
 
 
 def fit(model, x, y, args: argparse.Namespace, validation_data=None) -> tuple[dict, dict]:
-    """model.fit with the options of `args`; (history, timings)."""
+    """model.fit with the options of `args` (x may be a loader, y then None); (history,
+    timings)."""
+    examples = len(x.x) if isinstance(x, gc.data.ShiftedBatches) else len(x)
     times = EpochTimes()
     history = model.fit(x, y, batch_size=args.batch_size, epochs=args.epochs,
                         verbose=2 if args.verbose else 0, validation_data=validation_data,
@@ -128,7 +132,7 @@ def fit(model, x, y, args: argparse.Namespace, validation_data=None) -> tuple[di
     timings = {"train_seconds": float(sum(times.seconds)),
                "first_epoch_seconds": times.seconds[0],
                "epoch_seconds": times.steady(),
-               "samples_per_second": len(x) / times.steady()}
+               "samples_per_second": examples / times.steady()}
     return history.history, timings
 
 
@@ -141,8 +145,10 @@ def train_classifier(name: str, build: Callable, args: argparse.Namespace,
     model = build(split.x_train.shape[1:], 10, args.seed, lr=args.lr, device=args.device)
     if args.verbose:
         model.summary()
-    history, timings = fit(model, split.x_train, split.y_train, args,
-                           validation_data=(split.x_test, split.y_test))
+    x, y = split.x_train, split.y_train
+    if args.augment:
+        x, y = gc.data.ShiftedBatches(x, y, args.batch_size, args.augment, args.seed), None
+    history, timings = fit(model, x, y, args, validation_data=(split.x_test, split.y_test))
     test_loss, test_accuracy = model.evaluate(split.x_test, split.y_test,
                                               batch_size=args.batch_size)
     metrics = {"test_accuracy": float(test_accuracy), "test_loss": float(test_loss),
@@ -172,11 +178,6 @@ def print_metrics(name: str, metrics: dict) -> None:
         return f"{value:.4g}" if isinstance(value, float) else str(value)
     shown = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
     print(f"{name}: " + "  ".join(f"{k} {fmt(v)}" for k, v in shown.items()), flush=True)
-
-
-def accuracy(predicted_logits: np.ndarray, labels: np.ndarray) -> float:
-    """Fraction of rows whose argmax is the label."""
-    return float(np.mean(np.argmax(predicted_logits, axis=-1) == labels))
 
 
 # ---- plots ----

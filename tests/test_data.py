@@ -260,3 +260,18 @@ def test_random_shift_zero_is_identity_and_bad_input():
         gc.data.random_shift(x[0, 0], 1)
     with pytest.raises(DataError, match="max_shift must be >= 0"):
         gc.data.random_shift(x, -1)
+
+
+def test_shifted_batches_reshift_each_pass_and_repeat_by_seed():
+    x, y = gc.data.load_digits()
+    loader = gc.data.ShiftedBatches(x[:100], y[:100], batch_size=32, max_shift=1, seed=4)
+    assert len(loader) == 4
+    first, second = list(loader), list(loader)
+    assert [len(b[0]) for b in first] == [32, 32, 32, 4]
+    assert not np.array_equal(first[0][0], second[0][0])
+    again = gc.data.ShiftedBatches(x[:100], y[:100], batch_size=32, max_shift=1, seed=4)
+    for (xa, ya), (xb, yb) in zip(first, again):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+    labels = np.sort(np.concatenate([b[1] for b in first]))
+    np.testing.assert_array_equal(labels, np.sort(y[:100]))

@@ -14,7 +14,6 @@ import sys
 import numpy as np
 import pytest
 
-import graphc as gc
 from graphc import nn
 from graphc.cli import main as cli_main
 from graphc.models import common
@@ -127,3 +126,9 @@ def test_options_resolve_model_defaults():
     assert args.lr == lenet.DEFAULTS["lr"] and args.dataset == "digits"
     assert args.plots == "plots"
     assert common.resolve_args(parser.parse_args(["--plots", "none"]), {}).plots is None
+
+
+def test_lenet_trains_on_shifted_batches(cl_device):
+    metrics = train("lenet", cl_device, epochs=2, limit=640, augment=1)
+    assert len(metrics["history"]["loss"]) == 2
+    assert metrics["history"]["loss"][1] < metrics["history"]["loss"][0]
