@@ -126,10 +126,6 @@ def test_an_output_equal_to_an_input_is_copied(cl_device):
 
 @pytest.mark.opencl
 @pytest.mark.parametrize("op", ["maximum", "minimum", "relu", "clip"])
-@pytest.mark.xfail(strict=True, reason="ops/elementwise.py: the OpenCL templates max(a, b) and "
-                   "min(a, b) return the number when the other operand is NaN; numpy (the "
-                   "interpreter) returns NaN. '({0} > {1} || {0} != {0}) ? {0} : {1}' would "
-                   "propagate it (and still compile for integers)")
 def test_elementwise_extrema_propagate_nan(cl_device, op):
     x = gc.placeholder((4,), name="x")
     y = {"maximum": lambda: gc.maximum(x, 0.5), "minimum": lambda: gc.minimum(x, 0.5),

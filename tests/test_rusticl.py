@@ -36,9 +36,6 @@ NO_KERNELS = "import graphc as gc; gc.function([], [])()"
 
 
 @pytest.mark.opencl
-@pytest.mark.xfail(strict=True, reason="runtime/executable.py builds the plan's program even "
-                   "when it has no kernels; rusticl (Mesa 22.3) panics on the empty source and "
-                   "aborts the process. Skip the build (and kernel binding) without launches")
 def test_a_function_without_kernels_runs_on_rusticl(rusticl):
     child = subprocess.run([sys.executable, "-c", NO_KERNELS], env={**os.environ, **RUSTICL_ENV},
                            capture_output=True, text=True, timeout=120)
