@@ -203,13 +203,20 @@ def test_fold_evaluates_constant_subgraphs_in_one_sweep():
 
 
 def test_fold_respects_the_size_limit():
-    small = gc.broadcast_to(gc.constant(1.0, gc.float32), (64, 64))   # 4096 elements
-    large = gc.broadcast_to(gc.constant(1.0, gc.float32), (65, 64))
+    small = gc.constant(np.ones((64, 64), np.float32)) * 2.0           # 4096 elements
+    large = gc.constant(np.ones((65, 64), np.float32)) * 2.0
     g = graph_of(small, large)
     new = fold_constants(g)
-    assert ops_of(new) == ["broadcast_to"] and new.outputs[0].role == "constant"
+    assert ops_of(new) == ["multiply"] and new.outputs[0].role == "constant"
     assert new.outputs[1] is large
     assert fold_constants(g, max_elements=0) is g
+
+
+def test_fold_does_not_expand_a_broadcast_into_an_array():
+    tiny = gc.broadcast_to(gc.constant(1.0, gc.float32), (4,))          # SMALL: folded
+    wide = gc.broadcast_to(gc.constant(1.0, gc.float32), (64, 64))      # stays a broadcast
+    new = fold_constants(graph_of(tiny, wide))
+    assert new.outputs[0].role == "constant" and ops_of(new) == ["broadcast_to"]
 
 
 def test_fold_leaves_random_ops_and_variables_alone():

@@ -13,6 +13,7 @@ from graphc.passes import Pass
 from graphc.rewrite import constant_like, rebuild
 
 MAX_FOLDED_ELEMENTS = 4096
+SMALL = 16          # a fold may always produce this many elements
 
 
 def is_constant(value: Tensor) -> bool:
@@ -21,10 +22,14 @@ def is_constant(value: Tensor) -> bool:
 
 
 def foldable(node: Node, inputs: tuple[Tensor, ...], max_elements: int) -> bool:
-    """All inputs constant, deterministic, and every result small."""
+    """All inputs constant, deterministic, and every result small and no larger than the
+    data it comes from: broadcasting a scalar stays a broadcast, which kernels read as a
+    literal, instead of becoming an array every kernel has to load."""
+    largest = max((v.size for v in inputs), default=0)
     return (all(is_constant(v) for v in inputs)
             and get_op(node.op).kind != "random"
-            and all(out.size <= max_elements for out in node.outputs))
+            and all(out.size <= min(max_elements, max(largest, SMALL))
+                    for out in node.outputs))
 
 
 def evaluate_constant(node: Node, inputs: tuple[Tensor, ...]) -> list[Tensor] | None:
