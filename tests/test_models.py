@@ -14,6 +14,7 @@ import sys
 import numpy as np
 import pytest
 
+import graphc as gc
 from graphc import nn
 from graphc.cli import main as cli_main
 from graphc.models import common
@@ -132,3 +133,17 @@ def test_lenet_trains_on_shifted_batches(cl_device):
     metrics = train("lenet", cl_device, epochs=2, limit=640, augment=1)
     assert len(metrics["history"]["loss"]) == 2
     assert metrics["history"]["loss"][1] < metrics["history"]["loss"][0]
+
+
+@pytest.mark.parametrize("name", ["mlp", "lstm", "vae"])
+def test_device_training_matches_interpreter(cl_device, name):
+    # dropout (mlp) and the VAE's noise come from the same Philox streams on both sides
+    module = importlib.import_module(f"graphc.models.{name}")
+    x, y = gc.data.load_digits(flat=name != "lstm")
+    x, y = x[:96], (x[:96] if name == "vae" else y[:96])
+    losses = []
+    for device in (cl_device, "interpret"):
+        model = module.build(x.shape[1:], 10, 0, device=device)
+        history = model.fit(x, y, batch_size=32, epochs=2, verbose=0, seed=0)
+        losses.append(history.history["loss"])
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
