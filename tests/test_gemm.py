@@ -7,8 +7,9 @@ import re
 import numpy as np
 import pytest
 
-from graphc.codegen.gemm import (CpuTiles, DeviceInfo, Epilogue, GemmSpec, cpu_tiles,
-                                 device_info_from, gemm_kernel, gpu_tile_size, render_store)
+from graphc.codegen.gemm import (CpuTiles, DeviceInfo, Epilogue, GemmKernel, GemmSpec,
+                                 cpu_tiles, device_info_from, gemm_kernel, gpu_tile_size,
+                                 render_store)
 from graphc.runtime import BufferArg, BufferSpec, Executable, IOBinding, KernelLaunch, Plan
 
 NP_DTYPE = {"float": "float32", "double": "float64"}
@@ -54,31 +55,42 @@ def reference(spec: GemmSpec, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.broadcast_to(left @ right, (spec.batch, spec.m, spec.n))
 
 
-def run_kernel(device, kernel, inputs: dict[str, np.ndarray],
-               outputs: dict[str, tuple[int, ...]], dtype: str) -> list[np.ndarray]:
-    """Run one generated kernel: buffers named like its parameters, in declaration order."""
-    buffers = [BufferSpec(name, max(array.nbytes, 1), "input") for name, array in inputs.items()]
-    itemsize = np.dtype(dtype).itemsize
-    buffers += [BufferSpec(name, int(np.prod(shape)) * itemsize, "output")
-                for name, shape in outputs.items()]
-    plan = Plan(kernel.source, "", tuple(buffers),
-                tuple(IOBinding(n, n, a.shape, str(a.dtype)) for n, a in inputs.items()),
-                tuple(IOBinding(n, n, shape, dtype) for n, shape in outputs.items()), (),
-                (KernelLaunch(kernel.name, tuple(BufferArg(b.name) for b in buffers),
-                              kernel.global_size, kernel.local_size, flops=kernel.flops),))
-    return Executable(device, plan).run(list(inputs.values()))
+def run_kernels(device, jobs: list[tuple[GemmKernel, dict, dict]],
+                dtype: str) -> list[list[np.ndarray]]:
+    """Run kernels from one program (one build); each job is (kernel, inputs, output shapes)
+    whose names, inputs first, follow the kernel's parameters. Returns each job's outputs."""
+    buffers, inputs, outputs, launches, feeds = [], [], [], [], []
+    for kernel, job_inputs, job_outputs in jobs:
+        names = [f"{kernel.name}_{name}" for name in [*job_inputs, *job_outputs]]
+        for name, array in zip(names, job_inputs.values()):
+            buffers.append(BufferSpec(name, max(array.nbytes, 1), "input"))
+            inputs.append(IOBinding(name, name, array.shape, str(array.dtype)))
+            feeds.append(array)
+        for name, shape in zip(names[len(job_inputs):], job_outputs.values()):
+            buffers.append(BufferSpec(name, int(np.prod(shape)) * np.dtype(dtype).itemsize,
+                                      "output"))
+            outputs.append(IOBinding(name, name, shape, dtype))
+        launches.append(KernelLaunch(kernel.name, tuple(BufferArg(n) for n in names),
+                                     kernel.global_size, kernel.local_size, flops=kernel.flops))
+    source = "\n".join(kernel.source for kernel, _, _ in jobs)
+    plan = Plan(source, "", tuple(buffers), tuple(inputs), tuple(outputs), (), tuple(launches))
+    results = iter(Executable(device, plan).run(feeds))
+    return [[next(results) for _ in job_outputs] for _, _, job_outputs in jobs]
 
 
-def check_product(device, spec: GemmSpec, info: DeviceInfo, name: str = "gemm") -> None:
-    """The kernel for spec on info's variant matches numpy within the dtype's tolerance."""
-    a, b = operands(spec)
-    kernel = gemm_kernel(name, spec, Epilogue(), info)
-    (c,) = run_kernel(device, kernel, {"A": a, "B": b}, {"C": (spec.batch, spec.m, spec.n)},
-                      NP_DTYPE[spec.dtype])
-    expected = reference(spec, a, b)
-    scale = np.abs(expected).max() + 1.0
-    np.testing.assert_allclose(c, expected, rtol=0, atol=TOLERANCE[spec.dtype] * scale,
-                               err_msg=f"{spec} with {kernel.tiles}")
+def check_products(device, specs: list[GemmSpec], info: DeviceInfo) -> None:
+    """The kernels for specs on info's variant match numpy within the dtype's tolerance."""
+    jobs, expected = [], []
+    for index, spec in enumerate(specs):
+        a, b = operands(spec, seed=index)
+        kernel = gemm_kernel(f"gemm{index}", spec, Epilogue(), info)
+        jobs.append((kernel, {"A": a, "B": b}, {"C": (spec.batch, spec.m, spec.n)}))
+        expected.append(reference(spec, a, b))
+    results = run_kernels(device, jobs, NP_DTYPE[specs[0].dtype])
+    for (kernel, _, _), (c,), want, spec in zip(jobs, results, expected, specs):
+        scale = np.abs(want).max() + 1.0
+        np.testing.assert_allclose(c, want, rtol=0, atol=TOLERANCE[spec.dtype] * scale,
+                                   err_msg=f"{spec} with {kernel.tiles}")
 
 
 def variants(device) -> list[DeviceInfo]:
@@ -97,6 +109,15 @@ def test_cpu_tiles_use_wide_vectors_and_fit_local_memory():
     assert (tiles.rows, tiles.vectors, tiles.width) == (8, 2, 16)
     assert tiles.mc % tiles.rows == 0 and tiles.kc <= spec.k
     assert (tiles.kc * tiles.nc + tiles.mc * tiles.nc) * 4 <= AVX512_CPU.local_mem_size
+
+
+def test_cpu_tiles_shrink_to_a_small_local_memory():
+    for local_mem_size in (32768, 4096):
+        info = dataclasses.replace(AVX512_CPU, local_mem_size=local_mem_size)
+        tiles = cpu_tiles(spec_for((1, 1024, 1024, 1024)), info)
+        assert (tiles.kc * tiles.nc + tiles.mc * tiles.nc) * 4 <= local_mem_size
+    with pytest.raises(ValueError, match="local memory"):
+        cpu_tiles(spec_for((1, 64, 64, 64)), dataclasses.replace(AVX512_CPU, local_mem_size=64))
 
 
 def test_cpu_tiles_shrink_to_small_shapes_and_keep_cores_busy():
@@ -150,6 +171,9 @@ def test_invalid_specs_and_clashing_parameter_names_are_refused():
     clash = Epilogue(("__global float* restrict C", "__global const float* restrict ap"))
     with pytest.raises(ValueError, match="'ap' is used by the GEMM kernel"):
         gemm_kernel("g", spec_for((1, 4, 4, 4)), clash, AVX512_CPU)
+    with pytest.raises(ValueError, match="unknown GEMM tuning keys"):
+        gemm_kernel("g", spec_for((1, 4, 4, 4)), Epilogue(),
+                    dataclasses.replace(AVX512_CPU, tuning={"row": 4}))
     with pytest.raises(ValueError, match="not a C identifier"):
         gemm_kernel("1g", spec_for((1, 4, 4, 4)), Epilogue(), AVX512_CPU)
 
@@ -161,25 +185,24 @@ def test_invalid_specs_and_clashing_parameter_names_are_refused():
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_float_product_all_layouts_both_variants(cl_device, shape):
     for info in variants(cl_device):
-        for a_trans, b_trans in LAYOUTS:
-            check_product(cl_device, spec_for(shape, "float", a_trans, b_trans), info)
+        check_products(cl_device, [spec_for(shape, "float", *layout) for layout in LAYOUTS],
+                       info)
 
 
 @pytest.mark.opencl
-@pytest.mark.parametrize("layout", LAYOUTS, ids=["NN", "NT", "TN", "TT"])
-def test_double_product(cl_device, layout):
+def test_double_product_all_layouts_both_variants(cl_device):
     if not cl_device.fp64:
         pytest.skip("device has no fp64")
     for info in variants(cl_device):
-        check_product(cl_device, spec_for((2, 19, 41, 23), "double", *layout), info)
+        check_products(cl_device, [spec_for((2, 19, 41, 23), "double", *layout)
+                                   for layout in LAYOUTS], info)
 
 
 @pytest.mark.opencl
-@pytest.mark.parametrize("broadcast", [(True, False), (False, True)], ids=["A", "B"])
-def test_batch_broadcast_by_zero_stride(cl_device, broadcast):
+def test_batch_broadcast_by_zero_stride(cl_device):
     for info in variants(cl_device):
-        check_product(cl_device, spec_for((3, 10, 20, 17), "float", False, True, *broadcast),
-                      info)
+        check_products(cl_device, [spec_for((3, 10, 20, 17), "float", False, True, *broadcast)
+                                   for broadcast in [(True, False), (False, True)]], info)
 
 
 @pytest.mark.opencl
@@ -187,8 +210,8 @@ def test_cpu_blocking_edges_with_small_tiles(cl_device):
     """Several work items per axis, partial blocks and a depth split into uneven panels."""
     info = dataclasses.replace(device_info_from(cl_device), type="cpu",
                                tuning={"mc": 16, "panels": 2, "kc": 16, "order": "rows"})
-    for a_trans, b_trans in LAYOUTS:
-        check_product(cl_device, spec_for((2, 37, 70, 45), "float", a_trans, b_trans), info)
+    check_products(cl_device, [spec_for((2, 37, 70, 45), "float", *layout)
+                               for layout in LAYOUTS], info)
 
 
 BIAS_RELU = Epilogue(
@@ -208,8 +231,8 @@ def test_epilogue_bias_relu_and_a_second_output(cl_device):
     for info in variants(cl_device):
         kernel = gemm_kernel("dense_relu", spec, BIAS_RELU, info)
         shape = (spec.batch, spec.m, spec.n)
-        c, z = run_kernel(cl_device, kernel, {"A": a, "B": b, "bias": bias},
-                          {"C": shape, "Z": shape}, "float32")
+        [(c, z)] = run_kernels(cl_device, [(kernel, {"A": a, "B": b, "bias": bias},
+                                            {"C": shape, "Z": shape})], "float32")
         np.testing.assert_allclose(z, z_expected, rtol=0, atol=1e-4)
         np.testing.assert_allclose(c, np.maximum(z_expected, 0), rtol=0, atol=1e-4)
 

@@ -4,7 +4,7 @@
 GemmSpec (every size a compile-time constant) and hands each value to an Epilogue's store
 statement. The tiling is chosen analytically from a DeviceInfo:
 
-- CPU (PoCL): one work item per MC x TN block of C, local size (1,1,1); the B panel is packed
+- CPU (PoCL): one work item per MC x NC block of C, local size (1,1,1); the B block is packed
   into local memory and R x TN register tiles of float16/double8 vectors run over it
   (kernels_cl/gemm_cpu.cl).
 - GPU: TS x TS local-memory tiles, one output per work item (kernels_cl/gemm_gpu.cl).
@@ -71,10 +71,6 @@ def spec_problems(spec: GemmSpec) -> list[str]:
     return problems
 
 
-def _default_store() -> str:
-    return "C[{b} * {m} * {n} + {i} * {n} + {j}] = {acc};"
-
-
 @dataclass(frozen=True)
 class Epilogue:
     """Extra kernel parameters and the C statement(s) that store one accumulated value.
@@ -86,7 +82,7 @@ class Epilogue:
     """
 
     params: tuple[str, ...] = ("__global {T}* restrict C",)
-    store: str = field(default_factory=_default_store)
+    store: str = "C[{b} * {m} * {n} + {i} * {n} + {j}] = {acc};"
 
 
 @dataclass(frozen=True)
@@ -152,6 +148,9 @@ def gemm_kernel(name: str, spec: GemmSpec, epilogue: Epilogue,
     """Render the GEMM kernel `name` for `spec`, storing through `epilogue`, for a device."""
     if not re.fullmatch(r"[A-Za-z_]\w*", name):
         raise ValueError(f"kernel name {name!r} is not a C identifier")
+    unknown = sorted(set(device_info.tuning) - set(CPU_TUNING) - set(GPU_TUNING))
+    if unknown:
+        raise ValueError(f"unknown GEMM tuning keys {unknown}; known: {CPU_TUNING + GPU_TUNING}")
     if device_info.type == "cpu":
         return _cpu_kernel(name, spec, epilogue, device_info)
     return _gpu_kernel(name, spec, epilogue, device_info)
@@ -171,8 +170,11 @@ def cpu_tiles(spec: GemmSpec, info: DeviceInfo) -> CpuTiles:
     rows = int(tune.get("rows", min(8, (registers - vectors - 1) // vectors, spec.m)))
     kc = int(tune.get("kc", min(spec.k, CPU_KC)))
     panels, mc = _cpu_block(spec, info, rows, vectors * width)
+    order = tune.get("order", "cols")
+    if order not in ("cols", "rows"):
+        raise ValueError(f"GEMM tuning order must be 'cols' or 'rows', not {order!r}")
     tiles = CpuTiles(rows, vectors, width, int(tune.get("panels", panels)),
-                     _round_up(int(tune.get("mc", mc)), rows), kc, tune.get("order", "cols"))
+                     _round_up(int(tune.get("mc", mc)), rows), kc, order)
     return _fit_local_memory(tiles, spec, info)
 
 
@@ -195,19 +197,27 @@ def _cpu_block(spec: GemmSpec, info: DeviceInfo, rows: int, tn: int) -> tuple[in
 
 
 def _fit_local_memory(tiles: CpuTiles, spec: GemmSpec, info: DeviceInfo) -> CpuTiles:
-    """Shrink the packed panel's depth, then the rows, until they fit local memory."""
-    kc, mc = tiles.kc, tiles.mc
-    while kc > 16 and _cpu_local_bytes(tiles, spec, kc, mc) > info.local_mem_size:
-        kc //= 2
-    while mc > tiles.rows and _cpu_local_bytes(tiles, spec, kc, mc) > info.local_mem_size:
-        mc = _round_up(mc // 2, tiles.rows)
-    return replace(tiles, kc=kc, mc=mc)
+    """Shrink the packed depth (to 64), the panels, the rows, then the depth to 1 until the
+    packed block and the accumulator spill fit the device's local memory."""
+    while _cpu_local_bytes(tiles, spec) > info.local_mem_size:
+        if tiles.kc > 64:
+            tiles = replace(tiles, kc=tiles.kc // 2)
+        elif tiles.panels > 1:
+            tiles = replace(tiles, panels=tiles.panels // 2)
+        elif tiles.mc > tiles.rows:
+            tiles = replace(tiles, mc=_round_up(tiles.mc // 2, tiles.rows))
+        elif tiles.kc > 1:
+            tiles = replace(tiles, kc=tiles.kc // 2)
+        else:
+            raise ValueError(f"the CPU GEMM variant needs {_cpu_local_bytes(tiles, spec)} bytes "
+                             f"of local memory; the device has {info.local_mem_size}")
+    return tiles
 
 
-def _cpu_local_bytes(tiles: CpuTiles, spec: GemmSpec, kc: int, mc: int) -> int:
+def _cpu_local_bytes(tiles: CpuTiles, spec: GemmSpec) -> int:
     """Local memory used: the packed B block, plus the accumulator spill when K is blocked."""
-    spill = mc * tiles.nc if spec.k > kc else 0
-    return (kc * tiles.nc + spill) * ITEMSIZE[spec.dtype]
+    spill = tiles.mc * tiles.nc if spec.k > tiles.kc else 0
+    return (tiles.kc * tiles.nc + spill) * ITEMSIZE[spec.dtype]
 
 
 def _cpu_kernel(name: str, spec: GemmSpec, epilogue: Epilogue, info: DeviceInfo) -> GemmKernel:
