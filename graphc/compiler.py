@@ -44,7 +44,9 @@ class Compiled:
 def compile_graph(inputs, outputs, updates, device) -> Compiled:
     """Optimize, fuse, schedule and generate code for `outputs` and `updates`."""
     n_out = len(outputs)
-    graph = Graph.from_outputs(list(outputs) + [u for _, u in updates], inputs=inputs)
+    targets = [v for v, _ in updates]
+    graph = Graph.from_outputs(list(outputs) + [u for _, u in updates],
+                               inputs=list(inputs) + targets)   # targets: even if unread
     _check_inputs(graph, inputs)
     on_pass = _print_pass if config.debug_level() >= 3 else None
     graph, records = optimize(graph, on_pass=on_pass)
@@ -52,7 +54,6 @@ def compile_graph(inputs, outputs, updates, device) -> Compiled:
     if any(v is not o for v, o in zip(values, graph.outputs)):    # copies of leaves added
         graph = Graph.from_outputs(values, inputs=graph.inputs, name=graph.name)
     outs, new_values = values[:n_out], values[n_out:]
-    targets = [v for v, _ in updates]
     leaf_names = _leaf_names(graph)
     groups, buffer_of, in_place = _fuse(graph, outs, targets, new_values, leaf_names)
     stored = {t for g in groups for t in g.stores} | set(buffer_of)
@@ -90,11 +91,14 @@ def _print_pass(name: str, graph: Graph) -> None:
 def _fuse(graph: Graph, outs, targets, new_values, leaf_names):
     """Groups, the buffers fixed in advance, and which group writes each variable."""
     buffer_of = {t: f"out{i}" for i, t in enumerate(outs)}
-    writes = {}
+    writes, copied = {}, []
     for variable, value in zip(targets, new_values):
-        if variable in writes.values() or value in writes:
+        if variable in writes.values() or variable in (v for _, v in copied):
             raise ShapeError(f"variable {variable.name!r} is updated twice in one function")
-        writes[value] = variable
+        if value in writes:
+            copied.append((value, variable))      # one value, several variables: copies
+        else:
+            writes[value] = variable
     extended = list(outs) + list(writes)
     groups = make_groups(_with(graph, extended), extended)
     stored = {t for g in groups for t in g.stores}
@@ -107,7 +111,7 @@ def _fuse(graph: Graph, outs, targets, new_values, leaf_names):
             in_place[variable] = writer[value]
             for reader in _readers(variable, writer[value], groups, stored):
                 dag.add_edge(id(reader), id(writer[value]))    # the old value is read first
-    for value, variable in writes.items():
+    for value, variable in list(writes.items()) + copied:
         if variable not in in_place:
             copy = _materializable_copy(value)
             groups.append(Group("elementwise", copy, stores=[copy]))

@@ -310,7 +310,7 @@ def test_stored_value_is_computed_once(cl_device):
     assert fn.kernel_count == 4
 
 
-# ---- bugs found while writing these tests (regressions; xfail while still open) ----
+# ---- bugs found while writing these tests (now regression tests) ----
 
 def test_merged_sibling_runs_after_the_reduction_it_reads(cl_device):
     """Found by the fuzzer: the merged kernel ran before the reduction it reads (fixed in 851a304)."""
@@ -329,9 +329,6 @@ def test_variables_can_swap_values(cl_device):
     np.testing.assert_array_equal(B.get_value(), [1.0, 2.0])
 
 
-@pytest.mark.xfail(strict=True, reason="bug: compiler._fuse rejects one value used as the "
-                   "new value of two variables with 'variable B is updated twice' (it tests "
-                   "`value in writes`); each variable is updated once")
 def test_one_value_can_update_two_variables(cl_device):
     A = gc.variable(np.array([1.0, 2.0], np.float32), name="A")
     B = gc.variable(np.array([10.0, 20.0], np.float32), name="B")
@@ -373,9 +370,6 @@ def test_in_place_updates_reading_each_other_reversed(cl_device):
     np.testing.assert_array_equal(B.get_value(), b0 + a0[::-1])
 
 
-@pytest.mark.xfail(strict=True, reason="bug: an update whose new value does not read its "
-                   "variable (v <- x * 2) fails with KeyError in compiler._fuse: the leaf "
-                   "names are made from graph.inputs, which lack a variable nobody reads")
 def test_update_that_does_not_read_the_variable(cl_device):
     x = gc.placeholder((3,), gc.float32, name="x")
     v = gc.variable(np.zeros(3, np.float32), name="v")
@@ -399,29 +393,18 @@ def test_updates_reading_each_others_sums(cl_device):
     np.testing.assert_array_equal(B.get_value(), [13.0, 23.0])
 
 
-EPILOGUE_THROUGH_VIEW = ("bug: fuse._loop_inputs only checks the node that reads the loop "
-                         "output (elementwise, same shape), not movement ops above it: "
-                         "transpose(r * 2) with r a square matmul/reduction becomes r's "
-                         "epilogue and reads r at the transposed index, from the buffer the "
-                         "same kernel is writing (garbage) or, when r has no buffer, crashes "
-                         "in lowering ('Lowering' has no attribute '_reduce_sum')")
-
-
-@pytest.mark.xfail(strict=True, reason=EPILOGUE_THROUGH_VIEW)
 def test_transposed_matmul_result_is_not_an_epilogue(cl_device):
     x = gc.placeholder((64, 8), gc.float32, name="x")
     b = x @ gc.transpose(x)
     run_and_compare([x], [b, gc.transpose(b * 2.0)], [uniform((64, 8))], atol=1e-5)
 
 
-@pytest.mark.xfail(strict=True, reason=EPILOGUE_THROUGH_VIEW)
 def test_transposed_reduction_result_is_not_an_epilogue(cl_device):
     x = gc.placeholder((16, 16, 16), gc.float32, name="x")
     r = gc.sum(x, axis=2)
     run_and_compare([x], [r, gc.transpose(r * 2.0)], [uniform((16, 16, 16))], atol=1e-5)
 
 
-@pytest.mark.xfail(strict=True, reason=EPILOGUE_THROUGH_VIEW)
 def test_transposed_reduction_alone_compiles(cl_device):
     x = gc.placeholder((8, 8, 8), gc.float32, name="x")
     run_and_compare([x], [gc.transpose(gc.sum(x, axis=2) * 2.0)], [uniform((8, 8, 8))],

@@ -136,19 +136,31 @@ def _epilogue_source(t: Tensor, stored: set, groups: dict) -> Tensor | None:
 
 
 def _loop_inputs(t: Tensor, stored: set, groups: dict) -> list | None:
-    """Loop outputs read by `t`'s cone at `t`'s own index; None if one is read otherwise."""
-    found = []
-    for value in cone(t, stored):
+    """Loop outputs that `t`'s cone reads at `t`'s own index, or None when one is reached
+    through anything else (a transpose, a broadcast, a reduction...)."""
+    computed = set(cone(t, stored))
+    found: list = []
+    reaching: dict = {}
+
+    def reaches_loop(value) -> bool:
+        if value in groups and groups[value].kind == "loop" and value is not t:
+            if value not in found:
+                found.append(value)
+            return True
+        if value not in computed or value.producer is None or value in reaching:
+            return reaching.get(value, False)
+        reaching[value] = False             # guards against revisiting during the walk
+        hits = [reaches_loop(i) for i in value.producer.inputs]
+        reaching[value] = any(hits)
+        return reaching[value]
+
+    if not reaches_loop(t):
+        return []
+    for value, hit in reaching.items():
         node = value.producer
-        if node is None or (value is not t and value in stored):
-            continue
-        same = get_op(node.op).kind == "elementwise" and value.shape == t.shape
-        for i in node.inputs:
-            if i in groups and groups[i].kind == "loop":
-                if not same or i.shape != t.shape:
-                    return None
-                if i not in found:
-                    found.append(i)
+        if hit and (get_op(node.op).kind != "elementwise" or value.shape != t.shape
+                    or any(i.shape != t.shape for i in node.inputs if i in found)):
+            return None
     return found
 
 
