@@ -77,6 +77,42 @@ def _add_dump(commands):
     dump.set_defaults(run=_cmd_dump)
 
 
+def _cmd_tune(args):
+    from graphc.codegen.gemm import GemmSpec
+    from graphc.runtime import select_device
+    from graphc.tune import tune_gemm
+
+    device = select_device(args.device)
+    for text in args.gemm:
+        m, n, k = (int(d) for d in text.split("x")) if "x" in text else (int(text),) * 3
+        trials = tune_gemm(device, GemmSpec(1, m, n, k, "float", False, False, 0, 0))
+        for trial in trials:
+            result = f"{trial.seconds * 1e3:8.3f} ms" if trial.rejected is None \
+                else f"rejected: {trial.rejected}"
+            print(f"{m}x{n}x{k}  {str(trial.tuning):<36} {result}")
+    if args.script:
+        import os
+        import runpy
+        import sys
+        os.environ["GRAPHC_TUNE"] = "1"
+        sys.argv = [args.script]
+        runpy.run_path(args.script, run_name="__main__")
+    return 0
+
+
+def _add_tune(commands):
+    tune = commands.add_parser(
+        "tune", help="autotune GEMM kernels for this device and cache the winners",
+        description="Time candidate GEMM tilings, reject any whose result is wrong, and cache "
+                    "the fastest per device and driver. With SCRIPT, run it with "
+                    "GRAPHC_TUNE=1 so every GEMM shape it compiles is tuned.")
+    tune.add_argument("script", nargs="?", metavar="SCRIPT.py")
+    tune.add_argument("--gemm", action="append", default=[], metavar="MxNxK",
+                      help="a float32 GEMM shape to tune (repeatable; N alone means NxNxN)")
+    tune.add_argument("--device", default=None, help="device index or name substring")
+    tune.set_defaults(run=_cmd_tune)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="graphc",
@@ -90,6 +126,7 @@ def build_parser():
     devices.set_defaults(run=_cmd_devices)
     _add_train(commands)
     _add_dump(commands)
+    _add_tune(commands)
     return parser
 
 

@@ -156,7 +156,22 @@ def _build_kernels(order, buffer_of, device) -> list[BuiltKernel]:
     nbytes = {}
     for t, b in buffer_of.items():
         nbytes[b] = max(nbytes.get(b, 0), t.type.nbytes)
-    return [build_kernel(g, buffer_of, nbytes, info) for g in order]
+    return [build_kernel(g, buffer_of, nbytes, info, _tuner(device)) for g in order]
+
+
+def _tuner(device):
+    """GEMM tiles: the tuned choice cached for this device, tuning now if GRAPHC_TUNE=1."""
+    from dataclasses import replace
+
+    from graphc.tune import cached_tuning, tune_gemm
+
+    def tuned(spec, info):
+        choice = cached_tuning(device, spec)
+        if choice is None and config.flag("GRAPHC_TUNE"):
+            best = tune_gemm(device, spec)[0]
+            choice = best.tuning if best.rejected is None else None
+        return replace(info, tuning=choice) if choice else info
+    return tuned
 
 
 def _plan(graph, inputs, outs, kernels, memory, leaf_map, device) -> tuple[Plan, dict]:

@@ -47,14 +47,14 @@ class BuiltKernel:
 
 
 def build_kernel(group: Group, buffer_of: dict[Tensor, str], dtype_of: dict,
-                 device_info=None) -> BuiltKernel:
+                 device_info=None, tune=None) -> BuiltKernel:
     """Lower one group to source (matmuls through the GEMM generator when they fit it)."""
     if group.kind == "raw":
         return _build_raw(group, buffer_of, dtype_of)
     if device_info is not None and group.kind == "loop" and group.root.producer.op == "matmul":
         operands = gemm_operands(group.root, buffer_of)
         if operands is not None:
-            return build_gemm(group, buffer_of, dtype_of, device_info, operands)
+            return build_gemm(group, buffer_of, dtype_of, device_info, operands, tune)
     low = Lowering(buffer_of)
     low.computing = set(group.stores) - {group.root} if group.kind == "loop" else set(group.stores)
     kernel = _loop_kernel(group, low, buffer_of) if group.kind == "loop" \

@@ -48,7 +48,7 @@ def gemm_operands(t: Tensor, buffer_of) -> tuple | None:
     return tuple(found)
 
 
-def build_gemm(group, buffer_of, nbytes, device_info, operands):
+def build_gemm(group, buffer_of, nbytes, device_info, operands, tune=None):
     """A BuiltKernel for a matmul group through the GEMM generator."""
     from graphc.codegen.build import BuiltKernel, _digest, _ops_of, _traffic
     t = group.root
@@ -57,6 +57,8 @@ def build_gemm(group, buffer_of, nbytes, device_info, operands):
     n = t.shape[-1]
     batch = int(np.prod(t.shape[:-2], dtype=np.int64))
     spec = GemmSpec(batch, m, n, k, C_TYPES[t.dtype.name], a_trans, b_trans, a_stride, b_stride)
+    if tune is not None:
+        device_info = tune(spec, device_info)       # tuned tiles, when known
     low = Lowering(buffer_of)
     low.computing = set(group.stores) - {t}
     epilogue = _epilogue(group, low, buffer_of, t)
