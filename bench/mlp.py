@@ -1,131 +1,96 @@
-"""The MLP 784-512-512-10 training step (batch 128, softmax cross-entropy, SGD).
+"""The MLP 784-512-512-10 training step (batch 128, ReLU, softmax cross-entropy, SGD).
 
-graphc on the default OpenCL device, and the same step in numpy (and torch, when it is
-importable) measured in the same run. `python bench/mlp.py --first-step` prints the
-seconds from building the graph to the end of the first step (used for cold/warm runs).
+graphc (gc.nn.Dense layers, one compiled SGD step), the same step by hand in numpy, and
+torch eager when it is importable. bench/common.py has the harness:
+
+    python bench/mlp.py [--repeats 30]     samples/s of each, kernels per step
+    python bench/mlp.py --check            numpy gradients vs gc.interpret and the device
+    python bench/mlp.py --first-step       JSON seconds from graph building to step 1's end
 """
 from __future__ import annotations
 
-import argparse
-import statistics
-import time
+import sys
+from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+
+NAME = "mlp"
+TITLE = "MLP 784-512-512-10, batch 128"
 SIZES = (784, 512, 512, 10)
 BATCH = 128
-LR = 0.01
 
 
-def init(seed: int = 0):
+def init(seed: int = 0, batch: int = BATCH) -> tuple[common.Params, np.ndarray, np.ndarray]:
+    """Weights [W1, b1, W2, b2, W3, b3] (W: (in, out)) and one batch (x, y)."""
     rng = np.random.default_rng(seed)
     params = []
     for fan_in, fan_out in zip(SIZES[:-1], SIZES[1:]):
         params.append((rng.standard_normal((fan_in, fan_out)) / np.sqrt(fan_in)).astype(np.float32))
-        params.append(np.zeros(fan_out, np.float32))
-    x = rng.standard_normal((BATCH, SIZES[0])).astype(np.float32)
-    y = rng.integers(0, SIZES[-1], BATCH).astype(np.int32)
+        params.append((0.1 * rng.standard_normal(fan_out)).astype(np.float32))
+    x = rng.standard_normal((batch, SIZES[0])).astype(np.float32)
+    y = rng.integers(0, SIZES[-1], batch).astype(np.int32)
     return params, x, y
 
 
-def graphc_step(params):
+def build(params: common.Params, batch: int):
+    """(x, y, loss, variables): Dense-relu-Dense-relu-Dense on placeholders, `params` loaded."""
     import graphc as gc
-    x = gc.placeholder((BATCH, SIZES[0]), gc.float32, name="x")
-    y = gc.placeholder((BATCH,), gc.int32, name="y")
-    variables = [gc.variable(p, name=f"p{i}") for i, p in enumerate(params)]
+    from graphc import nn
+    x = gc.placeholder((batch, SIZES[0]), gc.float32, name="x")
+    y = gc.placeholder((batch,), gc.int32, name="y")
+    layers = [nn.Dense(n, activation="relu") for n in SIZES[1:-1]] + [nn.Dense(SIZES[-1])]
     h = x
-    for i in range(0, len(variables), 2):
-        h = h @ variables[i] + variables[i + 1]
-        if i + 2 < len(variables):
-            h = gc.relu(h)
-    loss = gc.mean(gc.losses.sparse_categorical_crossentropy(y, h, from_logits=True))
-    grads = gc.grad(loss, variables)
-    return gc.function([x, y], loss, updates=[(v, v - LR * g) for v, g in zip(variables, grads)],
-                       name="mlp_step")
+    for layer in layers:
+        h = layer(h)
+    variables = common.set_layer_weights(layers, params)
+    return x, y, common.graphc_loss(h, y), variables
 
 
-def numpy_step(params, x, y):
-    """One SGD step of the same MLP, by hand in numpy (float32)."""
+def graphc_step(params: common.Params, batch: int = BATCH):
+    """The compiled SGD step (bench/warm_start.py calls this)."""
+    return common.graphc_step(sys.modules[__name__], params, batch)
+
+
+def numpy_grads(params: common.Params, x: np.ndarray,
+                y: np.ndarray) -> tuple[float, common.Params]:
+    """Loss and gradients of every weight, by hand."""
     acts, h = [x], x
     for i in range(0, len(params), 2):
         h = h @ params[i] + params[i + 1]
         if i + 2 < len(params):
             h = np.maximum(h, 0)
         acts.append(h)
-    z = h - h.max(1, keepdims=True)
-    p = np.exp(z)
-    p /= p.sum(1, keepdims=True)
-    d = p
-    d[np.arange(len(y)), y] -= 1
-    d /= len(y)
+    loss, d = common.softmax_xent(h, y)
+    grads: common.Params = [None] * len(params)
     for i in range(len(params) - 2, -1, -2):
         a = acts[i // 2]
-        gW, gb = a.T @ d, d.sum(0)
+        grads[i], grads[i + 1] = a.T @ d, d.sum(0)
         if i:
             d = (d @ params[i].T) * (a > 0)
-        params[i] -= LR * gW
-        params[i + 1] -= LR * gb
+    return loss, grads
 
 
-def torch_step_fn(params):
-    try:
-        import torch
-    except ImportError:
+def torch_step_fn(params: common.Params):
+    """step(x, y) in torch eager on copies of `params`, or None without torch."""
+    torch = common.import_torch()
+    if torch is None:
         return None
-    torch.set_num_threads(2)
-    ws = [torch.tensor(p, requires_grad=True) for p in params]
-    opt = torch.optim.SGD(ws, lr=LR)
+    weights = [torch.tensor(p, requires_grad=True) for p in params]
 
-    def step(x, y):
+    def forward(x):
         h = x
-        for i in range(0, len(ws), 2):
-            h = h @ ws[i] + ws[i + 1]
-            if i + 2 < len(ws):
+        for i in range(0, len(weights), 2):
+            h = torch.addmm(weights[i + 1], h, weights[i])
+            if i + 2 < len(weights):
                 h = torch.relu(h)
-        loss = torch.nn.functional.cross_entropy(h, y.long())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return step
-
-
-def samples_per_second(step, args, repeats: int = 30, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        step(*args)
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        step(*args)
-        times.append(time.perf_counter() - started)
-    return BATCH / statistics.median(times)
-
-
-def first_step_seconds() -> tuple[float, float]:
-    """(seconds in gc.function, seconds from building the graph to the end of step 1)."""
-    params, x, y = init()
-    started = time.perf_counter()
-    step = graphc_step(params)
-    step(x, y)
-    return step.compile_seconds, time.perf_counter() - started
-
-
-def measure() -> dict:
-    params, x, y = init()
-    step = graphc_step([p.copy() for p in params])
-    result = {"graphc": samples_per_second(step, (x, y)), "kernels": step.kernel_count,
-              "device": step.device.name, "platform": step.device.platform_version}
-    result["numpy"] = samples_per_second(numpy_step, ([p.copy() for p in params], x, y))
-    torch_step = torch_step_fn([p.copy() for p in params])
-    if torch_step is not None:
-        import torch
-        result["torch"] = samples_per_second(torch_step, (torch.tensor(x), torch.tensor(y)))
-    return result
+        return h
+    return common.torch_sgd_step(forward, weights,
+                                 lambda: [w.detach().numpy().copy() for w in weights])
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--first-step", action="store_true")
-    if parser.parse_args().first_step:
-        print("%.4f %.4f" % first_step_seconds())
-    else:
-        print(measure())
+    raise SystemExit(common.main(sys.modules[__name__]))

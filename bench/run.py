@@ -1,57 +1,251 @@
-"""`make bench`: one table of graphc against references measured in the same run."""
+"""`make bench`: one Markdown table of graphc against numpy and torch, measured in one run.
+
+    python bench/run.py [--only sgemm,mlp,lenet,lstm] [--repeats 30] [--starts 3]
+                        [--torch-threads 2]
+
+Rows: SGEMM 512/1024/2048 (GFLOP/s of bench/gemm.py's kernel and numpy's `a @ b`, wall
+time of each, timed in alternating turns), and the MLP, LeNet-5 and LSTM training steps
+(samples/s, medians of interleaved graphc/numpy/torch steps; bench/mlp.py, lenet.py,
+lstm.py). Cold start: a fresh process with empty GRAPHC_CACHE_DIR and POCL_CACHE_DIR, timed
+from graph building to the end of the first step (imports excluded); warm: a second fresh
+process on the caches the cold one left; medians over --starts pairs. bench/warm_start.py's
+MLP report (which also times the imports, and lists program-cache hits) follows the table.
+Each goal of the "Fast kernels" issue is printed as met / not met with its figure.
+"""
 from __future__ import annotations
 
+import argparse
+import contextlib
+import io
 import os
-import statistics
-import subprocess
+import platform
 import sys
-import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
 
+import common  # noqa: E402
+import lenet  # noqa: E402
+import lstm  # noqa: E402
 import mlp  # noqa: E402
 
-
-def first_step(cache_dir: str) -> tuple[float, float]:
-    """(compile seconds, seconds to build, compile and run step 1) in a fresh process."""
-    # Both caches start empty for the cold run and are kept for the warm one: graphc's
-    # program binaries and PoCL's own (it finishes kernels per launch geometry).
-    env = dict(os.environ, GRAPHC_CACHE_DIR=cache_dir, POCL_CACHE_DIR=f"{cache_dir}/pocl")
-    out = subprocess.run([sys.executable, str(HERE / "mlp.py"), "--first-step"], env=env,
-                         check=True, capture_output=True, text=True)
-    compile_s, first_s = out.stdout.strip().splitlines()[-1].split()
-    return float(compile_s), float(first_s)
+WORKLOADS = {"mlp": mlp, "lenet": lenet, "lstm": lstm}
+SGEMM_SIZES = ("512", "1024", "2048")
+SGEMM_GOAL = 0.90                    # of numpy's GFLOP/s
+WARM_GOAL = 0.5                      # seconds, every workload
 
 
-def cold_and_warm(repeats: int = 3) -> dict:
-    """Medians of cold (empty caches) and warm (second process, cached binaries) runs."""
-    runs = {"cold": [], "warm": []}
-    for _ in range(repeats):
-        with tempfile.TemporaryDirectory() as cache:
-            runs["cold"].append(first_step(cache))
-            runs["warm"].append(first_step(cache))
-    return {k: tuple(statistics.median(r[i] for r in v) for i in (0, 1))
-            for k, v in runs.items()}
+@dataclass(frozen=True)
+class StepGoals:
+    """A training step's goals: graphc/torch samples/s, cold first step, kernels per step."""
+
+    torch_ratio: float
+    cold_seconds: float
+    kernels: int
 
 
-def main() -> None:
-    result = mlp.measure()
-    starts = cold_and_warm()
-    (cold_compile, cold), (warm_compile, warm) = starts["cold"], starts["warm"]
-    print(f"device: {result['device']} ({result['platform']})")
-    print("| workload | graphc samples/s | numpy samples/s | torch samples/s | graphc/numpy"
-          " | graphc/torch | kernels/step | compile s cold / warm | first step s cold / warm |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    torch = result.get("torch")
-    torch_text = f"{torch:,.0f}" if torch else "–"
-    ratio_torch = f"{result['graphc'] / torch:.2f}" if torch else "–"
-    print(f"| MLP 784-512-512-10 b128 SGD | {result['graphc']:,.0f} | {result['numpy']:,.0f} |"
-          f" {torch_text} | {result['graphc'] / result['numpy']:.2f} | {ratio_torch} |"
-          f" {result['kernels']} | {cold_compile:.2f} / {warm_compile:.3f}"
-          f" ({warm_compile / cold_compile:.1%}) | {cold:.2f} / {warm:.2f} |")
+STEP_GOALS = {"mlp": StepGoals(1.0, 3.0, 13), "lenet": StepGoals(1.0, 5.0, 25),
+              "lstm": StepGoals(0.5, 10.0, 93)}
+
+
+@dataclass
+class Row:
+    """One line of the table."""
+
+    name: str
+    unit: str
+    graphc: float
+    numpy: float
+    torch: float | None = None
+    kernels: int | None = None
+    starts: dict = field(default_factory=dict)      # {"cold"|"warm": {"compile", "first_step"}}
+    note: str = ""
+
+
+# ---- measuring ----
+
+def sgemm_rows(repeats: int) -> list[Row]:
+    """GFLOP/s of graphc's GEMM kernel and numpy at each size, with bench/gemm.py's parts."""
+    import gemm
+    from graphc.runtime import select_device
+    device = select_device()
+    info = gemm.device_info_from(device)
+    info = gemm.DeviceInfo(**{**info.__dict__, "tuning": gemm.parse_tuning("")})
+    with warnings.catch_warnings():     # pyopencl: gemm.py looks its kernel up by name
+        warnings.filterwarnings("ignore", message=".*retrieved more than once")
+        return [sgemm_row(gemm, size, repeats, device, info) for size in SGEMM_SIZES]
+
+
+def sgemm_row(gemm, size: str, repeats: int, device, info) -> Row:
+    """One size: graphc's kernel (wall time of launch + wait) against numpy's `a @ b`.
+
+    Timed in turns (common.interleaved_rates), not alternating call by call as
+    `gemm.measure` does: OpenBLAS's threads spin after each product and took up to half of
+    the cores from the kernel launched right after it.
+    """
+    m, n, k = gemm.parse_size(size)
+    a, b = gemm.operands((m, n, k), "float", "NN")
+    spec = gemm.GemmSpec(1, m, n, k, "float", False, False, 0, 0)
+    ours = gemm.GraphcGemm(device, spec, info, a, b)
+    reference = gemm.numpy_product(a, b, "NN")
+    rates = common.interleaved_rates({"graphc": ours.run, "numpy": reference},
+                                     spec.flops * 1e-9, repeats)
+    expected = reference()
+    error = common.relative_error(ours.result(a.dtype), expected)
+    return Row(f"SGEMM {size}", "GFLOP/s", rates["graphc"], rates["numpy"], kernels=1,
+               note=f"rel.err {error:.0e}, build {ours.build_seconds:.2f} s")
+
+
+def step_row(name: str, repeats: int, pairs: int) -> Row:
+    """Samples/s, kernels per step and cold/warm starts of one training step."""
+    workload = WORKLOADS[name]
+    result = common.measure(workload, repeats)
+    starts = common.cold_and_warm(HERE / f"{name}.py", pairs) if pairs else {}
+    note = f"loss vs numpy {result['loss_error']:.0e}"
+    return Row(workload.TITLE, "samples/s", result["graphc"], result["numpy"],
+               result.get("torch"), result["kernels"], starts, note)
+
+
+def warm_start_report(pairs: int) -> str:
+    """bench/warm_start.py's MLP cold/warm report, captured."""
+    import warm_start
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        warm_start.report(warm_start.measure(pairs, True), True)
+    return out.getvalue().rstrip()
+
+
+# ---- printing ----
+
+def fmt(value: float | None, digits: int = 0) -> str:
+    """A number with thousands separators, or a dash."""
+    return "–" if value is None else f"{value:,.{digits}f}"
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    """a / b to two places, or a dash."""
+    return "–" if a is None or not b else f"{a / b:.2f}"
+
+
+def starts_text(row: Row, key: str) -> str:
+    """'cold / warm' seconds of one start measurement, or a dash."""
+    if not row.starts:
+        return "–"
+    return f"{row.starts['cold'][key]:.2f} / {row.starts['warm'][key]:.2f}"
+
+
+def table(rows: list[Row]) -> list[str]:
+    """The Markdown table."""
+    lines = ["| workload | unit | graphc | numpy | torch | graphc/numpy | graphc/torch"
+             " | kernels/step | first step s, cold / warm | compile s, cold / warm | notes |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        digits = 1 if r.unit == "GFLOP/s" else 0
+        lines.append(f"| {r.name} | {r.unit} | {fmt(r.graphc, digits)} | {fmt(r.numpy, digits)}"
+                     f" | {fmt(r.torch, digits)} | {ratio(r.graphc, r.numpy)}"
+                     f" | {ratio(r.graphc, r.torch)} | {fmt(r.kernels)}"
+                     f" | {starts_text(r, 'first_step')} | {starts_text(r, 'compile')}"
+                     f" | {r.note} |")
+    return lines
+
+
+def goal(text: str, met: bool | None, figure: str) -> str:
+    """One goal line: met / not met (or not measured) with its figure."""
+    verdict = "not measured" if met is None else ("met" if met else "not met")
+    return f"- {text}: **{verdict}** ({figure})"
+
+
+def sgemm_goals(rows: list[Row]) -> list[str]:
+    """SGEMM at each size >= 90% of numpy."""
+    return [goal(f"{r.name} ≥ {SGEMM_GOAL:.0%} of numpy", r.graphc >= SGEMM_GOAL * r.numpy,
+                 f"{r.graphc / r.numpy:.0%}") for r in rows]
+
+
+def step_goals(name: str, row: Row) -> list[str]:
+    """A training step's speed, start-up and kernel-count goals."""
+    g, short = STEP_GOALS[name], name.upper() if name != "lenet" else "LeNet"
+    lines = []
+    target = "torch eager" if g.torch_ratio == 1 else f"{g.torch_ratio:.0%} of torch eager"
+    speed = None if row.torch is None else row.graphc >= g.torch_ratio * row.torch
+    lines.append(goal(f"{short} samples/s ≥ {target}", speed,
+                      "torch not importable" if row.torch is None
+                      else f"{row.graphc / row.torch:.2f}× torch"))
+    if row.starts:
+        cold, warm = row.starts["cold"]["first_step"], row.starts["warm"]["first_step"]
+        lines.append(goal(f"{short} cold first step ≤ {g.cold_seconds:g} s",
+                          cold <= g.cold_seconds, f"{cold:.2f} s"))
+        lines.append(goal(f"{short} warm first step ≤ {WARM_GOAL:g} s", warm <= WARM_GOAL,
+                          f"{warm:.2f} s"))
+    lines.append(goal(f"{short} kernels/step ≤ {g.kernels}", row.kernels <= g.kernels,
+                      f"{row.kernels}"))
+    return lines
+
+
+def header(repeats: int, pairs: int, torch_threads: int) -> list[str]:
+    """Device, driver, library versions and the machine's load."""
+    from graphc.runtime import select_device
+    device = select_device()
+    common.TORCH_THREADS = torch_threads
+    torch = common.import_torch()
+    torch_text = ("not importable" if torch is None
+                  else f"{torch.__version__} eager, {torch.get_num_threads()} threads")
+    return [f"device: {device.name} — {device.platform_name}, {device.platform_version}",
+            f"host: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs;"
+            f" numpy {np.__version__}; torch {torch_text}",
+            f"{repeats} interleaved steps per implementation (median), {pairs} cold/warm"
+            f" pairs; load average at start {os.getloadavg()[0]:.1f}"]
+
+
+# ---- main ----
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """--only, --repeats, --starts, --torch-threads."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="sgemm,mlp,lenet,lstm",
+                        help="comma-separated subset of sgemm,mlp,lenet,lstm")
+    parser.add_argument("--repeats", type=int, default=30,
+                        help="timed steps (products) per implementation")
+    parser.add_argument("--starts", type=int, default=3,
+                        help="cold/warm process pairs per workload (0: skip)")
+    parser.add_argument("--torch-threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    args.only = [w.strip() for w in args.only.split(",") if w.strip()]
+    unknown = set(args.only) - {"sgemm", *WORKLOADS}
+    if unknown:
+        parser.error(f"unknown workloads: {', '.join(sorted(unknown))}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure the selected workloads, print the table, the goals and the details."""
+    args = parse_args(argv)
+    started = time.perf_counter()
+    lines = header(args.repeats, args.starts, args.torch_threads)
+    rows, goals = [], []
+    if "sgemm" in args.only:
+        sgemm = sgemm_rows(args.repeats)
+        rows += sgemm
+        goals += sgemm_goals(sgemm)
+    for name in WORKLOADS:
+        if name in args.only:
+            row = step_row(name, args.repeats, args.starts)
+            rows.append(row)
+            goals += step_goals(name, row)
+    print("\n".join(lines + [""] + table(rows) + ["", "Goals:"] + goals))
+    if "mlp" in args.only and args.starts:
+        print("\nbench/warm_start.py (MLP; its times include importing graphc):")
+        print(warm_start_report(args.starts))
+    print(f"\nload average at end {os.getloadavg()[0]:.1f}; whole run"
+          f" {time.perf_counter() - started:.0f} s")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

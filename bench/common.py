@@ -1,0 +1,279 @@
+"""Shared harness of the training-step benchmarks (bench/mlp.py, lenet.py, lstm.py).
+
+A workload module defines NAME, TITLE, BATCH and:
+
+    init(seed=0, batch=BATCH) -> (params, x, y)         numpy float32 weights and one batch
+    build(params, batch) -> (x, y, loss, variables)     the graphc graph, from gc.nn layers
+    numpy_grads(params, x, y) -> (loss, grads)          the same step by hand in numpy
+    torch_step_fn(params) -> step(x, y) or None         torch eager, when torch imports
+
+Everything else (the compiled SGD step, the numpy SGD step, interleaved timing, cold and
+warm first steps in fresh processes, the `--check` self-test, the command line) is here.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Callable
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+LR = 0.01
+TORCH_THREADS = 2                    # bench/run.py --torch-threads sets it
+Params = list[np.ndarray]
+
+
+# ---- shared pieces of the three implementations ----
+
+def graphc_loss(logits, y):
+    """Mean sparse softmax cross-entropy of logits, as a graphc tensor."""
+    import graphc as gc
+    return gc.mean(gc.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
+
+
+def train_function(x, y, loss, variables, name: str):
+    """gc.function of one SGD step: returns the loss, updates the variables in place."""
+    import graphc as gc
+    updates = gc.optim.SGD(LR).updates(loss, variables)
+    return gc.function([x, y], loss, updates=updates, name=name)
+
+
+def set_layer_weights(layers, params: Params) -> list:
+    """Give built layers the numpy weights, in order; returns their variables."""
+    variables, rest = [], list(params)
+    for layer in layers:
+        count = len(layer.weights)
+        layer.set_weights(rest[:count])
+        variables += layer.weights
+        rest = rest[count:]
+    assert not rest, f"{len(rest)} weights left over"
+    return variables
+
+
+def softmax_xent(logits: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    """Mean sparse softmax cross-entropy and its gradient by the logits (numpy)."""
+    rows = np.arange(len(y))
+    z = logits - logits.max(1, keepdims=True)
+    e = np.exp(z)
+    total = e.sum(1, keepdims=True)
+    loss = float(np.mean(np.log(total[:, 0]) - z[rows, y]))
+    grad = e / total
+    grad[rows, y] -= 1
+    grad /= len(y)
+    return loss, grad
+
+
+def sgd(params: Params, grads: Params) -> None:
+    """p -= LR * g, in place."""
+    for p, g in zip(params, grads):
+        p -= LR * g
+
+
+def numpy_step_fn(workload: ModuleType, params: Params) -> Callable:
+    """step(x, y): one SGD step of `workload` in numpy on `params` (updated in place)."""
+    def step(x: np.ndarray, y: np.ndarray) -> float:
+        loss, grads = workload.numpy_grads(params, x, y)
+        sgd(params, grads)
+        return loss
+    return step
+
+
+def torch_sgd_step(forward: Callable, weights: list, to_params: Callable) -> Callable:
+    """step(x, y) of torch eager: forward(x) -> logits, cross-entropy, backward, SGD.
+
+    `step.params()` gives the weights back in graphc's layout (`to_params()`).
+    """
+    import torch
+    opt = torch.optim.SGD(weights, lr=LR)
+
+    def step(x: np.ndarray, y: np.ndarray) -> float:
+        logits = forward(torch.from_numpy(x))
+        loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(y).long())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss.item()
+    step.params = to_params
+    return step
+
+
+def import_torch():
+    """torch with TORCH_THREADS threads, or None when it is not importable."""
+    try:
+        import torch
+    except Exception:  # noqa: BLE001 - a broken install counts as absent
+        return None
+    torch.set_num_threads(TORCH_THREADS)
+    return torch
+
+
+# ---- timing ----
+
+def interleaved_rates(steps: dict[str, Callable[[], object]], batch: int, repeats: int,
+                      rounds: int = 5, settle: float = 0.1) -> dict[str, float]:
+    """Median samples/s of each step over `repeats` timed calls, taken in `rounds` turns.
+
+    Each turn runs one implementation for an untimed call and then its share of timed calls,
+    then sleeps `settle` seconds: OpenBLAS's, OpenMP's and PoCL's worker threads spin for a
+    while after their work, and a step timed right after another library's would pay for
+    that. Turns alternate, so the machine's noise reaches every implementation alike.
+    """
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    per_turn = max(1, -(-repeats // rounds))
+    for _ in range(rounds):
+        for name, step in steps.items():
+            step()
+            for _ in range(per_turn):
+                started = time.perf_counter()
+                step()
+                times[name].append(time.perf_counter() - started)
+            time.sleep(settle)
+    return {name: batch / statistics.median(t) for name, t in times.items()}
+
+
+def measure(workload: ModuleType, repeats: int = 30) -> dict:
+    """Samples/s of graphc, numpy and torch (when importable), kernels/step, the device.
+
+    loss_error: the relative difference of graphc's and numpy's losses over the first two
+    steps (the second one sees the first one's updates), a check of the compiled step.
+    """
+    params, x, y = workload.init()
+    compiled = graphc_step(workload, [p.copy() for p in params])
+    by_hand = numpy_step_fn(workload, [p.copy() for p in params])
+    losses = [(float(compiled(x, y)), by_hand(x, y)) for _ in range(2)]
+    steps = {"graphc": lambda: compiled(x, y), "numpy": lambda: by_hand(x, y)}
+    torch_step = workload.torch_step_fn([p.copy() for p in params])
+    if torch_step is not None:
+        steps["torch"] = lambda: torch_step(x, y)
+    result = interleaved_rates(steps, workload.BATCH, repeats)
+    result.update(kernels=compiled.kernel_count, compile_in_process=compiled.compile_seconds,
+                  device=compiled.device.name, platform=compiled.device.platform_version,
+                  loss_error=max(abs(a - b) / abs(b) for a, b in losses))
+    return result
+
+
+def graphc_step(workload: ModuleType, params: Params, batch: int | None = None):
+    """The compiled training step of `workload` on `params`."""
+    batch = batch or workload.BATCH
+    return train_function(*workload.build(params, batch), name=f"{workload.NAME}_step")
+
+
+# ---- cold and warm starts ----
+
+def first_step(workload: ModuleType) -> dict:
+    """Seconds from building the graph to the end of step 1, in this process (imports done)."""
+    import graphc  # noqa: F401 - imported before the clock starts, as torch would be
+    params, x, y = workload.init()
+    started = time.perf_counter()
+    step = graphc_step(workload, params)
+    step(x, y)
+    first = time.perf_counter() - started
+    return {"compile": step.compile_seconds, "first_step": first, "kernels": step.kernel_count,
+            "builds": [getattr(r, "cache", None) for r in step.device.build_stats]}
+
+
+def fresh_first_step(script: Path, cache_dir: str) -> dict:
+    """first_step() in a fresh process whose graphc and PoCL caches live in `cache_dir`."""
+    env = dict(os.environ, GRAPHC_CACHE_DIR=cache_dir, POCL_CACHE_DIR=f"{cache_dir}/pocl")
+    env.pop("GRAPHC_DEBUG", None)
+    done = subprocess.run([sys.executable, str(script), "--first-step"], env=env,
+                          capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"{script.name} --first-step failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def cold_and_warm(script: Path, pairs: int = 3) -> dict[str, dict[str, float]]:
+    """Medians over `pairs` of a cold run (empty caches) and a warm one (the caches it left)."""
+    runs: dict[str, list[dict]] = {"cold": [], "warm": []}
+    for _ in range(pairs):
+        with tempfile.TemporaryDirectory(prefix="graphc-bench-") as cache:
+            runs["cold"].append(fresh_first_step(script, cache))
+            runs["warm"].append(fresh_first_step(script, cache))
+    return {kind: {key: statistics.median(r[key] for r in rs)
+                   for key in ("compile", "first_step")} for kind, rs in runs.items()}
+
+
+# ---- the self-check ----
+
+def relative_error(ours: np.ndarray, reference: np.ndarray) -> float:
+    """max |ours - reference| / max |reference| (0 for an all-zero reference)."""
+    scale = float(np.abs(reference).max())
+    return float(np.abs(np.asarray(ours, np.float64) - reference).max()) / (scale or 1.0)
+
+
+def check(workload: ModuleType, batch: int = 4, tol: float = 1e-4) -> bool:
+    """numpy (float64) loss and gradients vs gc.interpret, a device step and torch's step.
+
+    A step's gradients are read back as (weights before - weights after) / LR, which loses
+    float32 digits to cancellation: those rows get a 20x looser tolerance.
+    """
+    import graphc as gc
+    params, x, y = workload.init(seed=1, batch=batch)
+    ref_loss, ref_grads = workload.numpy_grads([p.astype(np.float64) for p in params],
+                                               x.astype(np.float64), y)
+    gx, gy, loss, variables = workload.build(params, batch)
+    values = gc.interpret([loss] + gc.grad(loss, variables), {gx: x, gy: y})
+    rows = compare("interpret", values[0], values[1:], ref_loss, ref_grads, tol)
+    step = train_function(gx, gy, loss, variables, name=f"{workload.NAME}_check")
+    device_loss = step(x, y)
+    rows += compare("device", device_loss, step_grads(params, [v.get_value() for v in variables]),
+                    ref_loss, ref_grads, 20 * tol)
+    torch_step = workload.torch_step_fn([p.copy() for p in params])
+    if torch_step is not None:
+        torch_loss = torch_step(x, y)
+        rows += compare("torch", torch_loss, step_grads(params, torch_step.params()),
+                        ref_loss, ref_grads, 20 * tol)
+    for name, error, limit in rows:
+        print(f"{'ok ' if error <= limit else 'BAD'} {name:<28} rel.err {error:.1e}"
+              f" (limit {limit:.0e})")
+    return all(error <= limit for _, error, limit in rows)
+
+
+def step_grads(before: Params, after: Params) -> Params:
+    """The gradients an SGD step applied: (before - after) / LR, in float64."""
+    return [(b.astype(np.float64) - a) / LR for b, a in zip(before, after)]
+
+
+def compare(what: str, loss, grads, ref_loss: float, ref_grads: Params,
+            tol: float) -> list[tuple[str, float, float]]:
+    """(name, relative error, limit) of the loss and each gradient against the reference."""
+    rows = [(f"{what} loss", relative_error(loss, np.float64(ref_loss)), min(tol, 1e-4))]
+    return rows + [(f"{what} grad {i}", relative_error(g, r), tol)
+                   for i, (g, r) in enumerate(zip(grads, ref_grads))]
+
+
+# ---- the command line of a workload module ----
+
+def format_row(workload: ModuleType, result: dict) -> str:
+    """One line: samples/s of each implementation and kernels per step."""
+    rates = ", ".join(f"{k} {result[k]:,.0f}" for k in ("graphc", "numpy", "torch")
+                      if k in result)
+    return f"{workload.TITLE}: samples/s {rates}; {result['kernels']} kernels/step"
+
+
+def main(workload: ModuleType, argv: list[str] | None = None) -> int:
+    """`--first-step` (JSON timings), `--check` (self-test), or a quick measurement."""
+    parser = argparse.ArgumentParser(description=workload.__doc__.splitlines()[0])
+    parser.add_argument("--first-step", action="store_true",
+                        help="print JSON seconds of graph building to the end of step 1")
+    parser.add_argument("--check", action="store_true",
+                        help="numpy gradients vs gc.interpret and the device (tiny batch)")
+    parser.add_argument("--repeats", type=int, default=30)
+    args = parser.parse_args(argv)
+    if args.first_step:
+        print(json.dumps(first_step(workload)))
+    elif args.check:
+        return 0 if check(workload) else 1
+    else:
+        print(format_row(workload, measure(workload, args.repeats)))
+    return 0
