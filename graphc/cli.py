@@ -1,6 +1,7 @@
 """The `graphc` command line."""
 
 import argparse
+import sys
 
 
 def _version():
@@ -26,8 +27,14 @@ def _cmd_train(args):
 
     from graphc.models import common
 
+    from graphc.data import DataError
+
     module = importlib.import_module(f"graphc.models.{args.model}")
-    module.train(common.resolve_args(args, module.DEFAULTS))
+    try:
+        module.train(common.resolve_args(args, module.DEFAULTS))
+    except DataError as error:
+        print(f"graphc train: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -161,12 +161,12 @@ def _has_mnist_files(folder: Path) -> bool:
 
 
 def _candidate_dirs(kind: str, data_dir: str | os.PathLike | None) -> list[Path]:
-    """Folders to look in, in order: data_dir, $GRAPHC_DATA_DIR, Debian's datasets."""
+    """Folders to look in, in order: data_dir, $GRAPHC_DATA_DIR (each also with the kind's
+    subfolder names), then Debian's /usr/share/datasets/<kind>."""
     roots = [Path(d) for d in (data_dir, os.environ.get(DATA_DIR_ENV)) if d]
-    if kind == "fashion":
-        roots.append(DEBIAN_DATASETS)
     subdirs = MNIST_KINDS[kind]
-    return [folder for root in roots for folder in [root, *(root / s for s in subdirs)]]
+    found = [folder for root in roots for folder in [root, *(root / s for s in subdirs)]]
+    return found + [DEBIAN_DATASETS / subdirs[0]]
 
 
 def find_mnist_dir(kind: str = "fashion", data_dir: str | os.PathLike | None = None) -> Path:
@@ -176,9 +176,10 @@ def find_mnist_dir(kind: str = "fashion", data_dir: str | os.PathLike | None = N
     for folder in candidates:
         if _has_mnist_files(folder):
             return folder
-    looked = ", ".join(str(c) for c in candidates) or "(nowhere)"
-    hint = ("apt-get install dataset-fashion-mnist, or pass data_dir / --data-dir"
-            if kind == "fashion" else "pass data_dir / --data-dir")
+    looked = ", ".join(str(c) for c in candidates)
+    hint = f"pass data_dir (--data-dir) or set ${DATA_DIR_ENV}"
+    if kind == "fashion":
+        hint = f"apt-get install dataset-fashion-mnist, or {hint}"
     raise DataError(f"{kind} IDX files ({', '.join(MNIST_FILES['train'])}, ...) not found; "
                     f"looked in {looked}; {hint}")
 

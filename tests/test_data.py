@@ -275,3 +275,10 @@ def test_shifted_batches_reshift_each_pass_and_repeat_by_seed():
         np.testing.assert_array_equal(ya, yb)
     labels = np.sort(np.concatenate([b[1] for b in first]))
     np.testing.assert_array_equal(labels, np.sort(y[:100]))
+
+
+def test_load_mnist_from_env_data_dir(tmp_path, monkeypatch):
+    _write_fake_mnist(tmp_path / "digits-mnist", n_train=6, n_test=2)
+    monkeypatch.setenv("GRAPHC_DATA_DIR", str(tmp_path))
+    (x_train, _), (x_test, _) = gc.data.load_mnist("mnist")
+    assert x_train.shape == (6, 1, 28, 28) and x_test.shape == (2, 1, 28, 28)

@@ -147,3 +147,10 @@ def test_device_training_matches_interpreter(cl_device, name):
         history = model.fit(x, y, batch_size=32, epochs=2, verbose=0, seed=0)
         losses.append(history.history["loss"])
     np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
+
+
+def test_cli_train_reports_missing_data(tmp_path, capsys):
+    code = cli_main(["train", "mlp", "--dataset", "mnist", "--data-dir", str(tmp_path)])
+    assert code == 2
+    error = capsys.readouterr().err
+    assert "graphc train: digits-mnist IDX files" in error and str(tmp_path) in error
