@@ -14,7 +14,7 @@ import numpy as np
 
 from graphc import config
 from graphc.builder import apply
-from graphc.codegen.build import STEP_BUFFER, BuiltKernel, build_kernel
+from graphc.codegen.build import STEP_BUFFER, BuiltKernel, build_kernels
 from graphc.codegen.opencl import program_header
 from graphc.errors import CodegenError, FeedError, ShapeError
 from graphc.ir import Graph, Tensor
@@ -156,7 +156,9 @@ def _build_kernels(order, buffer_of, device) -> list[BuiltKernel]:
     nbytes = {}
     for t, b in buffer_of.items():
         nbytes[b] = max(nbytes.get(b, 0), t.type.nbytes)
-    return [build_kernel(g, buffer_of, nbytes, info, _tuner(device)) for g in order]
+    tuner = _tuner(device)
+    return [kernel for i, g in enumerate(order)
+            for kernel in build_kernels(g, buffer_of, nbytes, info, tuner, f"partial{i}")]
 
 
 def _tuner(device):
@@ -188,6 +190,9 @@ def _plan(graph, inputs, outs, kernels, memory, leaf_map, device) -> tuple[Plan,
         if name not in buffers or buffers[name].nbytes < size:
             buffers[name] = BufferSpec(name, size, role)
     variable_bindings = _leaf_buffers(leaf_map, buffers, leaves, kernels)
+    for kernel in kernels:
+        for name, nbytes in kernel.private:
+            buffers[name] = BufferSpec(name, nbytes, "scratch")
     if any(STEP_BUFFER in k.args for k in kernels):
         buffers[STEP_BUFFER] = BufferSpec(STEP_BUFFER, 8, "input")
         input_bindings.append(IOBinding(STEP_BUFFER, STEP_BUFFER, (1,), "uint64"))

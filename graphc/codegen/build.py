@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from graphc.codegen.index import flatten, unflatten, var
-from graphc.codegen.kernel import Acc, Kernel, Param, Reduce, Store
+
+from graphc.codegen.index import flatten, floordiv, unflatten, var
+from graphc.codegen.kernel import Acc, Kernel, Load, Param, Reduce, Store
 from graphc.codegen.lower import Lowering
 from graphc.codegen.offsets import lift_offsets
 from graphc.codegen.opencl import render_kernel
@@ -44,17 +45,45 @@ class BuiltKernel:
     global_size: tuple[int, ...] | None = None
     local_size: tuple[int, ...] | None = None
     scalars: tuple[int, ...] = ()       # int arguments after the buffers (lifted offsets)
+    private: tuple[tuple[str, int], ...] = ()   # (buffer, bytes) only this group uses
 
 
-def build_kernel(group: Group, buffer_of: dict[Tensor, str], dtype_of: dict,
-                 device_info=None, tune=None) -> BuiltKernel:
-    """Lower one group to source (matmuls through the GEMM generator when they fit it)."""
+SPLIT_MIN_LOOP = 2048       # shorter loops stay in one kernel
+SPLIT_TARGET_ITEMS = 256    # work items a split aims for (enough to occupy a device)
+SPLIT_MIN_CHUNK = 256       # each partial loop runs at least this long
+
+
+def build_kernels(group: Group, buffer_of: dict[Tensor, str], dtype_of: dict,
+                  device_info=None, tune=None, private_name: str = "p") -> list[BuiltKernel]:
+    """Lower one group to source: usually one kernel; a long reduction with few outputs
+    becomes two (partial results over chunks of the loop, then their combination)."""
     if group.kind == "raw":
-        return _build_raw(group, buffer_of, dtype_of)
+        return [_build_raw(group, buffer_of, dtype_of)]
     if device_info is not None and group.kind == "loop" and group.root.producer.op == "matmul":
         operands = gemm_operands(group.root, buffer_of)
         if operands is not None:
-            return build_gemm(group, buffer_of, dtype_of, device_info, operands, tune)
+            return [build_gemm(group, buffer_of, dtype_of, device_info, operands, tune)]
+    if group.kind == "loop":
+        spec = loop_spec(group.root)
+        split = split_factor(group.root.size, int(np.prod(spec.space, dtype=np.int64)),
+                             spec.combiner)
+        if split > 1:
+            return _split_loop(group, spec, split, buffer_of, dtype_of, private_name)
+    return [build_kernel(group, buffer_of, dtype_of)]
+
+
+def split_factor(outputs: int, loop: int, combiner: str) -> int:
+    """How many chunks to split a reduction loop into (1: do not split)."""
+    if combiner not in ("sum", "max", "min") or outputs >= SPLIT_TARGET_ITEMS \
+            or loop < SPLIT_MIN_LOOP:
+        return 1
+    wanted = -(-SPLIT_TARGET_ITEMS // max(outputs, 1))
+    divisors = [s for s in range(2, min(wanted, loop // SPLIT_MIN_CHUNK) + 1) if loop % s == 0]
+    return max(divisors, default=1)
+
+
+def build_kernel(group: Group, buffer_of: dict[Tensor, str], dtype_of: dict) -> BuiltKernel:
+    """One kernel for an elementwise or loop group."""
     low = Lowering(buffer_of)
     low.computing = set(group.stores) - {group.root} if group.kind == "loop" else set(group.stores)
     kernel = _loop_kernel(group, low, buffer_of) if group.kind == "loop" \
@@ -92,14 +121,51 @@ def _loop_kernel(group: Group, low: Lowering, buffer_of) -> Kernel:
     return Kernel("K", t.shape, stores, _params(low, group, buffer_of), reduce, low.uses_step)
 
 
+def _split_loop(group: Group, spec, split: int, buffer_of, nbytes, private: str):
+    """Partial reductions over `split` chunks of the loop, then the usual kernel over them."""
+    t = group.root
+    loop = int(np.prod(spec.space, dtype=np.int64))
+    chunk = loop // split
+    low = Lowering(buffer_of)
+    gid = var("gid", t.size * split)
+    out = unflatten(floordiv(gid, split), t.shape)
+    red = unflatten((gid % split) * chunk + var("r", chunk), spec.space)
+    body = spec.body(low, out, red)
+    store = Store(low.local(private, spec.acc_dtype), gid, Acc(spec.acc_dtype))
+    params = tuple(Param(name, low.dtypes[b], b == private) for b, name in low.locals.items())
+    first = Kernel("K", (t.size * split,), (store,), params,
+                   Reduce((chunk,), "r", spec.combiner, body, spec.acc_dtype), low.uses_step)
+    size = t.size * split * spec.acc_dtype.itemsize
+    args = tuple(low.locals) + ((STEP_BUFFER,) if low.uses_step else ())
+    partials = replace(_finish(first, args, group, low, nbytes, "P"), private=((private, size),))
+    return [partials, _combine_partials(group, spec, split, private, buffer_of, nbytes)]
+
+
+def _combine_partials(group: Group, spec, split: int, private: str, buffer_of, nbytes):
+    t = group.root
+    low = Lowering(buffer_of)
+    low.computing = set(group.stores) - {t}
+    out = unflatten(var("gid", t.size), t.shape)
+    partial = low.local(private, spec.acc_dtype)
+    body = Load(spec.acc_dtype, partial, var("gid", t.size) * split + var("r", split))
+    acc = Acc(spec.acc_dtype)
+    low.accumulated = (t, tuple(out), spec.finish(acc, out) if spec.finish else acc)
+    stores = _stores(group, low, out, buffer_of)
+    reduce = Reduce((split,), "r", spec.combiner, body, spec.acc_dtype)
+    kernel = Kernel("K", t.shape, stores, _params(low, group, buffer_of), reduce, low.uses_step)
+    args = tuple(low.locals) + ((STEP_BUFFER,) if low.uses_step else ())
+    return _finish(kernel, args, group, low, nbytes)
+
+
 def _params(low: Lowering, group: Group, buffer_of) -> tuple[Param, ...]:
     written = {buffer_of[t] for t in group.stores}
     return tuple(Param(name, low.dtypes[buffer], buffer in written)
                  for buffer, name in low.locals.items())
 
 
-def _finish(kernel: Kernel, args, group: Group, low: Lowering, dtype_of) -> BuiltKernel:
-    prefix = PREFIX.get(group.root.producer.op, "E") if group.kind == "loop" else "E"
+def _finish(kernel: Kernel, args, group: Group, low: Lowering, dtype_of,
+            tag: str = "") -> BuiltKernel:
+    prefix = tag + (PREFIX.get(group.root.producer.op, "E") if group.kind == "loop" else "E")
     dims = "_".join(map(str, group.root.shape)) or "1"
     if kernel.reduce is not None:
         dims += "_" + "_".join(map(str, kernel.reduce.space))
@@ -108,7 +174,8 @@ def _finish(kernel: Kernel, args, group: Group, low: Lowering, dtype_of) -> Buil
     name = f"{prefix}_{dims}_{_digest(body)}"
     source = body.replace("__kernel void K(", f"__kernel void {name}(", 1)
     ops = tuple(f"{n.op} # {n.site}" for n in _ops_of(group, low))
-    return BuiltKernel(name, source, args, max(group.root.size, 1), ops, _flops(group, kernel),
+    items = max(int(np.prod(kernel.space, dtype=np.int64)), 1)
+    return BuiltKernel(name, source, args, items, ops, _flops(group, kernel),
                        *_traffic(args, group, dtype_of), scalars=scalars)
 
 
