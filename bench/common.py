@@ -126,18 +126,28 @@ def interleaved_rates(steps: dict[str, Callable[[], object]], batch: int, repeat
     then sleeps `settle` seconds: OpenBLAS's, OpenMP's and PoCL's worker threads spin for a
     while after their work, and a step timed right after another library's would pay for
     that. Turns alternate, so the machine's noise reaches every implementation alike.
+    Also "best": of each step, its fastest turn's median samples/s (a turn that no other
+    job disturbed), since on a shared machine the overall median moves with the load.
     """
-    times: dict[str, list[float]] = {name: [] for name in steps}
+    turns: dict[str, list[list[float]]] = {name: [] for name in steps}
     per_turn = max(1, -(-repeats // rounds))
     for _ in range(rounds):
         for name, step in steps.items():
             step()
-            for _ in range(per_turn):
-                started = time.perf_counter()
-                step()
-                times[name].append(time.perf_counter() - started)
+            turns[name].append([timed(step) for _ in range(per_turn)])
             time.sleep(settle)
-    return {name: batch / statistics.median(t) for name, t in times.items()}
+    rates: dict = {name: batch / statistics.median(t for turn in ts for t in turn)
+                   for name, ts in turns.items()}
+    rates["best"] = {name: max(batch / statistics.median(turn) for turn in ts)
+                     for name, ts in turns.items()}
+    return rates
+
+
+def timed(step: Callable[[], object]) -> float:
+    """Seconds of one call."""
+    started = time.perf_counter()
+    step()
+    return time.perf_counter() - started
 
 
 def measure(workload: ModuleType, repeats: int = 30) -> dict:
@@ -256,8 +266,8 @@ def compare(what: str, loss, grads, ref_loss: float, ref_grads: Params,
 
 def format_row(workload: ModuleType, result: dict) -> str:
     """One line: samples/s of each implementation and kernels per step."""
-    rates = ", ".join(f"{k} {result[k]:,.0f}" for k in ("graphc", "numpy", "torch")
-                      if k in result)
+    rates = ", ".join(f"{k} {result[k]:,.0f} (fastest turn {result['best'][k]:,.0f})"
+                      for k in ("graphc", "numpy", "torch") if k in result)
     return f"{workload.TITLE}: samples/s {rates}; {result['kernels']} kernels/step"
 
 
