@@ -111,7 +111,7 @@ def _loop_kernel(group: Group, low: Lowering, buffer_of) -> Kernel:
     t = group.root
     spec = loop_spec(t)
     out = unflatten(var("gid", t.size), t.shape)
-    red = unflatten(var("r", int(np.prod(spec.space, dtype=np.int64))), spec.space)
+    red = _loop_indices(spec.space)
     body = spec.body(low, out, red)
     acc = Acc(spec.acc_dtype)
     value = spec.finish(acc, out) if spec.finish else acc
@@ -124,17 +124,16 @@ def _loop_kernel(group: Group, low: Lowering, buffer_of) -> Kernel:
 def _split_loop(group: Group, spec, split: int, buffer_of, nbytes, private: str):
     """Partial reductions over `split` chunks of the loop, then the usual kernel over them."""
     t = group.root
-    loop = int(np.prod(spec.space, dtype=np.int64))
-    chunk = loop // split
     low = Lowering(buffer_of)
     gid = var("gid", t.size * split)
     out = unflatten(floordiv(gid, split), t.shape)
-    red = unflatten((gid % split) * chunk + var("r", chunk), spec.space)
+    red = _chunk_indices(gid % split, split, spec.space)
     body = spec.body(low, out, red)
     store = Store(low.local(private, spec.acc_dtype), gid, Acc(spec.acc_dtype))
     params = tuple(Param(name, low.dtypes[b], b == private) for b, name in low.locals.items())
+    space = _chunk_space(split, spec.space)
     first = Kernel("K", (t.size * split,), (store,), params,
-                   Reduce((chunk,), "r", spec.combiner, body, spec.acc_dtype), low.uses_step)
+                   Reduce(space, "r", spec.combiner, body, spec.acc_dtype), low.uses_step)
     size = t.size * split * spec.acc_dtype.itemsize
     args = tuple(low.locals) + ((STEP_BUFFER,) if low.uses_step else ())
     partials = replace(_finish(first, args, group, low, nbytes, "P"), private=((private, size),))
@@ -155,6 +154,29 @@ def _combine_partials(group: Group, spec, split: int, private: str, buffer_of, n
     kernel = Kernel("K", t.shape, stores, _params(low, group, buffer_of), reduce, low.uses_step)
     args = tuple(low.locals) + ((STEP_BUFFER,) if low.uses_step else ())
     return _finish(kernel, args, group, low, nbytes)
+
+
+def _chunk_space(split: int, space) -> tuple[int, ...]:
+    """The loop space of one chunk: the outer dimension cut when `split` divides it."""
+    if space[0] % split == 0:
+        return (space[0] // split,) + tuple(space[1:])
+    return (int(np.prod(space, dtype=np.int64)) // split,)
+
+
+def _chunk_indices(chunk_number, split: int, space) -> list:
+    """Loop indices of chunk `chunk_number`: nested loops when the outer dimension splits."""
+    inner = _chunk_space(split, space)
+    indices = _loop_indices(inner)
+    if space[0] % split == 0:
+        return [chunk_number * inner[0] + indices[0]] + indices[1:]
+    return unflatten(chunk_number * inner[0] + indices[0], space)
+
+
+def _loop_indices(space) -> list:
+    """One index variable per loop dimension (nested loops: no division in the body)."""
+    if len(space) == 1:
+        return [var("r", space[0])]
+    return [var(f"r{i}", n) for i, n in enumerate(space)]
 
 
 def _params(low: Lowering, group: Group, buffer_of) -> tuple[Param, ...]:

@@ -6,6 +6,7 @@ from importlib import resources
 
 import numpy as np
 
+from graphc.codegen.index import flatten, var
 from graphc.codegen.index import render as render_index
 from graphc.codegen.kernel import (Acc, Apply, Cond, Const, IndexValue, Kernel, Load, Random,
                                    Select, walk)
@@ -178,6 +179,14 @@ def render_kernel(kernel: Kernel) -> str:
     return "\n".join(lines + emitter.lines + body + ["}"]) + "\n"
 
 
+def loop_vars(reduce) -> list[tuple[str, int]]:
+    """The loop variables of a reduction: one per dimension of its space (`r0`, `r1`, ...,
+    skipping dimensions of extent 1), or the single `r` of a one-dimensional space."""
+    if len(reduce.space) == 1:
+        return [(reduce.var, reduce.space[0])]
+    return [(f"{reduce.var}{i}", n) for i, n in enumerate(reduce.space) if n != 1]
+
+
 def _reduce_lines(reduce, emitter: Emitter) -> list[str]:
     total = int(np.prod(reduce.space, dtype=np.int64))
     acc_type = c_type(reduce.acc_dtype)
@@ -185,7 +194,10 @@ def _reduce_lines(reduce, emitter: Emitter) -> list[str]:
     arg = reduce.combiner in ("argmax", "argmin")
     if arg:
         lines.append("  int best = 0;")
-    lines.append(f"  for (int {reduce.var} = 0; {reduce.var} < {total}; ++{reduce.var}) {{")
+    loops = " ".join(f"for (int {name} = 0; {name} < {extent}; ++{name})"
+                     for name, extent in loop_vars(reduce)) or f"for (int {reduce.var} = 0; " \
+        f"{reduce.var} < {total}; ++{reduce.var})"
+    lines.append(f"  {loops} {{")
     value = emitter.value(reduce.body)
     lines += emitter.lines + [_combine_line(reduce, value)]
     lines.append("  }")
@@ -197,7 +209,10 @@ def _combine_line(reduce, value: str) -> str:
         return f"    acc += {value};"
     # a NaN wins (the first one, for arg reductions), as in numpy; C's max and < skip it
     better = ">" if reduce.combiner in ("max", "argmax") else "<"
-    update = f"{{ acc = {value}; best = {reduce.var}; }}" \
+    position = render_index(flatten([var(n, e) for n, e in loop_vars(reduce)],
+                                     [e for _, e in loop_vars(reduce)])) \
+        if len(reduce.space) > 1 else reduce.var
+    update = f"{{ acc = {value}; best = {position}; }}" \
         if reduce.combiner in ("argmax", "argmin") else f"acc = {value};"
     return f"    if ({value} {better} acc || ({value} != {value} && acc == acc)) {update}"
 

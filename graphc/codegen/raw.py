@@ -80,9 +80,12 @@ def _max_pool2d_grad(name: str, t: Tensor, node):
   const int w = gid % {W}, h = (gid / {W}) % {H}, nc = gid / {H * W};
   const int plane = nc * {H * W};
   {T} total = 0;
-  for (int oh = 0; oh < {OH}; ++oh) {{
+  // only the windows that contain (h, w): oh * s <= h + p < oh * s + k
+  const int oh_lo = max(0, (h + {p[0]} - {k[0]} + {s[0]}) / {s[0]}), oh_hi = min({OH - 1}, (h + {p[0]}) / {s[0]});
+  const int ow_lo = max(0, (w + {p[1]} - {k[1]} + {s[1]}) / {s[1]}), ow_hi = min({OW - 1}, (w + {p[1]}) / {s[1]});
+  for (int oh = oh_lo; oh <= oh_hi; ++oh) {{
     if (h + {p[0]} < oh * {s[0]} || h + {p[0]} >= oh * {s[0]} + {k[0]}) continue;
-    for (int ow = 0; ow < {OW}; ++ow) {{
+    for (int ow = ow_lo; ow <= ow_hi; ++ow) {{
       if (w + {p[1]} < ow * {s[1]} || w + {p[1]} >= ow * {s[1]} + {k[1]}) continue;
 {_argmax_window(T, x.shape, k, s, p)}      if (bh == h && bw == w) total += g[nc * {OH * OW} + oh * {OW} + ow];
     }}
