@@ -201,7 +201,8 @@ def _reaches(a: Tensor, b: Tensor) -> bool:
 
 def _merge_siblings(groups: list[Group], stored: set) -> list[Group]:
     """Merge elementwise groups of one shape that share an input (siblings), or where one
-    reads the other's values at its own index with no kernel in between (a chain)."""
+    reads the other's values at its own index with no kernel in between (a chain); and
+    give a loop group an independent elementwise group of its shape to finish with."""
     dag = dependency_graph(groups)
     merged: list[Group] = []
     for group in groups:
@@ -215,7 +216,11 @@ def _merge_siblings(groups: list[Group], stored: set) -> list[Group]:
 
 
 def _can_merge(a: Group, b: Group, dag, stored: set) -> bool:
-    if a.kind != "elementwise" or b.kind != "elementwise" or a.root.shape != b.root.shape:
+    if a.root.shape != b.root.shape or b.kind != "elementwise":
+        return False
+    if a.kind == "loop":        # an independent elementwise job rides along after the loop
+        return not (nx.has_path(dag, id(a), id(b)) or nx.has_path(dag, id(b), id(a)))
+    if a.kind != "elementwise":
         return False
     if dag.has_edge(id(a), id(b)):
         return _only_direct(dag, id(a), id(b)) and _reads_at_own_index(b, set(a.stores), stored)
