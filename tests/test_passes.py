@@ -377,7 +377,7 @@ def kitchen_sink() -> Graph:
 
 def test_graph_passes_are_listed_once_by_name():
     names = [p.name for p in GRAPH_PASSES]
-    assert names == ["decompose", "fold", "simplify", "cse", "dce"]
+    assert names == ["decompose", "fold", "simplify", "matmul_sums", "cse", "dce"]
 
 
 def test_run_pipeline_records_each_pass():
@@ -385,7 +385,7 @@ def test_run_pipeline_records_each_pass():
     seen = []
     new, records = optimize(g, verify_each=True, on_pass=lambda name, gr: seen.append(name))
     assert [r.name for r in records] == seen == [p.name for p in GRAPH_PASSES]
-    assert [r.changed for r in records] == [False, True, True, True, True]
+    assert [r.changed for r in records] == [False, True, True, False, True, True]
     assert records[0].nodes_before == len(g.nodes) and records[-1].nodes_after == len(new.nodes)
     assert all(r.nodes_after == s.nodes_before for r, s in zip(records, records[1:]))
     assert records[2].hits["merge_transposes"] == 1 and records[2].hits["multiply_one"] == 1
@@ -393,7 +393,7 @@ def test_run_pipeline_records_each_pass():
     assert ops_of(new) == ["add", "multiply", "tanh"]       # cse merged the two tanh(x)
     assert_same_values(g, new)
     summary = format_records(records)
-    assert len(summary.splitlines()) == 5 and "merge_transposes=1" in summary
+    assert len(summary.splitlines()) == 6 and "merge_transposes=1" in summary
 
 
 def test_the_pipeline_is_idempotent():
@@ -479,3 +479,22 @@ def test_pipeline_preserves_values_and_is_idempotent(steps, picks):
     assert len(new.nodes) <= len(g.nodes)
     again, records = optimize(new, verify_each=True)
     assert again is new and not any(r.changed for r in records)
+
+
+def test_a_sum_of_matmuls_becomes_one_matmul_over_concatenations():
+    hs = [gc.placeholder((4, 3), gc.float64) for _ in range(4)]
+    gs = [gc.placeholder((4, 5), gc.float64) for _ in range(4)]
+    total = hs[0].T @ gs[0]
+    for h, g in zip(hs[1:], gs[1:]):
+        total = total + h.T @ g
+    g0 = graph_of(total)
+    new, _ = optimize(g0)
+    assert ops_of(new).count("matmul") == 1 and "concatenate" in ops_of(new)
+    assert_same_values(g0, new)
+
+
+def test_two_matmuls_or_mixed_sums_stay_as_written():
+    a, b, c = (gc.placeholder((3, 3), gc.float64) for _ in range(3))
+    for total in (a @ b + b @ c, a @ b + b @ c + a, a @ b + b @ c + (a @ c) * 2.0):
+        new, _ = optimize(graph_of(total))
+        assert "concatenate" not in ops_of(new)

@@ -6,6 +6,9 @@ Order, and why:
              scalar, 2 - 1) into the plain constants that simplify's rules match;
   simplify   also folds the constants its own rewrites expose, so it leaves no work for a
              second fold;
+  matmul_sums  after simplify (which removes the casts and reshapes between the products
+             of a sum), before cse; it makes one product of a sum of many (weight gradients
+             of an unrolled recurrence);
   cse        after the rewrites, which expose duplicates (two reshapes of one value that
              both collapse to x) and after fold, whose constants it merges;
   dce        last: every pass before it may leave values nobody reads.
@@ -21,9 +24,10 @@ from graphc.passes.cse import cse
 from graphc.passes.dce import dce
 from graphc.passes.decompose import decompose
 from graphc.passes.fold import fold
+from graphc.passes.matmul_sums import merge_matmuls
 from graphc.passes.simplify import simplify
 
-GRAPH_PASSES: tuple[Pass, ...] = (decompose, fold, simplify, cse, dce)
+GRAPH_PASSES: tuple[Pass, ...] = (decompose, fold, simplify, merge_matmuls, cse, dce)
 
 
 def optimize(graph: Graph, verify_each: bool | None = None, on_pass: OnPass | None = None,

@@ -1,0 +1,74 @@
+"""Sums of matrix products become one product: a1 @ b1 + a2 @ b2 + ... = [a1 a2 ...] @ [b1; b2; ...].
+
+Backpropagation through an unrolled recurrence sums one weight gradient per step (for
+U in h @ U: sum over t of h[t-1].T @ dz[t]); done as written that is a GEMM per step. One
+GEMM over the concatenated operands does the same arithmetic in a single, larger (faster)
+kernel. When every left operand is a transpose, the concatenation is of the untransposed
+values, so the product keeps reading it as a transposed operand instead of copying it.
+"""
+from __future__ import annotations
+
+from graphc.builder import apply
+from graphc.ir import Graph, Node, Tensor
+from graphc.passes import Pass
+from graphc.rewrite import rebuild
+from graphc.sites import site_of
+
+MIN_TERMS = 3           # two products are not worth two concatenations
+
+
+def merge_matmul_sums(graph: Graph) -> Graph:
+    """Replace each maximal add-tree of >= MIN_TERMS 2-D matmuls by one matmul."""
+    users = graph.users()
+
+    def replace(node: Node, inputs):
+        if node.op != "add" or _inner(node.outputs[0], users):
+            return None
+        terms = _terms(node.outputs[0], inputs, users)
+        if terms is None or len(terms) < MIN_TERMS:
+            return None
+        with site_of(node.site):
+            return [_one_product(terms)]
+    return rebuild(graph, replace)
+
+
+def _inner(t: Tensor, users) -> bool:
+    """Is `t` part of a larger add-tree (its only reader an add of the same shape)?"""
+    readers = users.get(t, [])
+    return len(readers) == 1 and readers[0].op == "add" and readers[0].outputs[0].shape == t.shape
+
+
+def _terms(root: Tensor, inputs, users) -> list[Node] | None:
+    """The matmul nodes summed by the tree under `root`, or None if it sums anything else."""
+    terms, stack = [], list(inputs)
+    while stack:
+        value = stack.pop()
+        node = value.producer
+        if node is None or value.shape != root.shape or len(users.get(value, [])) != 1:
+            return None
+        if node.op == "add":
+            stack.extend(node.inputs)
+        elif node.op == "matmul" and all(i.ndim == 2 for i in node.inputs):
+            terms.append(node)
+        else:
+            return None
+    return terms[::-1]
+
+
+def _one_product(terms: list[Node]) -> Tensor:
+    lefts = [n.inputs[0] for n in terms]
+    rights = [n.inputs[1] for n in terms]
+    if all(_is_transpose(a) for a in lefts):
+        stacked = apply("concatenate", [a.producer.inputs[0] for a in lefts], axis=0)
+        left = apply("transpose", [stacked], perm=(1, 0))
+    else:
+        left = apply("concatenate", lefts, axis=1)
+    return apply("matmul", [left, apply("concatenate", rights, axis=0)])
+
+
+def _is_transpose(t: Tensor) -> bool:
+    return t.producer is not None and t.producer.op == "transpose" \
+        and tuple(t.producer.attrs["perm"]) == (1, 0)
+
+
+merge_matmuls = Pass("matmul_sums", merge_matmul_sums)
