@@ -5,7 +5,10 @@ nothing is downloaded. Prints one line per epoch, the test accuracy, training sa
 (steady epochs; the first includes compiling), and with --profile the slowest kernels of
 one training step.
 
-    python bench/fashion_lenet.py [--epochs 2] [--batch-size 32] [--limit N] [--profile]
+    python bench/fashion_lenet.py [--epochs 2] [--batch-size 32] [--lr 2e-3] [--profile]
+
+Measured on PoCL, 2-core AMD EPYC (shared, loaded): 88.4% test accuracy, ~220 samples/s
+(~270 s per epoch); convolution kernels take ~90% of a training step.
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--device", default=None, help="index or name substring")
     parser.add_argument("--data-dir", default=None, help="folder with the IDX files")
     parser.add_argument("--limit", type=int, default=None, help="first N training images")
