@@ -588,11 +588,13 @@ def _grad_reductions(g):
 SUITE = Path(__file__).resolve().parent / "test_device_ops.py"
 
 
-def run_suite(env: dict, timeout: float = 540) -> subprocess.CompletedProcess:
-    """Run test_device_ops.py in a child pytest with `env` added to this environment.
+def run_suite(env: dict, timeout: float = 540, suite: Path | None = None
+              ) -> subprocess.CompletedProcess:
+    """Run test_device_ops.py (or `suite`) in a child pytest with `env` added.
 
     -s lets the driver's own stderr (Oclgrind's API checks) through to the caller."""
-    command = [sys.executable, "-m", "pytest", str(SUITE), "-s", "-p", "no:cacheprovider",
+    command = [sys.executable, "-m", "pytest", str(suite or SUITE), "-s", "-p",
+               "no:cacheprovider",
                "-W", "ignore::Warning"]
     child_env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}  # the whole suite
     return subprocess.run(command, env={**child_env, **env}, cwd=SUITE.parent.parent,
