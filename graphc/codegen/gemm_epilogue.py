@@ -19,17 +19,23 @@ from graphc.ir import Tensor
 C_TYPES = {"float32": "float", "float64": "double"}
 
 
-def _operand(t: Tensor, buffer_of) -> tuple[Tensor, bool] | None:
-    """(buffer tensor, transposed?) for a GEMM operand, or None."""
-    if t in buffer_of:
+def operand_view(t: Tensor, is_buffer) -> tuple[Tensor, bool] | None:
+    """(tensor whose buffer holds `t`'s data, transposed?) when the GEMM can read `t`
+    straight from memory: a buffer, a reshape of one (same bytes), or a transpose of the
+    last two axes of either (a layout flag). None when `t` needs a kernel of its own."""
+    if is_buffer(t):
         return t, False
     node = t.producer
-    if node is not None and node.op == "transpose" and node.inputs[0] in buffer_of:
-        perm = node.attrs["perm"]
-        swap = tuple(range(len(perm) - 2)) + (len(perm) - 1, len(perm) - 2)
-        if tuple(perm) == swap:
-            return node.inputs[0], True
-    return None
+    if node is None or node.op not in ("reshape", "transpose"):
+        return None
+    inner = operand_view(node.inputs[0], is_buffer)
+    if inner is None or inner[1]:
+        return None
+    if node.op == "reshape":
+        return inner
+    perm = tuple(node.attrs["perm"])
+    swap = tuple(range(len(perm) - 2)) + (len(perm) - 1, len(perm) - 2)
+    return (inner[0], True) if perm == swap else None
 
 
 def gemm_operands(t: Tensor, buffer_of) -> tuple | None:
@@ -39,7 +45,7 @@ def gemm_operands(t: Tensor, buffer_of) -> tuple | None:
         return None
     found = []
     for operand in (a, b):
-        resolved = _operand(operand, buffer_of)
+        resolved = operand_view(operand, buffer_of.__contains__)
         if resolved is None or operand.shape[:-2] not in ((), t.shape[:-2]):
             return None
         rows, cols = operand.shape[-2:]

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
+from graphc.codegen.gemm_epilogue import operand_view
 from graphc.codegen.lower import inlinable
 from graphc.codegen.raw import RAW_OPS
 from graphc.codegen.reductions import LOOP_OPS
@@ -91,7 +92,25 @@ def choose_stored(graph: Graph, outputs: list[Tensor]) -> set[Tensor]:
         for t in node.outputs:
             if t not in stored and should_store(t, users.get(t, []), stored):
                 stored.add(t)
+        if node.op == "matmul":
+            _store_gemm_operands(node, stored)
     return stored
+
+
+def _store_gemm_operands(node, stored: set) -> None:
+    """The tiled GEMM reads its operands from memory: buffers, reshapes of buffers, and
+    transposes of those (a layout flag). Anything else (a concatenation, a sum...) is
+    stored first; for a transpose, the value under it, so the transpose stays free."""
+    def is_buffer(v):
+        return v in stored or v.producer is None
+    for operand in node.inputs:
+        if operand_view(operand, is_buffer) is not None:
+            continue
+        producer = operand.producer
+        if producer.op == "transpose" and operand_view(producer.inputs[0], is_buffer) is None:
+            stored.add(producer.inputs[0])
+        if operand_view(operand, is_buffer) is None:
+            stored.add(operand)
 
 
 def make_groups(graph: Graph, outputs: list[Tensor]) -> list[Group]:
