@@ -103,10 +103,7 @@ def _conv2d(t, node, stride, padding, dilation, groups):
     def body(low, out, red):
         n, co, oh, ow = out
         ci, i, j = red
-        ih, iw = oh * sh + i * dh - pt, ow * sw + j * dw - pl
-        ok = (Cond(ih, ">=", 0), Cond(ih, "<", x.shape[2]), Cond(iw, ">=", 0),
-              Cond(iw, "<", x.shape[3]))
-        ok = tuple(c for c in ok if not _always(c))
+        ih, iw, ok = _input_pixel(x.shape, oh * sh + i * dh - pt, ow * sw + j * dw - pl)
         channel = floordiv(co, cog) * cig + ci
         return Apply(t.dtype, "multiply", (low.at(x, [n, channel, ih, iw], ok),
                                            low.at(w, [co, ci, i, j])))
@@ -149,23 +146,26 @@ def _conv2d_grad_weight(t, node, stride, padding, dilation, groups, weight_shape
     def body(low, out, red):
         co, ci, i, j = out
         n, oh, ow = red
-        ih, iw = oh * sh + i * dh - pt, ow * sw + j * dw - pl
-        ok = (Cond(ih, ">=", 0), Cond(ih, "<", x.shape[2]), Cond(iw, ">=", 0),
-              Cond(iw, "<", x.shape[3]))
-        ok = tuple(c for c in ok if not _always(c))
+        ih, iw, ok = _input_pixel(x.shape, oh * sh + i * dh - pt, ow * sw + j * dw - pl)
         channel = floordiv(co, cog) * cig + ci
         return Apply(t.dtype, "multiply", (low.at(x, [n, channel, ih, iw], ok),
                                            low.at(g, [n, co, oh, ow])))
     return LoopSpec((g.shape[0], g.shape[2], g.shape[3]), "sum", body, t.dtype)
 
 
+def _input_pixel(shape, ih: Lin, iw: Lin) -> tuple[Lin, Lin, tuple[Cond, ...]]:
+    """Row and column of an NCHW input, with the conditions that they fall inside it
+    (those that always hold are dropped)."""
+    ok = (Cond(ih, ">=", 0), Cond(ih, "<", shape[2]), Cond(iw, ">=", 0), Cond(iw, "<", shape[3]))
+    return ih, iw, tuple(c for c in ok if not _always(c))
+
+
 def _window(x, out, red, stride, padding):
     n, c, oh, ow = out
     i, j = red
-    ih, iw = oh * stride[0] + i - padding[0], ow * stride[1] + j - padding[1]
-    ok = (Cond(ih, ">=", 0), Cond(ih, "<", x.shape[2]), Cond(iw, ">=", 0),
-          Cond(iw, "<", x.shape[3]))
-    return [n, c, ih, iw], tuple(c for c in ok if not _always(c))
+    ih, iw, ok = _input_pixel(x.shape, oh * stride[0] + i - padding[0],
+                              ow * stride[1] + j - padding[1])
+    return [n, c, ih, iw], ok
 
 
 def _max_pool2d(t, node, kernel, stride, padding):
