@@ -104,12 +104,14 @@ def _fuse(graph: Graph, outs, targets, new_values, leaf_names):
     stored = {t for g in groups for t in g.stores}
     writer = {t: g for g in groups for t in g.stores}
     dag = dependency_graph(groups)
+    reads = {id(g): reads_of(g, stored) for g in groups}
     in_place = {}
     for value, variable in writes.items():
-        if value not in buffer_of and _in_place_ok(variable, writer[value], groups, stored, dag):
+        if value not in buffer_of and _in_place_ok(variable, writer[value], groups, stored, dag,
+                                                   reads):
             buffer_of[value] = leaf_names[variable]
             in_place[variable] = writer[value]
-            for reader in _readers(variable, writer[value], groups, stored):
+            for reader in _readers(variable, writer[value], groups, reads):
                 dag.add_edge(id(reader), id(writer[value]))    # the old value is read first
     for value, variable in list(writes.items()) + copied:
         if variable not in in_place:
@@ -120,7 +122,7 @@ def _fuse(graph: Graph, outs, targets, new_values, leaf_names):
     return groups, buffer_of, in_place
 
 
-def _in_place_ok(variable: Tensor, group: Group, groups, stored: set, dag) -> bool:
+def _in_place_ok(variable: Tensor, group: Group, groups, stored: set, dag, reads) -> bool:
     """Can `group` overwrite `variable`'s buffer while it runs? Only if every read of the
     variable in it is at the very element its own work item writes, and no kernel that
     needs the old value has to wait for this one."""
@@ -133,12 +135,12 @@ def _in_place_ok(variable: Tensor, group: Group, groups, stored: set, dag) -> bo
             if value in body or get_op(node.op).kind != "elementwise" \
                     or not value.shape == variable.shape == group.root.shape:
                 return False
-    readers = _readers(variable, group, groups, stored)
+    readers = _readers(variable, group, groups, reads)
     return not any(nx.has_path(dag, id(group), id(r)) for r in readers)
 
 
-def _readers(variable: Tensor, group: Group, groups, stored: set) -> list[Group]:
-    return [g for g in groups if g is not group and variable in reads_of(g, stored)]
+def _readers(variable: Tensor, group: Group, groups, reads: dict) -> list[Group]:
+    return [g for g in groups if g is not group and variable in reads[id(g)]]
 
 
 def _with(graph: Graph, outputs) -> Graph:

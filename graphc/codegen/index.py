@@ -11,6 +11,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def cached_hash(cls):
+    """Remember a frozen dataclass's hash: expression DAGs are hashed again and again while
+    they are built and emitted, and a dataclass recomputes it over the whole subtree."""
+    compute = cls.__hash__
+
+    def __hash__(self):
+        try:
+            return self.__dict__["_hash"]
+        except KeyError:
+            value = compute(self)
+            object.__setattr__(self, "_hash", value)
+            return value
+    cls.__hash__ = __hash__
+    return cls
+
+
+@cached_hash
 @dataclass(frozen=True)
 class Var:
     """A loop or work-item index in [0, extent)."""
@@ -23,6 +40,7 @@ class Var:
         return 0, max(self.extent - 1, 0)
 
 
+@cached_hash
 @dataclass(frozen=True)
 class Div:
     """Floor division of a non-negative form by a positive constant."""
@@ -36,6 +54,7 @@ class Div:
         return lo // self.divisor, hi // self.divisor
 
 
+@cached_hash
 @dataclass(frozen=True)
 class Mod:
     """Remainder of a non-negative form by a positive constant."""
@@ -48,6 +67,7 @@ class Mod:
         return 0, self.divisor - 1
 
 
+@cached_hash
 @dataclass(frozen=True)
 class Lin:
     """sum(coef * atom) + const."""

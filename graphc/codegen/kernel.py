@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from graphc.codegen.index import Lin
+from graphc.codegen.index import Lin, cached_hash
 
 
+@cached_hash
 @dataclass(frozen=True)
 class Cond:
     """An index condition: `form op bound` with op one of '>=', '<', '=='."""
@@ -24,6 +25,7 @@ class Cond:
     bound: int
 
 
+@cached_hash
 @dataclass(frozen=True)
 class Expr:
     """Base of value expressions."""
@@ -31,6 +33,7 @@ class Expr:
     dtype: np.dtype
 
 
+@cached_hash
 @dataclass(frozen=True)
 class Load(Expr):
     """buffer[index + sum(expr * stride for dynamic)], or 0 where `valid` fails."""
@@ -42,6 +45,7 @@ class Load(Expr):
     offset: str | None = None       # a scalar kernel argument added to the index
 
 
+@cached_hash
 @dataclass(frozen=True)
 class Const(Expr):
     """A literal."""
@@ -49,6 +53,7 @@ class Const(Expr):
     value: float | int | bool
 
 
+@cached_hash
 @dataclass(frozen=True)
 class Apply(Expr):
     """A registry op's template applied to argument expressions."""
@@ -58,6 +63,7 @@ class Apply(Expr):
     attrs: tuple = ()
 
 
+@cached_hash
 @dataclass(frozen=True)
 class Select(Expr):
     """`a` where every condition holds, else `b`."""
@@ -67,6 +73,7 @@ class Select(Expr):
     b: Expr
 
 
+@cached_hash
 @dataclass(frozen=True)
 class IndexValue(Expr):
     """An index used as a value (one_hot, argmax positions)."""
@@ -74,11 +81,13 @@ class IndexValue(Expr):
     index: Lin
 
 
+@cached_hash
 @dataclass(frozen=True)
 class Acc(Expr):
     """The reduction's (or GEMM's) accumulated value, readable by stores."""
 
 
+@cached_hash
 @dataclass(frozen=True)
 class Random(Expr):
     """Element `index` of a Philox stream: dist in uniform|normal|bernoulli."""

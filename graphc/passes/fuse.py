@@ -230,7 +230,7 @@ def _merge_siblings(groups: list[Group], stored: set) -> list[Group]:
             merged.append(group)
             continue
         partner.stores.extend(group.stores)
-        dag = nx.contracted_nodes(dag, id(partner), id(group), self_loops=False)
+        nx.contracted_nodes(dag, id(partner), id(group), self_loops=False, copy=False)
     return merged
 
 

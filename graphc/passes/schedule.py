@@ -22,9 +22,10 @@ def schedule(groups: list[Group], in_place: dict[Tensor, Group], stored: set) ->
     """Kernels in an order that respects data and in-place (write-after-read) dependences."""
     dag = dependency_graph(groups)
     position = {id(g): i for i, g in enumerate(groups)}
+    reads = {id(g): reads_of(g, stored) for g in groups}
     for variable, writer in in_place.items():
         for g in groups:
-            if g is not writer and variable in reads_of(g, stored):
+            if g is not writer and variable in reads[id(g)]:
                 dag.add_edge(id(g), id(writer))
     try:
         order = list(nx.lexicographical_topological_sort(dag, key=position.__getitem__))
@@ -46,7 +47,8 @@ class MemoryPlan:
 def plan_memory(order: list[Group], scratch: set[Tensor], stored: set,
                 fixed: dict[Tensor, str]) -> MemoryPlan:
     """Assign scratch values to reusable buffers; `fixed` values keep their own buffers."""
-    last_use = _last_uses(order, stored)
+    reads = {id(g): reads_of(g, stored) for g in order}
+    last_use = _last_uses(order, reads)
     buffer_of, sizes, free = dict(fixed), {}, []
     for step, group in enumerate(order):
         for t in group.stores:
@@ -55,16 +57,16 @@ def plan_memory(order: list[Group], scratch: set[Tensor], stored: set,
         for t in group.stores:
             if t in scratch and last_use.get(t, step) <= step:
                 free.append(buffer_of[t])
-        for t in reads_of(group, stored):
+        for t in reads[id(group)]:
             if t in scratch and last_use.get(t) == step and buffer_of[t] not in free:
                 free.append(buffer_of[t])
     return MemoryPlan(buffer_of, sizes, sum(sizes.values()))
 
 
-def _last_uses(order: list[Group], stored: set) -> dict[Tensor, int]:
+def _last_uses(order: list[Group], reads: dict) -> dict[Tensor, int]:
     last = {}
     for step, group in enumerate(order):
-        for t in reads_of(group, stored):
+        for t in reads[id(group)]:
             last[t] = step
     return last
 
