@@ -1,15 +1,17 @@
 """SGEMM GFLOP/s of graphc's generated kernel against numpy, measured in the same run.
 
 Usage: python bench/gemm.py [--sizes 512,1024,2048,MxNxK] [--repeats 15] [--dtype float]
-                            [--trans NN|NT|TN|TT] [--tune rows=8,mc=128,...]
+                            [--trans NN|NT|TN|TT] [--tune rows=8,mc=128,...] [--idle 0.9]
 
 Kernel time comes from OpenCL profiling events (kernel only); numpy time is the wall time of
 `a @ b` (its result buffer reused). The two are run alternately so that a noisy, shared machine
-slows both alike; the table shows medians and the best run of each.
+slows both alike (--idle waits for a quiet machine before each repeat); the table shows medians
+and the best run of each.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import time
@@ -98,6 +100,30 @@ def wall_seconds(fn) -> float:
     return time.perf_counter() - start
 
 
+def idle_fraction(interval: float = 0.1) -> float:
+    """Share of CPU time spent idle machine-wide over `interval` seconds (Linux; else 1)."""
+    def sample() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        return fields[3] + fields[4], sum(fields)
+
+    try:
+        idle0, total0 = sample()
+        time.sleep(interval)
+        idle1, total1 = sample()
+    except OSError:
+        return 1.0
+    return (idle1 - idle0) / max(1, total1 - total0)
+
+
+def wait_for_idle(threshold: float, timeout: float = 120.0) -> bool:
+    """Wait until the machine is at least `threshold` idle; False when it never was."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if idle_fraction() >= threshold:
+            return True
+    return False
+
+
 def measure(size: str, args: argparse.Namespace, device, info: DeviceInfo) -> dict:
     """Median and best GFLOP/s of graphc and numpy at one size, plus the relative error."""
     m, n, k = parse_size(size)
@@ -106,16 +132,19 @@ def measure(size: str, args: argparse.Namespace, device, info: DeviceInfo) -> di
     gemm = GraphcGemm(device, spec, info, a, b)
     reference = numpy_product(a, b, args.trans)
     gemm.run(), reference()  # warm up: first-touch pages, thread pools
-    ours, theirs = [], []
+    ours, theirs, busy = [], [], 0
     for _ in range(args.repeats):
-        ours.append(gemm.run())
-        theirs.append(wall_seconds(reference))
+        busy += args.idle > 0 and not wait_for_idle(args.idle)
+        # Best of a burst of 3: the first run after the other library may share the cores
+        # with its worker threads, which spin for a while after each call.
+        ours.append(min(gemm.run() for _ in range(3)))
+        theirs.append(min(wall_seconds(reference) for _ in range(3)))
     expected = reference()
     error = float(np.abs(gemm.result(a.dtype) - expected).max() / np.abs(expected).max())
     gflop = spec.flops * 1e-9
     return dict(n=size, ours=gflop / statistics.median(ours), ours_best=gflop / min(ours),
                 numpy=gflop / statistics.median(theirs), numpy_best=gflop / min(theirs),
-                error=error, build=gemm.build_seconds, tiles=gemm.kernel.tiles)
+                error=error, build=gemm.build_seconds, tiles=gemm.kernel.tiles, busy=busy)
 
 
 def main() -> None:
@@ -126,18 +155,23 @@ def main() -> None:
     parser.add_argument("--dtype", default="float", choices=("float", "double"))
     parser.add_argument("--trans", default="NN", choices=("NN", "NT", "TN", "TT"))
     parser.add_argument("--tune", default="", help="DeviceInfo.tuning overrides, k=v,...")
+    parser.add_argument("--idle", type=float, default=0.0,
+                        help="before each repeat wait (up to 2 min) until this share of the "
+                             "CPUs is idle, e.g. 0.9 on a shared machine")
     args = parser.parse_args()
     device = select_device()
     info = device_info_from(device)
-    info = DeviceInfo(**{**info.__dict__, "tuning": parse_tuning(args.tune)})
+    info = dataclasses.replace(info, tuning=parse_tuning(args.tune))
     print(f"device: {device.name} ({device.platform_name} {device.platform_version})")
-    print(f"{args.dtype} {args.trans}, {args.repeats} repeats; GFLOP/s median (best)")
+    print(f"{args.dtype} {args.trans}, {args.repeats} repeats of best-of-3 bursts, "
+          f"alternating; GFLOP/s median (best)")
     print(f"{'n':>6} {'graphc':>15} {'numpy':>15} {'ratio':>6} {'rel.err':>8} {'build':>6}  tiles")
     for size in args.sizes.split(","):
         r = measure(size, args, device, info)
         print(f"{size:>6} {r['ours']:>7.1f} ({r['ours_best']:>5.1f}) "
               f"{r['numpy']:>7.1f} ({r['numpy_best']:>5.1f}) {r['ours'] / r['numpy']:>6.2f} "
-              f"{r['error']:>8.1e} {r['build']:>5.2f}s  {r['tiles']}", flush=True)
+              f"{r['error']:>8.1e} {r['build']:>5.2f}s  {r['tiles']}"
+              + (f"  ({r['busy']} repeats on a busy machine)" if r["busy"] else ""), flush=True)
 
 
 if __name__ == "__main__":

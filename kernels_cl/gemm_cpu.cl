@@ -1,27 +1,66 @@
 /* GEMM, CPU variant: C[b] = op(A[b]) @ op(B[b]), then a store epilogue.
  *
  * A string.Template for graphc/codegen/gemm.py: the $$-placeholders are filled in and every
- * size is a compile-time constant. One work item (local size 1,1,1) computes an MC x NC block
- * of C, NC = NP panels of TN columns. For each depth block of KC it packs its B block into
- * local memory (per panel KC x TN, contiguous, zero past N, transposed here when B is), then
- * walks R-row register tiles over the panels: R x NV vectors of width W, fed by one broadcast
- * A value per row and step. Rows past M read row M-1 (in bounds) and are not stored. With
- * several depth blocks the accumulators rest in local memory between blocks.
+ * size is a compile-time constant. One work item (local size 1,1,1) computes a block of C of
+ * up to MC rows and NP panels of TN columns; the blocks split C evenly. For each depth block of
+ * KC it packs its B block into local memory (per panel KC x TN, contiguous, zero past N,
+ * transposed in 4x4 tiles when B is), then walks R-row register tiles over the panels: R x NV
+ * vectors of width W, fed by one broadcast A value per row and step (from a packed copy when A
+ * is transposed). Rows past M read row M-1 (in bounds) and are not stored. With several depth
+ * blocks the accumulators rest in local memory between blocks.
  */
 
-void ${name}_pack_b(__global const ${T}* restrict bm, __local ${T}* restrict bp,
-                    const int jb, const int kb, const int kc)
+#if ${B_TRANS}
+/* Copy a TB x TB block, TB rows of B (TB columns of op(B)) at stride K, into the panel
+ * transposed: TB vector loads, shuffles, TB vector stores. */
+void ${name}_transpose(__global const ${T}* src, __local ${T}* dst)
 {
-    for (int p = 0; p < ${NP}; ++p) {
+    ${TRANSPOSE}
+}
+#endif
+
+#if ${A_TRANS}
+/* Copy the R columns of A^T (rows of op(A)) from i0 over depths [kb, kb + kc) into apack as
+ * kc runs of R contiguous values: read in place they would be 4 KiB apart for M = 1024, all
+ * in one L1 set. Columns past M repeat column M-1. */
+void ${name}_pack_a(__global const ${T}* am, __local ${T}* apack,
+                    const int i0, const int kb, const int kc)
+{
+    __global const ${T}* src = am + kb * ${M} + i0;
+    if (i0 + ${R} <= ${M}) {
+        for (int k = 0; k < kc; ++k) {
+            ${A_COPY}
+        }
+    } else {
+        for (int k = 0; k < kc; ++k)
+            for (int r = 0; r < ${R}; ++r)
+                apack[k * ${R} + r] = src[k * ${M} + min(r, ${M} - 1 - i0)];
+    }
+}
+#endif
+
+void ${name}_pack_b(__global const ${T}* bm, __local ${T}* bp, const int jb, const int np,
+                    const int kb, const int kc)
+{
+    for (int p = 0; p < np; ++p) {
         const int j0 = jb + p * ${TN};
         __local ${T}* panel = bp + p * ${KC} * ${TN};
 #if ${B_TRANS}
-        for (int c = 0; c < ${TN}; ++c) {
+        for (int c = 0; c < ${TN}; c += ${TB}) {
             __global const ${T}* col = bm + (j0 + c) * ${K} + kb;
-            if (j0 + c < ${N}) {
-                for (int k = 0; k < kc; ++k) panel[k * ${TN} + c] = col[k];
-            } else {
-                for (int k = 0; k < kc; ++k) panel[k * ${TN} + c] = 0;
+            int k = 0;
+            if (j0 + c + ${TB} <= ${N}) {
+                for (; k + ${TB} <= kc; k += ${TB})
+                    ${name}_transpose(col + k, panel + k * ${TN} + c);
+            }
+            /* Scalar rest; not vectorized, which would make it scatter to the panel. */
+            #pragma clang loop vectorize(disable)
+            for (; k < kc; ++k) {
+                for (int q = 0; q < ${TB}; ++q) {
+                    ${T} value = 0;
+                    if (j0 + c + q < ${N}) value = col[q * ${K} + k];
+                    panel[k * ${TN} + c + q] = value;
+                }
             }
         }
 #else
@@ -49,24 +88,37 @@ void ${name}_pack_b(__global const ${T}* restrict bm, __local ${T}* restrict bp,
 __kernel void ${name}(__global const ${T}* restrict A, __global const ${T}* restrict B${params})
 {
     __local ${T} bp[${NP} * ${KC} * ${TN}];
+#if ${A_TRANS}
+    __local ${T} apack[${KC} * ${R}];
+#endif
 #if ${NKB} > 1
     __local ${VT} spill[${MC} * ${NP} * ${NV}];
 #endif
-    const int jb = get_global_id(${COL_DIM}) * ${NP} * ${TN};
-    const int ib = get_global_id(${ROW_DIM}) * ${MC};
+    /* Balanced split: strip s gets panels [s * P / S, (s + 1) * P / S), rows likewise. */
+    const int strip = get_global_id(${COL_DIM}), block = get_global_id(${ROW_DIM});
+    const int p0 = strip * ${PANELS} / ${STRIPS};
+    const int np = (strip + 1) * ${PANELS} / ${STRIPS} - p0;
+    const int jb = p0 * ${TN};
+    const int ib = block * ${RTILES} / ${RBLOCKS} * ${R};
+    const int iend = min((block + 1) * ${RTILES} / ${RBLOCKS} * ${R}, ${M});
     const int batch_ = get_global_id(2);
     __global const ${T}* am = A + batch_ * ${A_BATCH};
     __global const ${T}* bm = B + batch_ * ${B_BATCH};
-    const int iend = min(ib + ${MC}, ${M});
     for (int kb = 0; kb < ${K}; kb += ${KC}) {
         const int kc = min(${KC}, ${K} - kb);
-        ${name}_pack_b(bm, bp, jb, kb, kc);
+        ${name}_pack_b(bm, bp, jb, np, kb, kc);
         for (int i0 = ib; i0 < iend; i0 += ${R}) {
+#if ${A_TRANS}
+            __local const ${T}* ap[${R}];
+            ${name}_pack_a(am, apack, i0, kb, kc);
+            #pragma unroll
+            for (int r = 0; r < ${R}; ++r) ap[r] = apack + r;
+#else
             __global const ${T}* ap[${R}];
             #pragma unroll
-            for (int r = 0; r < ${R}; ++r)
-                ap[r] = am + min(i0 + r, ${M} - 1) * ${A_ROW} + kb * ${A_DEPTH};
-            for (int p = 0; p < ${NP} && jb + p * ${TN} < ${N}; ++p) {
+            for (int r = 0; r < ${R}; ++r) ap[r] = am + min(i0 + r, ${M} - 1) * ${K} + kb;
+#endif
+            for (int p = 0; p < np; ++p) {
                 __local const ${T}* panel = bp + p * ${KC} * ${TN};
                 ${VT} acc[${R}][${NV}];
 #if ${NKB} > 1
@@ -89,7 +141,7 @@ __kernel void ${name}(__global const ${T}* restrict A, __global const ${T}* rest
                     for (int v = 0; v < ${NV}; ++v) bv[v] = vload${W}(v, panel + k * ${TN});
                     #pragma unroll
                     for (int r = 0; r < ${R}; ++r) {
-                        const ${VT} a = (${VT})(ap[r][k * ${A_DEPTH}]);
+                        const ${VT} a = (${VT})(ap[r][k * ${A_STEP}]);
                         #pragma unroll
                         for (int v = 0; v < ${NV}; ++v) acc[r][v] = a * bv[v] + acc[r][v];
                     }

@@ -127,8 +127,8 @@ class CpuTiles:
     rows: int  # R
     vectors: int  # NV
     width: int  # W
-    panels: int  # NP: register-tile columns per work item
-    mc: int  # rows of C per work item (a multiple of R)
+    panels: int  # NP: most register-tile columns per work item
+    mc: int  # most rows of C per work item (a multiple of R)
     kc: int  # depth of one packed B panel
     order: str  # 'cols' (column strips vary fastest over work items) or 'rows'
 
@@ -179,21 +179,22 @@ def cpu_tiles(spec: GemmSpec, info: DeviceInfo) -> CpuTiles:
 
 
 def _cpu_block(spec: GemmSpec, info: DeviceInfo, rows: int, tn: int) -> tuple[int, int]:
-    """(panels, MC): the largest block of C per work item up to CPU_NC x CPU_MC, halved (the
-    longer side first) until every core gets several work items."""
-    panels = max(1, min(CPU_NC // tn, _ceil_div(spec.n, tn)))
-    mc = min(CPU_MC, _round_up(spec.m, rows))
+    """(panels, MC): the most panels and rows per work item, up to CPU_NC x CPU_MC, after
+    splitting C (the longer side of the block first) until every core gets several work items,
+    a multiple of the core count where the rows allow."""
+    panels, tiles = _ceil_div(spec.n, tn), _ceil_div(spec.m, rows)
+    strips = _ceil_div(panels, max(1, CPU_NC // tn))
+    blocks = _ceil_div(tiles, max(1, CPU_MC // rows))
     target = CPU_ITEMS_PER_UNIT * info.compute_units
-
-    def items() -> int:
-        return _ceil_div(spec.n, panels * tn) * _ceil_div(spec.m, mc) * spec.batch
-
-    while items() < target and (panels > 1 or mc > rows):
-        if mc >= panels * tn and mc > rows or panels == 1:
-            mc = _round_up(mc // 2, rows)
+    while strips * blocks * spec.batch < target and (strips < panels or blocks < tiles):
+        if blocks < tiles and (tiles / blocks * rows >= panels / strips * tn or
+                               strips == panels):
+            blocks += 1
         else:
-            panels //= 2
-    return panels, mc
+            strips += 1
+    while (strips * blocks * spec.batch) % info.compute_units and blocks < tiles:
+        blocks += 1
+    return _ceil_div(panels, strips), _ceil_div(tiles, blocks) * rows
 
 
 def _fit_local_memory(tiles: CpuTiles, spec: GemmSpec, info: DeviceInfo) -> CpuTiles:
@@ -215,28 +216,66 @@ def _fit_local_memory(tiles: CpuTiles, spec: GemmSpec, info: DeviceInfo) -> CpuT
 
 
 def _cpu_local_bytes(tiles: CpuTiles, spec: GemmSpec) -> int:
-    """Local memory used: the packed B block, plus the accumulator spill when K is blocked."""
+    """Local memory used: the packed B block, the packed A tile when A is transposed, and the
+    accumulator spill when K is blocked."""
     spill = tiles.mc * tiles.nc if spec.k > tiles.kc else 0
-    return (tiles.kc * tiles.nc + spill) * ITEMSIZE[spec.dtype]
+    a_tile = tiles.kc * tiles.rows if spec.a_trans else 0
+    return (tiles.kc * tiles.nc + a_tile + spill) * ITEMSIZE[spec.dtype]
 
 
 def _cpu_kernel(name: str, spec: GemmSpec, epilogue: Epilogue, info: DeviceInfo) -> GemmKernel:
     """The CPU variant: packed B panels and register tiles, local size (1, 1, 1)."""
     t = cpu_tiles(spec, info)
-    vt = spec.dtype if t.width == 1 else f"{spec.dtype}{t.width}"
-    blocks = (_ceil_div(spec.n, t.nc), _ceil_div(spec.m, t.mc))
-    col_dim, row_dim = (0, 1) if t.order == "cols" else (1, 0)
-    values = dict(
-        T=spec.dtype, VT=vt, W=t.width, NV=t.vectors, R=t.rows, TN=t.tn, NP=t.panels, MC=t.mc,
-        KC=t.kc,
-        NKB=_ceil_div(spec.k, t.kc), COL_DIM=col_dim, ROW_DIM=row_dim,
-        A_ROW=1 if spec.a_trans else spec.k, A_DEPTH=spec.m if spec.a_trans else 1,
-        B_TRANS=int(spec.b_trans))
+    values = _cpu_values(spec, t)
+    blocks = (values["STRIPS"], values["RBLOCKS"])
+    col_dim, row_dim = values["COL_DIM"], values["ROW_DIM"]
     source = _render("gemm_cpu.cl", name, spec, epilogue, values, indent=20)
     global_size = (blocks[col_dim], blocks[row_dim], spec.batch)
-    tiles = (f"cpu {t.rows}x{t.vectors} {vt} (tile {t.rows}x{t.tn}), block {t.mc}x{t.nc}x"
-             f"{t.kc}, order {t.order}")
-    return GemmKernel(name, source, global_size, (1, 1, 1), spec.flops, tiles)
+    summary = (f"cpu {t.rows}x{t.vectors} {values['VT']} (tile {t.rows}x{t.tn}), blocks of <= "
+               f"{values['MC']}x{values['NP'] * t.tn}x{t.kc}, {blocks[0]}x{blocks[1]} items, "
+               f"order {t.order}")
+    return GemmKernel(name, source, global_size, (1, 1, 1), spec.flops, summary)
+
+
+def _cpu_values(spec: GemmSpec, t: CpuTiles) -> dict[str, Any]:
+    """The CPU template's parameters (besides sizes, layout strides and the epilogue)."""
+    panels, tiles = _ceil_div(spec.n, t.tn), _ceil_div(spec.m, t.rows)
+    # Work items split the panels and row tiles evenly, each taking at most t.panels x t.mc.
+    strips, blocks = _ceil_div(panels, t.panels), _ceil_div(tiles, t.mc // t.rows)
+    block = _transpose_block(t.tn)
+    return dict(
+        T=spec.dtype, VT=f"{spec.dtype}{t.width}", W=t.width, NV=t.vectors, R=t.rows,
+        TN=t.tn, KC=t.kc, NKB=_ceil_div(spec.k, t.kc),
+        NP=_ceil_div(panels, strips), MC=_ceil_div(tiles, blocks) * t.rows,
+        PANELS=panels, STRIPS=strips, RTILES=tiles, RBLOCKS=blocks,
+        COL_DIM=0 if t.order == "cols" else 1, ROW_DIM=1 if t.order == "cols" else 0,
+        A_TRANS=int(spec.a_trans), A_STEP=t.rows if spec.a_trans else 1,
+        A_COPY=_copy_code(spec.dtype, t.rows, spec.m), B_TRANS=int(spec.b_trans),
+        TB=block, TRANSPOSE=_transpose_code(spec.dtype, block, spec.k, t.tn))
+
+
+def _copy_code(dtype: str, rows: int, m: int) -> str:
+    """Statement copying `rows` contiguous values at src + k * m to apack + k * rows."""
+    if rows in (2, 4, 8, 16):
+        return f"vstore{rows}(vload{rows}(0, src + k * {m}), 0, apack + k * {rows});"
+    return f"for (int r = 0; r < {rows}; ++r) apack[k * {rows} + r] = src[k * {m} + r];"
+
+
+def _transpose_block(tn: int) -> int:
+    """Side of the blocks a transposed B is packed in: 4 (vector shuffles), else 1."""
+    return 4 if tn % 4 == 0 else 1
+
+
+def _transpose_code(dtype: str, block: int, k: int, tn: int) -> str:
+    """Statements copying a block x block tile from src (rows k apart) to dst (rows tn apart)
+    transposed, as whole-vector loads and stores that the compiler turns into shuffles."""
+    if block == 1:
+        return "dst[0] = src[0];"
+    vt = f"{dtype}{block}"
+    loads = [f"const {vt} r{q} = vload{block}(0, src + {q * k});" for q in range(block)]
+    stores = [f"vstore{block}(({vt})(" + ", ".join(f"r{q}.s{c:x}" for q in range(block))
+              + f"), 0, dst + {c * tn});" for c in range(block)]
+    return "\n    ".join(loads + stores)
 
 
 # ---------------------------------------------------------------- GPU variant
