@@ -26,6 +26,9 @@ from graphc.runtime import BufferArg, BufferSpec, IOBinding, KernelLaunch, Plan,
 from graphc.sites import site_of
 
 GPU_GROUP = 64
+# PoCL runs a CPU work-group's items as one vectorized loop; an explicit group of 8 beat
+# letting the driver choose (kernel time: MLP step 3.2 -> 2.5 ms, LeNet 34 -> 24.5 ms).
+CPU_GROUP = 8
 
 
 @dataclass
@@ -244,14 +247,12 @@ def _unique_input_name(p: Tensor, buffers: dict) -> str:
 
 def _launch(kernel: BuiltKernel, device) -> KernelLaunch:
     items = kernel.work_items
-    local = None
     if kernel.global_size is not None:
         return KernelLaunch(kernel.name, tuple(BufferArg(a) for a in kernel.args),
                             kernel.global_size, kernel.local_size, kernel.flops,
                             kernel.bytes_read, kernel.bytes_written, kernel.ops)
-    if device.type == "gpu":
-        group = min(GPU_GROUP, device.max_work_group_size)
-        items, local = -(-items // group) * group, (group,)
+    group = min(GPU_GROUP if device.type == "gpu" else CPU_GROUP, device.max_work_group_size)
+    items, local = -(-items // group) * group, (group,)    # kernels skip the padding items
     args = tuple(BufferArg(a) for a in kernel.args) + \
         tuple(ScalarArg(v, "int32") for v in kernel.scalars)
     return KernelLaunch(kernel.name, args, (items,), local,
