@@ -10,13 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import networkx as nx
-import numpy as np
 
 from graphc import config
 from graphc.builder import apply
 from graphc.codegen.build import STEP_BUFFER, BuiltKernel, build_kernels
-from graphc.codegen.opencl import program_header
-from graphc.errors import CodegenError, FeedError, ShapeError
+from graphc.codegen.opencl import program_source
+from graphc.errors import FeedError, ShapeError
 from graphc.ir import Graph, Tensor
 from graphc.ops import get_op
 from graphc.passes.fuse import Group, cone, dependency_graph, make_groups, reads_of
@@ -204,7 +203,7 @@ def _plan(graph, inputs, outs, kernels, memory, leaf_map, device) -> tuple[Plan,
     launches = tuple(_launch(k, device) for k in kernels)
     outputs = tuple(IOBinding(f"out{i}", memory.buffer_of[t], t.shape, t.dtype.name)
                     for i, t in enumerate(outs))
-    source = _program_source(kernels, device)
+    source = _program_source(kernels)
     plan = Plan(source, "", tuple(buffers.values()), tuple(input_bindings), outputs,
                 tuple(variable_bindings), launches)
     return plan, leaves
@@ -259,18 +258,7 @@ def _launch(kernel: BuiltKernel, device) -> KernelLaunch:
                         kernel.flops, kernel.bytes_read, kernel.bytes_written, kernel.ops)
 
 
-def _program_source(kernels, device) -> str:
-    seen, parts = set(), []
-    for k in kernels:
-        if k.name not in seen:
-            seen.add(k.name)
-            parts.append(k.source)
-    uses_step = any(STEP_BUFFER in k.args for k in kernels)
-    dtypes = "".join(parts)
-    header = "#pragma OPENCL EXTENSION cl_khr_fp64 : enable\n" if "double" in dtypes else ""
-    if "half" in dtypes:
-        header += "#pragma OPENCL EXTENSION cl_khr_fp16 : enable\n"
-    if uses_step:
-        from importlib import resources
-        header += resources.files("graphc.kernels_cl").joinpath("philox.cl").read_text() + "\n"
-    return header + "\n".join(parts)
+def _program_source(kernels) -> str:
+    """Every distinct kernel once (names carry a digest of the source)."""
+    sources = list({k.name: k.source for k in kernels}.values())
+    return program_source(sources, any(STEP_BUFFER in k.args for k in kernels))

@@ -11,7 +11,7 @@ import numpy as np
 
 from graphc import philox
 from graphc.codegen.index import Lin, flatten, floordiv, lin, unflatten
-from graphc.codegen.kernel import Acc, Apply, Cond, Const, IndexValue, Load, Random, Select
+from graphc.codegen.kernel import Apply, Cond, Const, IndexValue, Load, Random, Select
 from graphc.ir import Tensor
 from graphc.ops import get_op
 

@@ -217,16 +217,13 @@ def _combine_line(reduce, value: str) -> str:
     return f"    if ({value} {better} acc || ({value} != {value} && acc == acc)) {update}"
 
 
-def program_header(kernels, device_fp16: bool, device_fp64: bool) -> str:
-    """Pragmas only for the extensions the kernels use, and the Philox helpers if needed."""
-    dtypes = {p.dtype.name for k in kernels for p in k.params}
-    lines = []
-    if "float16" in dtypes:
-        lines.append("#pragma OPENCL EXTENSION cl_khr_fp16 : enable")
-    if "float64" in dtypes or any(k.uses_step for k in kernels):
-        if device_fp64 and "float64" in dtypes:
-            lines.append("#pragma OPENCL EXTENSION cl_khr_fp64 : enable")
-    text = "\n".join(lines) + ("\n" if lines else "")
-    if any(k.uses_step for k in kernels):
-        text += resources.files("graphc.kernels_cl").joinpath("philox.cl").read_text() + "\n"
-    return text
+def program_source(kernel_sources: list[str], uses_random: bool) -> str:
+    """One program: pragmas only for the extensions the kernels use (double, half), the
+    Philox helpers when a kernel draws random numbers, then the kernels."""
+    body = "\n".join(kernel_sources)
+    header = "#pragma OPENCL EXTENSION cl_khr_fp64 : enable\n" if "double" in body else ""
+    if "half" in body:
+        header += "#pragma OPENCL EXTENSION cl_khr_fp16 : enable\n"
+    if uses_random:
+        header += resources.files("graphc.kernels_cl").joinpath("philox.cl").read_text() + "\n"
+    return header + body

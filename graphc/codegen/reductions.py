@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 
 from graphc.codegen.index import Lin, floordiv, unflatten
-from graphc.codegen.kernel import Acc, Apply, Cond, Const, IndexValue, Select
+from graphc.codegen.kernel import Apply, Cond, Const, IndexValue, Select
 from graphc.ir import Tensor
 
 F32 = np.dtype(np.float32)
