@@ -1,8 +1,9 @@
 """gc.losses: Keras's losses, `fn(y_true, y_pred, from_logits=False)` -> per-example values.
 
-Each is written to be numerically stable: from logits, cross-entropies go through
-log_softmax or the softplus form of the sigmoid; from probabilities, predictions are
-clipped to [eps, 1 - eps] as Keras does.
+Each is written to be numerically stable: from logits, the categorical cross-entropies
+are one softmax_cross_entropy op (a max-subtracted log-sum-exp row kernel fused with its
+gradient) and the binary one the softplus form of the sigmoid; from probabilities,
+predictions are clipped to [eps, 1 - eps] as Keras does.
 """
 from __future__ import annotations
 
@@ -49,19 +50,20 @@ def categorical_crossentropy(y_true, y_pred, from_logits: bool = False, axis: in
     y_pred = as_tensor(y_pred)
     y = gc.cast(as_tensor(y_true), y_pred.dtype)
     if from_logits:
-        log_p = gc.log_softmax(y_pred, axis=axis)
-    else:
-        p = y_pred / gc.sum(y_pred, axis=axis, keepdims=True)
-        log_p = gc.log(gc.clip(p, EPSILON, 1 - EPSILON))
-    return -gc.sum(y * log_p, axis=axis)
+        return gc.softmax_cross_entropy(y_pred, y, axis=axis)
+    p = y_pred / gc.sum(y_pred, axis=axis, keepdims=True)
+    return -gc.sum(y * gc.log(gc.clip(p, EPSILON, 1 - EPSILON)), axis=axis)
 
 
 def sparse_categorical_crossentropy(y_true, y_pred, from_logits: bool = False, axis: int = -1):
-    """Cross-entropy with integer class labels y_true (one label per example)."""
+    """Cross-entropy with integer class labels y_true (one label per example); a label
+    outside [0, classes) selects no class (its loss and gradient are 0 from logits)."""
     y_pred = as_tensor(y_pred)
     labels = as_tensor(y_true)
     if labels.ndim == y_pred.ndim and labels.shape[-1] == 1:
         labels = gc.squeeze(labels, axis=-1)
-    onehot = gc.one_hot(gc.cast(labels, gc.int32), y_pred.shape[axis], dtype=y_pred.dtype,
-                        axis=axis)
-    return categorical_crossentropy(onehot, y_pred, from_logits=from_logits, axis=axis)
+    labels = gc.cast(labels, gc.int32)
+    if from_logits:
+        return gc.softmax_cross_entropy(y_pred, labels, axis=axis)
+    onehot = gc.one_hot(labels, y_pred.shape[axis], dtype=y_pred.dtype, axis=axis)
+    return categorical_crossentropy(onehot, y_pred, axis=axis)

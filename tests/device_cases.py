@@ -569,6 +569,32 @@ def _grad_take(g):
     return [loss, gc.grad(loss, emb)]
 
 
+XENT = {"softmax_cross_entropy", "softmax_cross_entropy_grad"}
+
+
+def _weighted_xent_grads(g, x, targets, axis=-1):
+    """The loss rows and their gradient by x under a fed row weighting (an inline g)."""
+    loss = gc.softmax_cross_entropy(x, targets, axis=axis)
+    return [loss, gc.grad(gc.sum(loss * g.input(loss.shape, low=0.5, high=2)), x)]
+
+
+@case("softmax-cross-entropy", XENT, FLOATS)
+def _softmax_cross_entropy(g):
+    """Labels with out-of-range ones (-1, depth), a prime and a long class axis, axis 0,
+    one row; dense targets; a gradient that reads the loss (its own kernel)."""
+    x = g.input((6, 13), low=-8, high=8)
+    out = _weighted_xent_grads(g, x, g.input((6,), I32, values=[3, -1, 12, 13, 0, 99]))
+    long_x = g.input((3, size(1001)), low=-5, high=5)
+    out += _weighted_xent_grads(g, long_x, g.input((3,), I64, low=0, high=size(1001) - 1))
+    cube = g.input((4, 7, 3), low=-5, high=5)
+    out += _weighted_xent_grads(g, cube, g.input((7, 3), I32, low=0, high=3), axis=0)
+    out += _weighted_xent_grads(g, g.input((1, 5)), g.input((1,), I32, low=0, high=4))
+    soft = gc.softmax(g.input((5, 7)))
+    dense = gc.softmax_cross_entropy(x[:5, :7], soft, axis=1)
+    out += [dense, *gc.grad(gc.sum(dense * dense), [x, soft])]
+    return out
+
+
 @case("grad-matmul-batched", {"matmul", "reduce_sum"}, (F32, F64), tol=8)
 def _grad_matmul(g):
     a, b, c = g.input((2, 3, 4, 5)), g.input((3, 5, 6)), g.input((6,))

@@ -144,7 +144,7 @@ def test_plan_hazards_flag_a_kernel_that_runs_before_its_input_is_written(golden
         plan=types.SimpleNamespace(launches=[compiled.plan.launches[i] for i in order],
                                    buffers=compiled.plan.buffers, inputs=compiled.plan.inputs))
     (hazard,) = plan_hazards(swapped)
-    assert re.fullmatch(rf"kernel #0 {compiled.kernels[1].name} reads e before kernel #1 "
+    assert re.fullmatch(rf"kernel #0 {compiled.kernels[1].name} reads d before kernel #1 "
                         r"writes it \(s1\)", hazard), hazard
     assert f"HAZARD: {hazard}" in dump(swapped, stage="kernels")
 

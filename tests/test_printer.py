@@ -143,6 +143,8 @@ OP_EXAMPLES = {  # op -> builder of a small graph that uses it (elementwise ops 
     "pad": lambda: [gc.pad(_f32(2, 3), [(1, 0), (2, 2)])],
     "softmax": lambda: [gc.softmax(_f32(2, 5), axis=0)],
     "log_softmax": lambda: [gc.log_softmax(_f32(2, 5))],
+    "softmax_cross_entropy": lambda: _grads(
+        lambda x: gc.softmax_cross_entropy(x, gc.placeholder((2,), gc.int32), axis=0), (5, 2)),
     "one_hot": lambda: [gc.one_hot(gc.placeholder((4,), gc.int32), 3)],
     "reduce_sum": lambda: [gc.sum(_f32(2, 3, 4), axis=(0, 2))],
     "reduce_max": lambda: [gc.max(_f32(2, 3), axis=1, keepdims=True)],
@@ -157,6 +159,7 @@ OP_EXAMPLES = {  # op -> builder of a small graph that uses it (elementwise ops 
 ALSO_BUILT_BY = {  # ops that only appear in another op's example (gradients)
     "conv2d_grad_input": "conv2d", "conv2d_grad_weight": "conv2d", "take_grad": "take",
     "max_pool2d_grad": "max_pool2d", "avg_pool2d_grad": "avg_pool2d",
+    "softmax_cross_entropy_grad": "softmax_cross_entropy",
 }
 TRIAL_TYPES = [gc.float32, gc.int32, gc.bool_]
 TRIAL_SHAPES = [(2, 3), (3,), (1, 1)]

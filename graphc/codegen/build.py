@@ -24,7 +24,8 @@ PREFIX = {"elementwise": "E", "reduce_sum": "R", "reduce_max": "R", "reduce_min"
           "conv2d_grad_input": "CONVDX", "conv2d_grad_weight": "CONVDW",
           "max_pool2d": "MAXPOOL", "avg_pool2d": "AVGPOOL", "avg_pool2d_grad": "AVGPOOLDX",
           "max_pool2d_grad": "MAXPOOLDX", "max_pool2d_select": "MAXPOOLSEL",
-          "softmax": "SOFTMAX", "log_softmax": "LOGSOFTMAX", "take_grad": "SCATTER"}
+          "softmax": "SOFTMAX", "log_softmax": "LOGSOFTMAX", "take_grad": "SCATTER",
+          "softmax_cross_entropy": "XENT", "softmax_cross_entropy_grad": "XENTDX"}
 
 
 @dataclass(frozen=True)
@@ -222,12 +223,11 @@ def _digest(text: str) -> str:
 
 
 def _build_raw(group: Group, buffer_of, dtype_of) -> BuiltKernel:
-    t = group.root
-    inputs = [buffer_of[i] for i in t.producer.inputs]
-    probe = raw_kernel("K", t, inputs, buffer_of[t])
-    name = f"{PREFIX[t.producer.op]}_{'_'.join(map(str, t.shape))}_{_digest(probe.source)}"
+    probe = raw_kernel("K", group.stores, buffer_of)
+    prefix = PREFIX[group.root.producer.op]
+    name = f"{prefix}_{'_'.join(map(str, probe.shape))}_{_digest(probe.source)}"
     source = probe.source.replace("__kernel void K(", f"__kernel void {name}(", 1)
-    args = tuple(inputs) + (buffer_of[t],)
-    ops = (f"{t.producer.op} # {t.producer.site}",)
+    args = probe.args + ((STEP_BUFFER,) if probe.uses_step else ())
+    ops = tuple(f"{n.op} # {n.site}" for n in probe.nodes)
     return BuiltKernel(name, source, args, probe.work_items, ops, probe.flops,
                        *_traffic(args, group, dtype_of))

@@ -1,35 +1,44 @@
-"""Hand-written kernels for ops whose loops do not fit one reduction: softmax rows and
-max-pool routing. Each reads materialized buffers and writes one output buffer."""
+"""Hand-written kernels for ops whose loops do not fit one reduction: softmax rows,
+softmax cross-entropy rows (codegen/cross_entropy.py) and max-pool routing. Each reads
+materialized buffers (cross-entropy: its logits) and writes its output buffers."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
 
+from graphc.codegen.cross_entropy import XENT_OPS, row_kernel
 from graphc.codegen.opencl import c_type
 from graphc.ir import Tensor
 
-RAW_OPS = frozenset({"softmax", "log_softmax", "max_pool2d_grad", "max_pool2d_select"})
+RAW_OPS = frozenset({"softmax", "log_softmax", "max_pool2d_grad", "max_pool2d_select"}) \
+    | XENT_OPS
 
 
 @dataclass(frozen=True)
 class RawKernel:
-    """A kernel given as source: its parameters are (inputs..., output) buffers."""
+    """A kernel given as source: its parameters are the plan buffers `args`, in order."""
 
-    name: str
     source: str
     work_items: int
-    inputs: tuple[str, ...]
-    output: str
-    ops: tuple[str, ...] = ()
-    flops: int = 0
+    args: tuple[str, ...]
+    nodes: tuple            # the graph nodes it computes
+    flops: int
+    shape: tuple            # the shape its name shows
+    uses_step: bool = False
 
 
-def raw_kernel(name: str, t: Tensor, inputs: list[str], output: str) -> RawKernel:
-    """The hand-written kernel computing `t` from input buffers."""
-    node = t.producer
+def raw_kernel(name: str, stores: list[Tensor], buffer_of: dict) -> RawKernel:
+    """The hand-written kernel computing `stores` (one value, or a fused cross-entropy pair)."""
+    node = stores[0].producer
+    if node.op in XENT_OPS:
+        k = row_kernel(name, stores, buffer_of)
+        return RawKernel(k.source, k.rows, k.args, k.nodes, k.flops, node.inputs[0].shape,
+                         k.uses_step)
+    (t,) = stores
     source, items, flops = _BUILDERS[node.op](name, t, node)
-    return RawKernel(name, source, items, tuple(inputs), output, flops=flops)
+    args = tuple(buffer_of[i] for i in node.inputs) + (buffer_of[t],)
+    return RawKernel(source, items, args, (node,), flops, t.shape)
 
 
 def _softmax(name: str, t: Tensor, node, log: bool):

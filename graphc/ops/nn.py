@@ -1,4 +1,5 @@
-"""Neural-network ops: softmax, log_softmax and one_hot here; the 2-D pools in ops/pool.py.
+"""Neural-network ops: softmax, log_softmax and one_hot here; the 2-D pools in ops/pool.py,
+the softmax cross-entropy pair in ops/cross_entropy.py.
 
 softmax and log_softmax are single ops (a fused row-wise kernel), computed max-subtracted so
 that inputs of any magnitude give finite results; their vjps are written in terms of the
@@ -13,11 +14,13 @@ from graphc.builder import apply, as_tensor, cast, op_error_text
 from graphc.errors import DTypeError, ShapeError
 from graphc.ir import Tensor, TensorType
 from graphc.ops import NonDifferentiable, OpDef, register
+from graphc.ops.cross_entropy import is_sparse
 from graphc.ops.pool import avg_pool2d, max_pool2d
 from graphc.shapes import normalize_axis
 from graphc.sites import user_site
 
-__all__ = ["softmax", "log_softmax", "one_hot", "max_pool2d", "avg_pool2d"]
+__all__ = ["softmax", "log_softmax", "softmax_cross_entropy", "one_hot", "max_pool2d",
+           "avg_pool2d"]
 
 SOFTMAX_TEMPLATE = {"opencl": "kernels_cl/softmax.cl"}
 
@@ -91,6 +94,19 @@ def softmax(x, axis: int = -1) -> Tensor:
 def log_softmax(x, axis: int = -1) -> Tensor:
     """log(softmax(x)) along `axis`, computed without forming softmax (stable)."""
     return _row_op("log_softmax", x, axis)
+
+
+def softmax_cross_entropy(logits, targets, axis: int = -1) -> Tensor:
+    """-sum(t * log_softmax(logits)) along `axis`, one value per row: `targets` are integer
+    class labels (the logits' shape without `axis`; out-of-range ones give 0) or
+    probabilities (the logits' shape). One row kernel computes it with its gradient."""
+    logits = as_tensor(logits)
+    logits = logits if dtypes.is_float(logits.dtype) else cast(logits, dtypes.DEFAULT_FLOAT)
+    targets = as_tensor(targets)
+    if not is_sparse(targets):
+        targets = cast(targets, logits.dtype)
+    axis = _axis_for("softmax_cross_entropy", logits, axis, logits.ndim)
+    return apply("softmax_cross_entropy", [logits, targets], axis=axis)
 
 
 # ---- one_hot ----

@@ -15,6 +15,8 @@ epilogues after reductions and contractions):
   stores its own value only if something else needs it.
 * Elementwise kernels of one shape that share inputs and do not depend on each other
   become one kernel with several outputs.
+* A softmax cross-entropy and its gradient over the same logits become one row kernel
+  writing both (codegen/cross_entropy.py), whose targets and row scale are computed inline.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
+from graphc.codegen.cross_entropy import INLINE_OPERANDS, fusable
 from graphc.codegen.gemm_epilogue import operand_view
 from graphc.codegen.lower import inlinable
 from graphc.codegen.raw import RAW_OPS
@@ -35,6 +38,7 @@ TRANSCENDENTAL = {"exp", "log", "sqrt", "tanh", "sigmoid", "sin", "cos", "power"
 REREADING_OPS = {"matmul", "conv2d", "conv2d_grad_input", "conv2d_grad_weight",
                  "max_pool2d", "avg_pool2d", "avg_pool2d_grad", "take_grad"} | RAW_OPS
 BUFFER_OPERAND_OPS = RAW_OPS | {"take"}     # operands read directly by hand-written code
+COMPUTED_OPERANDS = {"take": (1,), **INLINE_OPERANDS}   # ...except these positions
 
 
 @dataclass
@@ -72,12 +76,17 @@ def cone(t: Tensor, stored: set) -> list[Tensor]:
 def should_store(t: Tensor, consumers: list, stored: set) -> bool:
     """The recompute-versus-store decision for an inlinable value (see the module doc)."""
     cost = sum(node_cost(v) for v in cone(t, stored))
-    if any(c.op in BUFFER_OPERAND_OPS and (c.op != "take" or c.inputs[0] is t)
-           for c in consumers):
+    if any(c.op in BUFFER_OPERAND_OPS and _read_from_buffer(c, t) for c in consumers):
         return True
     if any(c.op in REREADING_OPS for c in consumers) and cost > 0:
         return True
     return cost * (len(consumers) - 1) > RECOMPUTE_BUDGET
+
+
+def _read_from_buffer(consumer, t: Tensor) -> bool:
+    """Does `consumer`'s hand-written code load `t` from a buffer (not compute it inline)?"""
+    computed = COMPUTED_OPERANDS.get(consumer.op, ())
+    return any(v is t and i not in computed for i, v in enumerate(consumer.inputs))
 
 
 def choose_stored(graph: Graph, outputs: list[Tensor]) -> set[Tensor]:
@@ -119,7 +128,7 @@ def make_groups(graph: Graph, outputs: list[Tensor]) -> list[Group]:
     groups = {t: _group_for(t) for node in graph.nodes for t in node.outputs if t in stored}
     _fuse_epilogues(groups, stored)
     _drop_unread_roots(list(groups.values()), stored, set(outputs))
-    return _merge_siblings(list(groups.values()), stored)
+    return _merge_siblings(_merge_cross_entropy(list(groups.values())), stored)
 
 
 def _group_for(t: Tensor) -> Group:
@@ -216,6 +225,24 @@ def _reaches(a: Tensor, b: Tensor) -> bool:
         seen.add(v)
         stack.extend(v.producer.inputs)
     return False
+
+
+def _merge_cross_entropy(groups: list[Group]) -> list[Group]:
+    """A softmax cross-entropy and its gradient over the same logits share one row kernel,
+    unless the gradient depends on the loss (then the loss must be written first)."""
+    dag = dependency_graph(groups)
+    rows = [g for g in groups if g.kind == "raw"]
+    kept = []
+    for group in groups:
+        host = next((h for h in rows if group.kind == "raw" and len(h.stores) == 1
+                     and fusable(h.root, group.root) and not nx.has_path(dag, id(h), id(group))),
+                    None)
+        if host is None:
+            kept.append(group)
+            continue
+        host.stores.append(group.root)
+        nx.contracted_nodes(dag, id(host), id(group), self_loops=False, copy=False)
+    return kept
 
 
 def _merge_siblings(groups: list[Group], stored: set) -> list[Group]:
