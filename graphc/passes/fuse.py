@@ -27,6 +27,7 @@ from graphc.codegen.lower import inlinable
 from graphc.codegen.raw import RAW_OPS
 from graphc.codegen.reductions import LOOP_OPS
 from graphc.ir import Graph, Tensor
+from graphc.passes.views import plan_views
 from graphc.ops import get_op
 
 RECOMPUTE_BUDGET = 8
@@ -41,10 +42,11 @@ BUFFER_OPERAND_OPS = RAW_OPS | {"take"}     # operands read directly by hand-wri
 class Group:
     """One kernel to be: its kind, the value it is built around, and what it stores."""
 
-    kind: str                       # elementwise | loop | raw
+    kind: str                       # elementwise | loop | raw | alias
     root: Tensor
     stores: list[Tensor] = field(default_factory=list)
     epilogues: list[Tensor] = field(default_factory=list)
+    placed: dict = field(default_factory=dict)     # alias: value -> (container, byte offset)
 
 
 def node_cost(t: Tensor) -> int:
@@ -114,9 +116,13 @@ def _store_gemm_operands(node, stored: set) -> None:
 
 
 def make_groups(graph: Graph, outputs: list[Tensor]) -> list[Group]:
-    """Kernels for the graph, before scheduling."""
+    """Kernels for the graph, before scheduling; a concatenation its pieces' kernels write
+    in place (passes/views.py) is an "alias" group, which launches nothing."""
     stored = choose_stored(graph, outputs)
+    views = plan_views(graph, stored, set(outputs))
     groups = {t: _group_for(t) for node in graph.nodes for t in node.outputs if t in stored}
+    for t, placed in views.items():
+        groups[t].kind, groups[t].placed = "alias", placed
     _fuse_epilogues(groups, stored)
     _drop_unread_roots(list(groups.values()), stored, set(outputs))
     return _merge_siblings(list(groups.values()), stored)
