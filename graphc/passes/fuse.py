@@ -141,6 +141,8 @@ def _fuse_epilogues(groups: dict, stored: set) -> None:
             continue
         source = _epilogue_source(t, stored, groups)
         if source is None:
+            source = _pieces_source(t, stored, groups)
+        if source is None:
             continue
         host = groups[source]
         host.epilogues.append(t)
@@ -157,6 +159,29 @@ def _epilogue_source(t: Tensor, stored: set, groups: dict) -> Tensor | None:
     for source in sorted(candidates, key=lambda c: sum(_reaches(c, o) for o in candidates)):
         if not _depends_on_other_stored(t, source, stored):
             return source
+    return None
+
+
+def _pieces_source(t: Tensor, stored: set, groups: dict) -> Tensor | None:
+    """The GEMM whose kernel can compute every piece of the concatenation `t` at its own
+    index (the pieces read its output and epilogue values only there): its epilogue then
+    stores each piece into its block of `t` (several stores per element; codegen/stores.py)."""
+    node = t.producer
+    if node.op != "concatenate" or t.dtype.name not in ("float32", "float64"):
+        return None
+    pieces = list(node.inputs)
+    if any(p in stored or p.shape != pieces[0].shape for p in pieces):
+        return None
+    job = Group("elementwise", pieces[0], stores=pieces)
+    read = _leaves_read(job, stored)
+    for host in groups.values():
+        own = set(host.stores)
+        if host.kind != "loop" or host.root.producer.op != "matmul" \
+                or host.root.shape != pieces[0].shape or not read & own:
+            continue
+        if _reads_at_own_index(job, own, stored) \
+                and not any(_reaches(host.root, v) for v in read - own):
+            return host.root
     return None
 
 
