@@ -291,6 +291,15 @@ def _concatenate_in_place(g):
             gc.max(inner, axis=0), pieces[0] + 1, middle * 2]
 
 
+@case("matmul-pieces-epilogue", {"matmul", "concatenate", "tanh"}, (F32, F64))
+def _matmul_pieces_epilogue(g):
+    """Concatenations of a GEMM's epilogue values: the GEMM stores each piece (codegen/stores)."""
+    x, w = g.input((size(13), 7)), g.input((7, 9))
+    y = x @ w
+    pieces = [gc.tanh(y), y * 2, y + x[:, :1]]
+    return [gc.concatenate(pieces, axis=1), gc.concatenate(pieces[::-1], axis=0)]
+
+
 @case("take", {"take"}, ALL)
 def _take(g):
     x = g.input((7, 5))
