@@ -161,7 +161,7 @@ def _build_kernels(order, buffer_of, device) -> list[BuiltKernel]:
     for t, b in buffer_of.items():
         nbytes[b] = max(nbytes.get(b, 0), t.type.nbytes)
     tuner = _tuner(device)
-    return [kernel for i, g in enumerate(order)
+    return [kernel for i, g in enumerate(order) if g.kind != "alias"
             for kernel in build_kernels(g, buffer_of, nbytes, info, tuner, f"partial{i}")]
 
 
@@ -191,7 +191,10 @@ def _plan(graph, inputs, outs, kernels, memory, leaf_map, device) -> tuple[Plan,
         role = "variable" if name.startswith("var:") else "output" if name.startswith("out") \
             else "scratch"
         size = max(memory.sizes.get(name, t.type.nbytes), 1)
-        if name not in buffers or buffers[name].nbytes < size:
+        if name in memory.views:
+            parent, offset, nbytes = memory.views[name]
+            buffers[name] = BufferSpec(name, nbytes, role, parent, offset)
+        elif name not in buffers or buffers[name].nbytes < size:
             buffers[name] = BufferSpec(name, size, role)
     variable_bindings = _leaf_buffers(leaf_map, buffers, leaves, kernels)
     for kernel in kernels:

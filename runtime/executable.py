@@ -33,7 +33,8 @@ class Executable:
     @property
     def buffer_bytes(self) -> int:
         """Device bytes this executable allocated itself (variables not included)."""
-        return sum(spec.nbytes for spec in self.plan.buffers if spec.role != "variable")
+        return sum(spec.nbytes for spec in self.plan.buffers
+                   if spec.role != "variable" and not spec.parent)
 
     def __call__(self, *feeds: np.ndarray) -> list[np.ndarray]:
         """Same as run(list(feeds))."""
@@ -71,8 +72,12 @@ class Executable:
                 if spec.name not in by_buffer:
                     raise ValueError(f"variable buffer {spec.name!r} has no variable binding")
                 buffers[spec.name] = by_buffer[spec.name].buffer
-            else:
+            elif not spec.parent:
                 buffers[spec.name] = self.device.allocate(spec.nbytes, spec.name)
+        for spec in self.plan.buffers:
+            if spec.parent:
+                buffers[spec.name] = buffers[spec.parent].get_sub_region(spec.offset,
+                                                                         max(spec.nbytes, 1))
         return buffers
 
     def _bind_kernel(self, launch: KernelLaunch) -> Any:

@@ -45,11 +45,15 @@ class KernelLaunch:
 
 @dataclass(frozen=True)
 class BufferSpec:
-    """A device buffer the plan needs; role is 'scratch', 'input', 'output' or 'variable'."""
+    """A device buffer the plan needs; role is 'scratch', 'input', 'output' or 'variable'.
+    With a `parent`, it is a view: bytes [offset, offset + nbytes) of that buffer (an OpenCL
+    sub-buffer; the offset a multiple of the device's base address alignment)."""
 
     name: str
     nbytes: int
     role: str
+    parent: str = ""
+    offset: int = 0
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,7 @@ def plan_problems(plan: Plan) -> list[str]:
                  for s in plan.buffers if s.role not in BUFFER_ROLES]
     problems += [f"buffer {s.name!r}: negative size {s.nbytes}" for s in plan.buffers
                  if s.nbytes < 0]
+    problems += [_view_problem(s, specs) for s in plan.buffers if s.parent]
     for kind, bindings in (("input", plan.inputs), ("output", plan.outputs),
                            ("variable", plan.variables)):
         problems += [_binding_problem(kind, b, specs) for b in bindings]
@@ -124,6 +129,17 @@ def _binding_problem(kind: str, binding: IOBinding, specs: dict[str, BufferSpec]
                 f"{spec.name!r} has {spec.nbytes}")
     if kind == "variable" and spec.role != "variable":
         return f"variable {binding.name!r} is bound to {spec.role} buffer {spec.name!r}"
+    return ""
+
+
+def _view_problem(spec: BufferSpec, specs: dict[str, BufferSpec]) -> str:
+    """Why a view buffer is wrong, or ''."""
+    parent = specs.get(spec.parent)
+    if parent is None or parent.parent:
+        return f"view {spec.name!r} of {spec.parent!r}, which is not a plain buffer of the plan"
+    if spec.offset < 0 or spec.offset + spec.nbytes > parent.nbytes:
+        return (f"view {spec.name!r}: bytes {spec.offset}..{spec.offset + spec.nbytes} are "
+                f"outside {parent.name!r} ({parent.nbytes} bytes)")
     return ""
 
 

@@ -271,6 +271,35 @@ def _concatenate(g):
             gc.stack([a, a, a], axis=1), gc.concatenate([g.input((1,)), g.input((4,))])]
 
 
+@case("concatenate-many-pieces", {"concatenate", "exp", "reduce_sum"}, (F32, F64))
+def _concatenate_many(g):
+    rows = [g.input((n % 3 + 1, 5)) for n in range(size(30))]
+    cols = [g.input((4, n % 2 + 1)) for n in range(size(23))]
+    stacked = gc.concatenate([gc.exp(r) for r in rows], axis=0)
+    wide = gc.concatenate([gc.exp(c) for c in cols], axis=1)
+    return [stacked, gc.sum(stacked, axis=0), gc.sum(wide, axis=0), gc.sum(wide, axis=1)]
+
+
+@case("concatenate-in-place", {"concatenate", "exp", "reduce_sum", "reduce_max"}, FLOATS)
+def _concatenate_in_place(g):
+    """Pieces of 1024 elements: written into the stacked buffer (a view) where aligned."""
+    pieces = [gc.exp(g.input((16, 64)) * 0.5) for _ in range(6)]
+    stacked = gc.concatenate(pieces, axis=0)
+    inner = gc.concatenate(pieces[1:], axis=0)
+    middle = gc.concatenate([gc.tanh(p) for p in pieces[2:4]], axis=0)
+    return [gc.sum(stacked, axis=0), gc.max(stacked, axis=1), gc.sum(inner, axis=1),
+            gc.max(inner, axis=0), pieces[0] + 1, middle * 2]
+
+
+@case("matmul-pieces-epilogue", {"matmul", "concatenate", "tanh"}, (F32, F64))
+def _matmul_pieces_epilogue(g):
+    """Concatenations of a GEMM's epilogue values: the GEMM stores each piece (codegen/stores)."""
+    x, w = g.input((size(13), 7)), g.input((7, 9))
+    y = x @ w
+    pieces = [gc.tanh(y), y * 2, y + x[:, :1]]
+    return [gc.concatenate(pieces, axis=1), gc.concatenate(pieces[::-1], axis=0)]
+
+
 @case("take", {"take"}, ALL)
 def _take(g):
     x = g.input((7, 5))

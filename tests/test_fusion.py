@@ -415,3 +415,87 @@ def test_reversed_reduction_result_is_read_from_its_buffer(cl_device):
     r = gc.sum(x, axis=1)
     fn = run_and_compare([x], [r, r[::-1] * 2.0], [uniform((6, 6))])
     assert fn.kernel_count == 2
+
+
+# ---- concatenations written in place, and the LSTM training step ----
+
+def test_concatenation_of_computed_pieces_is_written_in_place(cl_device):
+    xs = [gc.placeholder((16, 64), gc.float32, name=f"x{i}") for i in range(4)]
+    pieces = [gc.exp(x) for x in xs]
+    stacked, inner = gc.concatenate(pieces, axis=0), gc.concatenate(pieces[1:], axis=0)
+    outputs = [gc.sum(stacked, axis=0), gc.max(stacked, axis=1), gc.sum(inner, axis=1),
+               gc.max(inner, axis=0)]
+    fn = run_and_compare(xs, outputs, [uniform((16, 64)) for _ in xs])
+    assert not any("concatenate" in op for k in fn.compiled.kernels for op in k.ops)
+    views = fn.compiled.memory.views
+    stacked_buffer = fn.compiled.memory.buffer_of[stacked]
+    assert sorted(offset for parent, offset, _ in views.values()
+                  if parent == stacked_buffer) == [0, 4096, 4096, 8192, 12288]
+    assert fn.kernel_count == 8        # four pieces and four reductions; no stacking kernel
+
+
+def test_unaligned_pieces_are_concatenated_by_a_kernel(cl_device):
+    xs = [gc.placeholder((3, 5), gc.float32, name=f"x{i}") for i in range(3)]
+    stacked = gc.concatenate([gc.exp(x) for x in xs], axis=0)
+    fn = run_and_compare(xs, [gc.sum(stacked, axis=0), gc.max(stacked, axis=1)],
+                         [uniform((3, 5)) for _ in xs])
+    assert not fn.compiled.memory.views
+    assert any("concatenate" in op for k in fn.compiled.kernels for op in k.ops)
+
+
+def test_concatenation_of_gemm_epilogues_is_stored_by_the_gemm(cl_device):
+    x = gc.placeholder((16, 8), gc.float32, name="x")
+    w = gc.placeholder((8, 32), gc.float32, name="w")
+    y = x @ w
+    pieces = [gc.tanh(y), y * 2.0, gc.zeros((16, 32)), gc.sigmoid(y) * x[:, :1]]
+    out = gc.concatenate(pieces, axis=1)
+    fn = run_and_compare([x, w], [out, gc.concatenate(pieces[:2], axis=0)],
+                         [uniform((16, 8)), uniform((8, 32))])
+    assert fn.kernel_count == 1, fn.dump()         # both concatenations: GEMM epilogues
+
+
+def test_concatenation_reading_a_gemm_transposed_gets_its_own_kernel(cl_device):
+    x = gc.placeholder((16, 16), gc.float32, name="x")
+    y = x @ x
+    fn = run_and_compare([x], [gc.concatenate([gc.tanh(y), y.T], axis=1)],
+                         [uniform((16, 16))])
+    assert fn.kernel_count == 2, fn.dump()
+
+
+def lstm_step(batch=16, steps=6, features=5, units=64, classes=3, lr=0.1):
+    """LSTM(units) -> Dense(classes), softmax cross-entropy, one SGD step."""
+    rng = np.random.default_rng(1)
+    x = gc.placeholder((batch, steps, features), gc.float32, name="x")
+    y = gc.placeholder((batch,), gc.int32, name="y")
+    layers = [gc.nn.LSTM(units), gc.nn.Dense(classes)]
+    h = x
+    for layer in layers:
+        h = layer(h)
+    params = [w for layer in layers for w in layer.weights]
+    loss = gc.mean(gc.losses.sparse_categorical_crossentropy(y, h, from_logits=True))
+    updates = [(p, p - lr * g) for p, g in zip(params, gc.grad(loss, params))]
+    feeds = [rng.standard_normal((batch, steps, features)).astype(np.float32),
+             rng.integers(0, classes, batch).astype(np.int32)]
+    return x, y, loss, params, updates, feeds
+
+
+# Kernels of the 6-step LSTM training step (30): per step a forward GEMM and gate kernel and
+# a backward GEMM whose epilogue stores the step's four gate gradients into their column
+# blocks (the first step has no forward GEMM); the input transposed, its projection, 3
+# weight-gradient GEMMs and the bias sum; the dense layer and the loss. The stacks of gate
+# gradients and of states the weight gradients read are written in place by the step
+# kernels (no stacking kernels). A change that fuses more lowers it.
+LSTM_STEP_KERNELS = 30
+
+
+def test_lstm_training_step_kernel_count(cl_device):
+    x, y, loss, params, updates, feeds = lstm_step()
+    want_loss, *want_params = gc.interpret([loss] + [u for _, u in updates],
+                                           dict(zip([x, y], feeds)))
+    step = gc.function([x, y], [loss], updates=updates)
+    assert step.kernel_count <= LSTM_STEP_KERNELS, step.dump()
+    assert not [k.name for k in step.compiled.kernels if k.name.startswith("E_16_256")]
+    (got_loss,) = step(*feeds)
+    np.testing.assert_allclose(got_loss, want_loss, rtol=1e-5, atol=1e-6)
+    for p, want in zip(params, want_params):
+        np.testing.assert_allclose(p.get_value(), want, rtol=1e-4, atol=1e-5, err_msg=p.name)

@@ -245,6 +245,17 @@ class P:
     s = gc.placeholder((), name="s")
     i = gc.placeholder((3, 4), gc.int32, name="i")
     t = gc.placeholder((2, 3, 4), name="t")
+    r = gc.placeholder((1, 4), name="r")
+    r2 = gc.placeholder((1, 4), name="r2")
+    q = gc.placeholder((2, 4), name="q")
+    c = gc.placeholder((3, 1), name="c")
+    u = gc.placeholder((2, 1, 4), name="u")
+    wide = gc.placeholder((1, 40), name="wide")
+
+
+def rows(value, before, after):
+    """`value` zero-padded along axis 0."""
+    return gc.pad(value, ((before, after), (0, 0)))
 
 
 def f32(value):
@@ -307,6 +318,24 @@ SIMPLIFY_CASES = [
     ("min over no axes", lambda: apply("reduce_min", [P.x], axes=(), keepdims=False),
      "drop_empty_min", []),
     ("sum kept", lambda: gc.sum(P.x, axis=0), None, ["reduce_sum"]),
+    ("padded rows with a small gap (folded)", lambda: rows(P.r, 0, 2) + rows(P.r2, 2, 0),
+     "pad_sum_to_concatenate", ["concatenate"]),
+    ("padded rows with a wide gap", lambda: rows(P.wide, 0, 2) + rows(P.wide, 2, 0),
+     "pad_sum_to_concatenate", ["broadcast_to", "concatenate"]),
+    ("padded rows tiling", lambda: rows(P.r, 0, 2) + rows(P.r2, 1, 1) + rows(P.r, 2, 0),
+     "pad_sum_to_concatenate", ["concatenate"]),
+    ("padded rows, gaps at both ends", lambda: rows(P.r, 1, 3) + rows(P.r2, 3, 1),
+     "pad_sum_to_concatenate", ["concatenate"]),
+    ("3-d pads along axis 1", lambda: gc.pad(P.u, ((0, 0), (2, 0), (0, 0)))
+     + gc.pad(P.u, ((0, 0), (0, 2), (0, 0))), "pad_sum_to_concatenate", ["concatenate"]),
+    ("overlapping pads kept", lambda: rows(P.q, 0, 1) + rows(P.q, 1, 0), None,
+     ["add", "pad", "pad"]),
+    ("pads on different axes kept", lambda: rows(P.r, 0, 2) + gc.pad(P.c, ((0, 0), (3, 0))),
+     None, ["add", "pad", "pad"]),
+    ("pad of a non-zero value kept", lambda: rows(P.r, 0, 2)
+     + gc.pad(P.r2, ((2, 0), (0, 0)), constant_values=1.0), None, ["add", "pad", "pad"]),
+    ("pad on two axes kept", lambda: gc.pad(P.r, ((0, 2), (0, 1)))
+     + gc.pad(P.c, ((0, 0), (4, 0))), None, ["add", "pad", "pad"]),
     ("sum(big * 1) folds", lambda: P.x + gc.sum(f32(np.ones(5000)) * 1.0), "fold_constant",
      ["add"]),
 ]

@@ -133,7 +133,43 @@ def test_plan_problems_name_unknown_buffers():
     assert plan_problems(plan) == []
 
 
+def halves_plan(n: int) -> Plan:
+    """z = [x + y, x + x]: two launches writing the halves of one buffer through views."""
+    half = 4 * n
+    low = (BufferArg("a"), BufferArg("b"), BufferArg("low"), ScalarArg(n, "int32"))
+    high = (BufferArg("a"), BufferArg("a"), BufferArg("high"), ScalarArg(n, "int32"))
+    return Plan(SOURCE, "", buffers=(BufferSpec("a", half, "input"),
+                                     BufferSpec("b", half, "input"),
+                                     BufferSpec("out", 2 * half, "output"),
+                                     BufferSpec("low", half, "scratch", "out", 0),
+                                     BufferSpec("high", half, "scratch", "out", half)),
+                inputs=(vector("x", "a", n), vector("y", "b", n)),
+                outputs=(vector("z", "out", 2 * n),), variables=(),
+                launches=(launch("vadd", low, n), launch("vadd", high, n)))
+
+
+def test_plan_problems_name_views_outside_their_buffer():
+    plan = halves_plan(1024)
+    assert plan_problems(plan) == []
+    outside = BufferSpec("high", 4096, "scratch", "out", 8192)
+    orphan = BufferSpec("high", 4096, "scratch", "nowhere", 0)
+    for bad, words in ((outside, "outside 'out'"), (orphan, "'nowhere', which is not")):
+        broken = Plan(plan.source, "", plan.buffers[:4] + (bad,), plan.inputs, plan.outputs,
+                      (), plan.launches)
+        assert any(words in p for p in plan_problems(broken)), plan_problems(broken)
+
+
 # ---------------------------------------------------------------- on a device
+
+
+@pytest.mark.opencl
+def test_views_write_into_their_parent_buffer(cl_device):
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal((2, 1024)).astype(np.float32)
+    executable = Executable(cl_device, halves_plan(1024))
+    (z,) = executable.run([x, y])
+    np.testing.assert_array_equal(z, np.concatenate([x + y, x + x]))
+    assert executable.buffer_bytes == 4 * 1024 * 4      # views allocate nothing
 
 
 @pytest.mark.opencl

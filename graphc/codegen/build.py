@@ -15,6 +15,7 @@ from graphc.codegen.opencl import render_kernel
 from graphc.codegen.gemm_epilogue import build_gemm, gemm_operands
 from graphc.codegen.raw import raw_kernel
 from graphc.codegen.reductions import loop_spec
+from graphc.codegen.stores import store_targets
 from graphc.ir import Tensor
 from graphc.passes.fuse import Group
 
@@ -96,8 +97,9 @@ def build_kernel(group: Group, buffer_of: dict[Tensor, str], dtype_of: dict) -> 
 def _stores(group: Group, low: Lowering, idx, buffer_of) -> tuple[Store, ...]:
     stores = []
     for t in group.stores:
-        value = low.at(t, idx)
-        stores.append(Store(low.local(buffer_of[t], t.dtype), flatten(idx, t.shape), value))
+        buffer = low.local(buffer_of[t], t.dtype)
+        for part, index in store_targets(t, idx, group.root.shape):
+            stores.append(Store(buffer, flatten(index, t.shape), low.at(part, idx)))
     return tuple(stores)
 
 

@@ -14,6 +14,7 @@ from graphc.codegen.index import Lin, flatten, unflatten, var
 from graphc.codegen.kernel import Acc
 from graphc.codegen.lower import Lowering
 from graphc.codegen.opencl import Emitter, c_type
+from graphc.codegen.stores import store_targets
 from graphc.ir import Tensor
 
 C_TYPES = {"float32": "float", "float64": "double"}
@@ -87,10 +88,10 @@ def _epilogue(group, low: Lowering, buffer_of, t: Tensor) -> Epilogue:
     emitter = Emitter("  ")
     stores = []
     for value in group.stores:
-        expr = low.at(value, out)
         name = low.local(buffer_of[value], value.dtype)
-        stores.append(f"  {name}[{_index(flatten(out, value.shape))}] = "
-                      f"{_stored(emitter.value(expr), value.dtype)};")
+        for part, index in store_targets(value, out, t.shape):
+            stores.append(f"  {name}[{_index(flatten(index, value.shape))}] = "
+                          f"{_stored(emitter.value(low.at(part, out)), value.dtype)};")
     T = c_type(t.dtype)
     head = [f"const int gb = {{b}}; const int gi = {{i}}; const int gj = {{j}}; "
             f"const {T} acc = {{acc}};"]

@@ -1,7 +1,8 @@
 """Recurrent layers (SimpleRNN, LSTM, GRU) unrolled over a static sequence length.
 
 Inputs are (batch, time, features). The input projection of every timestep is one matmul,
-(batch * time, features) @ kernel (+ bias); each step then adds h @ recurrent_kernel and
+(time * batch, features) @ kernel (+ bias), time-major so that each step's rows are one
+contiguous block (their gradients stack into one buffer without copies); each step then adds h @ recurrent_kernel and
 applies its gates elementwise, so the compiler fuses a step's gates into one kernel, and
 the steps' kernels, identical in content, are compiled once. The initial state is zero,
 so the first step skips its recurrent matmul. Keras's equations and gate orders apply:
@@ -63,24 +64,27 @@ class _Recurrent(Layer):
 
     def call(self, x: gc.Tensor, training: bool = False) -> gc.Tensor:
         projected = self._project(x)
+        batch = x.shape[0]
         state: State = None
         outputs = []
         for t in range(x.shape[1]):
-            state = self._step(projected[:, t, :], state)
+            state = self._step(projected[t * batch:(t + 1) * batch], state)
             outputs.append(state[0])
-        return gc.stack(outputs, axis=1) if self.return_sequences else outputs[-1]
+        if not self.return_sequences:
+            return outputs[-1]
+        return gc.transpose(gc.stack(outputs, axis=0), (1, 0, 2))
 
     def _project(self, x: gc.Tensor) -> gc.Tensor:
-        """x @ kernel (+ input bias) for every timestep at once: (batch, time, gates*units)."""
+        """x @ kernel (+ input bias) for every timestep at once, time-major: (time * batch,
+        gates*units), so step t's rows (and their gradients, stacked) are one contiguous block."""
         if x.ndim != 3:
             raise ValueError(f"{type(self).__name__} {self.name}: expects (batch, time,"
                              f" features) input, got shape {x.shape}")
         batch, time, features = x.shape
-        flat = gc.reshape(x, (batch * time, features)) @ self.kernel
+        time_major = gc.reshape(gc.transpose(x, (1, 0, 2)), (time * batch, features))
+        flat = time_major @ self.kernel
         bias = self._input_bias()
-        if bias is not None:
-            flat = flat + bias
-        return gc.reshape(flat, (batch, time, -1))
+        return flat if bias is None else flat + bias
 
     def _recurrent(self, h: gc.Tensor) -> gc.Tensor:
         return h @ self.recurrent_kernel

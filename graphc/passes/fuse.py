@@ -30,6 +30,7 @@ from graphc.codegen.lower import inlinable
 from graphc.codegen.raw import RAW_OPS
 from graphc.codegen.reductions import LOOP_OPS
 from graphc.ir import Graph, Tensor
+from graphc.passes.views import plan_views
 from graphc.ops import get_op
 
 RECOMPUTE_BUDGET = 8
@@ -45,10 +46,11 @@ COMPUTED_OPERANDS = {"take": (1,), **INLINE_OPERANDS}   # ...except these positi
 class Group:
     """One kernel to be: its kind, the value it is built around, and what it stores."""
 
-    kind: str                       # elementwise | loop | raw
+    kind: str                       # elementwise | loop | raw | alias
     root: Tensor
     stores: list[Tensor] = field(default_factory=list)
     epilogues: list[Tensor] = field(default_factory=list)
+    placed: dict = field(default_factory=dict)     # alias: value -> (container, byte offset)
 
 
 def node_cost(t: Tensor) -> int:
@@ -123,9 +125,13 @@ def _store_gemm_operands(node, stored: set) -> None:
 
 
 def make_groups(graph: Graph, outputs: list[Tensor]) -> list[Group]:
-    """Kernels for the graph, before scheduling."""
+    """Kernels for the graph, before scheduling; a concatenation its pieces' kernels write
+    in place (passes/views.py) is an "alias" group, which launches nothing."""
     stored = choose_stored(graph, outputs)
+    views = plan_views(graph, stored, set(outputs))
     groups = {t: _group_for(t) for node in graph.nodes for t in node.outputs if t in stored}
+    for t, placed in views.items():
+        groups[t].kind, groups[t].placed = "alias", placed
     _fuse_epilogues(groups, stored)
     _drop_unread_roots(list(groups.values()), stored, set(outputs))
     return _merge_siblings(_merge_cross_entropy(list(groups.values())), stored)
@@ -144,6 +150,8 @@ def _fuse_epilogues(groups: dict, stored: set) -> None:
             continue
         source = _epilogue_source(t, stored, groups)
         if source is None:
+            source = _pieces_source(t, stored, groups)
+        if source is None:
             continue
         host = groups[source]
         host.epilogues.append(t)
@@ -160,6 +168,29 @@ def _epilogue_source(t: Tensor, stored: set, groups: dict) -> Tensor | None:
     for source in sorted(candidates, key=lambda c: sum(_reaches(c, o) for o in candidates)):
         if not _depends_on_other_stored(t, source, stored):
             return source
+    return None
+
+
+def _pieces_source(t: Tensor, stored: set, groups: dict) -> Tensor | None:
+    """The GEMM whose kernel can compute every piece of the concatenation `t` at its own
+    index (the pieces read its output and epilogue values only there): its epilogue then
+    stores each piece into its block of `t` (several stores per element; codegen/stores.py)."""
+    node = t.producer
+    if node.op != "concatenate" or t.dtype.name not in ("float32", "float64"):
+        return None
+    pieces = list(node.inputs)
+    if any(p in stored or p.shape != pieces[0].shape for p in pieces):
+        return None
+    job = Group("elementwise", pieces[0], stores=pieces)
+    read = _leaves_read(job, stored)
+    for host in groups.values():
+        own = set(host.stores)
+        if host.kind != "loop" or host.root.producer.op != "matmul" \
+                or host.root.shape != pieces[0].shape or not read & own:
+            continue
+        if _reads_at_own_index(job, own, stored) \
+                and not any(_reaches(host.root, v) for v in read - own):
+            return host.root
     return None
 
 

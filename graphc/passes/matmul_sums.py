@@ -20,6 +20,7 @@ MIN_TERMS = 3           # two products are not worth two concatenations
 def merge_matmul_sums(graph: Graph) -> Graph:
     """Replace each maximal add-tree of >= MIN_TERMS 2-D matmuls by one matmul."""
     users = graph.users()
+    stacked = _stacked(graph)
 
     def replace(node: Node, inputs):
         if node.op != "add" or _inner(node.outputs[0], users):
@@ -28,8 +29,29 @@ def merge_matmul_sums(graph: Graph) -> Graph:
         if terms is None or len(terms) < MIN_TERMS:
             return None
         with site_of(node.site):
-            return [_one_product(terms)]
+            return [_one_product(_in_stack_order(terms, stacked))]
     return rebuild(graph, replace)
+
+
+def _stacked(graph: Graph) -> dict[Tensor, tuple[int, int]]:
+    """Each value stacked by a row concatenation: (which concatenation, position in it);
+    the last one wins (a sum of padded rows leaves a chain of growing concatenations)."""
+    found: dict[Tensor, tuple[int, int]] = {}
+    for number, node in enumerate(graph.nodes):
+        if node.op == "concatenate" and node.attrs["axis"] == 0:
+            for position, value in enumerate(node.inputs):
+                found[value] = (number, position)
+    return found
+
+
+def _in_stack_order(terms: list[Node], stacked: dict) -> list[Node]:
+    """The terms ordered as their right operands lie in one existing row concatenation
+    (the sum is the same in any order; this one lets the memory plan place the new
+    concatenation of those operands inside the existing one instead of copying them)."""
+    places = [stacked.get(n.inputs[1]) for n in terms]
+    if None in places or len({p[0] for p in places}) != 1:
+        return terms
+    return [n for _, n in sorted(zip(places, terms), key=lambda pair: pair[0][1])]
 
 
 def _inner(t: Tensor, users) -> bool:

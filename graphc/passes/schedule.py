@@ -8,12 +8,13 @@ which works on every OpenCL runtime; the planned peak is the sum of all buffers.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import networkx as nx
 
 from graphc.ir import Tensor
 from graphc.passes.fuse import Group, dependency_graph, reads_of
+from graphc.passes.views import resolve
 
 REUSE_SLACK = 2         # reuse a free buffer at most this many times larger than needed
 
@@ -37,30 +38,56 @@ def schedule(groups: list[Group], in_place: dict[Tensor, Group], stored: set) ->
 
 @dataclass(frozen=True)
 class MemoryPlan:
-    """Which buffer holds each stored value, and the buffers' sizes."""
+    """Which buffer holds each stored value, the buffers' sizes, and the views: buffers that
+    are (parent buffer, byte offset, bytes) of another (passes/views.py)."""
 
     buffer_of: dict
     sizes: dict
     peak_bytes: int
+    views: dict = field(default_factory=dict)
 
 
 def plan_memory(order: list[Group], scratch: set[Tensor], stored: set,
                 fixed: dict[Tensor, str]) -> MemoryPlan:
-    """Assign scratch values to reusable buffers; `fixed` values keep their own buffers."""
+    """Assign scratch values to reusable buffers; `fixed` values keep their own buffers.
+    A value placed in a concatenation gets a view of the concatenation's buffer, which
+    lives from the first write of any value in it to the last read of any of them."""
+    placement = {t: where for g in order for t, where in g.placed.items()}
     reads = {id(g): reads_of(g, stored) for g in order}
-    last_use = _last_uses(order, reads)
-    buffer_of, sizes, free = dict(fixed), {}, []
+    owner = {t: resolve(placement, t) for t in scratch}
+    end = _ends(order, reads, owner)
+    buffer_of, sizes, free, views = dict(fixed), {}, [], {}
     for step, group in enumerate(order):
         for t in group.stores:
-            if t in scratch:
-                buffer_of[t] = _take(free, sizes, max(t.type.nbytes, 1))
-        for t in group.stores:
-            if t in scratch and last_use.get(t, step) <= step:
-                free.append(buffer_of[t])
-        for t in reads[id(group)]:
-            if t in scratch and last_use.get(t) == step and buffer_of[t] not in free:
-                free.append(buffer_of[t])
-    return MemoryPlan(buffer_of, sizes, sum(sizes.values()))
+            if t not in scratch:
+                continue
+            root, offset = owner[t]
+            if root not in buffer_of:
+                buffer_of[root] = _take(free, sizes, max(root.type.nbytes, 1))
+            if root is not t:
+                buffer_of[t] = _view(views, buffer_of[root], offset, t.type.nbytes)
+        touched = {owner[t][0] for t in list(group.stores) + list(reads[id(group)])
+                   if t in scratch}
+        for root in touched:
+            if end[root] <= step and buffer_of[root] not in free:
+                free.append(buffer_of[root])
+    return MemoryPlan(buffer_of, sizes, sum(sizes.values()), views)
+
+
+def _ends(order: list[Group], reads: dict, owner: dict) -> dict[Tensor, int]:
+    """For each buffer-owning value, the last step that writes or reads anything in it."""
+    end: dict[Tensor, int] = {}
+    for step, group in enumerate(order):
+        for t in list(group.stores) + list(reads[id(group)]):
+            if t in owner:
+                end[owner[t][0]] = step
+    return end
+
+
+def _view(views: dict, parent: str, offset: int, nbytes: int) -> str:
+    name = f"{parent}@{offset}+{nbytes}"
+    views[name] = (parent, offset, nbytes)
+    return name
 
 
 def _last_uses(order: list[Group], reads: dict) -> dict[Tensor, int]:

@@ -20,6 +20,7 @@ import numpy as np
 from graphc.ir import Graph, Node, Tensor
 from graphc.passes import Pass
 from graphc.passes.fold import fold_node
+from graphc.passes.pad_sums import pad_sum_to_concatenate
 from graphc.rewrite import ANY_OP, Rule, apply_rules, make
 
 # Ops whose output holds only values of their input: a uniform input stays uniform.
@@ -159,6 +160,7 @@ def drop_empty_reduction(node: Node, inputs: tuple[Tensor, ...]) -> Tensor | Non
 
 RULES: tuple[Rule, ...] = (
     Rule("add_zero", "add", add_zero),
+    Rule("pad_sum_to_concatenate", "add", pad_sum_to_concatenate),
     Rule("subtract_zero", "subtract", subtract_zero),
     Rule("multiply_one", "multiply", multiply_one),
     Rule("divide_one", "divide", divide_one),
