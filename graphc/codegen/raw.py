@@ -73,6 +73,8 @@ def _max_pool2d_grad(name: str, t: Tensor, node):
     k, s, p = node.attrs["kernel"], node.attrs["stride"], node.attrs["padding"]
     N, C, H, W = x.shape
     OH, OW = g.shape[2], g.shape[3]
+    if tuple(s) == tuple(k) and tuple(p) == (0, 0) and (H, W) == (OH * k[0], OW * k[1]):
+        return _tiled_max_pool2d_grad(name, t, node)
     T = c_type(t.dtype)
     source = f"""__kernel void {name}(__global const {T}* restrict x, __global const {T}* restrict g, __global {T}* restrict dx) {{
   const int gid = get_global_id(0);
@@ -94,6 +96,30 @@ def _max_pool2d_grad(name: str, t: Tensor, node):
 }}
 """
     return source, t.size, t.size
+
+
+def _tiled_max_pool2d_grad(name: str, t: Tensor, node):
+    """Windows that tile the input exactly: one work item per window finds its first maximum
+    and writes the gradient there and zero at the window's other pixels."""
+    x, g = node.inputs
+    (kh, kw), T = node.attrs["kernel"], c_type(t.dtype)
+    N, C, H, W = x.shape
+    OH, OW = g.shape[2], g.shape[3]
+    offsets = [i * W + j for i in range(kh) for j in range(kw)]
+    scan = "".join(f"  v = x[at + {o}]; best_at = v > best ? {o} : best_at; "
+                   f"best = v > best ? v : best;\n" for o in offsets[1:])
+    stores = "".join(f"  dx[at + {o}] = best_at == {o} ? grad : ({T})0;\n" for o in offsets)
+    source = f"""__kernel void {name}(__global const {T}* restrict x, __global const {T}* restrict g, __global {T}* restrict dx) {{
+  const int gid = get_global_id(0);
+  if (gid >= {g.size}) return;
+  const int ow = gid % {OW}, oh = (gid / {OW}) % {OH}, nc = gid / {OH * OW};
+  const int at = nc * {H * W} + oh * {kh * W} + ow * {kw};
+  {T} best = x[at], v;
+  int best_at = 0;
+{scan}  const {T} grad = g[gid];
+{stores}}}
+"""
+    return source, g.size, t.size
 
 
 def _max_pool2d_select(name: str, t: Tensor, node):
