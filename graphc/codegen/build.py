@@ -13,7 +13,7 @@ from graphc.codegen.lower import Lowering
 from graphc.codegen.offsets import lift_offsets
 from graphc.codegen.opencl import render_kernel
 from graphc.codegen.conv_gemm import build_conv_gemm
-from graphc.codegen.gemm_epilogue import build_gemm, gemm_operands
+from graphc.codegen.gemm_epilogue import build_gemm, gemm_operands, operand_view
 from graphc.codegen.raw import raw_kernel
 from graphc.codegen.reductions import loop_spec
 from graphc.ir import Tensor
@@ -228,7 +228,7 @@ def _digest(text: str) -> str:
 
 def _build_raw(group: Group, buffer_of, dtype_of) -> BuiltKernel:
     t = group.root
-    inputs = [buffer_of[i] for i in t.producer.inputs]
+    inputs = [buffer_of[operand_view(i, buffer_of.__contains__)[0]] for i in t.producer.inputs]
     probe = raw_kernel("K", t, inputs, buffer_of[t])
     name = f"{PREFIX[t.producer.op]}_{'_'.join(map(str, t.shape))}_{_digest(probe.source)}"
     source = probe.source.replace("__kernel void K(", f"__kernel void {name}(", 1)

@@ -73,11 +73,17 @@ def should_store(t: Tensor, consumers: list, stored: set) -> bool:
     """The recompute-versus-store decision for an inlinable value (see the module doc)."""
     cost = sum(node_cost(v) for v in cone(t, stored))
     if any(c.op in BUFFER_OPERAND_OPS and (c.op != "take" or c.inputs[0] is t)
-           for c in consumers):
+           and not (c.op in RAW_OPS and _reshaped_buffer(t, stored)) for c in consumers):
         return True
     if any(c.op in REREADING_OPS for c in consumers) and cost > 0:
         return True
     return cost * (len(consumers) - 1) > RECOMPUTE_BUDGET
+
+
+def _reshaped_buffer(t: Tensor, stored: set) -> bool:
+    """A reshape of a buffer: hand-written kernels read its bytes in place."""
+    view = operand_view(t, lambda v: v in stored or v.producer is None)
+    return view is not None and not view[1] and view[0] is not t
 
 
 def choose_stored(graph: Graph, outputs: list[Tensor]) -> set[Tensor]:
