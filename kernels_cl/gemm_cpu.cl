@@ -7,9 +7,12 @@
  * transposed in 4x4 tiles when B is), then walks R-row register tiles over the panels: R x NV
  * vectors of width W, fed by one broadcast A value per row and step (from a packed copy when A
  * is transposed). Rows past M read row M-1 (in bounds) and are not stored. With several depth
- * blocks the accumulators rest in local memory between blocks.
+ * blocks the accumulators rest in local memory between blocks. A gathered operand (implicit
+ * GEMM, see graphc/codegen/gemm_gather.py) is always packed, through its generated helpers:
+ * row and column parts of the positions once each, then every element from the two.
  */
 
+${GATHERS}
 #if ${B_TRANS}
 /* Copy a TB x TB block, TB rows of B (TB columns of op(B)) at stride K, into the panel
  * transposed: TB vector loads, shuffles, TB vector stores. */
@@ -19,7 +22,24 @@ void ${name}_transpose(__global const ${T}* src, __local ${T}* dst)
 }
 #endif
 
-#if ${A_TRANS}
+#if ${A_GATHER}
+/* Copy rows [i0, i0 + R) of the gathered A over depths [kb, kb + kc) into apack as kc runs
+ * of R values; rows past M repeat row M-1. */
+void ${name}_pack_a(__global const ${T}* am, __local ${T}* apack,
+                    const int i0, const int kb, const int kc)
+{
+    int ro[${R}], rh[${R}], rw[${R}];
+    for (int r = 0; r < ${R}; ++r) {
+        const int4 p = ${name}_a_row(min(i0 + r, ${M} - 1));
+        ro[r] = p.x; rh[r] = p.y; rw[r] = p.z;
+    }
+    for (int k = 0; k < kc; ++k) {
+        const int4 q = ${name}_a_col(kb + k);
+        for (int r = 0; r < ${R}; ++r)
+            apack[k * ${R} + r] = ${name}_a_get(am, ro[r] + q.x, rh[r] + q.y, rw[r] + q.z);
+    }
+}
+#elif ${A_TRANS}
 /* Copy the R columns of A^T (rows of op(A)) from i0 over depths [kb, kb + kc) into apack as
  * kc runs of R contiguous values: read in place they would be 4 KiB apart for M = 1024, all
  * in one L1 set. Columns past M repeat column M-1. */
@@ -42,6 +62,23 @@ void ${name}_pack_a(__global const ${T}* am, __local ${T}* apack,
 void ${name}_pack_b(__global const ${T}* bm, __local ${T}* bp, const int jb, const int np,
                     const int kb, const int kc)
 {
+#if ${B_GATHER}
+    for (int p = 0; p < np; ++p) {
+        const int j0 = jb + p * ${TN};
+        __local ${T}* panel = bp + p * ${KC} * ${TN};
+        /* Column parts as separate arrays, so that the row loop vectorizes (masked gathers). */
+        int co[${TN}], ch[${TN}], cw[${TN}];
+        for (int c = 0; c < ${TN}; ++c) {
+            const int4 q = ${name}_b_col(min(j0 + c, ${N} - 1));
+            co[c] = q.x; ch[c] = q.y; cw[c] = q.z;
+        }
+        for (int k = 0; k < kc; ++k) {
+            const int4 p = ${name}_b_row(kb + k);
+            for (int c = 0; c < ${TN}; ++c)
+                panel[k * ${TN} + c] = ${name}_b_get(bm, p.x + co[c], p.y + ch[c], p.z + cw[c]);
+        }
+    }
+#else
     for (int p = 0; p < np; ++p) {
         const int j0 = jb + p * ${TN};
         __local ${T}* panel = bp + p * ${KC} * ${TN};
@@ -83,12 +120,13 @@ void ${name}_pack_b(__global const ${T}* bm, __local ${T}* bp, const int jb, con
         }
 #endif
     }
+#endif
 }
 
 __kernel void ${name}(__global const ${T}* restrict A, __global const ${T}* restrict B${params})
 {
     __local ${T} bp[${NP} * ${KC} * ${TN}];
-#if ${A_TRANS}
+#if ${A_PACK}
     __local ${T} apack[${KC} * ${R}];
 #endif
 #if ${NKB} > 1
@@ -102,13 +140,13 @@ __kernel void ${name}(__global const ${T}* restrict A, __global const ${T}* rest
     const int ib = block * ${RTILES} / ${RBLOCKS} * ${R};
     const int iend = min((block + 1) * ${RTILES} / ${RBLOCKS} * ${R}, ${M});
     const int batch_ = get_global_id(2);
-    __global const ${T}* am = A + batch_ * ${A_BATCH};
-    __global const ${T}* bm = B + batch_ * ${B_BATCH};
+    __global const ${T}* am = A + ${A_BASE};
+    __global const ${T}* bm = B + ${B_BASE};
     for (int kb = 0; kb < ${K}; kb += ${KC}) {
         const int kc = min(${KC}, ${K} - kb);
         ${name}_pack_b(bm, bp, jb, np, kb, kc);
         for (int i0 = ib; i0 < iend; i0 += ${R}) {
-#if ${A_TRANS}
+#if ${A_PACK}
             __local const ${T}* ap[${R}];
             ${name}_pack_a(am, apack, i0, kb, kc);
             #pragma unroll

@@ -407,7 +407,9 @@ def _max_pool2d_grads(g):
     u = g.input((2, 3, 4, 4))
     dx = gc.grad(gc.sum(gc.max_pool2d(x, 3, stride=2, padding=1) * u), x)
     du = gc.grad(gc.sum(dx * g.input(x.shape)), u)          # max_pool2d_select
-    return [dx, du]
+    tiles = g.input((2, 3, 6, 4), low=-2, high=2, discrete=True)   # ties: the first max wins
+    dt = gc.grad(gc.sum(gc.max_pool2d(tiles, 2) * g.input((2, 3, 3, 2))), tiles)
+    return [dx, du, dt]
 
 
 @case("avg_pool2d_grad", {"avg_pool2d_grad"}, FLOATS)

@@ -499,3 +499,24 @@ def test_lstm_training_step_kernel_count(cl_device):
     np.testing.assert_allclose(got_loss, want_loss, rtol=1e-5, atol=1e-6)
     for p, want in zip(params, want_params):
         np.testing.assert_allclose(p.get_value(), want, rtol=1e-4, atol=1e-5, err_msg=p.name)
+
+
+def test_conv_block_backward_has_no_copy_kernel_and_one_weight_gradient_kernel():
+    """The weight gradient GEMM writes the SGD update itself (no partial sums kernel), and
+    the reshape between a dense layer's gradient and the pooling gradient costs no kernel."""
+    x = gc.placeholder((2, 2, 10, 10), gc.float32, name="x")
+    g = gc.placeholder((2, 4), gc.float32, name="g")
+    w = gc.variable(uniform((3, 2, 3, 3)), name="w")
+    v = gc.variable(uniform((75, 4)), name="v")
+    pooled = gc.max_pool2d(gc.relu(gc.conv2d(x, w, padding=1)), 2)
+    loss = gc.sum(gc.reshape(pooled, (2, 75)) @ v * g)
+    dw = gc.grad(loss, w)
+    feeds = [uniform(x.shape), uniform(g.shape)]
+    want = gc.interpret([w - 0.1 * dw], dict(zip([x, g], feeds)))[0]
+    fn = gc.function([x, g], [], updates=[(w, w - 0.1 * dw)])
+    fn(*feeds)
+    np.testing.assert_allclose(w.get_value(), want, rtol=1e-5, atol=1e-6)
+    kernels = fn.compiled.kernels
+    assert [k.name.split("_")[0] for k in kernels if "CONVDW" in k.name] == ["CONVDW"]
+    copies = [k.name for k in kernels if all(op.startswith("reshape ") for op in k.ops)]
+    assert copies == [], fn.dump()

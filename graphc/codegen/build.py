@@ -12,6 +12,7 @@ from graphc.codegen.kernel import Acc, Kernel, Load, Param, Reduce, Store
 from graphc.codegen.lower import Lowering
 from graphc.codegen.offsets import lift_offsets
 from graphc.codegen.opencl import render_kernel
+from graphc.codegen.conv_gemm import build_conv_gemm
 from graphc.codegen.gemm_epilogue import build_gemm, gemm_operands
 from graphc.codegen.raw import raw_kernel
 from graphc.codegen.reductions import loop_spec
@@ -65,6 +66,10 @@ def build_kernels(group: Group, buffer_of: dict[Tensor, str], dtype_of: dict,
         operands = gemm_operands(group.root, buffer_of)
         if operands is not None:
             return [build_gemm(group, buffer_of, dtype_of, device_info, operands, tune)]
+    if device_info is not None and group.kind == "loop":
+        conv = build_conv_gemm(group, buffer_of, dtype_of, device_info)
+        if conv is not None:
+            return [conv]
     if group.kind == "loop":
         spec = loop_spec(group.root)
         split = split_factor(group.root.size, int(np.prod(spec.space, dtype=np.int64)),

@@ -20,6 +20,8 @@ from importlib import resources
 from string import Template
 from typing import Any
 
+from graphc.codegen.gemm_gather import Gather, gather_code
+
 ITEMSIZE = {"float": 4, "double": 8}
 INT_MAX = 2**31 - 1
 CPU_TUNING = ("rows", "vectors", "width", "panels", "mc", "kc", "order")
@@ -44,6 +46,8 @@ class GemmSpec:
     b_trans: bool  # B stored as (batch, n, k) instead of (batch, k, n)
     a_batch_stride: int  # elements between batches of A; 0 broadcasts A over the batch
     b_batch_stride: int
+    a_gather: Gather | None = None  # A read through index arithmetic (layout flags ignored)
+    b_gather: Gather | None = None
 
     def __post_init__(self) -> None:
         problems = spec_problems(self)
@@ -219,7 +223,7 @@ def _cpu_local_bytes(tiles: CpuTiles, spec: GemmSpec) -> int:
     """Local memory used: the packed B block, the packed A tile when A is transposed, and the
     accumulator spill when K is blocked."""
     spill = tiles.mc * tiles.nc if spec.k > tiles.kc else 0
-    a_tile = tiles.kc * tiles.rows if spec.a_trans else 0
+    a_tile = tiles.kc * tiles.rows if _packs_a(spec) else 0
     return (tiles.kc * tiles.nc + a_tile + spill) * ITEMSIZE[spec.dtype]
 
 
@@ -249,9 +253,15 @@ def _cpu_values(spec: GemmSpec, t: CpuTiles) -> dict[str, Any]:
         NP=_ceil_div(panels, strips), MC=_ceil_div(tiles, blocks) * t.rows,
         PANELS=panels, STRIPS=strips, RTILES=tiles, RBLOCKS=blocks,
         COL_DIM=0 if t.order == "cols" else 1, ROW_DIM=1 if t.order == "cols" else 0,
-        A_TRANS=int(spec.a_trans), A_STEP=t.rows if spec.a_trans else 1,
+        A_TRANS=int(spec.a_trans), A_PACK=int(_packs_a(spec)),
+        A_STEP=t.rows if _packs_a(spec) else 1,
         A_COPY=_copy_code(spec.dtype, t.rows, spec.m), B_TRANS=int(spec.b_trans),
         TB=block, TRANSPOSE=_transpose_code(spec.dtype, block, spec.k, t.tn))
+
+
+def _packs_a(spec: GemmSpec) -> bool:
+    """Whether the CPU variant copies A's row tiles (transposed or gathered A) first."""
+    return spec.a_trans or spec.a_gather is not None
 
 
 def _copy_code(dtype: str, rows: int, m: int) -> str:
@@ -315,7 +325,17 @@ def _render(template: str, name: str, spec: GemmSpec, epilogue: Epilogue,
     params = "".join(",\n    " + p.replace("{T}", spec.dtype) for p in epilogue.params)
     return Template(text).substitute(
         values, name=name, params=params, STORE=store, M=spec.m, N=spec.n, K=spec.k,
-        A_BATCH=spec.a_batch_stride, B_BATCH=spec.b_batch_stride)
+        A_BASE=_base(spec.a_gather, spec.a_batch_stride),
+        B_BASE=_base(spec.b_gather, spec.b_batch_stride),
+        A_GATHER=int(spec.a_gather is not None), B_GATHER=int(spec.b_gather is not None),
+        GATHERS=gather_code(name, "a", spec.a_gather, spec.dtype)
+        + gather_code(name, "b", spec.b_gather, spec.dtype))
+
+
+def _base(gather: Gather | None, stride: int) -> str:
+    """C expression of an operand's offset in batch `batch_`."""
+    return f"({gather.base})" if gather is not None else f"batch_ * {stride}"
+
 
 
 def render_store(store: str, spec: GemmSpec) -> str:

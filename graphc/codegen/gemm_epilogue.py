@@ -57,7 +57,6 @@ def gemm_operands(t: Tensor, buffer_of) -> tuple | None:
 
 def build_gemm(group, buffer_of, nbytes, device_info, operands, tune=None):
     """A BuiltKernel for a matmul group through the GEMM generator."""
-    from graphc.codegen.build import BuiltKernel, _digest, _ops_of, _traffic
     t = group.root
     (a, a_trans, a_stride), (b, b_trans, b_stride) = operands
     m, k = t.producer.inputs[0].shape[-2:]
@@ -66,24 +65,31 @@ def build_gemm(group, buffer_of, nbytes, device_info, operands, tune=None):
     spec = GemmSpec(batch, m, n, k, C_TYPES[t.dtype.name], a_trans, b_trans, a_stride, b_stride)
     if tune is not None:
         device_info = tune(spec, device_info)       # tuned tiles, when known
+    out = unflatten(var("gb", batch), t.shape[:-2]) + [var("gi", m), var("gj", n)]
+    return built_gemm(group, buffer_of, nbytes, device_info, spec, (a, b), out,
+                      f"MM_{batch}_{m}_{n}_{k}")
+
+
+def built_gemm(group, buffer_of, nbytes, device_info, spec: GemmSpec, operands, out,
+               label: str):
+    """The BuiltKernel of `spec` on the buffers of `operands` (A, B), storing the group's
+    values at the root's index `out` (linear forms of gb, gi, gj), named `label`_digest."""
+    from graphc.codegen.build import BuiltKernel, _digest, _ops_of, _traffic
+    t = group.root
     low = Lowering(buffer_of)
     low.computing = set(group.stores) - {t}
-    epilogue = _epilogue(group, low, buffer_of, t)
+    epilogue = _epilogue(group, low, buffer_of, t, out)
     probe = gemm_kernel("K", spec, epilogue, device_info)
-    name = f"MM_{batch}_{m}_{n}_{k}_{_digest(probe.source)}"
+    name = f"{label}_{_digest(probe.source)}"
     source = gemm_kernel(name, spec, epilogue, device_info).source   # helpers carry the name
-    args = (buffer_of[a], buffer_of[b]) + tuple(low.locals) + \
+    args = tuple(buffer_of[x] for x in operands) + tuple(low.locals) + \
         (("graphc_step",) if low.uses_step else ())
     ops = tuple(f"{node.op} # {node.site}" for node in _ops_of(group, low))
     return BuiltKernel(name, source, args, t.size, ops, spec.flops,
                        *_traffic(args, group, nbytes), probe.global_size, probe.local_size)
 
 
-def _epilogue(group, low: Lowering, buffer_of, t: Tensor) -> Epilogue:
-    batch_shape = t.shape[:-2]
-    batch = int(np.prod(batch_shape, dtype=np.int64))
-    out = unflatten(var("gb", batch), batch_shape) + [var("gi", t.shape[-2]),
-                                                       var("gj", t.shape[-1])]
+def _epilogue(group, low: Lowering, buffer_of, t: Tensor, out: list) -> Epilogue:
     low.accumulated = (t, tuple(out), Acc(t.dtype))
     emitter = Emitter("  ")
     stores = []

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from graphc.codegen.cross_entropy import XENT_OPS, row_kernel
+from graphc.codegen.gemm_epilogue import operand_view
 from graphc.codegen.opencl import c_type
 from graphc.ir import Tensor
 
@@ -37,7 +38,8 @@ def raw_kernel(name: str, stores: list[Tensor], buffer_of: dict) -> RawKernel:
                          k.uses_step)
     (t,) = stores
     source, items, flops = _BUILDERS[node.op](name, t, node)
-    args = tuple(buffer_of[i] for i in node.inputs) + (buffer_of[t],)
+    inputs = (operand_view(i, buffer_of.__contains__)[0] for i in node.inputs)
+    args = tuple(buffer_of[i] for i in inputs) + (buffer_of[t],)
     return RawKernel(source, items, args, (node,), flops, t.shape)
 
 
@@ -82,6 +84,8 @@ def _max_pool2d_grad(name: str, t: Tensor, node):
     k, s, p = node.attrs["kernel"], node.attrs["stride"], node.attrs["padding"]
     N, C, H, W = x.shape
     OH, OW = g.shape[2], g.shape[3]
+    if tuple(s) == tuple(k) and tuple(p) == (0, 0) and (H, W) == (OH * k[0], OW * k[1]):
+        return _tiled_max_pool2d_grad(name, t, node)
     T = c_type(t.dtype)
     source = f"""__kernel void {name}(__global const {T}* restrict x, __global const {T}* restrict g, __global {T}* restrict dx) {{
   const int gid = get_global_id(0);
@@ -103,6 +107,30 @@ def _max_pool2d_grad(name: str, t: Tensor, node):
 }}
 """
     return source, t.size, t.size
+
+
+def _tiled_max_pool2d_grad(name: str, t: Tensor, node):
+    """Windows that tile the input exactly: one work item per window finds its first maximum
+    and writes the gradient there and zero at the window's other pixels."""
+    x, g = node.inputs
+    (kh, kw), T = node.attrs["kernel"], c_type(t.dtype)
+    N, C, H, W = x.shape
+    OH, OW = g.shape[2], g.shape[3]
+    offsets = [i * W + j for i in range(kh) for j in range(kw)]
+    scan = "".join(f"  v = x[at + {o}]; best_at = v > best ? {o} : best_at; "
+                   f"best = v > best ? v : best;\n" for o in offsets[1:])
+    stores = "".join(f"  dx[at + {o}] = best_at == {o} ? grad : ({T})0;\n" for o in offsets)
+    source = f"""__kernel void {name}(__global const {T}* restrict x, __global const {T}* restrict g, __global {T}* restrict dx) {{
+  const int gid = get_global_id(0);
+  if (gid >= {g.size}) return;
+  const int ow = gid % {OW}, oh = (gid / {OW}) % {OH}, nc = gid / {OH * OW};
+  const int at = nc * {H * W} + oh * {kh * W} + ow * {kw};
+  {T} best = x[at], v;
+  int best_at = 0;
+{scan}  const {T} grad = g[gid];
+{stores}}}
+"""
+    return source, g.size, t.size
 
 
 def _max_pool2d_select(name: str, t: Tensor, node):

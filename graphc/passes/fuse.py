@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from graphc.codegen.cross_entropy import INLINE_OPERANDS, fusable
+from graphc.codegen.cross_entropy import INLINE_OPERANDS, XENT_OPS, fusable
 from graphc.codegen.gemm_epilogue import operand_view
 from graphc.codegen.lower import inlinable
 from graphc.codegen.raw import RAW_OPS
@@ -40,6 +40,7 @@ REREADING_OPS = {"matmul", "conv2d", "conv2d_grad_input", "conv2d_grad_weight",
                  "max_pool2d", "avg_pool2d", "avg_pool2d_grad", "take_grad"} | RAW_OPS
 BUFFER_OPERAND_OPS = RAW_OPS | {"take"}     # operands read directly by hand-written code
 COMPUTED_OPERANDS = {"take": (1,), **INLINE_OPERANDS}   # ...except these positions
+RESHAPE_READERS = RAW_OPS - XENT_OPS     # read a reshaped buffer's bytes in place
 
 
 @dataclass
@@ -78,7 +79,9 @@ def cone(t: Tensor, stored: set) -> list[Tensor]:
 def should_store(t: Tensor, consumers: list, stored: set) -> bool:
     """The recompute-versus-store decision for an inlinable value (see the module doc)."""
     cost = sum(node_cost(v) for v in cone(t, stored))
-    if any(c.op in BUFFER_OPERAND_OPS and _read_from_buffer(c, t) for c in consumers):
+    if any(c.op in BUFFER_OPERAND_OPS and _read_from_buffer(c, t)
+           and not (c.op in RESHAPE_READERS and _reshaped_buffer(t, stored))
+           for c in consumers):
         return True
     if any(c.op in REREADING_OPS for c in consumers) and cost > 0:
         return True
@@ -89,6 +92,12 @@ def _read_from_buffer(consumer, t: Tensor) -> bool:
     """Does `consumer`'s hand-written code load `t` from a buffer (not compute it inline)?"""
     computed = COMPUTED_OPERANDS.get(consumer.op, ())
     return any(v is t and i not in computed for i, v in enumerate(consumer.inputs))
+
+
+def _reshaped_buffer(t: Tensor, stored: set) -> bool:
+    """A reshape of a buffer: hand-written kernels read its bytes in place."""
+    view = operand_view(t, lambda v: v in stored or v.producer is None)
+    return view is not None and not view[1] and view[0] is not t
 
 
 def choose_stored(graph: Graph, outputs: list[Tensor]) -> set[Tensor]:

@@ -1,0 +1,51 @@
+"""Gathered GEMM operands: a matrix read through index arithmetic (implicit GEMM).
+
+A convolution is a matrix product whose operands are views of the image, the weights or the
+output gradient that no stride can describe (im2col). Instead of materializing them, the GEMM
+templates read such an operand through three generated C functions: the row part and the
+column part of an element's position (computed once per row and once per column of a packed
+block), and the element itself from the two, zero where the window falls in the padding.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Gather:
+    """Element (r, c) of a gathered operand, in batch `batch_`.
+
+    It lies at `base + row[0] + col[0]` (elements) and is zero unless
+    0 <= row[1] + col[1] < height and 0 <= row[2] + col[2] < width (a check is left out
+    where that bound is None). `base` is a C int expression of `batch_`; `row` holds three C
+    int expressions of `r` (offset, height part, width part), `col` three of `c`.
+    """
+
+    base: str
+    row: tuple[str, str, str]
+    col: tuple[str, str, str]
+    height: int | None = None
+    width: int | None = None
+
+
+def gather_code(name: str, operand: str, gather: Gather | None, dtype: str) -> str:
+    """The C helpers of a gathered operand: `{name}_{operand}_row` and `_col` (int4 of offset,
+    height and width parts), `_get` (the element at their sums, or zero outside) and `_gather`
+    (element (r, c) from scratch)."""
+    if gather is None:
+        return ""
+    prefix = f"{name}_{operand}"
+    checks = [f"(uint)({axis}) < {bound}u"
+              for axis, bound in (("h", gather.height), ("w", gather.width))
+              if bound is not None]
+    value = "x[o]"
+    if checks:
+        value = f"({' && '.join(checks)}) ? {value} : ({dtype})0"
+    return "\n".join([
+        f"int4 {prefix}_row(const int r) {{ return (int4)({', '.join(gather.row)}, 0); }}",
+        f"int4 {prefix}_col(const int c) {{ return (int4)({', '.join(gather.col)}, 0); }}",
+        f"{dtype} {prefix}_get(__global const {dtype}* x, const int o, const int h, const int w)",
+        f"{{\n    return {value};\n}}",
+        f"{dtype} {prefix}_gather(__global const {dtype}* x, const int r, const int c)",
+        f"{{\n    const int4 p = {prefix}_row(r), q = {prefix}_col(c);",
+        f"    return {prefix}_get(x, p.x + q.x, p.y + q.y, p.z + q.z);\n}}", ""])

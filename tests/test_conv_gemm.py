@@ -1,0 +1,98 @@
+"""Convolutions as implicit GEMMs (codegen/conv_gemm.py): values and gradients against
+gc.interpret over awkward shapes, on both GEMM variants (CPU and GPU) of the device.
+
+test_oclgrind.py runs this file again under Oclgrind (GRAPHC_TEST_TINY: the small cases)."""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+import pytest
+
+import graphc as gc
+import graphc.codegen.gemm as gemm
+
+TINY = os.environ.get("GRAPHC_TEST_TINY", "") not in ("", "0")
+
+# (x shape, w shape, conv2d keyword arguments, dtype)
+CASES = [
+    ((1, 1, 7, 7), (3, 1, 3, 3), {}, np.float32),
+    ((2, 3, 11, 13), (5, 3, 3, 2), dict(stride=2, padding=1), np.float32),
+    ((3, 4, 9, 7), (6, 2, 3, 3), dict(padding=(2, 1), dilation=2, groups=2), np.float32),
+    ((1, 6, 6, 5), (6, 1, 3, 3), dict(padding=1, groups=6), np.float64),
+    ((2, 3, 8, 8), (4, 3, 3, 3), dict(stride=(2, 1), padding=1), np.float64),
+    ((2, 5, 17, 19), (7, 5, 5, 5), dict(padding=2), np.float32),
+    ((5, 2, 33, 31), (3, 2, 1, 1), {}, np.float32),
+    ((2, 37, 5, 5), (41, 37, 2, 2), dict(dilation=(1, 2)), np.float64),
+    ((3, 1, 28, 28), (6, 1, 5, 5), {}, np.float32),          # LeNet's first layer
+]
+SMALL = 2000        # x elements of the cases Oclgrind runs
+
+
+def cases():
+    return [c for c in CASES if not TINY or np.prod(c[0]) <= SMALL]
+
+
+def conv_step(x_shape, w_shape, kwargs, dtype):
+    """(function, feeds, outputs, placeholders): relu(conv2d + bias) and both gradients."""
+    rng = np.random.default_rng(1)
+    x = gc.placeholder(x_shape, dtype, name="x")
+    w = gc.placeholder(w_shape, dtype, name="w")
+    b = gc.placeholder((w_shape[0],), dtype, name="b")
+    y = gc.conv2d(x, w, **kwargs) + gc.reshape(b, (1, -1, 1, 1))
+    if not TINY:
+        # Under Oclgrind a relu here makes its uninitialized-value check flag the gradient
+        # kernels of the second case a process runs (loop kernels as much as GEMMs).
+        y = gc.relu(y)
+    g = gc.placeholder(y.shape, dtype, name="g")
+    dx, dw = gc.grad(gc.sum(y * g), [x, w])
+    feeds = {p: rng.standard_normal(p.shape).astype(dtype) for p in (x, w, b, g)}
+    return gc.function(list(feeds), [y, dx, dw]), feeds, [y, dx, dw]
+
+
+def gemm_variant(monkeypatch, kind: str | None) -> None:
+    """Make the compiler generate GEMMs for `kind` ('cpu' or 'gpu') on the test device."""
+    if kind is None:
+        return
+    real = gemm.device_info_from
+    monkeypatch.setattr(gemm, "device_info_from",
+                        lambda device: dataclasses.replace(real(device), type=kind))
+
+
+def made_as_gemms(step) -> dict[str, bool]:
+    """For each convolution kernel's prefix: is it a GEMM with a gathered operand?"""
+    source = step.compiled.plan.source
+    return {k.name.split("_")[0]: f"{k.name}_b_row(" in source
+            for k in step.compiled.plan.launches if k.name.startswith("CONV")}
+
+
+@pytest.mark.opencl
+@pytest.mark.parametrize("kind", [None, "cpu", "gpu"])
+@pytest.mark.parametrize("x_shape, w_shape, kwargs, dtype", cases())
+def test_conv_gemm_matches_the_interpreter(cl_device, monkeypatch, kind, x_shape, w_shape,
+                                          kwargs, dtype):
+    if dtype == np.float64 and not cl_device.fp64:
+        pytest.skip("no float64 on this device")
+    gemm_variant(monkeypatch, kind)
+    step, feeds, outs = conv_step(x_shape, w_shape, kwargs, dtype)
+    got = step(*feeds.values())
+    want = gc.interpret(outs, feeds)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for name, a, b in zip(("y", "dx", "dw"), got, want):
+        scale = np.abs(b).max() + 1.0
+        np.testing.assert_allclose(a, b, rtol=0, atol=tol * scale * 10, err_msg=name)
+
+
+@pytest.mark.opencl
+@pytest.mark.parametrize("kind", ["cpu", "gpu"])
+def test_convolutions_run_as_gemms_except_the_strided_input_gradient(cl_device, monkeypatch,
+                                                                     kind):
+    gemm_variant(monkeypatch, kind)
+    strided, _, _ = conv_step((2, 3, 8, 8), (4, 3, 3, 3), dict(stride=2, padding=1),
+                              np.float32)
+    assert made_as_gemms(strided) == {"CONV": True, "CONVDX": False, "CONVDW": True}
+    plain, _, _ = conv_step((2, 3, 8, 8), (4, 3, 3, 3), dict(padding=1), np.float32)
+    assert made_as_gemms(plain) == {"CONV": True, "CONVDX": True, "CONVDW": True}
+    tiles = {k.local_size for k in plain.compiled.plan.launches if k.name.startswith("CONV")}
+    assert tiles == ({(1, 1, 1)} if kind == "cpu" else {(16, 16, 1)})
