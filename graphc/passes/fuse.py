@@ -185,12 +185,14 @@ def _loop_inputs(t: Tensor, stored: set, groups: dict) -> list | None:
 
 def _drop_unread_roots(groups: list[Group], stored: set, outputs: set) -> None:
     """A loop value that only its own epilogues read needs no buffer."""
-    for host in groups:
-        root = host.root
-        if not host.epilogues or root in outputs:
-            continue
-        if not any(root in reads_of(g, stored) for g in groups if g is not host):
-            host.stores.remove(root)
+    hosts = [g for g in groups if g.epilogues and g.root not in outputs]
+    if not hosts:
+        return
+    # dropping a root leaves every group's reads as they were: read them once
+    reads = {id(g): reads_of(g, stored) for g in groups}
+    for host in hosts:
+        if not any(host.root in reads[id(g)] for g in groups if g is not host):
+            host.stores.remove(host.root)
 
 
 def _depends_on_other_stored(t: Tensor, source: Tensor, stored: set) -> bool:
@@ -223,9 +225,10 @@ def _merge_siblings(groups: list[Group], stored: set) -> list[Group]:
     reads the other's values at its own index with no kernel in between (a chain); and
     give a loop group an independent elementwise group of its shape to finish with."""
     dag = dependency_graph(groups)
+    leaves: dict = {}
     merged: list[Group] = []
     for group in groups:
-        partner = next((m for m in merged if _can_merge(m, group, dag, stored)), None)
+        partner = next((m for m in merged if _can_merge(m, group, dag, stored, leaves)), None)
         if partner is None:
             merged.append(group)
             continue
@@ -234,7 +237,7 @@ def _merge_siblings(groups: list[Group], stored: set) -> list[Group]:
     return merged
 
 
-def _can_merge(a: Group, b: Group, dag, stored: set) -> bool:
+def _can_merge(a: Group, b: Group, dag, stored: set, leaves: dict) -> bool:
     if a.root.shape != b.root.shape or b.kind != "elementwise":
         return False
     if a.kind == "loop":        # an independent elementwise job rides along after the loop
@@ -243,9 +246,9 @@ def _can_merge(a: Group, b: Group, dag, stored: set) -> bool:
         return False
     if dag.has_edge(id(a), id(b)):
         return _only_direct(dag, id(a), id(b)) and _reads_at_own_index(b, set(a.stores), stored)
-    if nx.has_path(dag, id(a), id(b)) or nx.has_path(dag, id(b), id(a)):
-        return False
-    return bool(_leaves_read(a, stored) & _leaves_read(b, stored))
+    if not _leaves_read(a, stored, leaves) & _leaves_read(b, stored, leaves):
+        return False        # the cheaper test first: most pairs share no input
+    return not (nx.has_path(dag, id(a), id(b)) or nx.has_path(dag, id(b), id(a)))
 
 
 def _only_direct(dag, a, b) -> bool:
@@ -272,7 +275,16 @@ def _reads_at_own_index(group: Group, values: set, stored: set) -> bool:
     return True
 
 
-def _leaves_read(group: Group, stored: set) -> set:
+def _leaves_read(group: Group, stored: set, memo: dict) -> set:
+    """The stored values and leaves `group` reads, remembered in `memo` until its stores
+    change (a merge extends them)."""
+    key = (id(group), len(group.stores))
+    if key not in memo:
+        memo[key] = _leaves_of(group, stored)
+    return memo[key]
+
+
+def _leaves_of(group: Group, stored: set) -> set:
     read = set()
     for t in group.stores:
         for value in cone(t, stored):
