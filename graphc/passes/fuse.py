@@ -28,6 +28,7 @@ from graphc.codegen.raw import RAW_OPS
 from graphc.codegen.reductions import LOOP_OPS
 from graphc.ir import Graph, Tensor
 from graphc.ops import get_op
+from graphc.passes.reach import Reachability
 
 RECOMPUTE_BUDGET = 8
 TRANSCENDENTAL_COST = 4
@@ -225,39 +226,51 @@ def _merge_siblings(groups: list[Group], stored: set) -> list[Group]:
     reads the other's values at its own index with no kernel in between (a chain); and
     give a loop group an independent elementwise group of its shape to finish with."""
     dag = dependency_graph(groups)
-    leaves: dict = {}
+    state = _Merging(dag, Reachability(dag), stored)
     merged: list[Group] = []
     for group in groups:
-        partner = next((m for m in merged if _can_merge(m, group, dag, stored, leaves)), None)
+        partner = next((m for m in merged if _can_merge(m, group, state)), None)
         if partner is None:
             merged.append(group)
             continue
         partner.stores.extend(group.stores)
         nx.contracted_nodes(dag, id(partner), id(group), self_loops=False, copy=False)
+        state.reach.merge(id(partner), id(group))
     return merged
 
 
-def _can_merge(a: Group, b: Group, dag, stored: set, leaves: dict) -> bool:
+@dataclass
+class _Merging:
+    """What sibling merging consults: the kernel DAG, its reachability, the read sets."""
+
+    dag: nx.DiGraph
+    reach: Reachability
+    stored: set
+    leaves: dict = field(default_factory=dict)
+
+    def independent(self, a: Group, b: Group) -> bool:
+        """Neither group depends on the other."""
+        return not (self.reach.path(id(a), id(b)) or self.reach.path(id(b), id(a)))
+
+    def only_direct(self, a: Group, b: Group) -> bool:
+        """Is the edge a -> b the only path from a to b?"""
+        return not any(self.reach.path(c, id(b)) for c in self.dag.successors(id(a))
+                       if c != id(b))
+
+
+def _can_merge(a: Group, b: Group, state: _Merging) -> bool:
     if a.root.shape != b.root.shape or b.kind != "elementwise":
         return False
     if a.kind == "loop":        # an independent elementwise job rides along after the loop
-        return not (nx.has_path(dag, id(a), id(b)) or nx.has_path(dag, id(b), id(a)))
+        return state.independent(a, b)
     if a.kind != "elementwise":
         return False
-    if dag.has_edge(id(a), id(b)):
-        return _only_direct(dag, id(a), id(b)) and _reads_at_own_index(b, set(a.stores), stored)
-    if not _leaves_read(a, stored, leaves) & _leaves_read(b, stored, leaves):
+    stored = state.stored
+    if state.dag.has_edge(id(a), id(b)):
+        return state.only_direct(a, b) and _reads_at_own_index(b, set(a.stores), stored)
+    if not _leaves_read(a, stored, state.leaves) & _leaves_read(b, stored, state.leaves):
         return False        # the cheaper test first: most pairs share no input
-    return not (nx.has_path(dag, id(a), id(b)) or nx.has_path(dag, id(b), id(a)))
-
-
-def _only_direct(dag, a, b) -> bool:
-    """Is the edge a -> b the only path from a to b?"""
-    dag.remove_edge(a, b)
-    try:
-        return not nx.has_path(dag, a, b)
-    finally:
-        dag.add_edge(a, b)
+    return state.independent(a, b)
 
 
 def _reads_at_own_index(group: Group, values: set, stored: set) -> bool:
