@@ -7,8 +7,10 @@ first one left; the median of 3 pairs, and warm / cold (the target is at most 5%
 "compile" is gc.function's own clock (graph passes, fusion, codegen, program build,
 buffer allocation); "first step" adds the first call, where PoCL finishes each kernel for
 its launch geometry. By default PoCL's kernel cache lives in the same temporary folder, so
-it is empty for the cold run and kept for the warm one, as on a user's machine;
---no-pocl-cache sets POCL_KERNEL_CACHE=0 so that only graphc's disk cache is measured.
+it is empty for the cold run and kept for the warm one, as on a user's machine; graphc then
+writes no binary of its own (PoCL's cache serves the warm build, reported as 'miss'), since
+fetching one from PoCL compiles every kernel again. --no-pocl-cache sets POCL_KERNEL_CACHE=0
+so that only graphc's disk cache is measured.
 """
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ constants. A `Graph` is an ordered view over the nodes that lead to some outputs
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
@@ -31,7 +32,7 @@ class TensorType:
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+        return int(math.prod(self.shape))     # not np.prod: asked for thousands of times
 
     @property
     def nbytes(self) -> int:

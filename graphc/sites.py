@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import os
 import sys
 from pathlib import Path
@@ -14,14 +15,22 @@ _INTERNAL_PREFIXES = (_PACKAGE_DIR + os.sep,)
 def _is_internal(filename: str) -> bool:
     if filename.startswith("<frozen"):
         return True
-    return os.path.abspath(filename).startswith(_INTERNAL_PREFIXES)
+    return _absolute(filename, os.getcwd()).startswith(_INTERNAL_PREFIXES)
 
 
 def _short(filename: str) -> str:
     """Path relative to the working directory when inside it, else as given."""
-    absolute = os.path.abspath(filename)
-    cwd = os.getcwd() + os.sep
+    cwd = os.getcwd()
+    absolute = _absolute(filename, cwd)
+    cwd += os.sep
     return absolute[len(cwd):] if absolute.startswith(cwd) else filename
+
+
+@functools.lru_cache(maxsize=4096)
+def _absolute(filename: str, cwd: str) -> str:
+    """os.path.abspath(filename) run from `cwd`, remembered: every node built asks it for
+    each frame of the stack above it."""
+    return os.path.normpath(os.path.join(cwd, filename))
 
 
 _forced_site: contextvars.ContextVar[str | None] = contextvars.ContextVar("site", default=None)

@@ -5,6 +5,7 @@ import re
 import subprocess
 import sys
 import uuid
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from graphc.runtime import (BufferArg, BufferSpec, CompileError, Device, DeviceE
                             format_profile, select_device)
 from graphc.runtime import device as device_module
 from graphc.runtime.launch import plan_problems
+from graphc.runtime.program_cache import driver_caches_binaries
 
 SOURCE = """
 __kernel void vadd(__global const float *a, __global const float *b, __global float *out,
@@ -237,6 +239,7 @@ print(device.build_stats[-1].cache)
 @pytest.mark.opencl
 def test_new_process_hits_the_disk_cache(cl_device, tmp_path, monkeypatch):
     monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("POCL_KERNEL_CACHE", "0")      # PoCL's own cache off: graphc's is used
     source = f"// {uuid.uuid4()}\n{SOURCE}"
     cl_device.build(source)
     assert cl_device.build_stats[-1].cache == "miss"
@@ -244,6 +247,35 @@ def test_new_process_hits_the_disk_cache(cl_device, tmp_path, monkeypatch):
     child = subprocess.run([sys.executable, "-c", DISK_CHILD, str(cl_device.index)],
                            input=source, capture_output=True, text=True, check=True)
     assert child.stdout.strip() == "disk"
+
+
+def is_pocl(device) -> bool:
+    return "portable computing" in device.platform_name.lower()
+
+
+@pytest.mark.opencl
+def test_no_binary_is_written_while_pocl_keeps_its_own(cl_device, tmp_path, monkeypatch):
+    if not is_pocl(cl_device):
+        pytest.skip("PoCL's kernel cache only")
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("POCL_KERNEL_CACHE", raising=False)
+    cl_device.build(f"// {uuid.uuid4()}\n{SOURCE}")
+    assert cl_device.build_stats[-1].cache == "miss"
+    assert list(tmp_path.glob("*.bin")) == []
+
+
+@pytest.mark.parametrize("platform, setting, expected", [
+    ("Portable Computing Language", None, True), ("Portable Computing Language", "1", True),
+    ("Portable Computing Language", "0", False), ("Portable Computing Language", "off", False),
+    ("NVIDIA CUDA", None, False), ("rusticl", "1", False)])
+def test_driver_caches_binaries_only_for_pocl_with_its_cache_on(platform, setting, expected,
+                                                                monkeypatch):
+    if setting is None:
+        monkeypatch.delenv("POCL_KERNEL_CACHE", raising=False)
+    else:
+        monkeypatch.setenv("POCL_KERNEL_CACHE", setting)
+    device = SimpleNamespace(platform_name=platform)
+    assert driver_caches_binaries(device) is expected
 
 
 @pytest.mark.opencl

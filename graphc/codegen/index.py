@@ -9,6 +9,7 @@ generated code has no leftover division from a chain of views.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
 
 
 def cached_hash(cls):
@@ -35,7 +36,7 @@ class Var:
     name: str
     extent: int
 
-    @property
+    @cached_property
     def bounds(self):
         return 0, max(self.extent - 1, 0)
 
@@ -48,7 +49,7 @@ class Div:
     form: "Lin"
     divisor: int
 
-    @property
+    @cached_property
     def bounds(self):
         lo, hi = self.form.bounds
         return lo // self.divisor, hi // self.divisor
@@ -75,7 +76,7 @@ class Lin:
     terms: tuple = ()           # ((atom, coef), ...), atoms unique, coef != 0
     const: int = 0
 
-    @property
+    @cached_property
     def bounds(self) -> tuple[int, int]:
         lo = hi = self.const
         for atom, coef in self.terms:
@@ -162,6 +163,8 @@ def mod(form: Lin, divisor: int) -> Lin:
 
 def _recombine(form: Lin) -> Lin:
     """Fold d * (x // d) + (x % d) back into x."""
+    if not any(type(atom) is Div for atom, _ in form.terms):
+        return form
     terms = dict(form.terms)
     for atom, coef in form.terms:
         if isinstance(atom, Div) and atom in terms:
@@ -191,8 +194,9 @@ def unflatten(offset: Lin, shape) -> list[Lin]:
     return indices[::-1]
 
 
-def render(form: Lin, names: dict | None = None) -> str:
-    """C (and WGSL) text of an index form."""
+@lru_cache(maxsize=1 << 16)
+def render(form: Lin) -> str:
+    """C (and WGSL) text of an index form (remembered: kernels repeat their index forms)."""
     parts = []
     for atom, coef in sorted(form.terms, key=lambda t: _atom_key(t[0])):
         text = _render_atom(atom)
@@ -202,6 +206,7 @@ def render(form: Lin, names: dict | None = None) -> str:
     return " + ".join(parts).replace("+ -", "- ")
 
 
+@lru_cache(maxsize=1 << 16)
 def _render_atom(atom) -> str:
     if isinstance(atom, Var):
         return atom.name

@@ -32,6 +32,7 @@ from graphc.codegen.reductions import LOOP_OPS
 from graphc.ir import Graph, Tensor
 from graphc.passes.views import plan_views
 from graphc.ops import get_op
+from graphc.passes.reach import Reachability
 
 RECOMPUTE_BUDGET = 8
 TRANSCENDENTAL_COST = 4
@@ -234,12 +235,14 @@ def _loop_inputs(t: Tensor, stored: set, groups: dict) -> list | None:
 
 def _drop_unread_roots(groups: list[Group], stored: set, outputs: set) -> None:
     """A loop value that only its own epilogues read needs no buffer."""
-    for host in groups:
-        root = host.root
-        if not host.epilogues or root in outputs:
-            continue
-        if not any(root in reads_of(g, stored) for g in groups if g is not host):
-            host.stores.remove(root)
+    hosts = [g for g in groups if g.epilogues and g.root not in outputs]
+    if not hosts:
+        return
+    # dropping a root leaves every group's reads as they were: read them once
+    reads = {id(g): reads_of(g, stored) for g in groups}
+    for host in hosts:
+        if not any(host.root in reads[id(g)] for g in groups if g is not host):
+            host.stores.remove(host.root)
 
 
 def _depends_on_other_stored(t: Tensor, source: Tensor, stored: set) -> bool:
@@ -290,38 +293,51 @@ def _merge_siblings(groups: list[Group], stored: set) -> list[Group]:
     reads the other's values at its own index with no kernel in between (a chain); and
     give a loop group an independent elementwise group of its shape to finish with."""
     dag = dependency_graph(groups)
+    state = _Merging(dag, Reachability(dag), stored)
     merged: list[Group] = []
     for group in groups:
-        partner = next((m for m in merged if _can_merge(m, group, dag, stored)), None)
+        partner = next((m for m in merged if _can_merge(m, group, state)), None)
         if partner is None:
             merged.append(group)
             continue
         partner.stores.extend(group.stores)
         nx.contracted_nodes(dag, id(partner), id(group), self_loops=False, copy=False)
+        state.reach.merge(id(partner), id(group))
     return merged
 
 
-def _can_merge(a: Group, b: Group, dag, stored: set) -> bool:
+@dataclass
+class _Merging:
+    """What sibling merging consults: the kernel DAG, its reachability, the read sets."""
+
+    dag: nx.DiGraph
+    reach: Reachability
+    stored: set
+    leaves: dict = field(default_factory=dict)
+
+    def independent(self, a: Group, b: Group) -> bool:
+        """Neither group depends on the other."""
+        return not (self.reach.path(id(a), id(b)) or self.reach.path(id(b), id(a)))
+
+    def only_direct(self, a: Group, b: Group) -> bool:
+        """Is the edge a -> b the only path from a to b?"""
+        return not any(self.reach.path(c, id(b)) for c in self.dag.successors(id(a))
+                       if c != id(b))
+
+
+def _can_merge(a: Group, b: Group, state: _Merging) -> bool:
     if a.root.shape != b.root.shape or b.kind != "elementwise":
         return False
     if a.kind == "loop":        # an independent elementwise job rides along after the loop
-        return not (nx.has_path(dag, id(a), id(b)) or nx.has_path(dag, id(b), id(a)))
+        return state.independent(a, b)
     if a.kind != "elementwise":
         return False
-    if dag.has_edge(id(a), id(b)):
-        return _only_direct(dag, id(a), id(b)) and _reads_at_own_index(b, set(a.stores), stored)
-    if nx.has_path(dag, id(a), id(b)) or nx.has_path(dag, id(b), id(a)):
-        return False
-    return bool(_leaves_read(a, stored) & _leaves_read(b, stored))
-
-
-def _only_direct(dag, a, b) -> bool:
-    """Is the edge a -> b the only path from a to b?"""
-    dag.remove_edge(a, b)
-    try:
-        return not nx.has_path(dag, a, b)
-    finally:
-        dag.add_edge(a, b)
+    stored = state.stored
+    if state.dag.has_edge(id(a), id(b)):
+        return state.only_direct(a, b) and _reads_at_own_index(b, set(a.stores), stored)
+    if not _leaves_read(a, stored, state.leaves) & _leaves_read(b, stored, state.leaves):
+        return False        # the cheaper test first: most pairs share no input
+    return state.independent(a, b)
 
 
 def _reads_at_own_index(group: Group, values: set, stored: set) -> bool:
@@ -339,7 +355,16 @@ def _reads_at_own_index(group: Group, values: set, stored: set) -> bool:
     return True
 
 
-def _leaves_read(group: Group, stored: set) -> set:
+def _leaves_read(group: Group, stored: set, memo: dict) -> set:
+    """The stored values and leaves `group` reads, remembered in `memo` until its stores
+    change (a merge extends them)."""
+    key = (id(group), len(group.stores))
+    if key not in memo:
+        memo[key] = _leaves_of(group, stored)
+    return memo[key]
+
+
+def _leaves_of(group: Group, stored: set) -> set:
     read = set()
     for t in group.stores:
         for value in cone(t, stored):
