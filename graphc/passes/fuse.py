@@ -192,7 +192,7 @@ def _pieces_source(t: Tensor, stored: set, groups: dict) -> Tensor | None:
     if any(p in stored or p.shape != pieces[0].shape for p in pieces):
         return None
     job = Group("elementwise", pieces[0], stores=pieces)
-    read = _leaves_read(job, stored)
+    read = _leaves_of(job, stored)
     for host in groups.values():
         own = set(host.stores)
         if host.kind != "loop" or host.root.producer.op != "matmul" \
