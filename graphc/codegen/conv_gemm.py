@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphc.codegen.gemm import Epilogue, GemmSpec, gemm_kernel
+from graphc.codegen.gemm import INT_MAX, Epilogue, GemmSpec, gemm_kernel
 from graphc.codegen.gemm_epilogue import C_TYPES, built_gemm, operand_view
 from graphc.codegen.gemm_gather import Gather
 from graphc.codegen.index import floordiv, var
@@ -33,7 +33,9 @@ def build_conv_gemm(group, buffer_of, nbytes, device_info, private: str):
     where the loop kernel stays."""
     t = group.root
     node = t.producer
-    if node.op not in PREFIX or t.dtype.name not in C_TYPES:
+    sizes = [x.size for x in node.inputs] + [t.size]
+    if node.op not in PREFIX or t.dtype.name not in C_TYPES or min(sizes) < 1 \
+            or max(sizes) > INT_MAX:
         return None
     views = [operand_view(x, buffer_of.__contains__) for x in node.inputs]
     if any(view is None or view[1] for view in views):
