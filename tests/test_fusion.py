@@ -500,3 +500,30 @@ def test_lstm_training_step_kernel_count(cl_device):
     np.testing.assert_allclose(got_loss, want_loss, rtol=1e-5, atol=1e-6)
     for p, want in zip(params, want_params):
         np.testing.assert_allclose(p.get_value(), want, rtol=1e-4, atol=1e-5, err_msg=p.name)
+
+
+def test_epilogues_that_would_make_kernels_wait_on_each_other_are_fused_strictly(
+        cl_device, monkeypatch):
+    """q = p * sum(s) may join p's GEMM (the sum is a plain load), and e = sum(p) * sum(s)
+    the kernel of sum(s): together the two kernels would each wait on the other."""
+    from graphc.passes import fuse
+    x, w = gc.placeholder((32, 4), gc.float32, name="x"), gc.placeholder((4, 1), name="w")
+    s = gc.placeholder((32,), gc.float32, name="s")
+    p = x @ w
+    e = gc.reshape(gc.sum(p, axis=0), ()) * gc.sum(s)
+    modes = []
+    relaxed = fuse._fuse_epilogues
+    monkeypatch.setattr(fuse, "_fuse_epilogues",
+                        lambda groups, stored, strict=False: modes.append(strict)
+                        or relaxed(groups, stored, strict))
+    run_and_compare([x, w, s], [e, p * gc.sum(s)],
+                    [uniform((32, 4)), uniform((4, 1)), uniform((32,))])
+    assert modes == [False, True]
+
+
+def test_gemm_epilogue_may_read_another_loop_output_through_a_broadcast(cl_device):
+    x, w = gc.placeholder((16, 8), gc.float32, name="x"), gc.placeholder((8, 12), name="w")
+    rows = gc.sum(gc.exp(x), axis=1)
+    out = gc.tanh(x @ w) * rows[:, None]
+    fn = run_and_compare([x, w], [out], [uniform((16, 8)), uniform((8, 12))])
+    assert fn.kernel_count == 2, fn.dump()           # the row sums, then the GEMM
