@@ -25,33 +25,35 @@ def mergeable_kernel(kernel: BuiltKernel) -> bool:
 
 def merge_kernels(kernels: list[BuiltKernel], group_size: int) -> BuiltKernel:
     """One kernel running each of `kernels` over its own slice of the range."""
-    helpers: dict[str, str] = {}        # member source -> its function (repeats share one)
+    functions: dict[str, str] = {}      # member source -> its function (repeats share one)
     buffer_params, scalar_params, calls, start = [], [], [], 0
     for index, kernel in enumerate(kernels):
-        header = _HEADER.match(kernel.source)
-        params = [p.strip() for p in header.group(2).split(",") if p.strip()]
-        names = [f"m{index}_{n}" for n in range(len(params))]
-        for param, name in zip(params, names):
-            renamed = param.rsplit(" ", 1)[0] + " " + name
+        names = []
+        for n, param in enumerate(_params(kernel.source)):
+            names.append(f"m{index}_{n}")
+            renamed = param.rsplit(" ", 1)[0] + " " + names[-1]
             (buffer_params if "__global" in param else scalar_params).append(renamed)
-        function = helpers.setdefault(kernel.source, f"{NAME}_m{len(helpers)}")
+        function = functions.setdefault(kernel.source, f"{NAME}_m{len(functions)}")
         span = -(-kernel.work_items // group_size) * group_size
-        call = f"{function}({', '.join(names)}, gid - {start});"
-        calls.append(f"  if (gid < {start + span}) {{ {call} return; }}")
+        calls.append(f"  if (gid < {start + span}) {{ "
+                     f"{function}({', '.join(names)}, gid - {start}); return; }}")
         start += span
-    body = (f"__kernel void {NAME}({', '.join(buffer_params + scalar_params)}) {{\n"
-            "  const int gid = get_global_id(0);\n" + "\n".join(calls) + "\n}\n")
-    source = "\n".join(_function(member, function) for member, function in helpers.items())
-    source += "\n" + body
+    source = "\n".join(_function(member, name) for member, name in functions.items()) + \
+        f"\n__kernel void {NAME}({', '.join(buffer_params + scalar_params)}) {{\n" \
+        "  const int gid = get_global_id(0);\n" + "\n".join(calls) + "\n}\n"
     name = f"H_{hashlib.sha1(source.encode()).hexdigest()[:6]}"
     return _combined(kernels, name, source.replace(NAME, name), start)
 
 
+def _params(source: str) -> list[str]:
+    """A rendered kernel's parameter declarations: buffers, then int offsets."""
+    return [p.strip() for p in _HEADER.match(source).group(2).split(",") if p.strip()]
+
+
 def _function(source: str, name: str) -> str:
     """A member kernel as a function of its parameters and its work item id."""
-    header = _HEADER.match(source)
-    params = [p.strip() for p in header.group(2).split(",") if p.strip()] + ["const int gid"]
-    return f"void {name}({', '.join(params)}) {{\n" + source[header.end():]
+    params = ", ".join(_params(source) + ["const int gid"])
+    return f"void {name}({params}) {{\n" + source[_HEADER.match(source).end():]
 
 
 def _combined(kernels: list[BuiltKernel], name: str, source: str, items: int) -> BuiltKernel:

@@ -2,10 +2,12 @@
 
 A training step ends in many small kernels that depend on nothing of each other (bias
 gradients with their updates, loss reductions); each costs a launch. After scheduling,
-each mergeable group joins the closest earlier mergeable step that nothing between them,
-nor that step itself, leads to (data, and the reads of a variable's old value that must
-precede its in-place writer). The memory plan then treats a step as one kernel: values it
-reads stay alive until the whole step has run, so no member overwrites another's input.
+each mergeable group joins the earliest mergeable step that nothing between them, nor
+that step itself, leads to (data, and the reads of a variable's old value that must
+precede its in-place writer); the earliest packs more than the closest (a chain a->b next
+to c->d gives steps {a, c}, {b, d}) and moves only small kernels. The memory plan then
+treats a step as one kernel: values it reads stay alive until the whole step has run, so
+no member overwrites another's input.
 Codegen (codegen/horizontal.py) concatenates the members' ranges into one launch.
 """
 from __future__ import annotations
@@ -72,12 +74,16 @@ def bundle_steps(order: list[Group], dag) -> list:
 
 
 def _target(steps: list, group: Group, reach: Reachability) -> int | None:
-    """The index of the closest earlier step `group` can join, scanning back until a step
-    that `group` depends on."""
+    """The index of the earliest step `group` can join, scanning back until a kernel that
+    `group` depends on (passing a concatenation's alias step is safe: its pieces, which
+    block the scan, are the kernels that fill it)."""
+    found = None
     for index in range(len(steps) - 1, -1, -1):
         step = steps[index]
+        if step.kind == "alias":        # launches nothing: what it depends on decides
+            continue
         if any(reach.path(id(m), id(group)) for m in members(step)):
-            return None
+            break
         if len(members(step)) < MAX_MEMBERS and all(mergeable(m) for m in members(step)):
-            return index
-    return None
+            found = index
+    return found
