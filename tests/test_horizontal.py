@@ -3,12 +3,18 @@ interpreter, and kernels that depend on each other (data, or a variable's old va
 before its in-place update) stay apart."""
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 import graphc as gc
+from graphc.builder import apply
 from graphc.codegen.build import BuiltKernel
 from graphc.codegen.horizontal import merge_kernels
+from graphc.ops import REGISTRY, OpDef, register
+from graphc.ops.elementwise import unary_infer
 from graphc.passes.fuse import Group
 from graphc.passes.horizontal import MAX_MEMBER_ITEMS, MAX_MEMBERS, Bundle, bundle_steps
 from graphc.passes.schedule import plan_memory
@@ -146,6 +152,58 @@ def test_dump_names_the_members_and_their_lines(cl_device):
     assert "merges R_7_5_" in text and ", R_5_7_" in text
     assert text.count("# tests/test_horizontal.py:") >= 2
     assert "HAZARD" not in text
+
+
+# ---- GRAPHC_VALIDATE and GRAPHC_CHECK_NUMERICS inside a merged kernel ----
+
+def _line_of(marker: str) -> int:
+    lines = Path(__file__).read_text().splitlines()
+    return next(i for i, line in enumerate(lines, 1) if marker in line and "_line_of" not in line)
+
+
+@pytest.fixture
+def wrong_op():
+    """A test-only elementwise op whose OpenCL template adds 1 where the reference is x."""
+    register(OpDef("test_wrong_member", "elementwise", 1, (), unary_infer("float"),
+                   lambda x: x.copy(), lambda g, y, x: [g], {"opencl": "({0} + 1)"},
+                   "Test only: wrong on purpose."))
+    try:
+        yield "test_wrong_member"
+    finally:
+        del REGISTRY["test_wrong_member"]
+
+
+@pytest.mark.opencl
+def test_validate_names_the_wrong_op_of_one_merged_member(cl_device, monkeypatch, wrong_op):
+    monkeypatch.setenv("GRAPHC_VALIDATE", "1")
+    x = gc.placeholder((5, 7), gc.float32, name="x")
+    good = gc.max(gc.tanh(x), axis=0)
+    bad = gc.sum(apply(wrong_op, [x]) * 3.0, axis=1)            # the wrong member
+    fn = gc.function([x], [good, bad], device=cl_device)
+    assert [len(k.members) for k in fn.compiled.kernels] == [2]
+    with pytest.raises(gc.ValidationError) as info:
+        fn(uniform((5, 7)))
+    text = str(info.value)
+    assert re.search(r"kernel #0 H_\w+ stored \w+:f32\[5\] \(buffer \w+\), which differs",
+                     text), text
+    line = _line_of("# the wrong member")
+    assert f"culprit: op test_wrong_member (at tests/test_horizontal.py:{line})" in text
+
+
+@pytest.mark.opencl
+def test_check_numerics_names_the_op_of_the_merged_member_that_made_a_nan(cl_device,
+                                                                           monkeypatch):
+    monkeypatch.setenv("GRAPHC_CHECK_NUMERICS", "1")
+    x = gc.placeholder((5, 7), gc.float32, name="x")
+    fine = gc.max(gc.exp(x), axis=0)
+    nan = gc.sum(gc.sqrt(x - 2.0), axis=1)                      # plants a NaN
+    fn = gc.function([x], [fine, nan], device=cl_device)
+    assert [len(k.members) for k in fn.compiled.kernels] == [2]
+    with pytest.raises(gc.NumericsError) as info:
+        fn(uniform((5, 7)))
+    line = _line_of("# plants a NaN")
+    assert f"the first op to produce NaN: sqrt (at tests/test_horizontal.py:{line})" \
+        in str(info.value), str(info.value)
 
 
 # ---- the pass and the memory plan, without a device ----
