@@ -14,13 +14,15 @@ import networkx as nx
 from graphc import config
 from graphc.builder import apply
 from graphc.codegen.build import STEP_BUFFER, BuiltKernel, build_kernels
+from graphc.codegen.horizontal import merge_kernels, mergeable_kernel
 from graphc.codegen.opencl import program_source
 from graphc.errors import FeedError, ShapeError
 from graphc.ir import Graph, Tensor
 from graphc.ops import get_op
 from graphc.passes.fuse import Group, cone, dependency_graph, make_groups, reads_of
 from graphc.passes.pipeline import optimize
-from graphc.passes.schedule import MemoryPlan, plan_memory, schedule
+from graphc.passes.horizontal import Bundle, bundle_steps
+from graphc.passes.schedule import MemoryPlan, kernel_dag, plan_memory, schedule
 from graphc.runtime import BufferArg, BufferSpec, IOBinding, KernelLaunch, Plan, ScalarArg
 from graphc.sites import site_of
 
@@ -60,11 +62,12 @@ def compile_graph(inputs, outputs, updates, device) -> Compiled:
     groups, buffer_of, in_place = _fuse(graph, outs, targets, new_values, leaf_names)
     stored = {t for g in groups for t in g.stores} | set(buffer_of)
     order = schedule(groups, in_place, stored)
+    steps = bundle_steps(order, kernel_dag(groups, in_place, stored))
     scratch = {t for g in groups for t in g.stores} - set(buffer_of)
-    memory = plan_memory(order, scratch, stored, buffer_of)
+    memory = plan_memory(steps, scratch, stored, buffer_of)
     leaf_map = {leaf: leaf_names[leaf] for leaf in graph.inputs
                 if not (leaf.role == "constant" and leaf.size == 1)}
-    kernels = _build_kernels(order, {**memory.buffer_of, **leaf_map}, device)
+    kernels = _build_kernels(steps, {**memory.buffer_of, **leaf_map}, device)
     plan, leaves = _plan(graph, inputs, outs, kernels, memory, leaf_map, device)
     return Compiled(plan, kernels, memory, graph, records, leaves,
                     [memory.buffer_of[t] for t in outs])
@@ -154,15 +157,41 @@ def _materializable_copy(value: Tensor) -> Tensor:
         return apply("reshape", [value], shape=value.shape)
 
 
-def _build_kernels(order, buffer_of, device) -> list[BuiltKernel]:
+def _build_kernels(steps, buffer_of, device) -> list[BuiltKernel]:
     from graphc.codegen.gemm import device_info_from
     info = device_info_from(device)
     nbytes = {}
     for t, b in buffer_of.items():
         nbytes[b] = max(nbytes.get(b, 0), t.type.nbytes)
     tuner = _tuner(device)
-    return [kernel for i, g in enumerate(order) if g.kind != "alias"
-            for kernel in build_kernels(g, buffer_of, nbytes, info, tuner, f"partial{i}")]
+    kernels = []
+    for i, step in enumerate(steps):
+        if isinstance(step, Bundle):
+            built = [build_kernels(g, buffer_of, nbytes, info, tuner, f"partial{i}_{j}")
+                     for j, g in enumerate(step.members)]
+            kernels += _merged(built, _work_group(device))
+        elif step.kind != "alias":
+            kernels += build_kernels(step, buffer_of, nbytes, info, tuner, f"partial{i}")
+    return kernels
+
+
+def _merged(built: list[list[BuiltKernel]], group_size: int) -> list[BuiltKernel]:
+    """A bundle's kernels: the members' first kernels merged into one, their second ones
+    (the combination of a split reduction) into another; any other kernel alone."""
+    kernels = []
+    for position in range(max(map(len, built))):
+        at = [k[position] for k in built if len(k) > position]
+        merged = [k for k in at if mergeable_kernel(k)]
+        alone = [k for k in at if not mergeable_kernel(k)]
+        if len(merged) > 1:
+            merged = [merge_kernels(merged, group_size)]
+        kernels += merged + alone
+    return kernels
+
+
+def _work_group(device) -> int:
+    """Work items per group of the kernels that do not choose their own geometry."""
+    return min(GPU_GROUP if device.type == "gpu" else CPU_GROUP, device.max_work_group_size)
 
 
 def _tuner(device):
@@ -260,7 +289,7 @@ def _launch(kernel: BuiltKernel, device) -> KernelLaunch:
         return KernelLaunch(kernel.name, tuple(BufferArg(a) for a in kernel.args),
                             kernel.global_size, kernel.local_size, kernel.flops,
                             kernel.bytes_read, kernel.bytes_written, kernel.ops)
-    group = min(GPU_GROUP if device.type == "gpu" else CPU_GROUP, device.max_work_group_size)
+    group = _work_group(device)
     items, local = -(-items // group) * group, (group,)    # kernels skip the padding items
     args = tuple(BufferArg(a) for a in kernel.args) + \
         tuple(ScalarArg(v, "int32") for v in kernel.scalars)

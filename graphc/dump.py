@@ -78,8 +78,9 @@ def anatomy(compiled) -> list[KernelView]:
         nodes = {v.producer for t in writes.values() for v in cone(t, stored)
                  if v.producer is not None}
         ordered = tuple(sorted(nodes, key=lambda n: position.get(n, len(position))))
-        reads = tuple(a for a in kernel.args
-                      if a not in writes or compiled.leaves.get(a) in _operands(ordered))
+        reads = tuple(dict.fromkeys(     # a merged kernel may take a buffer more than once
+            a for a in kernel.args
+            if a not in writes or compiled.leaves.get(a) in _operands(ordered)))
         views.append(KernelView(index, kernel, compiled.plan.launches[index], reads, writes,
                                 ordered))
     return views
@@ -265,16 +266,22 @@ def kernel_lines(view: KernelView, names: dict, labels: dict) -> list[str]:
                        for b, t in view.writes.items())
     lines = [head, f"  reads  {', '.join(labels.get(b, b) for b in view.reads) or '-'}",
              f"  writes {writes or '-'}"]
+    if view.kernel.members:
+        lines.append(f"  merges {', '.join(view.kernel.members)}")
     return lines + ["  " + line for line in equation_lines(view, names)]
 
 
 def equation_lines(view: KernelView, names: dict) -> list[str]:
     """The kernel's equations with sites; its codegen op list when they cannot be matched
-    (a GEMM reads a transpose as a layout and does not list it: extra equations are fine)."""
-    if Counter(view.kernel.ops) - view.derived_ops:
+    (a GEMM reads a transpose as a layout and does not list it: extra equations are fine).
+    A horizontally merged kernel lists its members' equations, then the ops of members that
+    store no planned value (the partial sums of a split reduction)."""
+    unmatched = Counter(view.kernel.ops) - view.derived_ops
+    if unmatched and not view.kernel.members:
         return [f"fuses {op}" for op in view.kernel.ops]
     body = [format_equation(node, names) for node in view.nodes]
-    return with_sites(body, [node.site for node in view.nodes])
+    return with_sites(body, [node.site for node in view.nodes]) + \
+        [f"fuses {op}" for op in unmatched.elements()]
 
 
 def _dims(size) -> str:

@@ -88,6 +88,20 @@ def test_gemm_templates_run_clean_under_oclgrind(oclgrind, tmp_path, suite):
     assert unexpected_api_errors(result.stderr + result.stdout) == []
 
 
+@pytest.mark.opencl
+@pytest.mark.slow
+def test_horizontally_merged_kernels_run_clean_under_oclgrind(oclgrind, tmp_path):
+    """Merged kernels (members' ranges concatenated, padded to the work-group size, split
+    reductions' partial stages, in-place updates) under Oclgrind's memory and race checks."""
+    log = tmp_path / "oclgrind.log"
+    result = run_suite(oclgrind_env(log), suite=Path(__file__).parent / "test_horizontal.py")
+    assert result.returncode == 0, summary(result)
+    assert re.search(r"\d+ passed", result.stdout), summary(result)
+    text = log.read_text() if log.exists() else ""
+    assert text == "", f"Oclgrind reported kernel errors:\n{text[:6000]}"
+    assert unexpected_api_errors(result.stderr + result.stdout) == []
+
+
 def test_api_error_filter_keeps_what_is_not_a_pyopencl_probe():
     probe = ("Oclgrind - OpenCL runtime error detected\n\tFunction: clCreateKernel\n"
              "\tError:    CL_INVALID_KERNEL_NAME\n\tKernel '_source' not found\n")

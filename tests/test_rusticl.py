@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -28,6 +29,14 @@ def rusticl():
 @pytest.mark.slow
 def test_op_suite_passes_on_rusticl_llvmpipe(rusticl):
     result = run_suite(RUSTICL_ENV)
+    assert result.returncode == 0, summary(result)
+    assert re.search(r"\d+ passed", result.stdout), summary(result)
+
+
+@pytest.mark.opencl
+@pytest.mark.slow
+def test_horizontally_merged_kernels_pass_on_rusticl_llvmpipe(rusticl):
+    result = run_suite(RUSTICL_ENV, suite=Path(__file__).parent / "test_horizontal.py")
     assert result.returncode == 0, summary(result)
     assert re.search(r"\d+ passed", result.stdout), summary(result)
 

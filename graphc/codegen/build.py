@@ -49,6 +49,7 @@ class BuiltKernel:
     local_size: tuple[int, ...] | None = None
     scalars: tuple[int, ...] = ()       # int arguments after the buffers (lifted offsets)
     private: tuple[tuple[str, int], ...] = ()   # (buffer, bytes) only this group uses
+    members: tuple[str, ...] = ()       # the kernels a horizontal merge runs as this one
 
 
 SPLIT_MIN_LOOP = 2048       # shorter loops stay in one kernel

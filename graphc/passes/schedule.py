@@ -21,19 +21,26 @@ REUSE_SLACK = 2         # reuse a free buffer at most this many times larger tha
 
 def schedule(groups: list[Group], in_place: dict[Tensor, Group], stored: set) -> list[Group]:
     """Kernels in an order that respects data and in-place (write-after-read) dependences."""
-    dag = dependency_graph(groups)
+    dag = kernel_dag(groups, in_place, stored)
     position = {id(g): i for i, g in enumerate(groups)}
-    reads = {id(g): reads_of(g, stored) for g in groups}
-    for variable, writer in in_place.items():
-        for g in groups:
-            if g is not writer and variable in reads[id(g)]:
-                dag.add_edge(id(g), id(writer))
     try:
         order = list(nx.lexicographical_topological_sort(dag, key=position.__getitem__))
     except nx.NetworkXUnfeasible as exc:
         raise RuntimeError("fusion produced a cycle between kernels") from exc
     by_id = {id(g): g for g in groups}
     return [by_id[i] for i in order]
+
+
+def kernel_dag(groups: list[Group], in_place: dict[Tensor, Group], stored: set) -> nx.DiGraph:
+    """Edges between group ids: producer -> consumer, and reader of a variable's old value
+    -> the group that overwrites the variable in place."""
+    dag = dependency_graph(groups)
+    reads = {id(g): reads_of(g, stored) for g in groups}
+    for variable, writer in in_place.items():
+        for g in groups:
+            if g is not writer and variable in reads[id(g)]:
+                dag.add_edge(id(g), id(writer))
+    return dag
 
 
 @dataclass(frozen=True)
@@ -53,7 +60,7 @@ def plan_memory(order: list[Group], scratch: set[Tensor], stored: set,
     A value placed in a concatenation gets a view of the concatenation's buffer, which
     lives from the first write of any value in it to the last read of any of them."""
     placement = {t: where for g in order for t, where in g.placed.items()}
-    reads = {id(g): reads_of(g, stored) for g in order}
+    reads = {id(g): _step_reads(g, stored) for g in order}
     owner = {t: resolve(placement, t) for t in scratch}
     end = _ends(order, reads, owner)
     buffer_of, sizes, free, views = dict(fixed), {}, [], {}
@@ -72,6 +79,13 @@ def plan_memory(order: list[Group], scratch: set[Tensor], stored: set,
             if end[root] <= step and buffer_of[root] not in free:
                 free.append(buffer_of[root])
     return MemoryPlan(buffer_of, sizes, sum(sizes.values()), views)
+
+
+def _step_reads(step, stored: set) -> set[Tensor]:
+    """What a step's kernel loads: a horizontal bundle (passes/horizontal.py) reads what
+    its members read, all while the one kernel runs."""
+    groups = getattr(step, "members", [step])
+    return set().union(*(reads_of(g, stored) for g in groups))
 
 
 def _ends(order: list[Group], reads: dict, owner: dict) -> dict[Tensor, int]:
