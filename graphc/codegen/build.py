@@ -58,9 +58,11 @@ SPLIT_MIN_CHUNK = 256       # each partial loop runs at least this long
 
 
 def build_kernels(group: Group, buffer_of: dict[Tensor, str], dtype_of: dict,
-                  device_info=None, tune=None, private_name: str = "p") -> list[BuiltKernel]:
+                  device_info=None, tune=None, private_name: str = "p",
+                  per_item: int = 1) -> list[BuiltKernel]:
     """Lower one group to source: usually one kernel; a long reduction with few outputs
-    becomes two (partial results over chunks of the loop, then their combination)."""
+    becomes two (partial results over chunks of the loop, then their combination). An
+    elementwise kernel's work items take `per_item` elements each."""
     if group.kind == "raw":
         return [_build_raw(group, buffer_of, dtype_of)]
     if device_info is not None and group.kind == "loop" and group.root.producer.op == "matmul":
@@ -77,7 +79,7 @@ def build_kernels(group: Group, buffer_of: dict[Tensor, str], dtype_of: dict,
                              spec.combiner)
         if split > 1:
             return _split_loop(group, spec, split, buffer_of, dtype_of, private_name)
-    return [build_kernel(group, buffer_of, dtype_of)]
+    return [build_kernel(group, buffer_of, dtype_of, per_item)]
 
 
 def split_factor(outputs: int, loop: int, combiner: str) -> int:
@@ -90,14 +92,15 @@ def split_factor(outputs: int, loop: int, combiner: str) -> int:
     return max(divisors, default=1)
 
 
-def build_kernel(group: Group, buffer_of: dict[Tensor, str], dtype_of: dict) -> BuiltKernel:
+def build_kernel(group: Group, buffer_of: dict[Tensor, str], dtype_of: dict,
+                 per_item: int = 1) -> BuiltKernel:
     """One kernel for an elementwise or loop group."""
     low = Lowering(buffer_of)
     low.computing = set(group.stores) - {group.root} if group.kind == "loop" else set(group.stores)
     kernel = _loop_kernel(group, low, buffer_of) if group.kind == "loop" \
         else _elementwise_kernel(group, low, buffer_of)
     args = tuple(low.locals) + ((STEP_BUFFER,) if low.uses_step else ())
-    return _finish(kernel, args, group, low, dtype_of)
+    return _finish(kernel, args, group, low, dtype_of, per_item=per_item)
 
 
 def _stores(group: Group, low: Lowering, idx, buffer_of) -> tuple[Store, ...]:
@@ -195,17 +198,18 @@ def _params(low: Lowering, group: Group, buffer_of) -> tuple[Param, ...]:
 
 
 def _finish(kernel: Kernel, args, group: Group, low: Lowering, dtype_of,
-            tag: str = "") -> BuiltKernel:
+            tag: str = "", per_item: int = 1) -> BuiltKernel:
     prefix = tag + (PREFIX.get(group.root.producer.op, "E") if group.kind == "loop" else "E")
     dims = "_".join(map(str, group.root.shape)) or "1"
     if kernel.reduce is not None:
         dims += "_" + "_".join(map(str, kernel.reduce.space))
     kernel, scalars = lift_offsets(kernel)
-    body = render_kernel(kernel)
+    per_item = per_item if kernel.reduce is None else 1
+    body = render_kernel(kernel, per_item)
     name = f"{prefix}_{dims}_{_digest(body)}"
     source = body.replace("__kernel void K(", f"__kernel void {name}(", 1)
     ops = tuple(f"{n.op} # {n.site}" for n in _ops_of(group, low))
-    items = max(int(np.prod(kernel.space, dtype=np.int64)), 1)
+    items = max(-(-int(np.prod(kernel.space, dtype=np.int64)) // per_item), 1)
     return BuiltKernel(name, source, args, items, ops, _flops(group, kernel),
                        *_traffic(args, group, dtype_of), scalars=scalars)
 

@@ -159,16 +159,18 @@ def _store(store, emitter: Emitter, dtype) -> str:
     return f"{emitter.indent}{store.buffer}[{index}] = {value};"
 
 
-def render_kernel(kernel: Kernel) -> str:
-    """OpenCL C source of one kernel."""
+def render_kernel(kernel: Kernel, per_item: int = 1) -> str:
+    """OpenCL C source of one kernel. With `per_item` > 1 an elementwise kernel's work item
+    runs a loop over that many consecutive elements (see items_loop)."""
     total = int(np.prod(kernel.space, dtype=np.int64))
     out_dtypes = {p.name: p.dtype for p in kernel.params}
-    lines = [f"__kernel void {kernel.name}({_params(kernel)}) {{",
-             "  const int gid = get_global_id(0);",
-             f"  if (gid >= {total}) return;"]
-    if kernel.uses_step:
-        lines.append("  const ulong graphc_step = graphc_step_buffer[0];")
-    emitter = Emitter("  ")
+    lines = [f"__kernel void {kernel.name}({_params(kernel)}) {{"]
+    looped = per_item > 1 and kernel.reduce is None
+    lines += items_loop(total, per_item) if looped else \
+        ["  const int gid = get_global_id(0);", f"  if (gid >= {total}) return;"]
+    if kernel.uses_step:     # before the loop, after the guard (codegen/horizontal.py)
+        lines.insert(len(lines) - looped, "  const ulong graphc_step = graphc_step_buffer[0];")
+    emitter = Emitter("    " if looped else "  ")
     if kernel.reduce is not None:
         loop = Emitter("    ")
         lines += _reduce_lines(kernel.reduce, loop)
@@ -176,7 +178,17 @@ def render_kernel(kernel: Kernel) -> str:
         if kernel.reduce.combiner in ("argmax", "argmin"):
             emitter.acc = "best"                # the index, not the extreme value
     body = [_store(s, emitter, out_dtypes[s.buffer]) for s in kernel.stores]
-    return "\n".join(lines + emitter.lines + body + ["}"]) + "\n"
+    return "\n".join(lines + emitter.lines + body + (["  }"] if looped else []) + ["}"]) + "\n"
+
+
+def items_loop(total: int, per_item: int) -> list[str]:
+    """The head of a loop over `per_item` consecutive elements per work item. On CPUs the
+    compiler vectorizes this loop itself; PoCL's vectorization across the work items of a
+    group fails once its SLP pass has packed similar statements of one item (the gates of an
+    LSTM cell: 4x slower)."""
+    return [f"  const int first = get_global_id(0) * {per_item};",
+            f"  const int end = min(first + {per_item}, {total});",
+            "  for (int gid = first; gid < end; ++gid) {"]
 
 
 def loop_vars(reduce) -> list[tuple[str, int]]:
