@@ -465,6 +465,13 @@ def test_concatenation_reading_a_gemm_transposed_gets_its_own_kernel(cl_device):
     assert fn.kernel_count == 2, fn.dump()
 
 
+def test_stack_of_copied_pieces_stays_one_kernel(cl_device):
+    x, w = gc.placeholder((4, 16, 64), gc.float32, name="x"), gc.placeholder((64, 8), name="w")
+    stacked = gc.concatenate([x[i] for i in (3, 1, 2, 0)], axis=0)
+    fn = run_and_compare([x, w], [stacked @ w], [uniform((4, 16, 64)), uniform((64, 8))])
+    assert fn.kernel_count == 2 and not fn.compiled.memory.views     # not four copies
+
+
 def lstm_step(batch=16, steps=6, features=5, units=64, classes=3, lr=0.1):
     """LSTM(units) -> Dense(classes), softmax cross-entropy, one SGD step."""
     rng = np.random.default_rng(1)

@@ -370,6 +370,32 @@ def test_simplified_nodes_carry_the_original_site():
     assert new.nodes[0].site == out.producer.site and "test_passes.py" in out.producer.site
 
 
+# ---- matmul_sums: sums of reductions ----
+
+def bias_row(d, reduce=gc.sum):
+    """A per-step bias gradient: the batch sum of `d` padded into row 1 of a (2, n) bias."""
+    return gc.pad(gc.reshape(reduce(d, axis=0), (1, d.shape[1])), ((1, 0), (0, 0)))
+
+
+def test_sum_of_wrapped_reductions_is_one_reduction_per_input_shape():
+    from graphc.passes.matmul_sums import merge_matmul_sums
+    tall = [gc.placeholder((4, 6), name=f"t{i}") for i in range(4)]
+    short = [gc.placeholder((3, 6), name=f"s{i}") for i in range(3)]
+    total = sum((bias_row(d) for d in tall + short), bias_row(tall[0], gc.max))
+    g = graph_of(total)
+    new = eliminate_dead_code(merge_matmul_sums(g))
+    assert ops_of(new).count("reduce_sum") == 2 and ops_of(new).count("concatenate") == 2
+    assert ops_of(new).count("reduce_max") == 1
+    assert_same_values(g, new)
+    assert merge_matmul_sums(new) is new
+
+
+def test_two_reductions_are_not_merged():
+    from graphc.passes.matmul_sums import merge_matmul_sums
+    g = graph_of(bias_row(P.x) + bias_row(P.pos))
+    assert merge_matmul_sums(g) is g
+
+
 # ---- decompose ----
 
 def test_the_decomposition_table_names_registered_ops():

@@ -11,6 +11,7 @@ from __future__ import annotations
 from graphc.builder import apply
 from graphc.ir import Graph, Node, Tensor
 from graphc.passes import Pass
+from graphc.passes.reduction_sums import merged_reduction
 from graphc.rewrite import rebuild
 from graphc.sites import site_of
 
@@ -18,18 +19,22 @@ MIN_TERMS = 3           # two products are not worth two concatenations
 
 
 def merge_matmul_sums(graph: Graph) -> Graph:
-    """Replace each maximal add-tree of >= MIN_TERMS 2-D matmuls by one matmul."""
+    """Replace each maximal add-tree of >= MIN_TERMS 2-D matmuls by one matmul, and one
+    of reductions by one reduction (passes/reduction_sums.py)."""
     users = graph.users()
     stacked = _stacked(graph)
 
     def replace(node: Node, inputs):
         if node.op != "add" or _inner(node.outputs[0], users):
             return None
-        terms = _terms(node.outputs[0], inputs, users)
-        if terms is None or len(terms) < MIN_TERMS:
+        leaves = _leaves(node.outputs[0], inputs, users)
+        if leaves is None or len(leaves) < MIN_TERMS:
             return None
         with site_of(node.site):
-            return [_one_product(_in_stack_order(terms, stacked))]
+            if all(_is_matmul(leaf) for leaf in leaves):
+                terms = [leaf.producer for leaf in leaves]
+                return [_one_product(_in_stack_order(terms, stacked))]
+            return merged_reduction(leaves, users, MIN_TERMS)
     return rebuild(graph, replace)
 
 
@@ -60,21 +65,23 @@ def _inner(t: Tensor, users) -> bool:
     return len(readers) == 1 and readers[0].op == "add" and readers[0].outputs[0].shape == t.shape
 
 
-def _terms(root: Tensor, inputs, users) -> list[Node] | None:
-    """The matmul nodes summed by the tree under `root`, or None if it sums anything else."""
-    terms, stack = [], list(inputs)
+def _leaves(root: Tensor, inputs, users) -> list[Tensor] | None:
+    """The values summed by the add-tree under `root`, each read only by the tree."""
+    leaves, stack = [], list(inputs)
     while stack:
         value = stack.pop()
-        node = value.producer
-        if node is None or value.shape != root.shape or len(users.get(value, [])) != 1:
+        if value.producer is None or value.shape != root.shape \
+                or len(users.get(value, [])) != 1:
             return None
-        if node.op == "add":
-            stack.extend(node.inputs)
-        elif node.op == "matmul" and all(i.ndim == 2 for i in node.inputs):
-            terms.append(node)
+        if value.producer.op == "add":
+            stack.extend(value.producer.inputs)
         else:
-            return None
-    return terms[::-1]
+            leaves.append(value)
+    return leaves[::-1]
+
+
+def _is_matmul(t: Tensor) -> bool:
+    return t.producer.op == "matmul" and all(i.ndim == 2 for i in t.producer.inputs)
 
 
 def _one_product(terms: list[Node]) -> Tensor:

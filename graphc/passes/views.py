@@ -18,6 +18,7 @@ import numpy as np
 from graphc.ir import Graph, Tensor
 
 VIEW_ALIGN = 4096       # bytes
+MOVEMENT_OPS = {"reshape", "transpose", "broadcast_to", "slice", "pad", "concatenate"}
 
 
 def contiguous_pieces(t: Tensor) -> bool:
@@ -49,7 +50,7 @@ def plan_views(graph: Graph, stored: set, outputs: set) -> dict[Tensor, dict]:
     for t in sorted(candidates, key=lambda c: -c.type.nbytes):
         views = _inside_other(t, placed) if t not in placed else None
         if views is None and t not in placed:
-            views = _own_pieces(t, placed, decided, outputs)
+            views = _own_pieces(t, placed, decided, stored, outputs)
         if views is None:
             continue
         placed.update(views)
@@ -58,7 +59,8 @@ def plan_views(graph: Graph, stored: set, outputs: set) -> dict[Tensor, dict]:
     return decided
 
 
-def _own_pieces(t: Tensor, placed: dict, decided: dict, outputs: set) -> dict | None:
+def _own_pieces(t: Tensor, placed: dict, decided: dict, stored: set,
+                outputs: set) -> dict | None:
     """Each piece placed at its block of `t`, when every piece can be."""
     pieces = t.producer.inputs
     offsets = piece_offsets(t)
@@ -67,7 +69,23 @@ def _own_pieces(t: Tensor, placed: dict, decided: dict, outputs: set) -> dict | 
     for piece in pieces:
         if piece.producer is None or piece in placed or piece in decided or piece in outputs:
             return None
+        if piece not in stored and not _computes(piece, stored):
+            return None     # a kernel per copied piece would cost more than one concatenation
     return {piece: (t, offset) for piece, offset in zip(pieces, offsets)}
+
+
+def _computes(t: Tensor, stored: set) -> bool:
+    """Does computing `t` do arithmetic, not only move stored values and leaves around?"""
+    stack, seen = [t], set()
+    while stack:
+        value = stack.pop()
+        if value in seen or value.producer is None or (value is not t and value in stored):
+            continue
+        seen.add(value)
+        if value.producer.op not in MOVEMENT_OPS:
+            return True
+        stack.extend(value.producer.inputs)
+    return False
 
 
 def _inside_other(t: Tensor, placed: dict) -> dict | None:
