@@ -40,10 +40,7 @@ def build_conv_gemm(group, buffer_of, nbytes, device_info, private: str):
     views = [operand_view(x, buffer_of.__contains__) for x in node.inputs]
     if any(view is None or view[1] for view in views):
         return None
-    plan = _PLANS[node.op](t, node, **node.attrs)
-    if plan is None:
-        return None
-    spec, out = plan
+    spec, out = _PLANS[node.op](t, node, **node.attrs)
     operands = (views[1][0], views[0][0])    # B is always the windowed first input
     label = f"{PREFIX[node.op]}_{'_'.join(map(str, t.shape + loop_spec(t).space))}"
     split = weight_split(spec, node, device_info) if node.op == "conv2d_grad_weight" else 1
@@ -71,7 +68,7 @@ def _split_weight_gradient(group, buffer_of, nbytes, device_info, operands, labe
                            split: int, private: str) -> list:
     """A GEMM batched over (group, run of images) storing partial sums to `private`, then
     the kernel summing them with the group's epilogue (build.py's combine step)."""
-    from graphc.codegen.build import BuiltKernel, _combine_partials, _digest, _traffic
+    from graphc.codegen.build import BuiltKernel, _combine_partials, _digest
     t = group.root
     spec, _ = _grad_weight(t, t.producer, **t.producer.attrs, split=split)
     store = (f"partials[(({{b}} / {split}) * {spec.m} * {{n}} + {{i}} * {{n}} + {{j}}) * "
@@ -84,7 +81,7 @@ def _split_weight_gradient(group, buffer_of, nbytes, device_info, operands, labe
     size = t.size * split * t.dtype.itemsize
     partials = BuiltKernel(name, kernel.source, args, t.size * split,
                            (f"{t.producer.op} # {t.producer.site}",), spec.flops,
-                           _traffic(args[:2], group, nbytes)[0], size, kernel.global_size,
+                           sum(nbytes.get(a, 0) for a in args[:2]), size, kernel.global_size,
                            kernel.local_size, private=((private, size),))
     return [partials, _combine_partials(group, loop_spec(t), split, private, buffer_of, nbytes)]
 
