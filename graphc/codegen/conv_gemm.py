@@ -9,8 +9,8 @@ CG = C/G input and OG = O/G output channels, KK = KH*KW and P = OH*OW, one GEMM 
 - conv2d_grad_weight: dw (OG x CG*KK)     = g viewed (OG x N*P)    @ windows of x (N*P x CG*KK)
 
 The outputs come out NCHW/OIHW, so the fused epilogue (bias, activation, the optimizer update)
-stores them as the loop kernel would. The input gradient of a strided convolution (a window
-that must divide exactly) keeps the loop kernel.
+stores them as the loop kernel would. For the input gradient of a strided convolution the
+gather keeps only the positions that a window of the output gradient steps on.
 """
 from __future__ import annotations
 
@@ -40,10 +40,7 @@ def build_conv_gemm(group, buffer_of, nbytes, device_info, private: str):
     views = [operand_view(x, buffer_of.__contains__) for x in node.inputs]
     if any(view is None or view[1] for view in views):
         return None
-    plan = _PLANS[node.op](t, node, **node.attrs)
-    if plan is None:
-        return None
-    spec, out = plan
+    spec, out = _PLANS[node.op](t, node, **node.attrs)
     operands = (views[1][0], views[0][0])    # B is always the windowed first input
     label = f"{PREFIX[node.op]}_{'_'.join(map(str, t.shape + loop_spec(t).space))}"
     split = weight_split(spec, node, device_info) if node.op == "conv2d_grad_weight" else 1
@@ -71,7 +68,7 @@ def _split_weight_gradient(group, buffer_of, nbytes, device_info, operands, labe
                            split: int, private: str) -> list:
     """A GEMM batched over (group, run of images) storing partial sums to `private`, then
     the kernel summing them with the group's epilogue (build.py's combine step)."""
-    from graphc.codegen.build import BuiltKernel, _combine_partials, _digest, _traffic
+    from graphc.codegen.build import BuiltKernel, _combine_partials, _digest
     t = group.root
     spec, _ = _grad_weight(t, t.producer, **t.producer.attrs, split=split)
     store = (f"partials[(({{b}} / {split}) * {spec.m} * {{n}} + {{i}} * {{n}} + {{j}}) * "
@@ -84,7 +81,7 @@ def _split_weight_gradient(group, buffer_of, nbytes, device_info, operands, labe
     size = t.size * split * t.dtype.itemsize
     partials = BuiltKernel(name, kernel.source, args, t.size * split,
                            (f"{t.producer.op} # {t.producer.site}",), spec.flops,
-                           _traffic(args[:2], group, nbytes)[0], size, kernel.global_size,
+                           sum(nbytes.get(a, 0) for a in args[:2]), size, kernel.global_size,
                            kernel.local_size, private=((private, size),))
     return [partials, _combine_partials(group, loop_spec(t), split, private, buffer_of, nbytes)]
 
@@ -120,8 +117,6 @@ def _grad_input(t: Tensor, node, stride, padding, dilation, groups, input_shape)
     g, w = node.inputs
     (n, c, h, wd), (o, cg, kh, kw), (oh, ow) = input_shape, w.shape, g.shape[2:]
     sh, sw, pt, pl, dh, dw = _geometry(stride, padding, dilation)
-    if (sh, sw) != (1, 1):
-        return None
     og, kk = o // groups, kh * kw
     weights = Gather(f"{_mod('batch_', groups)} * {og * cg * kk}", (f"r * {kk}", "0", "0"),
                      (f"{_div('c', kk)} * {cg * kk} + {_mod('c', kk)}", "0", "0"))
@@ -129,11 +124,9 @@ def _grad_input(t: Tensor, node, stride, padding, dilation, groups, input_shape)
     i, j = _div("r", kw) + f" % {kh}", _mod("r", kw)
     row_h, row_w = f"{pt} - {i} * {dh}", f"{pl} - {j} * {dw}"
     col_h, col_w = _div("c", wd), _mod("c", wd)
-    windows = Gather(base, (f"{_div('r', kk)} * {oh * ow} + ({row_h}) * {ow} + {row_w}",
-                            row_h, row_w),
-                     (f"{col_h} * {ow} + {col_w}", col_h, col_w),
-                     _bound(pt - (kh - 1) * dh, h - 1 + pt, oh),
-                     _bound(pl - (kw - 1) * dw, wd - 1 + pl, ow))
+    windows = Gather(base, (f"{_div('r', kk)} * {oh * ow}", row_h, row_w), ("0", col_h, col_w),
+                     _bound(pt - (kh - 1) * dh, h - 1 + pt, oh * sh, sh),
+                     _bound(pl - (kw - 1) * dw, wd - 1 + pl, ow * sw, sw), (sh, sw), (ow, 1))
     spec = GemmSpec(n * groups, cg, h * wd, og * kk, C_TYPES[t.dtype.name], False, False, 0, 0,
                     weights, windows)
     gb, gi, gj = var("gb", n * groups), var("gi", cg), var("gj", h * wd)
@@ -165,9 +158,10 @@ def _grad_weight(t: Tensor, node, stride, padding, dilation, groups, weight_shap
     return spec, [gb * og + gi, floordiv(gj, kk), floordiv(gj, kw) % kh, gj % kw]
 
 
-def _bound(lowest: int, highest: int, extent: int) -> int | None:
-    """`extent` when a window position from `lowest` to `highest` can fall outside it."""
-    return extent if lowest < 0 or highest >= extent else None
+def _bound(lowest: int, highest: int, extent: int, step: int = 1) -> int | None:
+    """`extent` / `step` when a window position from `lowest` to `highest` can fall outside
+    [0, extent) or off the step."""
+    return extent // step if lowest < 0 or highest >= extent or step > 1 else None
 
 
 def _div(expr: str, divisor: int) -> str:

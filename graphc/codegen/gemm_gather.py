@@ -15,10 +15,12 @@ from dataclasses import dataclass
 class Gather:
     """Element (r, c) of a gathered operand, in batch `batch_`.
 
-    It lies at `base + row[0] + col[0]` (elements) and is zero unless
-    0 <= row[1] + col[1] < height and 0 <= row[2] + col[2] < width (a check is left out
-    where that bound is None). `base` is a C int expression of `batch_`; `row` holds three C
-    int expressions of `r` (offset, height part, width part), `col` three of `c`.
+    With h = row[1] + col[1] and w = row[2] + col[2], it lies at
+    `base + row[0] + col[0] + (h / step[0]) * pitch[0] + (w / step[1]) * pitch[1]` (elements)
+    and is zero unless 0 <= h < height * step[0] and 0 <= w < width * step[1] (a check is left
+    out where that bound is None) and the steps divide h and w (the windows of a strided
+    convolution, seen from its output). `base` is a C int expression of `batch_`; `row` holds
+    three C int expressions of `r` (offset, height part, width part), `col` three of `c`.
     """
 
     base: str
@@ -26,6 +28,8 @@ class Gather:
     col: tuple[str, str, str]
     height: int | None = None
     width: int | None = None
+    step: tuple[int, int] = (1, 1)
+    pitch: tuple[int, int] = (0, 0)
 
 
 def gather_code(name: str, operand: str, gather: Gather | None, dtype: str) -> str:
@@ -35,10 +39,14 @@ def gather_code(name: str, operand: str, gather: Gather | None, dtype: str) -> s
     if gather is None:
         return ""
     prefix = f"{name}_{operand}"
-    checks = [f"(uint)({axis}) < {bound}u"
-              for axis, bound in (("h", gather.height), ("w", gather.width))
+    axes = (("h", gather.height, gather.step[0], gather.pitch[0]),
+            ("w", gather.width, gather.step[1], gather.pitch[1]))
+    checks = [f"(uint)({axis}) < {bound * step}u" for axis, bound, step, _ in axes
               if bound is not None]
-    value = "x[o]"
+    checks += [f"{axis} % {step} == 0" for axis, _, step, _ in axes if step > 1]
+    offset = "".join(f" + {axis} / {step} * {pitch}" if step > 1 else f" + {axis} * {pitch}"
+                     for axis, _, step, pitch in axes if pitch)
+    value = f"x[o{offset}]"
     if checks:
         value = f"({' && '.join(checks)}) ? {value} : ({dtype})0"
     return "\n".join([
