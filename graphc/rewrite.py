@@ -103,6 +103,16 @@ class _Builder:
                 stack.append((value, True))
                 stack.extend((v, False) for v in reversed(node.inputs) if v not in self.known)
 
+    def emit_node(self, node: Node) -> None:
+        """Define an unchanged node: `emit(node.outputs)`, without the walk when its inputs
+        are all defined (the common case: most nodes of most passes stay as they were)."""
+        if node.outputs and node.outputs[0] not in self.known \
+                and all(v in self.known for v in node.inputs):
+            self.nodes.append(node)
+            self.known.update(node.outputs)
+        else:
+            self.emit(node.outputs)
+
 
 def rebuild(graph: Graph, replace: ReplaceFn) -> Graph:
     """Apply `replace` to every node in order; `graph` itself when nothing changed."""
@@ -114,7 +124,7 @@ def rebuild(graph: Graph, replace: ReplaceFn) -> Graph:
         result = replace(node, inputs)
         outputs = _as_outputs(node, remake(node, inputs).outputs if result is None else result)
         if all(a is b for a, b in zip(outputs, node.outputs)):
-            out.emit(node.outputs)
+            out.emit_node(node)
             continue
         changed = True
         env.update(zip(node.outputs, outputs))
