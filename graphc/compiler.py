@@ -198,14 +198,21 @@ def _tuner(device):
     """GEMM tiles: the tuned choice cached for this device, tuning now if GRAPHC_TUNE=1."""
     from dataclasses import replace
 
-    from graphc.tune import cached_tuning, tune_gemm
+    from graphc.tune import cached_tuning, spec_key, tune_gemm
+    choices: dict = {}      # one look-up per GEMM shape, not one file read per matmul
 
-    def tuned(spec, info):
+    def choose(spec):
         choice = cached_tuning(device, spec)
         if choice is None and config.flag("GRAPHC_TUNE"):
             best = tune_gemm(device, spec)[0]
             choice = best.tuning if best.rejected is None else None
-        return replace(info, tuning=choice) if choice else info
+        return choice
+
+    def tuned(spec, info):
+        key = spec_key(spec)
+        if key not in choices:
+            choices[key] = choose(spec)
+        return replace(info, tuning=choices[key]) if choices[key] else info
     return tuned
 
 

@@ -15,7 +15,8 @@ _INTERNAL_PREFIXES = (_PACKAGE_DIR + os.sep,)
 def _is_internal(filename: str) -> bool:
     if filename.startswith("<frozen"):
         return True
-    return _absolute(filename, os.getcwd()).startswith(_INTERNAL_PREFIXES)
+    cwd = "" if os.path.isabs(filename) else os.getcwd()
+    return _absolute(filename, cwd).startswith(_INTERNAL_PREFIXES)
 
 
 def _short(filename: str) -> str:
@@ -28,8 +29,8 @@ def _short(filename: str) -> str:
 
 @functools.lru_cache(maxsize=4096)
 def _absolute(filename: str, cwd: str) -> str:
-    """os.path.abspath(filename) run from `cwd`, remembered: every node built asks it for
-    each frame of the stack above it."""
+    """os.path.abspath(filename) run from `cwd` (any, for an absolute `filename`),
+    remembered: every node built asks it for each frame of the stack above it."""
     return os.path.normpath(os.path.join(cwd, filename))
 
 

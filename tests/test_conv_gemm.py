@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
+import graphc.codegen.conv_gemm as conv_gemm
 import graphc.codegen.gemm as gemm
 
 TINY = os.environ.get("GRAPHC_TEST_TINY", "") not in ("", "0")
@@ -51,13 +52,14 @@ def conv_step(x_shape, w_shape, kwargs, dtype):
     return gc.function(list(feeds), [y, dx, dw]), feeds, [y, dx, dw]
 
 
-def gemm_variant(monkeypatch, kind: str | None) -> None:
-    """Make the compiler generate GEMMs for `kind` ('cpu' or 'gpu') on the test device."""
-    if kind is None:
-        return
+def gemm_variant(monkeypatch, kind: str | None, **overrides) -> None:
+    """Make the compiler generate GEMMs for `kind` ('cpu' or 'gpu') on the test device, as
+    if the device had `overrides` (DeviceInfo fields)."""
+    if kind is not None:
+        overrides["type"] = kind
     real = gemm.device_info_from
     monkeypatch.setattr(gemm, "device_info_from",
-                        lambda device: dataclasses.replace(real(device), type=kind))
+                        lambda device: dataclasses.replace(real(device), **overrides))
 
 
 def made_as_gemms(step) -> dict[str, bool]:
@@ -82,6 +84,23 @@ def test_conv_gemm_matches_the_interpreter(cl_device, monkeypatch, kind, x_shape
     for name, a, b in zip(("y", "dx", "dw"), got, want):
         scale = np.abs(b).max() + 1.0
         np.testing.assert_allclose(a, b, rtol=0, atol=tol * scale * 10, err_msg=name)
+
+
+@pytest.mark.opencl
+@pytest.mark.parametrize("kind", ["cpu", "gpu"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_weight_gradient_split_over_the_images_sums_its_parts(cl_device, monkeypatch, kind,
+                                                              dtype):
+    if dtype == np.float64 and not cl_device.fp64:
+        pytest.skip("no float64 on this device")
+    gemm_variant(monkeypatch, kind, compute_units=64)
+    monkeypatch.setattr(conv_gemm, "SPLIT_MIN_DEPTH", 16)
+    step, feeds, outs = conv_step((6, 2, 7, 6), (3, 2, 3, 3), dict(padding=(1, 0)), dtype)
+    names = [k.name for k in step.compiled.plan.launches]
+    assert any(name.startswith("PCONVDW_3_2_3_3_6_7_4_6_") for name in names), names
+    got, want = step(*feeds.values())[2], gc.interpret(outs, feeds)[2]
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(got, want, rtol=0, atol=tol * (np.abs(want).max() + 1) * 10)
 
 
 @pytest.mark.opencl

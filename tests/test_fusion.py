@@ -524,3 +524,30 @@ def test_conv_block_backward_has_no_copy_kernel_and_one_weight_gradient_kernel()
     assert [k.name.split("_")[0] for k in kernels if "CONVDW" in k.name] == ["CONVDW"]
     copies = [k.name for k in kernels if all(op.startswith("reshape ") for op in k.ops)]
     assert copies == [], fn.dump()
+
+
+def test_epilogues_that_would_make_kernels_wait_on_each_other_are_fused_strictly(
+        cl_device, monkeypatch):
+    """q = p * sum(s) may join p's GEMM (the sum is a plain load), and e = sum(p) * sum(s)
+    the kernel of sum(s): together the two kernels would each wait on the other."""
+    from graphc.passes import fuse
+    x, w = gc.placeholder((32, 4), gc.float32, name="x"), gc.placeholder((4, 1), name="w")
+    s = gc.placeholder((32,), gc.float32, name="s")
+    p = x @ w
+    e = gc.reshape(gc.sum(p, axis=0), ()) * gc.sum(s)
+    modes = []
+    relaxed = fuse._fuse_epilogues
+    monkeypatch.setattr(fuse, "_fuse_epilogues",
+                        lambda groups, stored, strict=False: modes.append(strict)
+                        or relaxed(groups, stored, strict))
+    run_and_compare([x, w, s], [e, p * gc.sum(s)],
+                    [uniform((32, 4)), uniform((4, 1)), uniform((32,))])
+    assert modes == [False, True]
+
+
+def test_gemm_epilogue_may_read_another_loop_output_through_a_broadcast(cl_device):
+    x, w = gc.placeholder((16, 8), gc.float32, name="x"), gc.placeholder((8, 12), name="w")
+    rows = gc.sum(gc.exp(x), axis=1)
+    out = gc.tanh(x @ w) * rows[:, None]
+    fn = run_and_compare([x, w], [out], [uniform((16, 8)), uniform((8, 12))])
+    assert fn.kernel_count == 2, fn.dump()           # the row sums, then the GEMM

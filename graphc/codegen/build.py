@@ -68,9 +68,9 @@ def build_kernels(group: Group, buffer_of: dict[Tensor, str], dtype_of: dict,
         if operands is not None:
             return [build_gemm(group, buffer_of, dtype_of, device_info, operands, tune)]
     if device_info is not None and group.kind == "loop":
-        conv = build_conv_gemm(group, buffer_of, dtype_of, device_info)
+        conv = build_conv_gemm(group, buffer_of, dtype_of, device_info, private_name)
         if conv is not None:
-            return [conv]
+            return conv
     if group.kind == "loop":
         spec = loop_spec(group.root)
         split = split_factor(group.root.size, int(np.prod(spec.space, dtype=np.int64)),

@@ -14,21 +14,28 @@ that must divide exactly) keeps the loop kernel.
 """
 from __future__ import annotations
 
-from graphc.codegen.gemm import GemmSpec
+import numpy as np
+
+from graphc.codegen.gemm import INT_MAX, Epilogue, GemmSpec, gemm_kernel
 from graphc.codegen.gemm_epilogue import C_TYPES, built_gemm, operand_view
 from graphc.codegen.gemm_gather import Gather
 from graphc.codegen.index import floordiv, var
 from graphc.codegen.reductions import loop_spec
 from graphc.ir import Tensor
 
+SPLIT_MIN_DEPTH = 4096      # products each partial sum of a split weight gradient adds up
 PREFIX = {"conv2d": "CONV", "conv2d_grad_input": "CONVDX", "conv2d_grad_weight": "CONVDW"}
 
 
-def build_conv_gemm(group, buffer_of, nbytes, device_info):
-    """The GEMM BuiltKernel of a convolution group, or None where the loop kernel stays."""
+def build_conv_gemm(group, buffer_of, nbytes, device_info, private: str):
+    """The GEMM BuiltKernels of a convolution group (a weight gradient with too few blocks of
+    output for the device is split over the images: partial sums, then their sum), or None
+    where the loop kernel stays."""
     t = group.root
     node = t.producer
-    if node.op not in PREFIX or t.dtype.name not in C_TYPES:
+    sizes = [x.size for x in node.inputs] + [t.size]
+    if node.op not in PREFIX or t.dtype.name not in C_TYPES or min(sizes) < 1 \
+            or max(sizes) > INT_MAX:
         return None
     views = [operand_view(x, buffer_of.__contains__) for x in node.inputs]
     if any(view is None or view[1] for view in views):
@@ -38,9 +45,48 @@ def build_conv_gemm(group, buffer_of, nbytes, device_info):
         return None
     spec, out = plan
     operands = (views[1][0], views[0][0])    # B is always the windowed first input
-    dims = "_".join(map(str, t.shape + loop_spec(t).space))
-    return built_gemm(group, buffer_of, nbytes, device_info, spec, operands, out,
-                      f"{PREFIX[node.op]}_{dims}")
+    label = f"{PREFIX[node.op]}_{'_'.join(map(str, t.shape + loop_spec(t).space))}"
+    split = weight_split(spec, node, device_info) if node.op == "conv2d_grad_weight" else 1
+    if split > 1:
+        return _split_weight_gradient(group, buffer_of, nbytes, device_info, operands, label,
+                                      split, private)
+    return [built_gemm(group, buffer_of, nbytes, device_info, spec, operands, out, label)]
+
+
+def weight_split(spec: GemmSpec, node, device_info) -> int:
+    """Into how many runs of images to split a weight gradient whose blocks of output (work
+    groups) would keep at most a quarter of the compute units busy: enough for one block
+    per unit, each summing at least SPLIT_MIN_DEPTH products. (On a 2-core CPU a lone block
+    measured no slower than two plus the kernel adding them up.)"""
+    launch = gemm_kernel("K", spec, Epilogue(), device_info)
+    blocks = int(np.prod(launch.global_size)) // int(np.prod(launch.local_size or (1,)))
+    images = node.inputs[0].shape[0]
+    if 4 * blocks > device_info.compute_units:
+        return 1
+    wanted = min(-(-device_info.compute_units // blocks), spec.k // SPLIT_MIN_DEPTH)
+    return max((s for s in range(1, wanted + 1) if images % s == 0), default=1)
+
+
+def _split_weight_gradient(group, buffer_of, nbytes, device_info, operands, label: str,
+                           split: int, private: str) -> list:
+    """A GEMM batched over (group, run of images) storing partial sums to `private`, then
+    the kernel summing them with the group's epilogue (build.py's combine step)."""
+    from graphc.codegen.build import BuiltKernel, _combine_partials, _digest, _traffic
+    t = group.root
+    spec, _ = _grad_weight(t, t.producer, **t.producer.attrs, split=split)
+    store = (f"partials[(({{b}} / {split}) * {spec.m} * {{n}} + {{i}} * {{n}} + {{j}}) * "
+             f"{split} + {{b}} % {split}] = {{acc}};")
+    epilogue = Epilogue(("__global {T}* restrict partials",), store)
+    probe = gemm_kernel("K", spec, epilogue, device_info)
+    name = f"P{label}_{split}_{_digest(probe.source)}"
+    kernel = gemm_kernel(name, spec, epilogue, device_info)
+    args = tuple(buffer_of[x] for x in operands) + (private,)
+    size = t.size * split * t.dtype.itemsize
+    partials = BuiltKernel(name, kernel.source, args, t.size * split,
+                           (f"{t.producer.op} # {t.producer.site}",), spec.flops,
+                           _traffic(args[:2], group, nbytes)[0], size, kernel.global_size,
+                           kernel.local_size, private=((private, size),))
+    return [partials, _combine_partials(group, loop_spec(t), split, private, buffer_of, nbytes)]
 
 
 def _geometry(stride, padding, dilation):
@@ -94,24 +140,27 @@ def _grad_input(t: Tensor, node, stride, padding, dilation, groups, input_shape)
     return spec, [floordiv(gb, groups), (gb % groups) * cg + gi, floordiv(gj, wd), gj % wd]
 
 
-def _grad_weight(t: Tensor, node, stride, padding, dilation, groups, weight_shape):
+def _grad_weight(t: Tensor, node, stride, padding, dilation, groups, weight_shape, split=1):
+    """Batched over (group, run of images) when split over the images (the sum of the
+    batches is the gradient), else over the groups."""
     x, g = node.inputs
     (n, c, h, wd), (o, cg, kh, kw), (oh, ow) = x.shape, weight_shape, g.shape[2:]
     sh, sw, pt, pl, dh, dw = _geometry(stride, padding, dilation)
-    og, kk, p = o // groups, kh * kw, oh * ow
-    grads = Gather(f"batch_ * {og * p}", (f"r * {p}", "0", "0"),
+    og, kk, p, run = o // groups, kh * kw, oh * ow, n // split
+    group, part = _div("batch_", split), _mod("batch_", split)
+    grads = Gather(f"{group} * {og * p} + {part} * {run * o * p}", (f"r * {p}", "0", "0"),
                    (f"{_div('c', p)} * {o * p} + {_mod('c', p)}", "0", "0"))
     row_h, row_w = f"{_div('r', ow)} % {oh} * {sh}", f"{_mod('r', ow)} * {sw}"
     i, j = _div("c", kw) + f" % {kh}", _mod("c", kw)
     col_h, col_w = f"{i} * {dh} - {pt}", f"{j} * {dw} - {pl}"
-    windows = Gather(f"batch_ * {cg * h * wd}",
+    windows = Gather(f"{group} * {cg * h * wd} + {part} * {run * c * h * wd}",
                      (f"{_div('r', p)} * {c * h * wd} + {row_h} * {wd} + {row_w}",
                       row_h, row_w),
                      (f"{_div('c', kk)} * {h * wd} + ({col_h}) * {wd} + {col_w}", col_h, col_w),
                      _bound(-pt, (oh - 1) * sh + (kh - 1) * dh - pt, h),
                      _bound(-pl, (ow - 1) * sw + (kw - 1) * dw - pl, wd))
-    spec = GemmSpec(groups, og, cg * kk, n * p, C_TYPES[t.dtype.name], False, False, 0, 0,
-                    grads, windows)
+    spec = GemmSpec(groups * split, og, cg * kk, run * p, C_TYPES[t.dtype.name], False, False,
+                    0, 0, grads, windows)
     gb, gi, gj = var("gb", groups), var("gi", og), var("gj", cg * kk)
     return spec, [gb * og + gi, floordiv(gj, kk), floordiv(gj, kw) % kh, gj % kw]
 

@@ -91,7 +91,7 @@ class Lin:
         for atom, coef in other.terms:
             merged[atom] = merged.get(atom, 0) + coef
         terms = tuple((a, c) for a, c in merged.items() if c)
-        return _recombine(Lin(terms, self.const + other.const))
+        return _recombine(_make(terms, self.const + other.const))
 
     def __radd__(self, other) -> "Lin":
         return self + other
@@ -101,8 +101,10 @@ class Lin:
 
     def __mul__(self, factor: int) -> "Lin":
         if factor == 0:
-            return Lin()
-        return Lin(tuple((a, c * factor) for a, c in self.terms), self.const * factor)
+            return _make((), 0)
+        if factor == 1:
+            return self
+        return _make(tuple((a, c * factor) for a, c in self.terms), self.const * factor)
 
     def __floordiv__(self, divisor: int) -> "Lin":
         return floordiv(self, divisor)
@@ -115,18 +117,26 @@ class Lin:
         return not self.terms
 
 
+def _make(terms: tuple, const: int) -> Lin:
+    """Lin(terms, const) without the frozen dataclass's per-field __setattr__ (index forms
+    are built by the tens of thousands per compile)."""
+    form = object.__new__(Lin)
+    form.__dict__.update(terms=terms, const=const)
+    return form
+
+
 def lin(value) -> Lin:
     """An int, an atom or a Lin as a Lin."""
     if isinstance(value, Lin):
         return value
     if isinstance(value, int):
-        return Lin((), value)
-    return Lin(((value, 1),), 0)
+        return _make((), value)
+    return _make(((value, 1),), 0)
 
 
 def var(name: str, extent: int) -> Lin:
     """The index variable `name` running over [0, extent)."""
-    return lin(Var(name, extent)) if extent > 1 else Lin()
+    return lin(Var(name, extent)) if extent > 1 else _make((), 0)
 
 
 def floordiv(form: Lin, divisor: int) -> Lin:
@@ -136,14 +146,14 @@ def floordiv(form: Lin, divisor: int) -> Lin:
     if divisor == 1:
         return form
     if 0 <= lo and hi < divisor:
-        return Lin()
+        return _make((), 0)
     exact = [(a, c) for a, c in form.terms if c % divisor == 0]
-    rest = Lin(tuple(t for t in form.terms if t not in exact), form.const)
+    rest = _make(tuple(t for t in form.terms if t not in exact), form.const)
     r_lo, r_hi = rest.bounds
     if exact and 0 <= r_lo and r_hi < divisor:          # (a*d + r) // d == a when 0 <= r < d
-        return Lin(tuple((a, c // divisor) for a, c in exact))
+        return _make(tuple((a, c // divisor) for a, c in exact), 0)
     if form.is_const:
-        return Lin((), form.const // divisor)
+        return _make((), form.const // divisor)
     return lin(Div(form, divisor))
 
 
@@ -151,13 +161,13 @@ def mod(form: Lin, divisor: int) -> Lin:
     """form % divisor, simplified using bounds and exact multiples."""
     form = lin(form)
     if divisor == 1:
-        return Lin()
-    kept = Lin(tuple((a, c) for a, c in form.terms if c % divisor), form.const % divisor)
+        return _make((), 0)
+    kept = _make(tuple((a, c) for a, c in form.terms if c % divisor), form.const % divisor)
     lo, hi = kept.bounds
     if 0 <= lo and hi < divisor:
         return kept
     if kept.is_const:
-        return Lin((), kept.const % divisor)
+        return _make((), kept.const % divisor)
     return lin(Mod(kept, divisor))
 
 
@@ -173,13 +183,13 @@ def _recombine(form: Lin) -> Lin:
                     and coef // atom.divisor != 0:
                 scale = coef // atom.divisor
                 del terms[atom], terms[partner]
-                return _recombine(Lin(tuple(terms.items()), form.const) + atom.form * scale)
+                return _recombine(_make(tuple(terms.items()), form.const) + atom.form * scale)
     return form
 
 
 def flatten(indices, shape) -> Lin:
     """Row-major linear offset of `indices` in `shape`."""
-    offset = Lin()
+    offset = _make((), 0)
     for index, size in zip(indices, shape):
         offset = offset * size + index
     return offset
@@ -189,7 +199,7 @@ def unflatten(offset: Lin, shape) -> list[Lin]:
     """Row-major indices of a linear `offset` in `shape`."""
     indices = []
     for size in reversed(shape):
-        indices.append(mod(offset, size) if size > 1 else Lin())
+        indices.append(mod(offset, size) if size > 1 else _make((), 0))
         offset = floordiv(offset, size) if size > 1 else offset
     return indices[::-1]
 

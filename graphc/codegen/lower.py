@@ -43,6 +43,7 @@ class Lowering:
         self.locals: dict[str, str] = {}        # plan buffer -> kernel parameter name
         self.dtypes: dict[str, np.dtype] = {}
         self.ops: list = []
+        self.lowered: dict = {}     # (t, idx, valid, accumulated) -> expression
 
     def local(self, buffer: str, dtype) -> str:
         """The kernel parameter for plan buffer `buffer` (positional names: identical
@@ -60,6 +61,12 @@ class Lowering:
             return self.accumulated[2]
         if (t in self.buffers and t not in self.computing) or t.producer is None:
             return self.load(t, idx, valid)
+        key = (t, tuple(idx), tuple(valid), id(self.accumulated))
+        if key not in self.lowered:     # a value read twice at one index is lowered once
+            self.lowered[key] = self._lower(t, idx, valid)
+        return self.lowered[key]
+
+    def _lower(self, t: Tensor, idx, valid) -> object:
         node = t.producer
         if node not in self.ops:
             self.ops.append(node)

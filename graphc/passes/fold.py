@@ -25,11 +25,10 @@ def foldable(node: Node, inputs: tuple[Tensor, ...], max_elements: int) -> bool:
     """All inputs constant, deterministic, and every result small and no larger than the
     data it comes from: broadcasting a scalar stays a broadcast, which kernels read as a
     literal, instead of becoming an array every kernel has to load."""
+    if not all(is_constant(v) for v in inputs) or get_op(node.op).kind == "random":
+        return False            # most nodes: decided without sizing anything
     largest = max((v.size for v in inputs), default=0)
-    return (all(is_constant(v) for v in inputs)
-            and get_op(node.op).kind != "random"
-            and all(out.size <= min(max_elements, max(largest, SMALL))
-                    for out in node.outputs))
+    return all(out.size <= min(max_elements, max(largest, SMALL)) for out in node.outputs)
 
 
 def evaluate_constant(node: Node, inputs: tuple[Tensor, ...]) -> list[Tensor] | None:

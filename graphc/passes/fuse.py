@@ -139,10 +139,13 @@ def make_groups(graph: Graph, outputs: list[Tensor]) -> list[Group]:
     in place (passes/views.py) is an "alias" group, which launches nothing."""
     stored = choose_stored(graph, outputs)
     views = plan_views(graph, stored, set(outputs))
-    groups = {t: _group_for(t) for node in graph.nodes for t in node.outputs if t in stored}
-    for t, placed in views.items():
-        groups[t].kind, groups[t].placed = "alias", placed
-    _fuse_epilogues(groups, stored)
+    for strict in (False, True):
+        groups = {t: _group_for(t) for node in graph.nodes for t in node.outputs if t in stored}
+        for t, placed in views.items():
+            groups[t].kind, groups[t].placed = "alias", placed
+        _fuse_epilogues(groups, stored, strict)
+        if strict or nx.is_directed_acyclic_graph(dependency_graph(list(groups.values()))):
+            break
     _drop_unread_roots(list(groups.values()), stored, set(outputs))
     return _merge_siblings(_merge_cross_entropy(list(groups.values())), stored)
 
@@ -153,13 +156,16 @@ def _group_for(t: Tensor) -> Group:
     return Group(kind, t, stores=[t])
 
 
-def _fuse_epilogues(groups: dict, stored: set) -> None:
-    """Move elementwise groups into the loop group they read at the same index."""
+def _fuse_epilogues(groups: dict, stored: set, strict: bool = False) -> None:
+    """Move elementwise groups into the loop group they read at the same index. Checks are
+    per value; when the kernels they make depend on each other in a cycle (a host whose
+    other epilogue depends on the new one), `strict` fuses only epilogues that read no
+    other loop output except at their own index, and no concatenations of pieces."""
     for t, group in list(groups.items()):
         if group.kind != "elementwise":
             continue
-        source = _epilogue_source(t, stored, groups)
-        if source is None:
+        source = _epilogue_source(t, stored, groups, strict)
+        if source is None and not strict:
             source = _pieces_source(t, stored, groups)
         if source is None:
             continue
@@ -169,12 +175,10 @@ def _fuse_epilogues(groups: dict, stored: set) -> None:
         del groups[t]
 
 
-def _epilogue_source(t: Tensor, stored: set, groups: dict) -> Tensor | None:
+def _epilogue_source(t: Tensor, stored: set, groups: dict, strict: bool) -> Tensor | None:
     """The loop output to host `t` as an epilogue: one that `t` reads only through
     same-shape elementwise ops, and whose kernel would not need a value computed after it."""
-    candidates = _loop_inputs(t, stored, groups)
-    if candidates is None:
-        return None
+    candidates = _loop_inputs(t, stored, groups, strict)
     for source in sorted(candidates, key=lambda c: sum(_reaches(c, o) for o in candidates)):
         if not _depends_on_other_stored(t, source, stored):
             return source
@@ -189,14 +193,15 @@ def _pieces_source(t: Tensor, stored: set, groups: dict) -> Tensor | None:
     if node.op != "concatenate" or t.dtype.name not in ("float32", "float64"):
         return None
     pieces = list(node.inputs)
-    if any(p in stored or p.shape != pieces[0].shape for p in pieces):
+    if any(p.shape != pieces[0].shape for p in pieces):
         return None
     job = Group("elementwise", pieces[0], stores=pieces)
-    read = _leaves_of(job, stored)
+    read = _leaves_of(job, stored) | (set(pieces) & stored)
     for host in groups.values():
         own = set(host.stores)
         if host.kind != "loop" or host.root.producer.op != "matmul" \
-                or host.root.shape != pieces[0].shape or not read & own:
+                or host.root.shape != pieces[0].shape or not read & own \
+                or any(p in stored and p not in own for p in pieces):
             continue
         if _reads_at_own_index(job, own, stored) \
                 and not any(_reaches(host.root, v) for v in read - own):
@@ -204,33 +209,43 @@ def _pieces_source(t: Tensor, stored: set, groups: dict) -> Tensor | None:
     return None
 
 
-def _loop_inputs(t: Tensor, stored: set, groups: dict) -> list | None:
-    """Loop outputs that `t`'s cone reads at `t`'s own index, or None when one is reached
-    through anything else (a transpose, a broadcast, a reduction...)."""
-    computed = set(cone(t, stored))
-    found: list = []
+def _loop_inputs(t: Tensor, stored: set, groups: dict, strict: bool = False) -> list:
+    """Loop outputs that `t`'s cone reads only at `t`'s own index, through same-shape
+    elementwise ops. A loop output it also reads through anything else (a transpose, a
+    broadcast, a reduction...) cannot host it; it is then a plain load, like any buffer
+    (`strict`: then none can host it)."""
+    computed = cone(t, stored)
+    inside = set(computed)
+    found = list(dict.fromkeys(
+        i for value in computed if value.producer is not None and (value is t or
+                                                                   value not in stored)
+        for i in value.producer.inputs
+        if i in groups and groups[i].kind == "loop" and i is not t))
+    hosts = [loop for loop in found if _read_at_own_index(t, loop, inside)]
+    return [] if strict and len(hosts) < len(found) else hosts
+
+
+def _read_at_own_index(t: Tensor, loop: Tensor, computed: set) -> bool:
+    """Does every path from `t` to `loop` run through elementwise ops of `t`'s shape?"""
     reaching: dict = {}
 
-    def reaches_loop(value) -> bool:
-        if value in groups and groups[value].kind == "loop" and value is not t:
-            if value not in found:
-                found.append(value)
+    def reaches(value) -> bool:
+        if value is loop:
             return True
         if value not in computed or value.producer is None or value in reaching:
             return reaching.get(value, False)
         reaching[value] = False             # guards against revisiting during the walk
-        hits = [reaches_loop(i) for i in value.producer.inputs]
+        hits = [reaches(i) for i in value.producer.inputs]
         reaching[value] = any(hits)
         return reaching[value]
 
-    if not reaches_loop(t):
-        return []
+    reaches(t)
     for value, hit in reaching.items():
         node = value.producer
         if hit and (get_op(node.op).kind != "elementwise" or value.shape != t.shape
-                    or any(i.shape != t.shape for i in node.inputs if i in found)):
-            return None
-    return found
+                    or (loop in node.inputs and loop.shape != t.shape)):
+            return False
+    return True
 
 
 def _drop_unread_roots(groups: list[Group], stored: set, outputs: set) -> None:
