@@ -75,7 +75,7 @@ def plan_memory(order: list[Group], scratch: set[Tensor], stored: set,
                 buffer_of[t] = _view(views, buffer_of[root], offset, t.type.nbytes)
         touched = {owner[t][0] for t in list(group.stores) + list(reads[id(group)])
                    if t in scratch}
-        for root in touched:
+        for root in sorted(touched, key=lambda r: buffer_of[r]):   # not set order: stable plans
             if end[root] <= step and buffer_of[root] not in free:
                 free.append(buffer_of[root])
     return MemoryPlan(buffer_of, sizes, sum(sizes.values()), views)
