@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from string import Template
 from typing import Any
@@ -147,6 +147,7 @@ class CpuTiles:
         return self.panels * self.tn
 
 
+@lru_cache(maxsize=512)      # an unrolled RNN asks for the same kernel at every step
 def gemm_kernel(name: str, spec: GemmSpec, epilogue: Epilogue,
                 device_info: DeviceInfo) -> GemmKernel:
     """Render the GEMM kernel `name` for `spec`, storing through `epilogue`, for a device."""
