@@ -7,6 +7,8 @@ constants. A `Graph` is an ordered view over the nodes that lead to some outputs
 """
 from __future__ import annotations
 
+import itertools
+
 import math
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
@@ -92,7 +94,8 @@ class Tensor(TensorMethods):
 class Node:
     """One equation: `outputs = op[attrs](inputs)`, created at `site` in the user's code."""
 
-    __slots__ = ("op", "inputs", "attrs", "outputs", "site")
+    __slots__ = ("op", "inputs", "attrs", "outputs", "site", "serial")
+    _created = itertools.count()
 
     def __init__(self, op: str, inputs: Sequence[Tensor], attrs: dict,
                  out_types: Sequence[TensorType], site: str = "", names: Sequence = ()):
@@ -100,6 +103,7 @@ class Node:
         self.inputs = tuple(inputs)
         self.attrs = dict(attrs)
         self.site = site
+        self.serial = next(Node._created)    # inputs exist first: a topological order
         names = tuple(names) or (None,) * len(out_types)
         self.outputs = tuple(Tensor(t, name=n, producer=self, site=site)
                              for t, n in zip(out_types, names))

@@ -272,13 +272,14 @@ def _depends_on_other_stored(t: Tensor, source: Tensor, stored: set) -> bool:
 
 
 def _reaches(a: Tensor, b: Tensor) -> bool:
-    """Does `b` depend on `a`?"""
+    """Does `b` depend on `a`? (Nodes created before `a`'s cannot.)"""
+    oldest = a.producer.serial if a.producer is not None else -1
     stack, seen = [b], set()
     while stack:
         v = stack.pop()
         if v is a:
             return True
-        if v in seen or v.producer is None:
+        if v in seen or v.producer is None or v.producer.serial < oldest:
             continue
         seen.add(v)
         stack.extend(v.producer.inputs)
