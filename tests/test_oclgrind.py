@@ -90,6 +90,20 @@ def test_gemm_templates_run_clean_under_oclgrind(oclgrind, tmp_path, suite):
 
 @pytest.mark.opencl
 @pytest.mark.slow
+def test_reduction_kernels_run_clean_under_oclgrind(oclgrind, tmp_path):
+    """Reductions at output counts around 16, in the form the device gets and in the CPU's
+    form (16 outputs per work item: lanes past the last output read it again, unstored)."""
+    log = tmp_path / "oclgrind.log"
+    result = run_suite(oclgrind_env(log), suite=Path(__file__).parent / "test_reduction_kernels.py")
+    assert result.returncode == 0, summary(result)
+    assert re.search(r"\d+ passed", result.stdout), summary(result)
+    text = log.read_text() if log.exists() else ""
+    assert text == "", f"Oclgrind reported kernel errors:\n{text[:6000]}"
+    assert unexpected_api_errors(result.stderr + result.stdout) == []
+
+
+@pytest.mark.opencl
+@pytest.mark.slow
 @pytest.mark.parametrize("selection", ["not split_reductions", "split_reductions"])
 def test_horizontally_merged_kernels_run_clean_under_oclgrind(oclgrind, tmp_path, selection):
     """Merged kernels (members' ranges concatenated, padded to the work-group size, split

@@ -8,7 +8,8 @@ import numpy as np
 
 
 from graphc.codegen.index import flatten, floordiv, unflatten, var
-from graphc.codegen.kernel import Acc, Kernel, Load, Param, Reduce, Store
+from graphc.codegen.kernel import (Acc, Kernel, Load, Param, Reduce, Store,
+                                   reads_follow_outputs)
 from graphc.codegen.lower import Lowering
 from graphc.codegen.offsets import lift_offsets
 from graphc.codegen.opencl import render_kernel
@@ -204,7 +205,8 @@ def _finish(kernel: Kernel, args, group: Group, low: Lowering, dtype_of,
     if kernel.reduce is not None:
         dims += "_" + "_".join(map(str, kernel.reduce.space))
     kernel, scalars = lift_offsets(kernel)
-    per_item = per_item if kernel.reduce is None else 1
+    if kernel.reduce is not None and per_item > 1 and not reads_follow_outputs(kernel, per_item):
+        per_item = 1
     body = render_kernel(kernel, per_item)
     name = f"{prefix}_{dims}_{_digest(body)}"
     source = body.replace("__kernel void K(", f"__kernel void {name}(", 1)

@@ -227,3 +227,18 @@ def _render_atom(atom) -> str:
 
 def _atom_key(atom) -> str:
     return atom.name if isinstance(atom, Var) else "~" + _render_atom(atom)
+
+
+def evaluate(form: Lin, env: dict[str, int]) -> int:
+    """The value of `form` with its variables taken from `env` (0 where absent)."""
+    total = form.const
+    for atom, coef in form.terms:
+        total += coef * _atom_value(atom, env)
+    return total
+
+
+def _atom_value(atom, env: dict[str, int]) -> int:
+    if isinstance(atom, Var):
+        return env.get(atom.name, 0)
+    inner = evaluate(atom.form, env)
+    return inner // atom.divisor if isinstance(atom, Div) else inner % atom.divisor

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from graphc.codegen.index import Lin, cached_hash
+from graphc.codegen.index import Lin, cached_hash, evaluate
 
 
 @cached_hash
@@ -169,3 +169,22 @@ def children(expr: Expr) -> tuple:
     if isinstance(expr, Load):
         return tuple(d[0] for d in expr.dynamic)
     return ()
+
+
+def reads_follow_outputs(kernel: Kernel, block: int) -> bool:
+    """Whether the reduction loop of `kernel` reads consecutive addresses for consecutive
+    outputs (a column sum): every load that moves with `gid` moves by one element for most
+    steps within blocks of `block` outputs (the others cross a row of a multi-dimensional
+    output), the rest stay put. A row sum's loads jump by the loop length instead."""
+    total = int(np.prod(kernel.space, dtype=np.int64))
+    samples = [g for g in range(min(total - 1, 4 * block)) if g % block != block - 1]
+    loads = {n.index for n in walk(kernel.reduce.body) if isinstance(n, Load)}
+    moving = False
+    for index in loads:
+        steps = [evaluate(index, {"gid": g + 1}) - evaluate(index, {"gid": g}) for g in samples]
+        if not any(steps):
+            continue
+        if sum(s == 1 for s in steps) * 8 < len(steps) * 7:
+            return False
+        moving = True
+    return moving

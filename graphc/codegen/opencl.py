@@ -160,12 +160,14 @@ def _store(store, emitter: Emitter, dtype) -> str:
 
 
 def render_kernel(kernel: Kernel, per_item: int = 1) -> str:
-    """OpenCL C source of one kernel. With `per_item` > 1 an elementwise kernel's work item
-    runs a loop over that many consecutive elements (see items_loop)."""
+    """OpenCL C source of one kernel. With `per_item` > 1 a work item computes that many
+    consecutive outputs: a loop over them (see items_loop), or for a reduction one
+    accumulator each, updated together (see _lanes_lines)."""
+    if per_item > 1 and kernel.reduce is not None:
+        return _lanes_kernel(kernel, per_item)
     total = int(np.prod(kernel.space, dtype=np.int64))
-    out_dtypes = {p.name: p.dtype for p in kernel.params}
     lines = [f"__kernel void {kernel.name}({_params(kernel)}) {{"]
-    looped = per_item > 1 and kernel.reduce is None
+    looped = per_item > 1
     lines += items_loop(total, per_item) if looped else \
         ["  const int gid = get_global_id(0);", f"  if (gid >= {total}) return;"]
     if kernel.uses_step:     # before the loop, after the guard (codegen/horizontal.py)
@@ -177,8 +179,52 @@ def render_kernel(kernel: Kernel, per_item: int = 1) -> str:
         emitter.next_temp = loop.next_temp     # loop temporaries are out of scope after it
         if kernel.reduce.combiner in ("argmax", "argmin"):
             emitter.acc = "best"                # the index, not the extreme value
-    body = [_store(s, emitter, out_dtypes[s.buffer]) for s in kernel.stores]
-    return "\n".join(lines + emitter.lines + body + (["  }"] if looped else []) + ["}"]) + "\n"
+    stores = _stores(kernel, emitter)
+    return "\n".join(lines + emitter.lines + stores + (["  }"] if looped else []) + ["}"]) + "\n"
+
+
+def _stores(kernel: Kernel, emitter: Emitter) -> list[str]:
+    out_dtypes = {p.name: p.dtype for p in kernel.params}
+    return [_store(s, emitter, out_dtypes[s.buffer]) for s in kernel.stores]
+
+
+def _lanes_kernel(kernel: Kernel, lanes: int) -> str:
+    """A reduction whose work item owns `lanes` consecutive outputs: the loop outside, an
+    inner loop over the lanes the CPU compiler vectorizes (when neighbouring outputs read
+    neighbouring addresses: column sums), then each output's epilogue and stores."""
+    total = int(np.prod(kernel.space, dtype=np.int64))
+    lines = [f"__kernel void {kernel.name}({_params(kernel)}) {{",
+             f"  const int first = get_global_id(0) * {lanes};",
+             f"  if (first >= {total}) return;"]
+    if kernel.uses_step:
+        lines.append("  const ulong graphc_step = graphc_step_buffer[0];")
+    loop = Emitter("      ")
+    lines += _lanes_lines(kernel.reduce, lanes, total, loop)
+    emitter = Emitter("    ", first_temp=loop.next_temp)
+    emitter.acc = "best[gid - first]" if kernel.reduce.combiner in ("argmax", "argmin") \
+        else "acc[gid - first]"
+    lines += items_loop(total, lanes)[1:]
+    stores = _stores(kernel, emitter)
+    return "\n".join(lines + emitter.lines + stores + ["  }", "}"]) + "\n"
+
+
+def _lanes_lines(reduce, lanes: int, total: int, emitter: Emitter) -> list[str]:
+    """Accumulators for `lanes` outputs and the loop filling them; the last work item's
+    lanes past the end read the last output's values (in bounds) and are not stored."""
+    acc_type = c_type(reduce.acc_dtype)
+    arg = reduce.combiner in ("argmax", "argmin")
+    lines = [f"  {acc_type} acc[{lanes}];"] + ([f"  int best[{lanes}];"] if arg else [])
+    init = f"acc[lane] = {_identity(reduce.combiner, reduce.acc_dtype)};"
+    lines.append(f"  for (int lane = 0; lane < {lanes}; ++lane) {{ {init}"
+                 + (" best[lane] = 0; }" if arg else " }"))
+    lines.append(f"  {_loop_head(reduce)} {{")
+    lines.append(f"    for (int lane = 0; lane < {lanes}; ++lane) {{")
+    gid = "first + lane" if total % lanes == 0 else f"min(first + lane, {total - 1})"
+    lines.append(f"      const int gid = {gid};")
+    value = emitter.value(reduce.body)
+    lines += emitter.lines
+    lines.append(_combine_line(reduce, value, "acc[lane]", "best[lane]", "      "))
+    return lines + ["    }", "  }"]
 
 
 def items_loop(total: int, per_item: int) -> list[str]:
@@ -199,34 +245,39 @@ def loop_vars(reduce) -> list[tuple[str, int]]:
     return [(f"{reduce.var}{i}", n) for i, n in enumerate(reduce.space) if n != 1]
 
 
-def _reduce_lines(reduce, emitter: Emitter) -> list[str]:
+def _loop_head(reduce) -> str:
+    """The for statements over a reduction's loop variables, without the opening brace."""
     total = int(np.prod(reduce.space, dtype=np.int64))
+    return " ".join(f"for (int {name} = 0; {name} < {extent}; ++{name})"
+                    for name, extent in loop_vars(reduce)) or \
+        f"for (int {reduce.var} = 0; {reduce.var} < {total}; ++{reduce.var})"
+
+
+def _reduce_lines(reduce, emitter: Emitter) -> list[str]:
     acc_type = c_type(reduce.acc_dtype)
     lines = [f"  {acc_type} acc = {_identity(reduce.combiner, reduce.acc_dtype)};"]
-    arg = reduce.combiner in ("argmax", "argmin")
-    if arg:
+    if reduce.combiner in ("argmax", "argmin"):
         lines.append("  int best = 0;")
-    loops = " ".join(f"for (int {name} = 0; {name} < {extent}; ++{name})"
-                     for name, extent in loop_vars(reduce)) or f"for (int {reduce.var} = 0; " \
-        f"{reduce.var} < {total}; ++{reduce.var})"
-    lines.append(f"  {loops} {{")
+    lines.append(f"  {_loop_head(reduce)} {{")
     value = emitter.value(reduce.body)
     lines += emitter.lines + [_combine_line(reduce, value)]
     lines.append("  }")
     return lines
 
 
-def _combine_line(reduce, value: str) -> str:
+def _combine_line(reduce, value: str, acc: str = "acc", best: str = "best",
+                  indent: str = "    ") -> str:
     if reduce.combiner == "sum":
-        return f"    acc += {value};"
+        return f"{indent}{acc} += {value};"
     # a NaN wins (the first one, for arg reductions), as in numpy; C's max and < skip it
     better = ">" if reduce.combiner in ("max", "argmax") else "<"
     position = render_index(flatten([var(n, e) for n, e in loop_vars(reduce)],
                                      [e for _, e in loop_vars(reduce)])) \
         if len(reduce.space) > 1 else reduce.var
-    update = f"{{ acc = {value}; best = {position}; }}" \
-        if reduce.combiner in ("argmax", "argmin") else f"acc = {value};"
-    return f"    if ({value} {better} acc || ({value} != {value} && acc == acc)) {update}"
+    update = f"{{ {acc} = {value}; {best} = {position}; }}" \
+        if reduce.combiner in ("argmax", "argmin") else f"{acc} = {value};"
+    return f"{indent}if ({value} {better} {acc} || ({value} != {value} && {acc} == {acc})) " \
+        f"{update}"
 
 
 def program_source(kernel_sources: list[str], uses_random: bool) -> str:
