@@ -72,11 +72,28 @@ void ${name}_pack_b(__global const ${T}* bm, __local ${T}* bp, const int jb, con
             const int4 q = ${name}_b_col(min(j0 + c, ${N} - 1));
             co[c] = q.x; ch[c] = q.y; cw[c] = q.z;
         }
+#if ${B_RUNS}
+        /* Each vector of columns lies along one image row (the gather's runs): it reads
+         * consecutive elements of every row of B, masked contiguous loads, not gathers. */
+        for (int k = 0; k < kc; ++k) {
+            const int4 p = ${name}_b_row(kb + k);
+            #pragma unroll
+            for (int v = 0; v < ${NV}; ++v) {
+                const int c0 = v * ${W}, h = p.y + ch[c0], w = p.z + cw[c0];
+                const bool row_ok = ${name}_b_ok_h(h);
+                __global const ${T}* src = bm + ${name}_b_at(p.x + co[c0], h, w);
+                __local ${T}* dst = panel + k * ${TN} + c0;
+                for (int c = 0; c < ${W}; ++c)
+                    dst[c] = row_ok && ${name}_b_ok_w(w + c) ? src[c] : (${T})0;
+            }
+        }
+#else
         for (int k = 0; k < kc; ++k) {
             const int4 p = ${name}_b_row(kb + k);
             for (int c = 0; c < ${TN}; ++c)
                 panel[k * ${TN} + c] = ${name}_b_get(bm, p.x + co[c], p.y + ch[c], p.z + cw[c]);
         }
+#endif
     }
 #else
     for (int p = 0; p < np; ++p) {

@@ -409,7 +409,9 @@ def _max_pool2d_grads(g):
     du = gc.grad(gc.sum(dx * g.input(x.shape)), u)          # max_pool2d_select
     tiles = g.input((2, 3, 6, 4), low=-2, high=2, discrete=True)   # ties: the first max wins
     dt = gc.grad(gc.sum(gc.max_pool2d(tiles, 2) * g.input((2, 3, 3, 2))), tiles)
-    return [dx, du, dt]
+    wide = g.input((1, 2, 4, 9), low=-2, high=2, discrete=True)    # 2x3 windows tile it
+    dw = gc.grad(gc.sum(gc.max_pool2d(wide, (2, 3)) * g.input((1, 2, 2, 3))), wide)
+    return [dx, du, dt, dw]
 
 
 @case("avg_pool2d_grad", {"avg_pool2d_grad"}, FLOATS)

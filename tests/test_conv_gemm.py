@@ -29,6 +29,12 @@ CASES = [
     ((5, 2, 33, 31), (3, 2, 1, 1), {}, np.float32),
     ((2, 37, 5, 5), (41, 37, 2, 2), dict(dilation=(1, 2)), np.float64),
     ((3, 1, 28, 28), (6, 1, 5, 5), {}, np.float32),          # LeNet's first layer
+    ((2, 6, 12, 12), (16, 6, 5, 5), {}, np.float32),         # LeNet's second layer
+    # input gradients along rows padded to 16 pixels (12 -> 16, 15 -> 16), or not (16)
+    ((2, 4, 12, 12), (6, 2, 5, 3), dict(padding=(1, 2), dilation=(1, 2), groups=2),
+     np.float64),
+    ((2, 6, 5, 15), (4, 6, 3, 3), dict(padding=1), np.float32),
+    ((1, 2, 5, 16), (3, 2, 2, 3), dict(padding=(0, 1)), np.float64),
 ]
 SMALL = 2000        # x elements of the cases Oclgrind runs
 # Every compiled function stays alive: Oclgrind's uninitialized-value check misreads device

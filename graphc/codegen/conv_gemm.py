@@ -23,6 +23,7 @@ from graphc.codegen.index import floordiv, var
 from graphc.codegen.reductions import loop_spec
 from graphc.ir import Tensor
 
+RUN_ALIGN = 16              # columns per vector of the CPU GEMM (16 floats, 2 x 8 doubles)
 SPLIT_MIN_DEPTH = 4096      # products each partial sum of a split weight gradient adds up
 PREFIX = {"conv2d": "CONV", "conv2d_grad_input": "CONVDX", "conv2d_grad_weight": "CONVDW"}
 
@@ -40,14 +41,18 @@ def build_conv_gemm(group, buffer_of, nbytes, device_info, private: str):
     views = [operand_view(x, buffer_of.__contains__) for x in node.inputs]
     if any(view is None or view[1] for view in views):
         return None
-    spec, out = _PLANS[node.op](t, node, **node.attrs)
+    runs = {"runs": True} if node.op == "conv2d_grad_input" and device_info.type == "cpu" \
+        else {}
+    spec, out = _PLANS[node.op](t, node, **node.attrs, **runs)
     operands = (views[1][0], views[0][0])    # B is always the windowed first input
     label = f"{PREFIX[node.op]}_{'_'.join(map(str, t.shape + loop_spec(t).space))}"
     split = weight_split(spec, node, device_info) if node.op == "conv2d_grad_weight" else 1
     if split > 1:
         return _split_weight_gradient(group, buffer_of, nbytes, device_info, operands, label,
                                       split, private)
-    return [built_gemm(group, buffer_of, nbytes, device_info, spec, operands, out, label)]
+    columns = (spec.b_gather.run, t.shape[3]) if spec.b_gather.run > t.shape[3] else None
+    return [built_gemm(group, buffer_of, nbytes, device_info, spec, operands, out, label,
+                       columns)]
 
 
 def weight_split(spec: GemmSpec, node, device_info) -> int:
@@ -113,24 +118,42 @@ def _forward(t: Tensor, node, stride, padding, dilation, groups):
     return spec, [floordiv(gb, groups), (gb % groups) * og + gi, floordiv(gj, ow), gj % ow]
 
 
-def _grad_input(t: Tensor, node, stride, padding, dilation, groups, input_shape):
+def _grad_input(t: Tensor, node, stride, padding, dilation, groups, input_shape, runs=False):
+    """With `runs` and stride 1, the columns walk each row of the input padded to RUN_ALIGN
+    pixels (RUN_ALIGN - 1 at most wasted per row, never stored): vectors of columns then
+    lie along one row of the output gradient, read as contiguous elements."""
     g, w = node.inputs
     (n, c, h, wd), (o, cg, kh, kw), (oh, ow) = input_shape, w.shape, g.shape[2:]
     sh, sw, pt, pl, dh, dw = _geometry(stride, padding, dilation)
     og, kk = o // groups, kh * kw
+    aligned = runs and (sh, sw) == (1, 1)
+    pitch = _run_pitch(wd) if aligned else wd
     weights = Gather(f"{_mod('batch_', groups)} * {og * cg * kk}", (f"r * {kk}", "0", "0"),
                      (f"{_div('c', kk)} * {cg * kk} + {_mod('c', kk)}", "0", "0"))
     base = f"{_div('batch_', groups)} * {o * oh * ow} + {_mod('batch_', groups)} * {og * oh * ow}"
     i, j = _div("r", kw) + f" % {kh}", _mod("r", kw)
     row_h, row_w = f"{pt} - {i} * {dh}", f"{pl} - {j} * {dw}"
-    col_h, col_w = _div("c", wd), _mod("c", wd)
+    col_h, col_w = _div("c", pitch), _mod("c", pitch)
     windows = Gather(base, (f"{_div('r', kk)} * {oh * ow}", row_h, row_w), ("0", col_h, col_w),
                      _bound(pt - (kh - 1) * dh, h - 1 + pt, oh * sh, sh),
-                     _bound(pl - (kw - 1) * dw, wd - 1 + pl, ow * sw, sw), (sh, sw), (ow, 1))
-    spec = GemmSpec(n * groups, cg, h * wd, og * kk, C_TYPES[t.dtype.name], False, False, 0, 0,
-                    weights, windows)
-    gb, gi, gj = var("gb", n * groups), var("gi", cg), var("gj", h * wd)
-    return spec, [floordiv(gb, groups), (gb % groups) * cg + gi, floordiv(gj, wd), gj % wd]
+                     _bound(pl - (kw - 1) * dw, pitch - 1 + pl, ow * sw, sw), (sh, sw), (ow, 1),
+                     run=_run(pitch, wd) if aligned else 0)
+    spec = GemmSpec(n * groups, cg, h * pitch, og * kk, C_TYPES[t.dtype.name], False, False,
+                    0, 0, weights, windows)
+    gb, gi, gj = var("gb", n * groups), var("gi", cg), var("gj", h * pitch)
+    return spec, [floordiv(gb, groups), (gb % groups) * cg + gi, floordiv(gj, pitch), gj % pitch]
+
+
+def _run(pitch: int, width: int) -> int:
+    """The Gather's run: the row pitch of the columns where vectors of them fit in a row."""
+    return pitch if pitch != width or width % RUN_ALIGN == 0 else 0
+
+
+def _run_pitch(width: int) -> int:
+    """Row pitch of the columns of a GEMM along image rows: `width` rounded up to RUN_ALIGN
+    where that wastes at most a quarter of the columns, else `width`."""
+    padded = -(-width // RUN_ALIGN) * RUN_ALIGN
+    return padded if 4 * (padded - width) <= padded else width
 
 
 def _grad_weight(t: Tensor, node, stride, padding, dilation, groups, weight_shape, split=1):

@@ -257,6 +257,8 @@ def _cpu_values(spec: GemmSpec, t: CpuTiles) -> dict[str, Any]:
         A_TRANS=int(spec.a_trans), A_PACK=int(_packs_a(spec)),
         A_STEP=t.rows if _packs_a(spec) else 1,
         A_COPY=_copy_code(spec.dtype, t.rows, spec.m), B_TRANS=int(spec.b_trans),
+        B_RUNS=int(spec.b_gather is not None and spec.b_gather.run > 0 and
+                   spec.b_gather.run % t.width == 0 and spec.b_gather.step == (1, 1)),
         TB=block, TRANSPOSE=_transpose_code(spec.dtype, block, spec.k, t.tn))
 
 

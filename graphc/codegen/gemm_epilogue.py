@@ -71,14 +71,18 @@ def build_gemm(group, buffer_of, nbytes, device_info, operands, tune=None):
 
 
 def built_gemm(group, buffer_of, nbytes, device_info, spec: GemmSpec, operands, out,
-               label: str):
+               label: str, columns: tuple[int, int] | None = None):
     """The BuiltKernel of `spec` on the buffers of `operands` (A, B), storing the group's
-    values at the root's index `out` (linear forms of gb, gi, gj), named `label`_digest."""
+    values at the root's index `out` (linear forms of gb, gi, gj), named `label`_digest.
+    With `columns` (pitch, width), only columns j with j % pitch < width are stored."""
     from graphc.codegen.build import BuiltKernel, _digest, _ops_of, _traffic
     t = group.root
     low = Lowering(buffer_of)
     low.computing = set(group.stores) - {t}
     epilogue = _epilogue(group, low, buffer_of, t, out)
+    if columns is not None:
+        epilogue = Epilogue(epilogue.params, f"if ({{j}} % {columns[0]} < {columns[1]}) "
+                            + epilogue.store)
     probe = gemm_kernel("K", spec, epilogue, device_info)
     name = f"{label}_{_digest(probe.source)}"
     source = gemm_kernel(name, spec, epilogue, device_info).source   # helpers carry the name

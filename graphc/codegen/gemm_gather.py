@@ -19,8 +19,11 @@ class Gather:
     `base + row[0] + col[0] + (h / step[0]) * pitch[0] + (w / step[1]) * pitch[1]` (elements)
     and is zero unless 0 <= h < height * step[0] and 0 <= w < width * step[1] (a check is left
     out where that bound is None) and the steps divide h and w (the windows of a strided
-    convolution, seen from its output). `base` is a C int expression of `batch_`; `row` holds
-    three C int expressions of `r` (offset, height part, width part), `col` three of `c`.
+    convolution, seen from its output). With `run` > 0 the columns come in runs of `run`
+    along one image row (same height part, width part and position one more per column):
+    the CPU template then loads vectors of columns as contiguous elements. `base` is a C int
+    expression of `batch_`; `row` holds three C int expressions of `r` (offset, height part,
+    width part), `col` three of `c`.
     """
 
     base: str
@@ -30,30 +33,37 @@ class Gather:
     width: int | None = None
     step: tuple[int, int] = (1, 1)
     pitch: tuple[int, int] = (0, 0)
+    run: int = 0
 
 
 def gather_code(name: str, operand: str, gather: Gather | None, dtype: str) -> str:
     """The C helpers of a gathered operand: `{name}_{operand}_row` and `_col` (int4 of offset,
-    height and width parts), `_get` (the element at their sums, or zero outside) and `_gather`
-    (element (r, c) from scratch)."""
+    height and width parts), `_ok_h` and `_ok_w` (a height or width part inside the image),
+    `_at` (the element's position), `_get` (the element at the sums of the parts, or zero
+    outside) and `_gather` (element (r, c) from scratch)."""
     if gather is None:
         return ""
     prefix = f"{name}_{operand}"
     axes = (("h", gather.height, gather.step[0], gather.pitch[0]),
             ("w", gather.width, gather.step[1], gather.pitch[1]))
-    checks = [f"(uint)({axis}) < {bound * step}u" for axis, bound, step, _ in axes
-              if bound is not None]
-    checks += [f"{axis} % {step} == 0" for axis, _, step, _ in axes if step > 1]
     offset = "".join(f" + {axis} / {step} * {pitch}" if step > 1 else f" + {axis} * {pitch}"
                      for axis, _, step, pitch in axes if pitch)
-    value = f"x[o{offset}]"
-    if checks:
-        value = f"({' && '.join(checks)}) ? {value} : ({dtype})0"
     return "\n".join([
         f"int4 {prefix}_row(const int r) {{ return (int4)({', '.join(gather.row)}, 0); }}",
         f"int4 {prefix}_col(const int c) {{ return (int4)({', '.join(gather.col)}, 0); }}",
+        *(f"bool {prefix}_ok_{axis}(const int {axis}) {{ return {_inside(axis, bound, step)}; }}"
+          for axis, bound, step, _ in axes),
+        f"int {prefix}_at(const int o, const int h, const int w) {{ return o{offset}; }}",
         f"{dtype} {prefix}_get(__global const {dtype}* x, const int o, const int h, const int w)",
-        f"{{\n    return {value};\n}}",
+        f"{{\n    return ({prefix}_ok_h(h) && {prefix}_ok_w(w)) ? x[{prefix}_at(o, h, w)] "
+        f": ({dtype})0;\n}}",
         f"{dtype} {prefix}_gather(__global const {dtype}* x, const int r, const int c)",
         f"{{\n    const int4 p = {prefix}_row(r), q = {prefix}_col(c);",
         f"    return {prefix}_get(x, p.x + q.x, p.y + q.y, p.z + q.z);\n}}", ""])
+
+
+def _inside(axis: str, bound: int | None, step: int) -> str:
+    """C condition that a height or width part falls inside the image and on the step."""
+    checks = [f"(uint)({axis}) < {bound * step}u"] if bound is not None else []
+    checks += [f"{axis} % {step} == 0"] if step > 1 else []
+    return " && ".join(checks) or "true"
