@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from graphc.codegen.index import Lin, cached_hash, evaluate
+from graphc.codegen.index import Div, Lin, Mod, Var, cached_hash, evaluate
 
 
 @cached_hash
@@ -175,7 +175,8 @@ def reads_follow_outputs(kernel: Kernel, block: int) -> bool:
     """Whether the reduction loop of `kernel` reads consecutive addresses for consecutive
     outputs (a column sum): every load that moves with `gid` moves by one element for most
     steps within blocks of `block` outputs (the others cross a row of a multi-dimensional
-    output), the rest stay put. A row sum's loads jump by the loop length instead."""
+    output), the rest stay put. A row sum's loads jump by the loop length instead. Divisions
+    of `gid` by other than powers of two cost more in the loop than the lanes save."""
     total = int(np.prod(kernel.space, dtype=np.int64))
     samples = [g for g in range(min(total - 1, 4 * block)) if g % block != block - 1]
     loads = {n.index for n in walk(kernel.reduce.body) if isinstance(n, Load)}
@@ -184,7 +185,21 @@ def reads_follow_outputs(kernel: Kernel, block: int) -> bool:
         steps = [evaluate(index, {"gid": g + 1}) - evaluate(index, {"gid": g}) for g in samples]
         if not any(steps):
             continue
-        if sum(s == 1 for s in steps) * 8 < len(steps) * 7:
+        if sum(s == 1 for s in steps) * 8 < len(steps) * 7 or \
+                any(d & (d - 1) for d in _gid_divisors(index)):
             return False
         moving = True
     return moving
+
+
+def _gid_divisors(form: Lin):
+    """The divisors of the divisions and remainders of `gid` in `form`."""
+    for atom, _ in form.terms:
+        if isinstance(atom, (Div, Mod)) and _mentions_gid(atom.form):
+            yield atom.divisor
+            yield from _gid_divisors(atom.form)
+
+
+def _mentions_gid(form: Lin) -> bool:
+    return any(atom.name == "gid" if isinstance(atom, Var) else _mentions_gid(atom.form)
+               for atom, _ in form.terms)

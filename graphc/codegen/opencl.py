@@ -191,26 +191,31 @@ def _stores(kernel: Kernel, emitter: Emitter) -> list[str]:
 def _lanes_kernel(kernel: Kernel, lanes: int) -> str:
     """A reduction whose work item owns `lanes` consecutive outputs: the loop outside, an
     inner loop over the lanes the CPU compiler vectorizes (when neighbouring outputs read
-    neighbouring addresses: column sums), then each output's epilogue and stores."""
+    neighbouring addresses: column sums), then each output's epilogue and stores. The last
+    work item's lanes start early enough to stay in bounds (a clamped index would stop the
+    vectorizer) and it stores only the outputs past the previous item's."""
     total = int(np.prod(kernel.space, dtype=np.int64))
+    lanes = min(lanes, total)
+    first = f"min(start, {total - lanes})" if total % lanes else "start"
     lines = [f"__kernel void {kernel.name}({_params(kernel)}) {{",
-             f"  const int first = get_global_id(0) * {lanes};",
-             f"  if (first >= {total}) return;"]
+             f"  const int start = get_global_id(0) * {lanes};",
+             f"  if (start >= {total}) return;",
+             f"  const int first = {first};"]
     if kernel.uses_step:
         lines.append("  const ulong graphc_step = graphc_step_buffer[0];")
     loop = Emitter("      ")
-    lines += _lanes_lines(kernel.reduce, lanes, total, loop)
+    lines += _lanes_lines(kernel.reduce, lanes, loop)
     emitter = Emitter("    ", first_temp=loop.next_temp)
     emitter.acc = "best[gid - first]" if kernel.reduce.combiner in ("argmax", "argmin") \
         else "acc[gid - first]"
-    lines += items_loop(total, lanes)[1:]
+    lines += [f"  const int end = min(start + {lanes}, {total});",
+              "  for (int gid = start; gid < end; ++gid) {"]
     stores = _stores(kernel, emitter)
     return "\n".join(lines + emitter.lines + stores + ["  }", "}"]) + "\n"
 
 
-def _lanes_lines(reduce, lanes: int, total: int, emitter: Emitter) -> list[str]:
-    """Accumulators for `lanes` outputs and the loop filling them; the last work item's
-    lanes past the end read the last output's values (in bounds) and are not stored."""
+def _lanes_lines(reduce, lanes: int, emitter: Emitter) -> list[str]:
+    """Accumulators for `lanes` outputs from `first` on, and the loop filling them."""
     acc_type = c_type(reduce.acc_dtype)
     arg = reduce.combiner in ("argmax", "argmin")
     lines = [f"  {acc_type} acc[{lanes}];"] + ([f"  int best[{lanes}];"] if arg else [])
@@ -219,8 +224,7 @@ def _lanes_lines(reduce, lanes: int, total: int, emitter: Emitter) -> list[str]:
                  + (" best[lane] = 0; }" if arg else " }"))
     lines.append(f"  {_loop_head(reduce)} {{")
     lines.append(f"    for (int lane = 0; lane < {lanes}; ++lane) {{")
-    gid = "first + lane" if total % lanes == 0 else f"min(first + lane, {total - 1})"
-    lines.append(f"      const int gid = {gid};")
+    lines.append("      const int gid = first + lane;")
     value = emitter.value(reduce.body)
     lines += emitter.lines
     lines.append(_combine_line(reduce, value, "acc[lane]", "best[lane]", "      "))
