@@ -169,7 +169,7 @@ def cpu_tiles(spec: GemmSpec, info: DeviceInfo) -> CpuTiles:
     lanes = max(1, info.preferred_float_vector_width * 4 // ITEMSIZE[spec.dtype])
     registers = 32 if info.preferred_float_vector_width >= 16 else 16
     width = int(tune.get("width", max(2, min(lanes, 16, _pow2_at_least(spec.n)))))
-    vectors = int(tune.get("vectors", 2 if spec.n > width else 1))
+    vectors = int(tune.get("vectors", _cpu_vectors(spec, width, registers)))
     # Accumulators plus the B vectors and one broadcast A value must stay in registers.
     rows = int(tune.get("rows", min(8, (registers - vectors - 1) // vectors, spec.m)))
     kc = int(tune.get("kc", min(spec.k, CPU_KC)))
@@ -180,6 +180,16 @@ def cpu_tiles(spec: GemmSpec, info: DeviceInfo) -> CpuTiles:
     tiles = CpuTiles(rows, vectors, width, int(tune.get("panels", panels)),
                      _round_up(int(tune.get("mc", mc)), rows), kc, order)
     return _fit_local_memory(tiles, spec, info)
+
+
+def _cpu_vectors(spec: GemmSpec, width: int, registers: int) -> int:
+    """Vectors per register-tile row: 2, or up to 4 while fewer than 8 rows leave registers
+    for more accumulators (fewer A broadcasts and B loads per multiply-add)."""
+    if spec.n <= width:
+        return 1
+    if spec.m >= 8:
+        return 2
+    return max(2, min(4, (registers - 1) // (spec.m + 1), _ceil_div(spec.n, width)))
 
 
 def _cpu_block(spec: GemmSpec, info: DeviceInfo, rows: int, tn: int) -> tuple[int, int]:
