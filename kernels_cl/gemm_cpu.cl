@@ -89,6 +89,31 @@ void ${name}_pack_b(__global const ${T}* bm, __local ${T}* bp, const int jb, con
         }
 #else
         for (int k = 0; k < kc; ++k) {
+#if ${B_KRUNS}
+            /* Four rows inside one of the gather's runs along an image row (no bounds to
+             * check): each column's four elements are consecutive, copied as 4 x 4 blocks
+             * transposed (vector loads and shuffles) instead of gathered. */
+            if (k + 4 <= kc && (kb + k) % ${KRUN} + 4 <= ${KRUN}) {
+                const int4 p = ${name}_b_row(kb + k);
+                for (int c = 0; c < ${TN}; c += 4) {
+                    ${T}4 q[4];
+                    #pragma unroll
+                    for (int e = 0; e < 4; ++e)
+                        q[e] = vload4(0, bm + ${name}_b_at(p.x + co[c + e], p.y + ch[c + e],
+                                                           p.z + cw[c + e]));
+                    vstore4((${T}4)(q[0].s0, q[1].s0, q[2].s0, q[3].s0), 0,
+                            panel + k * ${TN} + c);
+                    vstore4((${T}4)(q[0].s1, q[1].s1, q[2].s1, q[3].s1), 0,
+                            panel + (k + 1) * ${TN} + c);
+                    vstore4((${T}4)(q[0].s2, q[1].s2, q[2].s2, q[3].s2), 0,
+                            panel + (k + 2) * ${TN} + c);
+                    vstore4((${T}4)(q[0].s3, q[1].s3, q[2].s3, q[3].s3), 0,
+                            panel + (k + 3) * ${TN} + c);
+                }
+                k += 3;
+                continue;
+            }
+#endif
             const int4 p = ${name}_b_row(kb + k);
             for (int c = 0; c < ${TN}; ++c)
                 panel[k * ${TN} + c] = ${name}_b_get(bm, p.x + co[c], p.y + ch[c], p.z + cw[c]);

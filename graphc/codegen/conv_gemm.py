@@ -174,7 +174,8 @@ def _grad_weight(t: Tensor, node, stride, padding, dilation, groups, weight_shap
                       row_h, row_w),
                      (f"{_div('c', kk)} * {h * wd} + ({col_h}) * {wd} + {col_w}", col_h, col_w),
                      _bound(-pt, (oh - 1) * sh + (kh - 1) * dh - pt, h),
-                     _bound(-pl, (ow - 1) * sw + (kw - 1) * dw - pl, wd))
+                     _bound(-pl, (ow - 1) * sw + (kw - 1) * dw - pl, wd),
+                     krun=ow if sw == 1 else 0)
     spec = GemmSpec(groups * split, og, cg * kk, run * p, C_TYPES[t.dtype.name], False, False,
                     0, 0, grads, windows)
     gb, gi, gj = var("gb", groups), var("gi", og), var("gj", cg * kk)

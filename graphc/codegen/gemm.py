@@ -268,7 +268,16 @@ def _cpu_values(spec: GemmSpec, t: CpuTiles) -> dict[str, Any]:
         A_COPY=_copy_code(spec.dtype, t.rows, spec.m), B_TRANS=int(spec.b_trans),
         B_RUNS=int(spec.b_gather is not None and spec.b_gather.run > 0 and
                    spec.b_gather.run % t.width == 0 and spec.b_gather.step == (1, 1)),
+        B_KRUNS=int(_krun_blocks(spec.b_gather, t)),
+        KRUN=spec.b_gather.krun if spec.b_gather is not None and spec.b_gather.krun else 1,
         TB=block, TRANSPOSE=_transpose_code(spec.dtype, block, spec.k, t.tn))
+
+
+def _krun_blocks(gather: Gather | None, t: CpuTiles) -> bool:
+    """Whether the CPU template copies a gathered B as 4 x 4 blocks along runs of rows."""
+    return gather is not None and gather.krun > 0 and gather.krun % 4 == 0 and \
+        gather.height is None and gather.width is None and gather.step == (1, 1) and \
+        t.tn % 4 == 0 and t.kc % 4 == 0
 
 
 def _packs_a(spec: GemmSpec) -> bool:
