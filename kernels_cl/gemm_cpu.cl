@@ -80,7 +80,8 @@ void ${name}_pack_b(__global const ${T}* bm, __local ${T}* bp, const int jb, con
             #pragma unroll
             for (int v = 0; v < ${NV}; ++v) {
                 const int c0 = v * ${W}, h = p.y + ch[c0], w = p.z + cw[c0];
-                const bool row_ok = ${name}_b_ok_h(h);
+                const bool row_ok = (${N} % ${TN} == 0 || j0 + c0 < ${N}) &&   /* past N: 0 */
+                                    ${name}_b_ok_h(h);
                 __global const ${T}* src = bm + ${name}_b_at(p.x + co[c0], h, w);
                 __local ${T}* dst = panel + k * ${TN} + c0;
                 for (int c = 0; c < ${W}; ++c)

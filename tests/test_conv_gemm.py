@@ -35,6 +35,7 @@ CASES = [
      np.float64),
     ((2, 6, 5, 15), (4, 6, 3, 3), dict(padding=1), np.float32),
     ((1, 2, 5, 16), (3, 2, 2, 3), dict(padding=(0, 1)), np.float64),
+    ((1, 3, 5, 16), (2, 3, 1, 1), {}, np.float32),     # vectors of columns past the last
     # weight gradients copying runs of 8 pixels as 4 x 4 blocks
     ((2, 4, 9, 11), (6, 2, 2, 4), dict(dilation=(2, 1), groups=2), np.float64),
     ((2, 3, 11, 10), (4, 3, 3, 3), dict(stride=(2, 1)), np.float32),
