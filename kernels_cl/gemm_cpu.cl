@@ -73,18 +73,18 @@ void ${name}_pack_b(__global const ${T}* bm, __local ${T}* bp, const int jb, con
             co[c] = q.x; ch[c] = q.y; cw[c] = q.z;
         }
 #if ${B_RUNS}
-        /* Each vector of columns lies along one image row (the gather's runs): it reads
+        /* Each run of RW columns lies along one image row (the gather's runs): it reads
          * consecutive elements of every row of B, masked contiguous loads, not gathers. */
         for (int k = 0; k < kc; ++k) {
             const int4 p = ${name}_b_row(kb + k);
             #pragma unroll
-            for (int v = 0; v < ${NV}; ++v) {
-                const int c0 = v * ${W}, h = p.y + ch[c0], w = p.z + cw[c0];
+            for (int v = 0; v < ${TN} / ${RW}; ++v) {
+                const int c0 = v * ${RW}, h = p.y + ch[c0], w = p.z + cw[c0];
                 const bool row_ok = (${N} % ${TN} == 0 || j0 + c0 < ${N}) &&   /* past N: 0 */
                                     ${name}_b_ok_h(h);
                 __global const ${T}* src = bm + ${name}_b_at(p.x + co[c0], h, w);
                 __local ${T}* dst = panel + k * ${TN} + c0;
-                for (int c = 0; c < ${W}; ++c)
+                for (int c = 0; c < ${RW}; ++c)
                     dst[c] = row_ok && ${name}_b_ok_w(w + c) ? src[c] : (${T})0;
             }
         }

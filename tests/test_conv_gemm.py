@@ -39,6 +39,10 @@ CASES = [
     # weight gradients copying runs of 8 pixels as 4 x 4 blocks
     ((2, 4, 9, 11), (6, 2, 2, 4), dict(dilation=(2, 1), groups=2), np.float64),
     ((2, 3, 11, 10), (4, 3, 3, 3), dict(stride=(2, 1)), np.float32),
+    # forward convolutions loading runs of 4 output columns (rows of 8 and 12 pixels)
+    ((2, 4, 10, 11), (6, 2, 3, 4), dict(stride=(2, 1), dilation=(1, 1), groups=2),
+     np.float64),
+    ((1, 3, 7, 16), (5, 3, 2, 5), dict(dilation=(2, 1)), np.float32),
 ]
 SMALL = 2000        # x elements of the cases Oclgrind runs
 # Every compiled function stays alive: Oclgrind's uninitialized-value check misreads device

@@ -111,7 +111,8 @@ def _forward(t: Tensor, node, stride, padding, dilation, groups):
                             row_h, row_w),
                      (f"{col_h} * {wd} + {col_w}", col_h, col_w),
                      _bound(-pt, (oh - 1) * sh + (kh - 1) * dh - pt, h),
-                     _bound(-pl, (ow - 1) * sw + (kw - 1) * dw - pl, wd))
+                     _bound(-pl, (ow - 1) * sw + (kw - 1) * dw - pl, wd),
+                     run=ow if sw == 1 else 0)
     spec = GemmSpec(n * groups, og, oh * ow, k, C_TYPES[t.dtype.name], False, False, 0, 0,
                     weights, windows)
     gb, gi, gj = var("gb", n * groups), var("gi", og), var("gj", oh * ow)

@@ -266,11 +266,20 @@ def _cpu_values(spec: GemmSpec, t: CpuTiles) -> dict[str, Any]:
         A_TRANS=int(spec.a_trans), A_PACK=int(_packs_a(spec)),
         A_STEP=t.rows if _packs_a(spec) else 1,
         A_COPY=_copy_code(spec.dtype, t.rows, spec.m), B_TRANS=int(spec.b_trans),
-        B_RUNS=int(spec.b_gather is not None and spec.b_gather.run > 0 and
-                   spec.b_gather.run % t.width == 0 and spec.b_gather.step == (1, 1)),
+        B_RUNS=int(_run_width(spec.b_gather, t) > 0), RW=max(1, _run_width(spec.b_gather, t)),
         B_KRUNS=int(_krun_blocks(spec.b_gather, t)),
         KRUN=spec.b_gather.krun if spec.b_gather is not None and spec.b_gather.krun else 1,
         TB=block, TRANSPOSE=_transpose_code(spec.dtype, block, spec.k, t.tn))
+
+
+def _run_width(gather: Gather | None, t: CpuTiles) -> int:
+    """Columns the CPU template loads at once along a gather's runs of columns: a vector,
+    else 4 where no width is checked (masked runs of 4 measured slower than gathers); 0
+    where the columns are gathered one by one."""
+    if gather is None or gather.run == 0 or gather.step != (1, 1):
+        return 0
+    widths = (t.width, 4) if gather.width is None else (t.width,)
+    return next((w for w in widths if gather.run % w == 0 and t.tn % w == 0), 0)
 
 
 def _krun_blocks(gather: Gather | None, t: CpuTiles) -> bool:
