@@ -113,12 +113,15 @@ def test_weight_gradient_split_over_the_images_sums_its_parts(cl_device, monkeyp
         pytest.skip("no float64 on this device")
     gemm_variant(monkeypatch, kind, compute_units=64)
     monkeypatch.setattr(conv_gemm, "SPLIT_MIN_DEPTH", 16)
-    step, feeds, outs = conv_step((6, 2, 7, 6), (3, 2, 3, 3), dict(padding=(1, 0)), dtype)
-    names = [k.name for k in step.compiled.plan.launches]
-    assert any(name.startswith("PCONVDW_3_2_3_3_6_7_4_6_") for name in names), names
-    got, want = step(*feeds.values())[2], gc.interpret(outs, feeds)[2]
-    tol = 1e-5 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(got, want, rtol=0, atol=tol * (np.abs(want).max() + 1) * 10)
+    # the second: no padding, rows of 8 pixels (4 x 4 blocks in each part)
+    for x_shape, padding, label in (((6, 2, 7, 6), (1, 0), "PCONVDW_3_2_3_3_6_7_4_6_"),
+                                    ((6, 2, 7, 10), 0, "PCONVDW_3_2_3_3_6_5_8_6_")):
+        step, feeds, outs = conv_step(x_shape, (3, 2, 3, 3), dict(padding=padding), dtype)
+        names = [k.name for k in step.compiled.plan.launches]
+        assert any(name.startswith(label) for name in names), names
+        got, want = step(*feeds.values())[2], gc.interpret(outs, feeds)[2]
+        tol = 1e-5 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(got, want, rtol=0, atol=tol * (np.abs(want).max() + 1) * 10)
 
 
 @pytest.mark.opencl
