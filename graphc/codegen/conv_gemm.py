@@ -11,6 +11,11 @@ CG = C/G input and OG = O/G output channels, KK = KH*KW and P = OH*OW, one GEMM 
 The outputs come out NCHW/OIHW, so the fused epilogue (bias, activation, the optimizer update)
 stores them as the loop kernel would. For the input gradient of a strided convolution the
 gather keeps only the positions that a window of the output gradient steps on.
+
+With a column stride of 1 the windows' elements lie in runs along image rows, which the CPU
+template copies as contiguous elements rather than one by one: the columns of the forward
+GEMM (output rows), those of the input gradient (input rows, padded to RUN_ALIGN pixels so
+that whole vectors of columns fit in one row) and the rows of the weight gradient.
 """
 from __future__ import annotations
 
