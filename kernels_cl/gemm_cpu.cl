@@ -73,22 +73,48 @@ void ${name}_pack_b(__global const ${T}* bm, __local ${T}* bp, const int jb, con
             co[c] = q.x; ch[c] = q.y; cw[c] = q.z;
         }
 #if ${B_RUNS}
-        /* Each vector of columns lies along one image row (the gather's runs): it reads
+        /* Each run of RW columns lies along one image row (the gather's runs): it reads
          * consecutive elements of every row of B, masked contiguous loads, not gathers. */
         for (int k = 0; k < kc; ++k) {
             const int4 p = ${name}_b_row(kb + k);
             #pragma unroll
-            for (int v = 0; v < ${NV}; ++v) {
-                const int c0 = v * ${W}, h = p.y + ch[c0], w = p.z + cw[c0];
-                const bool row_ok = ${name}_b_ok_h(h);
+            for (int v = 0; v < ${TN} / ${RW}; ++v) {
+                const int c0 = v * ${RW}, h = p.y + ch[c0], w = p.z + cw[c0];
+                const bool row_ok = (${N} % ${TN} == 0 || j0 + c0 < ${N}) &&   /* past N: 0 */
+                                    ${name}_b_ok_h(h);
                 __global const ${T}* src = bm + ${name}_b_at(p.x + co[c0], h, w);
                 __local ${T}* dst = panel + k * ${TN} + c0;
-                for (int c = 0; c < ${W}; ++c)
+                for (int c = 0; c < ${RW}; ++c)
                     dst[c] = row_ok && ${name}_b_ok_w(w + c) ? src[c] : (${T})0;
             }
         }
 #else
         for (int k = 0; k < kc; ++k) {
+#if ${B_KRUNS}
+            /* Four rows inside one of the gather's runs along an image row (no bounds to
+             * check): each column's four elements are consecutive, copied as 4 x 4 blocks
+             * transposed (vector loads and shuffles) instead of gathered. */
+            if (k + 4 <= kc && (kb + k) % ${KRUN} + 4 <= ${KRUN}) {
+                const int4 p = ${name}_b_row(kb + k);
+                for (int c = 0; c < ${TN}; c += 4) {
+                    ${T}4 q[4];
+                    #pragma unroll
+                    for (int e = 0; e < 4; ++e)
+                        q[e] = vload4(0, bm + ${name}_b_at(p.x + co[c + e], p.y + ch[c + e],
+                                                           p.z + cw[c + e]));
+                    vstore4((${T}4)(q[0].s0, q[1].s0, q[2].s0, q[3].s0), 0,
+                            panel + k * ${TN} + c);
+                    vstore4((${T}4)(q[0].s1, q[1].s1, q[2].s1, q[3].s1), 0,
+                            panel + (k + 1) * ${TN} + c);
+                    vstore4((${T}4)(q[0].s2, q[1].s2, q[2].s2, q[3].s2), 0,
+                            panel + (k + 2) * ${TN} + c);
+                    vstore4((${T}4)(q[0].s3, q[1].s3, q[2].s3, q[3].s3), 0,
+                            panel + (k + 3) * ${TN} + c);
+                }
+                k += 3;
+                continue;
+            }
+#endif
             const int4 p = ${name}_b_row(kb + k);
             for (int c = 0; c < ${TN}; ++c)
                 panel[k * ${TN} + c] = ${name}_b_get(bm, p.x + co[c], p.y + ch[c], p.z + cw[c]);

@@ -35,6 +35,14 @@ CASES = [
      np.float64),
     ((2, 6, 5, 15), (4, 6, 3, 3), dict(padding=1), np.float32),
     ((1, 2, 5, 16), (3, 2, 2, 3), dict(padding=(0, 1)), np.float64),
+    ((1, 3, 5, 16), (2, 3, 1, 1), {}, np.float32),     # vectors of columns past the last
+    # weight gradients copying runs of 8 pixels as 4 x 4 blocks
+    ((2, 4, 9, 11), (6, 2, 2, 4), dict(dilation=(2, 1), groups=2), np.float64),
+    ((2, 3, 11, 10), (4, 3, 3, 3), dict(stride=(2, 1)), np.float32),
+    # forward convolutions loading runs of 4 output columns (rows of 8 and 12 pixels)
+    ((2, 4, 10, 11), (6, 2, 3, 4), dict(stride=(2, 1), dilation=(1, 1), groups=2),
+     np.float64),
+    ((1, 3, 7, 16), (5, 3, 2, 5), dict(dilation=(2, 1)), np.float32),
 ]
 SMALL = 2000        # x elements of the cases Oclgrind runs
 # Every compiled function stays alive: Oclgrind's uninitialized-value check misreads device
@@ -105,12 +113,15 @@ def test_weight_gradient_split_over_the_images_sums_its_parts(cl_device, monkeyp
         pytest.skip("no float64 on this device")
     gemm_variant(monkeypatch, kind, compute_units=64)
     monkeypatch.setattr(conv_gemm, "SPLIT_MIN_DEPTH", 16)
-    step, feeds, outs = conv_step((6, 2, 7, 6), (3, 2, 3, 3), dict(padding=(1, 0)), dtype)
-    names = [k.name for k in step.compiled.plan.launches]
-    assert any(name.startswith("PCONVDW_3_2_3_3_6_7_4_6_") for name in names), names
-    got, want = step(*feeds.values())[2], gc.interpret(outs, feeds)[2]
-    tol = 1e-5 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(got, want, rtol=0, atol=tol * (np.abs(want).max() + 1) * 10)
+    # the second: no padding, rows of 8 pixels (4 x 4 blocks in each part)
+    for x_shape, padding, label in (((6, 2, 7, 6), (1, 0), "PCONVDW_3_2_3_3_6_7_4_6_"),
+                                    ((6, 2, 7, 10), 0, "PCONVDW_3_2_3_3_6_5_8_6_")):
+        step, feeds, outs = conv_step(x_shape, (3, 2, 3, 3), dict(padding=padding), dtype)
+        names = [k.name for k in step.compiled.plan.launches]
+        assert any(name.startswith(label) for name in names), names
+        got, want = step(*feeds.values())[2], gc.interpret(outs, feeds)[2]
+        tol = 1e-5 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(got, want, rtol=0, atol=tol * (np.abs(want).max() + 1) * 10)
 
 
 @pytest.mark.opencl

@@ -21,7 +21,7 @@ SMALL_GPU = DeviceInfo("gpu", compute_units=8, max_work_group_size=64, local_mem
 
 # (batch, m, n, k): tiny, primes, vectors, non-multiples of every tile, K above one panel.
 SHAPES = [(1, 1, 1, 1), (1, 7, 13, 5), (1, 1, 127, 33), (1, 65, 1, 129), (2, 37, 70, 45),
-          (1, 9, 33, 300)]
+          (1, 9, 33, 300), (2, 6, 200, 300)]
 LAYOUTS = [(False, False), (False, True), (True, False), (True, True)]
 
 
@@ -109,6 +109,15 @@ def test_cpu_tiles_use_wide_vectors_and_fit_local_memory():
     assert (tiles.rows, tiles.vectors, tiles.width) == (8, 2, 16)
     assert tiles.mc % tiles.rows == 0 and tiles.kc <= spec.k
     assert (tiles.kc * tiles.nc + tiles.mc * tiles.nc) * 4 <= AVX512_CPU.local_mem_size
+
+
+def test_cpu_tiles_give_few_rows_more_vectors():
+    few_rows = spec_for((64, 6, 192, 400))
+    tiles = cpu_tiles(few_rows, AVX512_CPU)
+    assert (tiles.rows, tiles.vectors) == (6, 4)
+    assert cpu_tiles(few_rows, dataclasses.replace(AVX512_CPU, preferred_float_vector_width=8)
+                     ).vectors == 2            # 16 registers: 6 x 2 accumulators already
+    assert cpu_tiles(spec_for((1, 8, 192, 400)), AVX512_CPU).vectors == 2
 
 
 def test_cpu_tiles_shrink_to_a_small_local_memory():

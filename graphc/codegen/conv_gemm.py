@@ -11,6 +11,11 @@ CG = C/G input and OG = O/G output channels, KK = KH*KW and P = OH*OW, one GEMM 
 The outputs come out NCHW/OIHW, so the fused epilogue (bias, activation, the optimizer update)
 stores them as the loop kernel would. For the input gradient of a strided convolution the
 gather keeps only the positions that a window of the output gradient steps on.
+
+With a column stride of 1 the windows' elements lie in runs along image rows, which the CPU
+template copies as contiguous elements rather than one by one: the columns of the forward
+GEMM (output rows), those of the input gradient (input rows, padded to RUN_ALIGN pixels so
+that whole vectors of columns fit in one row) and the rows of the weight gradient.
 """
 from __future__ import annotations
 
@@ -111,7 +116,8 @@ def _forward(t: Tensor, node, stride, padding, dilation, groups):
                             row_h, row_w),
                      (f"{col_h} * {wd} + {col_w}", col_h, col_w),
                      _bound(-pt, (oh - 1) * sh + (kh - 1) * dh - pt, h),
-                     _bound(-pl, (ow - 1) * sw + (kw - 1) * dw - pl, wd))
+                     _bound(-pl, (ow - 1) * sw + (kw - 1) * dw - pl, wd),
+                     run=ow if sw == 1 else 0)
     spec = GemmSpec(n * groups, og, oh * ow, k, C_TYPES[t.dtype.name], False, False, 0, 0,
                     weights, windows)
     gb, gi, gj = var("gb", n * groups), var("gi", og), var("gj", oh * ow)
@@ -174,7 +180,8 @@ def _grad_weight(t: Tensor, node, stride, padding, dilation, groups, weight_shap
                       row_h, row_w),
                      (f"{_div('c', kk)} * {h * wd} + ({col_h}) * {wd} + {col_w}", col_h, col_w),
                      _bound(-pt, (oh - 1) * sh + (kh - 1) * dh - pt, h),
-                     _bound(-pl, (ow - 1) * sw + (kw - 1) * dw - pl, wd))
+                     _bound(-pl, (ow - 1) * sw + (kw - 1) * dw - pl, wd),
+                     krun=ow if sw == 1 else 0)
     spec = GemmSpec(groups * split, og, cg * kk, run * p, C_TYPES[t.dtype.name], False, False,
                     0, 0, grads, windows)
     gb, gi, gj = var("gb", groups), var("gi", og), var("gj", cg * kk)

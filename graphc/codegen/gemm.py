@@ -170,7 +170,7 @@ def cpu_tiles(spec: GemmSpec, info: DeviceInfo) -> CpuTiles:
     lanes = max(1, info.preferred_float_vector_width * 4 // ITEMSIZE[spec.dtype])
     registers = 32 if info.preferred_float_vector_width >= 16 else 16
     width = int(tune.get("width", max(2, min(lanes, 16, _pow2_at_least(spec.n)))))
-    vectors = int(tune.get("vectors", 2 if spec.n > width else 1))
+    vectors = int(tune.get("vectors", _cpu_vectors(spec, width, registers)))
     # Accumulators plus the B vectors and one broadcast A value must stay in registers.
     rows = int(tune.get("rows", min(8, (registers - vectors - 1) // vectors, spec.m)))
     kc = int(tune.get("kc", min(spec.k, CPU_KC)))
@@ -181,6 +181,16 @@ def cpu_tiles(spec: GemmSpec, info: DeviceInfo) -> CpuTiles:
     tiles = CpuTiles(rows, vectors, width, int(tune.get("panels", panels)),
                      _round_up(int(tune.get("mc", mc)), rows), kc, order)
     return _fit_local_memory(tiles, spec, info)
+
+
+def _cpu_vectors(spec: GemmSpec, width: int, registers: int) -> int:
+    """Vectors per register-tile row: 2, or up to 4 while fewer than 8 rows leave registers
+    for more accumulators (fewer A broadcasts and B loads per multiply-add)."""
+    if spec.n <= width:
+        return 1
+    if spec.m >= 8:
+        return 2
+    return max(2, min(4, (registers - 1) // (spec.m + 1), _ceil_div(spec.n, width)))
 
 
 def _cpu_block(spec: GemmSpec, info: DeviceInfo, rows: int, tn: int) -> tuple[int, int]:
@@ -257,9 +267,27 @@ def _cpu_values(spec: GemmSpec, t: CpuTiles) -> dict[str, Any]:
         A_TRANS=int(spec.a_trans), A_PACK=int(_packs_a(spec)),
         A_STEP=t.rows if _packs_a(spec) else 1,
         A_COPY=_copy_code(spec.dtype, t.rows, spec.m), B_TRANS=int(spec.b_trans),
-        B_RUNS=int(spec.b_gather is not None and spec.b_gather.run > 0 and
-                   spec.b_gather.run % t.width == 0 and spec.b_gather.step == (1, 1)),
+        B_RUNS=int(_run_width(spec.b_gather, t) > 0), RW=max(1, _run_width(spec.b_gather, t)),
+        B_KRUNS=int(_krun_blocks(spec.b_gather, t)),
+        KRUN=spec.b_gather.krun if spec.b_gather is not None and spec.b_gather.krun else 1,
         TB=block, TRANSPOSE=_transpose_code(spec.dtype, block, spec.k, t.tn))
+
+
+def _run_width(gather: Gather | None, t: CpuTiles) -> int:
+    """Columns the CPU template loads at once along a gather's runs of columns: a vector,
+    else 4 where no width is checked (masked runs of 4 measured slower than gathers); 0
+    where the columns are gathered one by one."""
+    if gather is None or gather.run == 0 or gather.step != (1, 1):
+        return 0
+    widths = (t.width, 4) if gather.width is None else (t.width,)
+    return next((w for w in widths if gather.run % w == 0 and t.tn % w == 0), 0)
+
+
+def _krun_blocks(gather: Gather | None, t: CpuTiles) -> bool:
+    """Whether the CPU template copies a gathered B as 4 x 4 blocks along runs of rows."""
+    return gather is not None and gather.krun > 0 and gather.krun % 4 == 0 and \
+        gather.height is None and gather.width is None and gather.step == (1, 1) and \
+        t.tn % 4 == 0 and t.kc % 4 == 0
 
 
 def _packs_a(spec: GemmSpec) -> bool:

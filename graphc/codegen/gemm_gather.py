@@ -21,7 +21,8 @@ class Gather:
     out where that bound is None) and the steps divide h and w (the windows of a strided
     convolution, seen from its output). With `run` > 0 the columns come in runs of `run`
     along one image row (same height part, width part and position one more per column):
-    the CPU template then loads vectors of columns as contiguous elements. `base` is a C int
+    the CPU template then loads vectors of columns as contiguous elements. With `krun` > 0
+    the rows come in runs of `krun` (from multiples of it) likewise. `base` is a C int
     expression of `batch_`; `row` holds three C int expressions of `r` (offset, height part,
     width part), `col` three of `c`.
     """
@@ -34,6 +35,7 @@ class Gather:
     step: tuple[int, int] = (1, 1)
     pitch: tuple[int, int] = (0, 0)
     run: int = 0
+    krun: int = 0
 
 
 def gather_code(name: str, operand: str, gather: Gather | None, dtype: str) -> str:
