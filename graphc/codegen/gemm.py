@@ -20,7 +20,7 @@ from importlib import resources
 from string import Template
 from typing import Any
 
-from graphc.codegen.gemm_gather import Gather, gather_code
+from graphc.codegen.gemm_gather import Gather, gather_code, row_blocks, run_width
 
 ITEMSIZE = {"float": 4, "double": 8}
 INT_MAX = 2**31 - 1
@@ -258,6 +258,7 @@ def _cpu_values(spec: GemmSpec, t: CpuTiles) -> dict[str, Any]:
     # Work items split the panels and row tiles evenly, each taking at most t.panels x t.mc.
     strips, blocks = _ceil_div(panels, t.panels), _ceil_div(tiles, t.mc // t.rows)
     block = _transpose_block(t.tn)
+    run = run_width(spec.b_gather, t.width, t.tn)
     return dict(
         T=spec.dtype, VT=f"{spec.dtype}{t.width}", W=t.width, NV=t.vectors, R=t.rows,
         TN=t.tn, KC=t.kc, NKB=_ceil_div(spec.k, t.kc),
@@ -267,27 +268,9 @@ def _cpu_values(spec: GemmSpec, t: CpuTiles) -> dict[str, Any]:
         A_TRANS=int(spec.a_trans), A_PACK=int(_packs_a(spec)),
         A_STEP=t.rows if _packs_a(spec) else 1,
         A_COPY=_copy_code(spec.dtype, t.rows, spec.m), B_TRANS=int(spec.b_trans),
-        B_RUNS=int(_run_width(spec.b_gather, t) > 0), RW=max(1, _run_width(spec.b_gather, t)),
-        B_KRUNS=int(_krun_blocks(spec.b_gather, t)),
+        B_RUNS=int(run > 0), RW=max(1, run), B_KRUNS=int(row_blocks(spec.b_gather, t.tn, t.kc)),
         KRUN=spec.b_gather.krun if spec.b_gather is not None and spec.b_gather.krun else 1,
         TB=block, TRANSPOSE=_transpose_code(spec.dtype, block, spec.k, t.tn))
-
-
-def _run_width(gather: Gather | None, t: CpuTiles) -> int:
-    """Columns the CPU template loads at once along a gather's runs of columns: a vector,
-    else 4 where no width is checked (masked runs of 4 measured slower than gathers); 0
-    where the columns are gathered one by one."""
-    if gather is None or gather.run == 0 or gather.step != (1, 1):
-        return 0
-    widths = (t.width, 4) if gather.width is None else (t.width,)
-    return next((w for w in widths if gather.run % w == 0 and t.tn % w == 0), 0)
-
-
-def _krun_blocks(gather: Gather | None, t: CpuTiles) -> bool:
-    """Whether the CPU template copies a gathered B as 4 x 4 blocks along runs of rows."""
-    return gather is not None and gather.krun > 0 and gather.krun % 4 == 0 and \
-        gather.height is None and gather.width is None and gather.step == (1, 1) and \
-        t.tn % 4 == 0 and t.kc % 4 == 0
 
 
 def _packs_a(spec: GemmSpec) -> bool:

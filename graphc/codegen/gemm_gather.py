@@ -64,6 +64,23 @@ def gather_code(name: str, operand: str, gather: Gather | None, dtype: str) -> s
         f"    return {prefix}_get(x, p.x + q.x, p.y + q.y, p.z + q.z);\n}}", ""])
 
 
+def run_width(gather: Gather | None, width: int, tn: int) -> int:
+    """Columns the CPU template loads at once along a gather's runs of columns (tiles of
+    `tn` columns in vectors of `width`): a vector, else 4 where no width is checked (masked
+    runs of 4 measured slower than gathers); 0 where the columns are gathered one by one."""
+    if gather is None or gather.run == 0 or gather.step != (1, 1):
+        return 0
+    widths = (width, 4) if gather.width is None else (width,)
+    return next((w for w in widths if gather.run % w == 0 and tn % w == 0), 0)
+
+
+def row_blocks(gather: Gather | None, tn: int, kc: int) -> bool:
+    """Whether the CPU template copies a gathered B as 4 x 4 blocks along runs of rows."""
+    return gather is not None and gather.krun > 0 and gather.krun % 4 == 0 and \
+        gather.height is None and gather.width is None and gather.step == (1, 1) and \
+        tn % 4 == 0 and kc % 4 == 0
+
+
 def _inside(axis: str, bound: int | None, step: int) -> str:
     """C condition that a height or width part falls inside the image and on the step."""
     checks = [f"(uint)({axis}) < {bound * step}u"] if bound is not None else []
