@@ -63,7 +63,8 @@ def build_kernels(group: Group, buffer_of: dict[Tensor, str], dtype_of: dict,
                   per_item: int = 1) -> list[BuiltKernel]:
     """Lower one group to source: usually one kernel; a long reduction with few outputs
     becomes two (partial results over chunks of the loop, then their combination). An
-    elementwise kernel's work items take `per_item` elements each."""
+    elementwise kernel's work items take `per_item` elements each, a column reduction's
+    `per_item` outputs (see reads_follow_outputs)."""
     if group.kind == "raw":
         return [_build_raw(group, buffer_of, dtype_of)]
     if device_info is not None and group.kind == "loop" and group.root.producer.op == "matmul":
@@ -79,7 +80,7 @@ def build_kernels(group: Group, buffer_of: dict[Tensor, str], dtype_of: dict,
         split = split_factor(group.root.size, int(np.prod(spec.space, dtype=np.int64)),
                              spec.combiner)
         if split > 1:
-            return _split_loop(group, spec, split, buffer_of, dtype_of, private_name)
+            return _split_loop(group, spec, split, buffer_of, dtype_of, private_name, per_item)
     return [build_kernel(group, buffer_of, dtype_of, per_item)]
 
 
@@ -134,13 +135,16 @@ def _loop_kernel(group: Group, low: Lowering, buffer_of) -> Kernel:
     return Kernel("K", t.shape, stores, _params(low, group, buffer_of), reduce, low.uses_step)
 
 
-def _split_loop(group: Group, spec, split: int, buffer_of, nbytes, private: str):
-    """Partial reductions over `split` chunks of the loop, then the usual kernel over them."""
+def _split_loop(group: Group, spec, split: int, buffer_of, nbytes, private: str,
+                per_item: int = 1):
+    """Partial reductions over `split` chunks of the loop, then the usual kernel over them.
+    The partial sums lie chunk by chunk, so that neighbouring outputs of a column sum stay
+    neighbours in both kernels (see reads_follow_outputs)."""
     t = group.root
     low = Lowering(buffer_of)
     gid = var("gid", t.size * split)
-    out = unflatten(floordiv(gid, split), t.shape)
-    red = _chunk_indices(gid % split, split, spec.space)
+    out = unflatten(gid % t.size, t.shape)
+    red = _chunk_indices(floordiv(gid, t.size), split, spec.space)
     body = spec.body(low, out, red)
     store = Store(low.local(private, spec.acc_dtype), gid, Acc(spec.acc_dtype))
     params = tuple(Param(name, low.dtypes[b], b == private) for b, name in low.locals.items())
@@ -149,24 +153,31 @@ def _split_loop(group: Group, spec, split: int, buffer_of, nbytes, private: str)
                    Reduce(space, "r", spec.combiner, body, spec.acc_dtype), low.uses_step)
     size = t.size * split * spec.acc_dtype.itemsize
     args = tuple(low.locals) + ((STEP_BUFFER,) if low.uses_step else ())
-    partials = replace(_finish(first, args, group, low, nbytes, "P"), private=((private, size),))
-    return [partials, _combine_partials(group, spec, split, private, buffer_of, nbytes)]
+    partials = replace(_finish(first, args, group, low, nbytes, "P", per_item),
+                       private=((private, size),))
+    return [partials, _combine_partials(group, spec, split, private, buffer_of, nbytes,
+                                        per_item, chunked=True)]
 
 
-def _combine_partials(group: Group, spec, split: int, private: str, buffer_of, nbytes):
+def _combine_partials(group: Group, spec, split: int, private: str, buffer_of, nbytes,
+                      per_item: int = 1, chunked: bool = False):
+    """The kernel combining `split` partial results per output, which lie chunk by chunk
+    (`chunked`) or output by output (conv_gemm.py's), with the group's epilogue."""
     t = group.root
     low = Lowering(buffer_of)
     low.computing = set(group.stores) - {t}
     out = unflatten(var("gid", t.size), t.shape)
     partial = low.local(private, spec.acc_dtype)
-    body = Load(spec.acc_dtype, partial, var("gid", t.size) * split + var("r", split))
+    index = var("r", split) * t.size + var("gid", t.size) if chunked \
+        else var("gid", t.size) * split + var("r", split)
+    body = Load(spec.acc_dtype, partial, index)
     acc = Acc(spec.acc_dtype)
     low.accumulated = (t, tuple(out), spec.finish(acc, out) if spec.finish else acc)
     stores = _stores(group, low, out, buffer_of)
     reduce = Reduce((split,), "r", spec.combiner, body, spec.acc_dtype)
     kernel = Kernel("K", t.shape, stores, _params(low, group, buffer_of), reduce, low.uses_step)
     args = tuple(low.locals) + ((STEP_BUFFER,) if low.uses_step else ())
-    return _finish(kernel, args, group, low, nbytes)
+    return _finish(kernel, args, group, low, nbytes, per_item=per_item)
 
 
 def _chunk_space(split: int, space) -> tuple[int, ...]:
