@@ -53,7 +53,8 @@ class _Row:
         self.rows = math.prod(shape)
         self.row = unflatten(var("gid", self.rows), shape)
         self.low = Lowering(buffer_of)
-        self.low.local(buffer_of[self.x], self.x.dtype)     # the logits: parameter b0
+        if self.x in buffer_of:     # the logits: parameter b0 (a 1-element literal: none)
+            self.low.local(buffer_of[self.x], self.x.dtype)
         self.next_temp = 0
 
     def at(self, i) -> list[Lin]:
@@ -67,11 +68,11 @@ class _Row:
         self.next_temp = emitter.next_temp
         return emitter.lines, names
 
-    def loop(self, body) -> list[str]:
+    def loop(self, body, targets: bool = True) -> list[str]:
         """`for i` over the row; body(x_i, t_i) gives the statement (t_i: dense targets)."""
         i = var("i", self.n)
         exprs = [self.low.at(self.x, self.at(i))]
-        if not is_sparse(self.targets):
+        if targets and not is_sparse(self.targets):
             exprs.append(self.low.at(self.targets, self.at(i)))
         lines, names = self.emit(exprs, "    ")
         return [f"  for (int i = 0; i < {self.n}; ++i) {{", *lines,
@@ -83,6 +84,8 @@ class _Row:
 
     def picked(self, label) -> Load:
         """x at the label's position in this row (clamped: read only where valid)."""
+        if self.n == 1:             # the only position (and x may be a 1-element literal)
+            return self.low.at(self.x, self.at(Lin()))
         stride = math.prod(self.x.shape[self.axis + 1:])
         buffer = self.low.local(self.low.buffers[self.x], self.x.dtype)
         return Load(self.x.dtype, buffer, flatten(self.at(Lin()), self.x.shape), (),
@@ -97,7 +100,7 @@ def row_kernel(name: str, stores: list[Tensor], buffer_of) -> RowKernel:
     outputs = [t for t in (loss, grad) if t is not None]
     out = {t.producer.op: r.low.local(buffer_of[t], t.dtype) for t in outputs}
     lines = [f"  {c_type(r.x.dtype)} m = -INFINITY, s = 0;"]
-    lines += r.loop(lambda x, *_: f"m = max(m, {x});")
+    lines += r.loop(lambda x, *_: f"m = max(m, {x});", targets=False)
     lines += (_sparse if is_sparse(r.targets) else _dense)(r, out, grad)
     head = _signature(name, r.low, set(out.values()), r.rows)
     nodes = [t.producer for t in outputs]
