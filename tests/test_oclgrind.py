@@ -59,17 +59,22 @@ def unexpected_api_errors(stderr: str) -> list[str]:
     return [" / ".join(e) for e in found if tuple(x.strip() for x in e) not in PYOPENCL_PROBES]
 
 
-@pytest.mark.opencl
-@pytest.mark.slow
-def test_op_suite_runs_clean_under_oclgrind(oclgrind, tmp_path):
-    log = tmp_path / "oclgrind.log"
-    result = run_suite(oclgrind_env(log))
+def assert_clean(result, log: Path) -> None:
+    """The suite passed under Oclgrind, which logged no kernel error and no API error."""
     assert result.returncode == 0, summary(result)
     assert re.search(r"\d+ passed", result.stdout), summary(result)
     assert "OCLGRIND FATAL" not in result.stderr + result.stdout, summary(result)
     text = log.read_text() if log.exists() else ""
     assert text == "", f"Oclgrind reported kernel errors:\n{text[:6000]}"
     assert unexpected_api_errors(result.stderr + result.stdout) == []
+
+
+@pytest.mark.opencl
+@pytest.mark.slow
+def test_op_suite_runs_clean_under_oclgrind(oclgrind, tmp_path):
+    log = tmp_path / "oclgrind.log"
+    result = run_suite(oclgrind_env(log))
+    assert_clean(result, log)
 
 
 @pytest.mark.opencl
@@ -81,11 +86,7 @@ def test_gemm_templates_run_clean_under_oclgrind(oclgrind, tmp_path, suite):
     of test_conv_gemm.py, under Oclgrind's memory and race checks."""
     log = tmp_path / "oclgrind.log"
     result = run_suite(oclgrind_env(log), suite=Path(__file__).parent / suite)
-    assert result.returncode == 0, summary(result)
-    assert re.search(r"\d+ passed", result.stdout), summary(result)
-    text = log.read_text() if log.exists() else ""
-    assert text == "", f"Oclgrind reported kernel errors:\n{text[:6000]}"
-    assert unexpected_api_errors(result.stderr + result.stdout) == []
+    assert_clean(result, log)
 
 
 @pytest.mark.opencl
@@ -95,11 +96,7 @@ def test_reduction_kernels_run_clean_under_oclgrind(oclgrind, tmp_path):
     form (16 outputs per work item: lanes past the last output read it again, unstored)."""
     log = tmp_path / "oclgrind.log"
     result = run_suite(oclgrind_env(log), suite=Path(__file__).parent / "test_reduction_kernels.py")
-    assert result.returncode == 0, summary(result)
-    assert re.search(r"\d+ passed", result.stdout), summary(result)
-    text = log.read_text() if log.exists() else ""
-    assert text == "", f"Oclgrind reported kernel errors:\n{text[:6000]}"
-    assert unexpected_api_errors(result.stderr + result.stdout) == []
+    assert_clean(result, log)
 
 
 @pytest.mark.opencl
@@ -114,11 +111,7 @@ def test_horizontally_merged_kernels_run_clean_under_oclgrind(oclgrind, tmp_path
     log = tmp_path / "oclgrind.log"
     env = {**oclgrind_env(log), "PYTEST_ADDOPTS": f"-k '{selection}'"}
     result = run_suite(env, suite=Path(__file__).parent / "test_horizontal.py")
-    assert result.returncode == 0, summary(result)
-    assert re.search(r"\d+ passed", result.stdout), summary(result)
-    text = log.read_text() if log.exists() else ""
-    assert text == "", f"Oclgrind reported kernel errors:\n{text[:6000]}"
-    assert unexpected_api_errors(result.stderr + result.stdout) == []
+    assert_clean(result, log)
 
 
 def test_api_error_filter_keeps_what_is_not_a_pyopencl_probe():
