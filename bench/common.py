@@ -47,6 +47,20 @@ def train_function(x, y, loss, variables, name: str):
     return gc.function([x, y], loss, updates=updates, name=name)
 
 
+def layers_graph(input_shape: tuple, layers: list, params: Params):
+    """(x, y, loss, variables): `layers` applied in turn to a float32 placeholder x of
+    `input_shape` (batch first), mean softmax cross-entropy against int32 labels y,
+    `params` loaded into the layers' weights."""
+    import graphc as gc
+    x = gc.placeholder(input_shape, gc.float32, name="x")
+    y = gc.placeholder(input_shape[:1], gc.int32, name="y")
+    h = x
+    for layer in layers:
+        h = layer(h)
+    variables = set_layer_weights(layers, params)
+    return x, y, graphc_loss(h, y), variables
+
+
 def set_layer_weights(layers, params: Params) -> list:
     """Give built layers the numpy weights, in order; returns their variables."""
     variables, rest = [], list(params)

@@ -56,14 +56,7 @@ def layers() -> list:
 
 def build(params: common.Params, batch: int):
     """(x, y, loss, variables): the LeNet-5 graph on placeholders, `params` loaded."""
-    import graphc as gc
-    x = gc.placeholder((batch,) + IMAGE, gc.float32, name="x")
-    y = gc.placeholder((batch,), gc.int32, name="y")
-    model, h = layers(), x
-    for layer in model:
-        h = layer(h)
-    variables = common.set_layer_weights(model, params)
-    return x, y, common.graphc_loss(h, y), variables
+    return common.layers_graph((batch,) + IMAGE, layers(), params)
 
 
 def graphc_step(params: common.Params, batch: int = BATCH):

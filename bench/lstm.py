@@ -45,16 +45,9 @@ def init(seed: int = 0, batch: int = BATCH) -> tuple[common.Params, np.ndarray, 
 
 def build(params: common.Params, batch: int):
     """(x, y, loss, variables): LSTM(128) -> Dense(10) on placeholders, `params` loaded."""
-    import graphc as gc
     from graphc import nn
-    x = gc.placeholder((batch, SEQ, FEATURES), gc.float32, name="x")
-    y = gc.placeholder((batch,), gc.int32, name="y")
-    model = [nn.LSTM(HIDDEN), nn.Dense(CLASSES)]
-    h = x
-    for layer in model:
-        h = layer(h)
-    variables = common.set_layer_weights(model, params)
-    return x, y, common.graphc_loss(h, y), variables
+    return common.layers_graph((batch, SEQ, FEATURES), [nn.LSTM(HIDDEN), nn.Dense(CLASSES)],
+                               params)
 
 
 def graphc_step(params: common.Params, batch: int = BATCH):

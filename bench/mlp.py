@@ -38,16 +38,9 @@ def init(seed: int = 0, batch: int = BATCH) -> tuple[common.Params, np.ndarray, 
 
 def build(params: common.Params, batch: int):
     """(x, y, loss, variables): Dense-relu-Dense-relu-Dense on placeholders, `params` loaded."""
-    import graphc as gc
     from graphc import nn
-    x = gc.placeholder((batch, SIZES[0]), gc.float32, name="x")
-    y = gc.placeholder((batch,), gc.int32, name="y")
     layers = [nn.Dense(n, activation="relu") for n in SIZES[1:-1]] + [nn.Dense(SIZES[-1])]
-    h = x
-    for layer in layers:
-        h = layer(h)
-    variables = common.set_layer_weights(layers, params)
-    return x, y, common.graphc_loss(h, y), variables
+    return common.layers_graph((batch, SIZES[0]), layers, params)
 
 
 def graphc_step(params: common.Params, batch: int = BATCH):
