@@ -62,8 +62,9 @@ def compile_graph(inputs, outputs, updates, device) -> Compiled:
     leaf_names = _leaf_names(graph)
     groups, buffer_of, in_place = _fuse(graph, outs, targets, new_values, leaf_names)
     stored = {t for g in groups for t in g.stores} | set(buffer_of)
-    order = schedule(groups, in_place, stored)
-    steps = bundle_steps(order, kernel_dag(groups, in_place, stored))
+    dag = kernel_dag(groups, in_place, stored)
+    order = schedule(groups, dag)
+    steps = bundle_steps(order, dag)
     scratch = {t for g in groups for t in g.stores} - set(buffer_of)
     memory = plan_memory(steps, scratch, stored, buffer_of)
     leaf_map = {leaf: leaf_names[leaf] for leaf in graph.inputs

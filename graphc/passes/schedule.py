@@ -19,9 +19,9 @@ from graphc.passes.views import resolve
 REUSE_SLACK = 2         # reuse a free buffer at most this many times larger than needed
 
 
-def schedule(groups: list[Group], in_place: dict[Tensor, Group], stored: set) -> list[Group]:
-    """Kernels in an order that respects data and in-place (write-after-read) dependences."""
-    dag = kernel_dag(groups, in_place, stored)
+def schedule(groups: list[Group], dag: nx.DiGraph) -> list[Group]:
+    """Kernels in an order that respects `dag` (kernel_dag: data and in-place
+    write-after-read dependences)."""
     position = {id(g): i for i, g in enumerate(groups)}
     try:
         order = list(nx.lexicographical_topological_sort(dag, key=position.__getitem__))
