@@ -16,6 +16,7 @@ import numpy as np
 
 import graphc as gc
 from graphc.nn.functional import call_symbolic, is_symbolic
+from graphc.sites import creation_site, name_scope
 
 _layer_ids = itertools.count()
 REGISTRY: dict[str, type] = {}
@@ -45,6 +46,8 @@ class Layer:
 
     def __init__(self, name: str | None = None, input_shape=None):
         self.name = name or f"{_snake(type(self).__name__)}_{next(_layer_ids)}"
+        # the user's line that made this layer: the site of every op it builds
+        self.created_at = creation_site(self)
         self.built = False
         self.input_shape: tuple[int, ...] | None = None
         # Keras's `input_shape=` on a first layer: where a Sequential model starts
@@ -76,11 +79,13 @@ class Layer:
     def __call__(self, x: gc.Tensor, training: bool = False) -> gc.Tensor:
         if is_symbolic(x):                  # functional API: record a node in the layer DAG
             return call_symbolic(self, x)
-        if not self.built:
-            self.input_shape = _example_shape(x)
-            self.build(self.input_shape)
-            self.built = True
-        return self.call(x, training=training)
+        # ops and weights are named `dense_3/...` and carry the line that made the layer
+        with name_scope(self.name, getattr(self, "created_at", "")):
+            if not self.built:
+                self.input_shape = _example_shape(x)
+                self.build(self.input_shape)
+                self.built = True
+            return self.call(x, training=training)
 
     def add_weight(self, name: str, shape, initializer, trainable: bool = True,
                    dtype=np.float32) -> gc.Tensor:
