@@ -28,6 +28,23 @@ def register_layer(cls: type) -> type:
     return cls
 
 
+def serialize_layer(layer: Layer) -> dict:
+    """{'class_name', 'config'} of a registered layer."""
+    if REGISTRY.get(type(layer).__name__) is not type(layer):
+        raise ValueError(f"layer class {type(layer).__name__} is not registered: decorate it"
+                         f" with @gc.nn.register_layer to save it")
+    return {"class_name": type(layer).__name__, "config": layer.get_config()}
+
+
+def deserialize_layer(spec: dict) -> Layer:
+    """The layer `serialize_layer` described."""
+    name = spec.get("class_name")
+    if name not in REGISTRY:
+        raise ValueError(f"unknown layer class {name!r} (registered: "
+                         f"{', '.join(sorted(REGISTRY))})")
+    return REGISTRY[name].from_config(spec["config"])
+
+
 def _snake(name: str) -> str:
     """Keras's layer-name rule: MaxPool2D -> max_pool2d, LSTM -> lstm, SimpleRNN -> simple_rnn."""
     name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
