@@ -9,7 +9,10 @@ as update pairs by `add_update` during a training-mode `call`.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import itertools
+import math
 import re
 
 import numpy as np
@@ -20,6 +23,50 @@ from graphc.sites import creation_site, name_scope
 
 _layer_ids = itertools.count()
 REGISTRY: dict[str, type] = {}
+MAX_LOADED_STEPS = 10_000
+
+
+class LoadLimits:
+    """What a model rebuilt from a file may allocate and unroll: no more weight values than
+    the file stores (so a declared input of 2e7 features cannot allocate gigabytes before
+    any check), and a bounded number of recurrent time steps. `fail(text)` makes the error."""
+
+    def __init__(self, weight_values: int, fail):
+        self.left, self.fail = int(weight_values), fail
+
+    def weight(self, layer: str, name: str, shape) -> None:
+        values = math.prod(int(d) for d in shape)
+        if values > self.left:
+            raise self.fail(f"layer {layer} would create weight {name} of shape {tuple(shape)}"
+                            f" ({values:,} values), more than the file's weights hold "
+                            f"({self.left:,} values left)")
+        self.left -= values
+
+    def steps(self, layer: str, count: int) -> None:
+        if count > MAX_LOADED_STEPS:
+            raise self.fail(f"layer {layer} would unroll {count:,} time steps (a loaded model "
+                            f"may declare at most {MAX_LOADED_STEPS:,})")
+
+
+_load_limits: contextvars.ContextVar[LoadLimits | None] = contextvars.ContextVar(
+    "load_limits", default=None)
+
+
+@contextlib.contextmanager
+def load_limits(limits: LoadLimits):
+    """Layers built inside this block check their sizes against `limits`."""
+    token = _load_limits.set(limits)
+    try:
+        yield limits
+    finally:
+        _load_limits.reset(token)
+
+
+def check_unroll(layer: str, steps: int) -> None:
+    """Refuse, while loading a file, to unroll more time steps than a file may declare."""
+    limits = _load_limits.get()
+    if limits is not None:
+        limits.steps(layer, steps)
 
 
 def register_layer(cls: type) -> type:
@@ -107,6 +154,9 @@ class Layer:
     def add_weight(self, name: str, shape, initializer, trainable: bool = True,
                    dtype=np.float32) -> gc.Tensor:
         """A variable owned by this layer, initialized by `initializer(shape)`."""
+        limits = _load_limits.get()
+        if limits is not None:          # before the initializer allocates anything
+            limits.weight(self.name, name, shape)
         value = np.asarray(initializer(tuple(shape)), dtype=dtype)
         variable = gc.variable(value, name=f"{self.name}/{name}")
         self._weights.append((name, variable, trainable))
