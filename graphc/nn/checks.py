@@ -206,7 +206,7 @@ class DataChecks:
             raise OutOfRangeError(
                 f"{what}: id {_value_at(xs[index], where)} of sample "
                 f"{first + where[0] if where else '?'} (position {where}) of input "
-                f"{names[index]!r} is outside [0, {layer.input_dim}): layer {layer.name}"
+                f"{names[index]!r} is not an id in [0, {layer.input_dim}): layer {layer.name}"
                 f"{site} is an Embedding of input_dim={layer.input_dim}")
 
 
