@@ -9,8 +9,8 @@ from graphc import builder
 from graphc.autodiff import grad, hessian, jacobian
 from graphc.builder import cast, constant, placeholder, variable
 from graphc.dtypes import bool_, float16, float32, float64, int32, int64
-from graphc.errors import (CodegenError, CompileError, DeviceError, DisconnectedError,
-                           DTypeError, FeedError, GraphcError, LaunchError,
+from graphc.errors import (CheckpointError, CodegenError, CompileError, DeviceError,
+                           DisconnectedError, DTypeError, FeedError, GraphcError, LaunchError,
                            NonDifferentiableError, NumericsError, ParseError, ShapeError,
                            ValidationError, VerifyError)
 from graphc.function import Function, function

@@ -19,7 +19,7 @@ import numpy as np
 
 from graphc.errors import GraphcError
 
-__all__ = ["DataError", "Split", "IDX_DTYPES", "read_idx", "write_idx", "load_digits",
+__all__ = ["DataError", "DataTypeError", "OutOfRangeError", "Split", "IDX_DTYPES", "read_idx", "write_idx", "load_digits",
            "load_mnist", "load_dataset", "find_mnist_dir", "normalize", "one_hot", "shuffle",
            "train_test_split", "validation_split", "batches", "random_shift", "ShiftedBatches",
            "DATASETS"]
@@ -50,6 +50,14 @@ _KIND_ALIASES = {"fashion-mnist": "fashion", "fashion_mnist": "fashion", "mnist"
 
 class DataError(GraphcError):
     """A data file is missing or malformed, or data arguments do not fit together."""
+
+
+class DataTypeError(DataError, TypeError):
+    """Data of a kind fit / evaluate / predict do not take (the message says what they do)."""
+
+
+class OutOfRangeError(DataError, ValueError):
+    """A class label or an embedding id outside the range its loss or layer takes."""
 
 
 class Split(NamedTuple):

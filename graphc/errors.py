@@ -7,6 +7,7 @@ __all__ = [
     "GraphcError", "ShapeError", "DTypeError", "FeedError", "VerifyError", "ParseError",
     "DisconnectedError", "NonDifferentiableError", "RewriteError", "CodegenError",
     "CompileError", "DeviceError", "LaunchError", "NumericsError", "ValidationError",
+    "CheckpointError",
 ]
 
 
@@ -52,3 +53,8 @@ class NumericsError(GraphcError, FloatingPointError):
 
 class ValidationError(GraphcError):
     """A kernel's result diverged from the reference interpreter (GRAPHC_VALIDATE=1)."""
+
+
+class CheckpointError(GraphcError, ValueError):
+    """A saved model or weights file that cannot be loaded (corrupt, incomplete, hostile or
+    mismatched); the message names the file and the entry or field."""

@@ -23,7 +23,7 @@ _TOKEN = re.compile(r"""
   | (?P<comment>\#.*)
   | (?P<string>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")
   | (?P<number>-?(?:inf|nan)\b|-?\d+(?:\.\d*)?(?:[eE][+-]?\d+)?)
-  | (?P<name>[A-Za-z_]\w*)
+  | (?P<name>[A-Za-z_]\w*(?:/[A-Za-z_]\w*)*)
   | (?P<elided><elided>)
   | (?P<punct>[\[\](){},=:])
 """, re.VERBOSE)

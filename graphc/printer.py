@@ -93,9 +93,11 @@ def generated_names() -> Iterator[str]:
 
 
 def is_valid_name(name) -> bool:
-    """A user's name the text can carry: an identifier that is no keyword or reserved word."""
-    return (isinstance(name, str) and name.isascii() and name.isidentifier()
-            and not keyword.iskeyword(name) and name not in RESERVED)
+    """A user's name the text can carry: an identifier that is no keyword or reserved word,
+    or a scoped one whose parts are identifiers (`dense_3/kernel`, as layers name weights)."""
+    return (isinstance(name, str) and name.isascii() and name not in RESERVED
+            and all(part.isidentifier() and not keyword.iskeyword(part)
+                    for part in name.split("/")))
 
 
 def header_leaves(graph: Graph) -> list[Tensor]:

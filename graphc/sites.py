@@ -35,6 +35,7 @@ def _absolute(filename: str, cwd: str) -> str:
 
 
 _forced_site: contextvars.ContextVar[str | None] = contextvars.ContextVar("site", default=None)
+_scope: contextvars.ContextVar[str] = contextvars.ContextVar("scope", default="")
 
 
 @contextlib.contextmanager
@@ -45,6 +46,33 @@ def site_of(site: str):
         yield
     finally:
         _forced_site.reset(token)
+
+
+@contextlib.contextmanager
+def name_scope(name: str, site: str):
+    """Nodes built inside this block belong to `name` (nested scopes join as `outer/name`,
+    as Keras/TF name scopes) and carry `site`, the user's line that made the layer: their
+    site reads `model.py:12 in dense_3`. Yields the scope's full path."""
+    outer = _scope.get()
+    path = f"{outer}/{name}" if outer else name
+    token = _scope.set(path)
+    try:
+        with site_of(f"{site} in {path}" if site else f"in {path}"):
+            yield path
+    finally:
+        _scope.reset(token)
+
+
+def creation_site(obj) -> str:
+    """file:line of the user's code constructing `obj`: the first frame outside graphc and
+    outside `obj`'s own __init__ methods (a user's subclass calling super().__init__)."""
+    frame = sys._getframe(1)
+    while frame is not None and (_is_internal(frame.f_code.co_filename) or (
+            frame.f_code.co_name == "__init__" and frame.f_locals.get("self") is obj)):
+        frame = frame.f_back
+    if frame is None:
+        return ""
+    return f"{_short(frame.f_code.co_filename)}:{frame.f_lineno}"
 
 
 def user_site() -> str:
@@ -58,3 +86,11 @@ def user_site() -> str:
     if frame is None:
         return ""
     return f"{_short(frame.f_code.co_filename)}:{frame.f_lineno}"
+
+
+def user_stacklevel() -> int:
+    """The warnings.warn stacklevel, counted from the caller, that names the user's line."""
+    level, frame = 1, sys._getframe(1)
+    while frame is not None and _is_internal(frame.f_code.co_filename):
+        frame, level = frame.f_back, level + 1
+    return level

@@ -127,7 +127,7 @@ def fit(model, x, y, args: argparse.Namespace, validation_data=None) -> tuple[di
     examples = len(x.x) if isinstance(x, gc.data.ShiftedBatches) else len(x)
     times = EpochTimes()
     history = model.fit(x, y, batch_size=args.batch_size, epochs=args.epochs,
-                        verbose=2 if args.verbose else 0, validation_data=validation_data,
+                        verbose=1 if args.verbose else 0, validation_data=validation_data,
                         seed=args.seed, callbacks=[times])
     timings = {"train_seconds": float(sum(times.seconds)),
                "first_epoch_seconds": times.seconds[0],

@@ -3,6 +3,10 @@ callbacks: on the reference interpreter (device='interpret'), and on the OpenCL 
 against it."""
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 
@@ -267,12 +271,38 @@ def test_fit_and_evaluate_a_loader_like_arrays():
     assert model.predict(_Loader(x, y, 8)).shape == (21, 3)
 
 
-def test_progress_bar_with_tqdm(capsys):
+def test_progress_bar_with_tqdm_on_a_terminal(capsys, monkeypatch):
     pytest.importorskip("tqdm")
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
     model = _mlp()
     model.compile("sgd", "sparse_categorical_crossentropy", ["accuracy"], device="interpret")
     model.fit(*_blobs(10), batch_size=5, epochs=1, verbose=1)
-    assert "Epoch 1/1" in capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "Epoch 1/1" in out and "\r" in out and "2/2" in out       # redrawn per batch
+
+
+def test_progress_in_a_log_file_is_one_line_per_epoch(tmp_path):
+    """stdout redirected to a file (not a terminal): fit writes one plain line per epoch,
+    never the carriage returns of a live bar."""
+    script = tmp_path / "train.py"
+    script.write_text(textwrap.dedent("""
+        import numpy as np, graphc as gc
+        x = np.random.default_rng(0).standard_normal((40, 6)).astype(np.float32)
+        y = (x[:, 0] > 0).astype(np.int32)
+        model = gc.nn.Sequential([gc.nn.Input((6,)), gc.nn.Dense(2, activation="softmax")])
+        model.compile("sgd", "sparse_categorical_crossentropy", ["accuracy"],
+                      device="interpret")
+        model.fit(x, y, batch_size=4, epochs=3)
+    """))
+    log = tmp_path / "train.log"
+    with open(log, "w") as out:
+        subprocess.run([sys.executable, str(script)], stdout=out, stderr=subprocess.STDOUT,
+                       check=True, cwd=tmp_path)
+    text = log.read_text()
+    lines = text.splitlines()
+    assert "\r" not in text, text[:300]
+    assert [line.split(" - ")[0] for line in lines] == ["Epoch 1/3", "Epoch 2/3", "Epoch 3/3"]
+    assert all("loss: " in line and "accuracy: " in line for line in lines)
 
 
 def test_errors_are_clear():

@@ -202,3 +202,51 @@ def test_function_loss_needs_custom_objects(tmp_path):
         assert nn.load_model(tmp_path / "f.npz").optimizer is None
     loaded = nn.load_model(tmp_path / "f.npz", custom_objects={"squared": squared})
     assert loaded.loss.function is squared
+
+
+# ---- temporaries left by killed saves ----
+
+def test_next_save_removes_what_a_killed_save_left(tmp_path):
+    """A save SIGKILLed mid-write leaves its temporary; the next save of the same target
+    removes it (its writer is dead)."""
+    path = tmp_path / "ckpt.npz"
+    writer = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(path)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "ready"
+        deadline = time.monotonic() + 30
+        while not any(p.name.endswith(".tmp") for p in tmp_path.iterdir()):
+            assert time.monotonic() < deadline, "the writer never started a second save"
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    saving.atomic_savez(path, {"version": np.array(7)})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.npz"]
+    assert int(saving.read_npz(path)["version"]) == 7
+
+
+def test_only_stale_temporaries_of_the_same_target_are_removed(tmp_path):
+    host = saving._host_tag()
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True)
+    dead, alive = int(finished.stdout), os.getppid()
+    names = {
+        f".model.npz.{dead}-{host}.k2j3.tmp": "removed",         # its writer is dead
+        f".model.npz.{alive}-{host}.a9b8.tmp": "kept",            # a live writer
+        f".model.npz.{dead}-elsewhere.c7d6.tmp": "kept",          # another host, recent
+        f".model.npz.{dead}-faraway.e5f4.tmp": "removed",         # another host, an hour old
+        ".model.npz.x1y2z3w4.tmp": "removed",                     # no pid, an hour old
+        ".model.npz.q1w2e3r4.tmp": "kept",                        # no pid, recent
+        f".other.npz.{dead}-{host}.k2j3.tmp": "kept",             # another target
+        f".model.npz.bak.{dead}-{host}.k2j3.tmp": "kept",         # not our name
+        "model.npz.tmp": "kept",
+    }
+    hour_ago = time.time() - 3600
+    for name in names:
+        (tmp_path / name).write_bytes(b"partial")
+        if name.startswith((f".model.npz.{dead}-faraway", ".model.npz.x1y2")):
+            os.utime(tmp_path / name, (hour_ago, hour_ago))
+    _sequential().save(tmp_path / "model.npz")
+    left = {p.name for p in tmp_path.iterdir()} - {"model.npz"}
+    assert left == {name for name, fate in names.items() if fate == "kept"}

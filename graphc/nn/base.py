@@ -9,22 +9,87 @@ as update pairs by `add_update` during a training-mode `call`.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import itertools
+import math
 import re
 
 import numpy as np
 
 import graphc as gc
 from graphc.nn.functional import call_symbolic, is_symbolic
+from graphc.sites import creation_site, name_scope
 
 _layer_ids = itertools.count()
 REGISTRY: dict[str, type] = {}
+MAX_LOADED_STEPS = 10_000
+
+
+class LoadLimits:
+    """What a model rebuilt from a file may allocate and unroll: no more weight values than
+    the file stores (so a declared input of 2e7 features cannot allocate gigabytes before
+    any check), and a bounded number of recurrent time steps. `fail(text)` makes the error."""
+
+    def __init__(self, weight_values: int, fail):
+        self.left, self.fail = int(weight_values), fail
+
+    def weight(self, layer: str, name: str, shape) -> None:
+        values = math.prod(int(d) for d in shape)
+        if values > self.left:
+            raise self.fail(f"layer {layer} would create weight {name} of shape {tuple(shape)}"
+                            f" ({values:,} values), more than the file's weights hold "
+                            f"({self.left:,} values left)")
+        self.left -= values
+
+    def steps(self, layer: str, count: int) -> None:
+        if count > MAX_LOADED_STEPS:
+            raise self.fail(f"layer {layer} would unroll {count:,} time steps (a loaded model "
+                            f"may declare at most {MAX_LOADED_STEPS:,})")
+
+
+_load_limits: contextvars.ContextVar[LoadLimits | None] = contextvars.ContextVar(
+    "load_limits", default=None)
+
+
+@contextlib.contextmanager
+def load_limits(limits: LoadLimits):
+    """Layers built inside this block check their sizes against `limits`."""
+    token = _load_limits.set(limits)
+    try:
+        yield limits
+    finally:
+        _load_limits.reset(token)
+
+
+def check_unroll(layer: str, steps: int) -> None:
+    """Refuse, while loading a file, to unroll more time steps than a file may declare."""
+    limits = _load_limits.get()
+    if limits is not None:
+        limits.steps(layer, steps)
 
 
 def register_layer(cls: type) -> type:
     """Make a layer class loadable by name from a saved architecture."""
     REGISTRY[cls.__name__] = cls
     return cls
+
+
+def serialize_layer(layer: Layer) -> dict:
+    """{'class_name', 'config'} of a registered layer."""
+    if REGISTRY.get(type(layer).__name__) is not type(layer):
+        raise ValueError(f"layer class {type(layer).__name__} is not registered: decorate it"
+                         f" with @gc.nn.register_layer to save it")
+    return {"class_name": type(layer).__name__, "config": layer.get_config()}
+
+
+def deserialize_layer(spec: dict) -> Layer:
+    """The layer `serialize_layer` described."""
+    name = spec.get("class_name")
+    if name not in REGISTRY:
+        raise ValueError(f"unknown layer class {name!r} (registered: "
+                         f"{', '.join(sorted(REGISTRY))})")
+    return REGISTRY[name].from_config(spec["config"])
 
 
 def _snake(name: str) -> str:
@@ -45,6 +110,8 @@ class Layer:
 
     def __init__(self, name: str | None = None, input_shape=None):
         self.name = name or f"{_snake(type(self).__name__)}_{next(_layer_ids)}"
+        # the user's line that made this layer: the site of every op it builds
+        self.created_at = creation_site(self)
         self.built = False
         self.input_shape: tuple[int, ...] | None = None
         # Keras's `input_shape=` on a first layer: where a Sequential model starts
@@ -76,15 +143,20 @@ class Layer:
     def __call__(self, x: gc.Tensor, training: bool = False) -> gc.Tensor:
         if is_symbolic(x):                  # functional API: record a node in the layer DAG
             return call_symbolic(self, x)
-        if not self.built:
-            self.input_shape = _example_shape(x)
-            self.build(self.input_shape)
-            self.built = True
-        return self.call(x, training=training)
+        # ops and weights are named `dense_3/...` and carry the line that made the layer
+        with name_scope(self.name, getattr(self, "created_at", "")):
+            if not self.built:
+                self.input_shape = _example_shape(x)
+                self.build(self.input_shape)
+                self.built = True
+            return self.call(x, training=training)
 
     def add_weight(self, name: str, shape, initializer, trainable: bool = True,
                    dtype=np.float32) -> gc.Tensor:
         """A variable owned by this layer, initialized by `initializer(shape)`."""
+        limits = _load_limits.get()
+        if limits is not None:          # before the initializer allocates anything
+            limits.weight(self.name, name, shape)
         value = np.asarray(initializer(tuple(shape)), dtype=dtype)
         variable = gc.variable(value, name=f"{self.name}/{name}")
         self._weights.append((name, variable, trainable))

@@ -1,35 +1,29 @@
-"""fit / evaluate / predict: batches (padded to the compiled size), progress, callbacks.
+"""fit / evaluate / predict: data checked and batched (graphc.nn.adapters), progress, callbacks.
 
-Data are numpy arrays (a list of arrays for several inputs), or any re-iterable that
-yields (x, y) batches (a data loader): then the batch size is the first batch's, unless
-given, and a shorter batch is padded like a last partial one.
+Arrays are checked whole before anything runs (shapes against the model's inputs, class
+labels, Embedding ids), so an error names the user's input, sample and batch size; batches
+from a loader or a generator are checked one by one as they come.
 """
 from __future__ import annotations
 
-import math
+import sys
 import time
+import warnings
 
 import numpy as np
 
+from graphc.nn.adapters import (ArrayData, StreamData, is_stream, model_inputs, model_targets,
+                                refuse, same_length, sample_weights)
 from graphc.nn.callbacks import CallbackList, History
+from graphc.nn.checks import DataChecks, check_input_arrays
 from graphc.nn.training import Totals
 from graphc.ops.random import _derived_seed
+from graphc.sites import user_stacklevel
 
-try:                                    # optional: a progress bar per epoch
+try:                                    # optional: a live progress bar per epoch
     from tqdm.auto import tqdm
 except ImportError:                     # pragma: no cover - exercised without tqdm only
     tqdm = None
-
-DEFAULT_BATCH_SIZE = 32
-
-
-# ---- data ----
-
-def as_arrays(x) -> list[np.ndarray]:
-    """One array per model input."""
-    if isinstance(x, (list, tuple)) and x and all(isinstance(v, np.ndarray) for v in x):
-        return list(x)
-    return [np.asarray(x)]
 
 
 def target_dtype(y: np.ndarray) -> np.dtype:
@@ -42,90 +36,93 @@ def y_spec_of(y: np.ndarray) -> tuple:
     return (tuple(y.shape[1:]), target_dtype(y))
 
 
-def is_dataset(x, y) -> bool:
-    """True for a loader of (x, y) batches rather than arrays."""
-    return (y is None and not isinstance(x, (np.ndarray, list, tuple))
-            and hasattr(x, "__iter__"))
+# ---- data ----
+
+def _arrays(model, x, y, weights, needs_targets: bool, prefix: str = ""):
+    """(xs, y, weights) of array data, the model built from them, shapes checked."""
+    xs = model_inputs(model, x, f"{prefix}x")
+    model.build_from_data(xs)
+    xs = check_input_arrays(model, xs, f"{prefix}x")
+    y = model_targets(model, y, f"{prefix}y") if needs_targets else None
+    n = same_length(xs, y, None)
+    return xs, y, sample_weights(weights, n, f"{prefix}sample_weight")
 
 
-def pad_index(index: np.ndarray, batch: int, pool: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """`index` filled up to `batch` with rows from `pool` (cycled); weights 1 real, 0 pad."""
-    real = len(index)
-    weights = np.zeros(batch, np.float32)
-    weights[:real] = 1.0
-    if real < batch:
-        index = np.concatenate([index, np.resize(pool, batch - real)])
-    return index, weights
+def _preparer(model, checks: DataChecks, needs_targets: bool):
+    """What a stream's batches go through: the checks arrays get, batch by batch."""
+    def prepare(x, y, weights, first: int, what: str):
+        xs = check_input_arrays(model, model_inputs(model, x, f"{what}: x"), f"{what}: x")
+        if needs_targets and y is None:
+            raise ValueError(f"{what}: the data yielded x alone; fit and evaluate need (x, y)"
+                             f" or (x, y, sample_weight) batches")
+        y = model_targets(model, y, f"{what}: y") if needs_targets else None
+        n = same_length(xs, y, None)
+        weights = sample_weights(weights, n, f"{what}: sample_weight") if needs_targets \
+            else None
+        checks.inputs(xs, first, what)
+        checks.targets(y, first, what)
+        return xs, y, weights
+    return prepare
 
 
-class ArrayBatches:
-    """Batches of arrays of one size; the last one padded; shuffled per epoch if asked."""
-
-    def __init__(self, xs, y, batch_size: int, shuffle: bool = False):
-        self.xs, self.y, self.batch = xs, y, int(batch_size)
-        self.n = len(xs[0])
-        if any(len(x) != self.n for x in xs) or (y is not None and len(y) != self.n):
-            sizes = [len(x) for x in xs] + ([len(y)] if y is not None else [])
-            raise ValueError(f"inputs and targets must have the same length, got {sizes}")
-        if self.n == 0:
-            raise ValueError("no data: the arrays are empty")
-        self.shuffle = shuffle
-
-    def __len__(self) -> int:
-        return math.ceil(self.n / self.batch)
-
-    def epoch(self, rng: np.random.Generator | None = None):
-        """Yield (xs, y or None, weights, real count) per batch."""
-        order = rng.permutation(self.n) if (self.shuffle and rng is not None) else \
-            np.arange(self.n)
-        for start in range(0, self.n, self.batch):
-            index, weights = pad_index(order[start:start + self.batch], self.batch, order)
-            y = self.y[index] if self.y is not None else None
-            yield [x[index] for x in self.xs], y, weights, int(weights.sum())
+def make_data(model, x, y, weights, batch_size, shuffle: bool, steps, needs_targets: bool,
+              name: str = "data", prefix: str = ""):
+    """ArrayData (checked whole) or StreamData (checked per batch) for `x`."""
+    if is_stream(x):
+        if y is not None or weights is not None:
+            raise ValueError(f"{name}: y and sample_weight come from the batches a loader or"
+                             f" generator yields; pass y=None")
+        data = StreamData(x, batch_size, steps, name)
+        model.build_from_data(model_inputs(model, data.first_inputs(), f"{name}: x"))
+        data.prepare = _preparer(model, DataChecks(model, model.loss), needs_targets)
+        return data
+    if x is None:
+        raise refuse(x, f"{prefix}x")
+    xs, y, weights = _arrays(model, x, y, weights, needs_targets, prefix)
+    checks = DataChecks(model, model.loss)
+    checks.inputs(xs, 0, f"{prefix}x")
+    checks.targets(y, 0, f"{prefix}y")
+    return ArrayData(xs, y, weights, batch_size, shuffle, steps)
 
 
-class LoaderBatches:
-    """Batches from a re-iterable of (x, y) tuples (or x alone, for predict)."""
-
-    def __init__(self, loader, batch_size: int | None):
-        self.loader, self.batch = loader, batch_size
-        if self.batch is None:
-            first = next(iter(loader))
-            xs = as_arrays(first[0] if isinstance(first, tuple) else first)
-            self.batch = len(xs[0])
-
-    def __len__(self) -> int | None:
-        return len(self.loader) if hasattr(self.loader, "__len__") else None
-
-    def epoch(self, rng=None):
-        for item in self.loader:
-            x, y = item if isinstance(item, tuple) else (item, None)
-            xs = as_arrays(x)
-            y = None if y is None else np.asarray(y)
-            if len(xs[0]) > self.batch:
-                raise ValueError(f"a batch of {len(xs[0])} examples from the loader is larger"
-                                 f" than batch_size={self.batch}")
-            index, weights = pad_index(np.arange(len(xs[0])), self.batch, np.arange(len(xs[0])))
-            yield [v[index] for v in xs], (None if y is None else y[index]), weights, \
-                int(weights.sum())
+def _require_targets(x, y, what: str) -> None:
+    if y is None and not is_stream(x):
+        raise ValueError(f"{what} needs targets y (or a loader of (x, y) batches); for an "
+                         f"autoencoder pass y=x")
 
 
-def make_batches(x, y, batch_size, shuffle: bool = False):
-    """ArrayBatches for arrays, LoaderBatches for a loader."""
-    if is_dataset(x, y):
-        return LoaderBatches(x, batch_size)
-    return ArrayBatches(as_arrays(x), None if y is None else np.asarray(y),
-                        batch_size or DEFAULT_BATCH_SIZE, shuffle)
-
-
-def split_validation(x, y, fraction: float):
+def _split(model, x, y, weights, validation_split: float):
     """Keras's validation_split: the last `fraction` of the arrays, before shuffling."""
-    xs, y = as_arrays(x), np.asarray(y)
-    cut = int(len(y) * (1.0 - fraction))
+    if is_stream(x):
+        raise ValueError("validation_split takes arrays; for a loader or a generator pass "
+                         "validation_data")
+    xs, y, weights = _arrays(model, x, y, weights, True)
+    cut = int(len(y) * (1.0 - validation_split))
     if not 0 < cut < len(y):
-        raise ValueError(f"validation_split={fraction} leaves no training or no validation data"
-                         f" of {len(y)} examples")
-    return ([v[:cut] for v in xs], y[:cut]), ([v[cut:] for v in xs], y[cut:])
+        raise ValueError(f"validation_split={validation_split} leaves no training or no "
+                         f"validation data of {len(y)} examples")
+    part = (lambda a, s: None if a is None else a[s])
+    train = ([v[:cut] for v in xs], y[:cut], part(weights, slice(None, cut)))
+    validation = ([v[cut:] for v in xs], y[cut:], part(weights, slice(cut, None)))
+    return train, validation
+
+
+def _validation(model, validation_data, batch: int, steps):
+    """Validation batches of the training batch size (one compiled eval step)."""
+    if validation_data is None:
+        return None
+    if is_stream(validation_data):
+        if hasattr(validation_data, "__next__") and not steps:
+            raise ValueError("validation_data is a one-shot iterator: every epoch would need"
+                             " a fresh one; give validation_steps, or a re-iterable loader")
+        return make_data(model, validation_data, None, None, batch, False, steps, True,
+                         "validation_data")
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+        raise ValueError(f"validation_data is (x, y), (x, y, sample_weight) or a loader; got "
+                         f"{type(validation_data).__name__}")
+    x, y, *weights = validation_data
+    return make_data(model, x, y, weights[0] if weights else None, batch, False, steps, True,
+                     prefix="validation_data: ")
 
 
 # ---- progress ----
@@ -134,88 +131,92 @@ def _format(logs: dict) -> str:
     return " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
 
 
+def _interactive() -> bool:
+    """A live bar only on a terminal: a log file would get every redraw."""
+    isatty = getattr(sys.stdout, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:                  # a closed stream
+        return False
+
+
 class Progress:
-    """A tqdm bar per epoch (verbose=1), or one printed line per epoch (verbose=2 or no tqdm)."""
+    """verbose=1: a live bar on a terminal, else one line per epoch; verbose=2: one line per
+    epoch; 0: nothing."""
 
     def __init__(self, verbose: int, epoch: int, epochs: int, steps: int | None):
         self.verbose, self.started = verbose, time.perf_counter()
         self.label = f"Epoch {epoch + 1}/{epochs}"
+        self.steps, self.done = steps, 0
+        self.live = verbose == 1 and _interactive()
         self.bar = None
-        if verbose == 1 and tqdm is not None:
-            self.bar = tqdm(total=steps, desc=self.label, unit="batch", leave=True)
+        if self.live and tqdm is not None:
+            self.bar = tqdm(total=steps, desc=self.label, unit="batch", leave=True,
+                            file=sys.stdout)
 
     def update(self, logs: dict) -> None:
+        self.done += 1
         if self.bar is not None:
             self.bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=False)
             self.bar.update(1)
+        elif self.live:
+            total = f"/{self.steps}" if self.steps else ""
+            sys.stdout.write(f"\r{self.label} {self.done}{total} - {_format(logs)}")
+            sys.stdout.flush()
 
     def close(self, logs: dict) -> None:
         if self.bar is not None:
             self.bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=False)
             self.bar.close()
-        elif self.verbose:
+            return
+        if self.verbose:
             seconds = time.perf_counter() - self.started
-            print(f"{self.label} - {seconds:.1f}s - {_format(logs)}", flush=True)
+            lead = "\r" if self.live else ""
+            print(f"{lead}{self.label} - {seconds:.1f}s - {_format(logs)}", flush=True)
 
 
 # ---- loops ----
 
-def run_eval(model, batches) -> Totals:
+def _feeds(model, batch) -> list:
+    feeds = model.convert_inputs(batch.xs) + [batch.y.astype(target_dtype(batch.y)), batch.mask]
+    return feeds + ([] if batch.sample_weight is None else [batch.sample_weight])
+
+
+def run_eval(model, data) -> Totals:
     """Counts of the eval step over every batch."""
     steps = model.compiled_steps()
     totals = Totals(steps.metrics)
-    for xs, y, weights, _ in batches.epoch():
-        step = steps.evaluate(batches.batch, y_spec_of(y))
-        totals.add(step(*model.convert_inputs(xs), y.astype(target_dtype(y)), weights))
+    for batch in data.epoch():
+        step = steps.evaluate(data.batch, y_spec_of(batch.y), batch.sample_weight is not None)
+        totals.add(step(*_feeds(model, batch)))
     return totals
-
-
-def _split(x, y, validation_data, validation_split):
-    """Training data and validation data (None, a loader, or an (x, y) pair)."""
-    if validation_data is not None:
-        if is_dataset(validation_data, None):
-            return x, y, validation_data
-        return x, y, (validation_data[0], validation_data[1])
-    if validation_split:
-        (x, y), validation = split_validation(x, y, validation_split)
-        return x, y, validation
-    return x, y, None
-
-
-def _validation_batches(validation, batch_size: int):
-    """Validation batches of the training batch size (one compiled eval step)."""
-    if validation is None:
-        return None
-    if is_dataset(validation, None):
-        return LoaderBatches(validation, batch_size)
-    return make_batches(validation[0], validation[1], batch_size)
-
-
-def _require_targets(x, y, what: str) -> None:
-    if y is None and not is_dataset(x, y):
-        raise ValueError(f"{what} needs targets y (or a loader of (x, y) batches); for an "
-                         f"autoencoder pass y=x")
 
 
 def fit(model, x, y=None, batch_size=None, epochs: int = 1, verbose=1, callbacks=None,
         validation_split: float = 0.0, validation_data=None, shuffle: bool = True,
-        initial_epoch: int = 0, seed: int | None = None) -> History:
+        initial_epoch: int = 0, seed: int | None = None, sample_weight=None,
+        steps_per_epoch: int | None = None, validation_steps: int | None = None) -> History:
     """Keras's fit; see Model.fit."""
     verbose = 1 if verbose == "auto" else int(verbose)
     _require_targets(x, y, "fit")
-    x, y, validation = _split(x, y, validation_data, validation_split)
-    batches = make_batches(x, y, batch_size, shuffle)
-    val_batches = _validation_batches(validation, batches.batch)
-    model.build_from_data(next(batches.epoch())[0])
+    model.compiled_steps()              # compiled? (before any data is looked at)
+    if validation_split and validation_data is None:
+        (x, y, sample_weight), validation_data = _split(model, x, y, sample_weight,
+                                                        validation_split)
+    data = make_data(model, x, y, sample_weight, batch_size, shuffle, steps_per_epoch, True)
+    val_data = _validation(model, validation_data, data.batch, validation_steps)
     rng = np.random.default_rng(seed if seed is not None else _derived_seed(None))
     history = History()
     hooks = CallbackList([history] + list(callbacks or []), model,
-                         {"epochs": epochs, "steps": len(batches), "verbose": verbose})
+                         {"epochs": epochs, "steps": data.count(), "verbose": verbose})
     model.stop_training = False
     hooks.on_train_begin()
     for epoch in range(initial_epoch, epochs):
-        progress = Progress(verbose, epoch, epochs, len(batches))
-        logs = _train_epoch(model, batches, val_batches, rng, hooks, progress, epoch)
+        if not data.has_more():
+            _ran_out(epoch - initial_epoch, epochs - initial_epoch)
+            break
+        progress = Progress(verbose, epoch, epochs, data.count())
+        logs = _train_epoch(model, data, val_data, rng, hooks, progress, epoch)
         hooks.on_epoch_end(epoch, logs)
         if model.stop_training:
             break
@@ -224,18 +225,25 @@ def fit(model, x, y=None, batch_size=None, epochs: int = 1, verbose=1, callbacks
     return history
 
 
-def _train_epoch(model, batches, val_batches, rng, hooks, progress, epoch: int) -> dict:
+def _ran_out(done: int, wanted: int) -> None:
+    warnings.warn(f"the data ran out after {done} of {wanted} epochs: training stops. A "
+                  f"generator is read once; give steps_per_epoch so that it yields "
+                  f"steps_per_epoch * epochs batches, or pass a re-iterable loader",
+                  UserWarning, stacklevel=user_stacklevel())
+
+
+def _train_epoch(model, data, val_data, rng, hooks, progress, epoch: int) -> dict:
     steps = model.compiled_steps()
     totals = Totals(steps.metrics)
     hooks.on_epoch_begin(epoch)
     iteration = int(steps.optimizer.iterations.get_value())
-    for index, (xs, y, weights, _) in enumerate(batches.epoch(rng)):
+    for index, batch in enumerate(data.epoch(rng)):
         hooks.on_train_batch_begin(index)
-        step = steps.train(batches.batch, y_spec_of(y))
+        step = steps.train(data.batch, y_spec_of(batch.y), batch.sample_weight is not None)
         # random ops (dropout) draw stream number `calls`: the optimizer's step, so a
         # resumed or recompiled model continues the streams instead of repeating them
         step.calls = iteration
-        totals.add(step(*model.convert_inputs(xs), y.astype(target_dtype(y)), weights))
+        totals.add(step(*_feeds(model, batch)))
         iteration += 1
         logs = totals.logs()
         progress.update(logs)
@@ -243,18 +251,19 @@ def _train_epoch(model, batches, val_batches, rng, hooks, progress, epoch: int) 
         if model.stop_training:
             break
     logs = totals.logs()
-    if val_batches is not None:
-        logs.update(run_eval(model, val_batches).logs("val_"))
+    if val_data is not None:
+        logs.update(run_eval(model, val_data).logs("val_"))
     progress.close(logs)
     return logs
 
 
-def evaluate(model, x, y=None, batch_size=None, verbose=0, return_dict: bool = False):
+def evaluate(model, x, y=None, batch_size=None, verbose=0, return_dict: bool = False,
+             sample_weight=None, steps: int | None = None):
     """Keras's evaluate: the loss, or [loss, *metrics], or a dict."""
     _require_targets(x, y, "evaluate")
-    batches = make_batches(x, y, batch_size)
-    model.build_from_data(next(batches.epoch())[0])
-    logs = run_eval(model, batches).logs()
+    model.compiled_steps()
+    data = make_data(model, x, y, sample_weight, batch_size, False, steps, True)
+    logs = run_eval(model, data).logs()
     if verbose:
         print(_format(logs), flush=True)
     if return_dict:
@@ -263,15 +272,16 @@ def evaluate(model, x, y=None, batch_size=None, verbose=0, return_dict: bool = F
     return values[0] if len(values) == 1 else values
 
 
-def predict(model, x, batch_size=None, verbose=0):
+def predict(model, x, batch_size=None, verbose=0, steps: int | None = None):
     """Keras's predict: the outputs for every example (a list for several outputs)."""
-    batches = make_batches(x, None, batch_size)
-    model.build_from_data(next(batches.epoch())[0])
-    steps = model.compiled_steps(allow_uncompiled=True)
+    data = make_data(model, x, None, None, batch_size, False, steps, False)
+    compiled = model.compiled_steps(allow_uncompiled=True)
     parts: list[list[np.ndarray]] = []
-    for xs, _, _, real in batches.epoch():
-        outputs = steps.predict(batches.batch)(*model.convert_inputs(xs))
-        parts.append([np.asarray(o)[:real] for o in outputs])
+    for batch in data.epoch():
+        outputs = compiled.predict(data.batch)(*model.convert_inputs(batch.xs))
+        parts.append([np.asarray(o)[:batch.real] for o in outputs])
+    if not parts:
+        raise ValueError("predict: the data yielded no batches")
     results = [np.concatenate([p[i] for p in parts]) for i in range(len(parts[0]))]
     if verbose:
         print(f"predicted {len(results[0])} examples", flush=True)

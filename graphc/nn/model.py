@@ -20,27 +20,11 @@ from graphc import optim
 from graphc.ir import Tensor
 from graphc.nn import loops
 from graphc.nn import metrics as nn_metrics
-from graphc.nn.base import REGISTRY, Layer, register_layer
+from graphc.nn.base import Layer, deserialize_layer, register_layer, serialize_layer
 from graphc.nn.functional import Input, KerasTensor, nodes_between, run_nodes
 from graphc.nn.training import DEVICE_INTERPRET, Steps, resolve_loss
 from graphc.nn import losses as nn_losses
-
-
-def serialize_layer(layer: Layer) -> dict:
-    """{'class_name', 'config'} of a registered layer."""
-    if REGISTRY.get(type(layer).__name__) is not type(layer):
-        raise ValueError(f"layer class {type(layer).__name__} is not registered: decorate it"
-                         f" with @gc.nn.register_layer to save it")
-    return {"class_name": type(layer).__name__, "config": layer.get_config()}
-
-
-def deserialize_layer(spec: dict) -> Layer:
-    """The layer `serialize_layer` described."""
-    name = spec.get("class_name")
-    if name not in REGISTRY:
-        raise ValueError(f"unknown layer class {name!r} (registered: "
-                         f"{', '.join(sorted(REGISTRY))})")
-    return REGISTRY[name].from_config(spec["config"])
+from graphc.sites import user_site, user_stacklevel
 
 
 def _unique(items) -> list:
@@ -52,13 +36,27 @@ def _unique(items) -> list:
     return out
 
 
+_warned_no_device = False
+
+
 def _default_device(device):
-    """The device for compiled steps: the reference interpreter when there is no OpenCL."""
+    """The device for compiled steps: the reference interpreter when there is no OpenCL
+    device (said once per process, at the user's line)."""
+    global _warned_no_device
     if device is None and not gc.devices():
-        warnings.warn("no OpenCL device: the model runs on the reference interpreter",
-                      stacklevel=3)
+        if not _warned_no_device:
+            _warned_no_device = True
+            warnings.warn("no OpenCL device found: the model runs on the numpy reference "
+                          "interpreter (slow). Install an OpenCL driver (`graphc devices` "
+                          "lists what is found), or compile(..., device='interpret') to "
+                          "choose the interpreter and silence this", NoDeviceWarning,
+                          stacklevel=user_stacklevel())
         return DEVICE_INTERPRET
     return device
+
+
+class NoDeviceWarning(UserWarning):
+    """A model runs on the reference interpreter because no OpenCL device was found."""
 
 
 @register_layer
@@ -76,6 +74,7 @@ class Model(Layer):
         self.loss: nn_losses.Loss | None = None
         self.metrics: list[nn_metrics.Metric] = []
         self.compile_config: dict | None = None
+        self.compile_site = ""
         self.device = None
         self._steps: Steps | None = None
         if inputs is not None or outputs is not None:
@@ -169,6 +168,7 @@ class Model(Layer):
         for metric in metrics:
             metric.resolve(loss)
         self.optimizer, self.loss, self.metrics = optimizer, loss, metrics
+        self.compile_site = user_site()       # the line of the loss's and optimizer's ops
         self.device = device
         self._steps = None
 
@@ -183,21 +183,28 @@ class Model(Layer):
         return self._steps
 
     def fit(self, x=None, y=None, batch_size: int | None = None, epochs: int = 1,
-            verbose=1, callbacks=None, validation_split: float = 0.0, validation_data=None,
-            shuffle: bool = True, initial_epoch: int = 0, seed: int | None = None):
-        """Train for `epochs`; returns a History. The shuffle order is seeded by `seed` (or by
+            verbose="auto", callbacks=None, validation_split: float = 0.0,
+            validation_data=None, shuffle: bool = True, initial_epoch: int = 0,
+            seed: int | None = None, sample_weight=None, steps_per_epoch: int | None = None,
+            validation_steps: int | None = None):
+        """Train for `epochs`; returns a History. `x` and `y` are arrays (a list or a dict
+        by input name for several inputs; y may be a dict by output name), or `x` is a
+        loader, iterator or generator of (x, y) or (x, y, sample_weight) batches, then
+        `steps_per_epoch` bounds an epoch. The shuffle order is seeded by `seed` (or by
         gc.random's global seed), and a last partial batch is padded, not recompiled."""
         return loops.fit(self, x, y, batch_size, epochs, verbose, callbacks, validation_split,
-                         validation_data, shuffle, initial_epoch, seed)
+                         validation_data, shuffle, initial_epoch, seed, sample_weight,
+                         steps_per_epoch, validation_steps)
 
     def evaluate(self, x=None, y=None, batch_size: int | None = None, verbose=0,
-                 return_dict: bool = False):
-        """The loss (and metrics: [loss, *metrics], or a dict) over the data."""
-        return loops.evaluate(self, x, y, batch_size, verbose, return_dict)
+                 return_dict: bool = False, sample_weight=None, steps: int | None = None):
+        """The loss (and metrics: [loss, *metrics], or a dict) over the data (as fit's)."""
+        return loops.evaluate(self, x, y, batch_size, verbose, return_dict, sample_weight,
+                              steps)
 
-    def predict(self, x, batch_size: int | None = None, verbose=0):
-        """The model's outputs for every example, in order."""
-        return loops.predict(self, x, batch_size, verbose)
+    def predict(self, x, batch_size: int | None = None, verbose=0, steps: int | None = None):
+        """The model's outputs for every example, in order (x as fit's, without targets)."""
+        return loops.predict(self, x, batch_size, verbose, steps)
 
     # ---- description ----
 

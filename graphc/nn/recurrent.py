@@ -14,7 +14,7 @@ import numpy as np
 
 import graphc as gc
 from graphc.nn import activations, initializers
-from graphc.nn.base import Layer, register_layer
+from graphc.nn.base import Layer, check_unroll, register_layer
 
 State = tuple[gc.Tensor, gc.Tensor | None] | None
 
@@ -63,6 +63,8 @@ class _Recurrent(Layer):
         return self.bias
 
     def call(self, x: gc.Tensor, training: bool = False) -> gc.Tensor:
+        if x.ndim == 3:
+            check_unroll(self.name, x.shape[1])
         projected = self._project(x)
         batch = x.shape[0]
         state: State = None

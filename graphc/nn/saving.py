@@ -1,39 +1,51 @@
-"""model.save / gc.nn.load_model: one .npz file, written atomically.
+"""model.save / gc.nn.load_model: one .npz file, written atomically, read without trust.
 
 The file holds the architecture (layer classes, their configs, the functional DAG), the
 compile settings and optimizer config as JSON (stored as a uint8 array under
 `__graphc_model__`), and every weight and optimizer variable as an array. It is written to a
-temporary file in the same folder, flushed and fsync'ed, then renamed over the target with
-os.replace: an interrupted save leaves the previous file whole. It is read with
-np.load(allow_pickle=False); a truncated or foreign file, a missing entry or a weight of the
-wrong shape raises CheckpointError naming the file and the problem.
+temporary sibling (`.NAME.PID-HOST.XXXX.tmp`), flushed and fsync'ed, then renamed over the
+target with os.replace: an interrupted save leaves the previous file whole, and the next
+save of the same target removes the temporaries that dead writers left.
+
+A model file may come from elsewhere, so loading trusts nothing in it (graphc.nn.npz_reader,
+graphc.nn.checkpoint_meta): the JSON's fields are checked before anything is built, sizes
+before anything is decompressed or allocated, the layers may create no more weight values
+than the file stores, settings are read back to catch coerced values, weights must be
+finite in their variable's dtype, and unknown entries are never read. Every problem is one
+CheckpointError naming the file and the entry or field.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 import tempfile
+import time
 import warnings
 
 import numpy as np
 
 from graphc import optim
-from graphc.errors import GraphcError
+from graphc.errors import CheckpointError, GraphcError
+from graphc.nn import checkpoint_meta
 from graphc.nn import losses as nn_losses
 from graphc.nn import metrics as nn_metrics
-from graphc.nn.base import REGISTRY, Layer, register_layer
+from graphc.nn.base import REGISTRY, Layer, LoadLimits, load_limits, register_layer
+from graphc.nn.npz_reader import SafeNpz
+
+__all__ = ["CheckpointError", "save_model", "load_model", "save_weights", "load_weights",
+           "atomic_savez", "read_npz"]
 
 META_KEY = "__graphc_model__"
 MODEL_FORMAT = "graphc.nn.model"
 WEIGHTS_FORMAT = "graphc.nn.weights"
 VERSION = 1
+STALE_SECONDS = 600                 # a temporary of another host is stale after this long
+_BUILD_ERRORS = (KeyError, TypeError, ValueError, IndexError, ArithmeticError, GraphcError)
 
 
-class CheckpointError(GraphcError, ValueError):
-    """A saved model or weights file that cannot be loaded (corrupt, incomplete, mismatched)."""
-
-
-# ---- the file ----
+# ---- writing ----
 
 def _write_npz(file, arrays: dict[str, np.ndarray]) -> None:
     """The archive bytes (a seam for tests that interrupt a save)."""
@@ -53,12 +65,64 @@ def _fsync_folder(folder: str) -> None:
         os.close(fd)
 
 
+def _host_tag() -> str:
+    return re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32] or "host"
+
+
+def _temporary_pattern(base: str) -> re.Pattern:
+    """Our temporaries of target `base`: `.BASE.PID-HOST.XXXX.tmp`, or the older
+    `.BASE.XXXXXXXX.tmp` of mkstemp without a pid."""
+    return re.compile(rf"^\.{re.escape(base)}\.(?:(\d+)-([A-Za-z0-9]*)\.)?[A-Za-z0-9_]+\.tmp$")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True                     # exists, another user's (or not a pid: keep it)
+    return True
+
+
+def remove_stale_temporaries(path) -> list[str]:
+    """Delete the temporaries earlier saves of `path` left behind (killed mid-write): ours
+    only (same target), written by a dead process of this host, or, from another host or
+    without a pid, untouched for STALE_SECONDS. The names removed."""
+    path = os.path.abspath(os.fspath(path))
+    folder, pattern = os.path.dirname(path), _temporary_pattern(os.path.basename(path))
+    removed, host = [], _host_tag()
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        match = pattern.match(name)
+        if match is None:
+            continue
+        full = os.path.join(folder, name)
+        pid, owner = match.group(1), match.group(2)
+        try:
+            if pid is not None and owner == host:
+                stale = int(pid) != os.getpid() and not _pid_alive(int(pid))
+            else:
+                stale = time.time() - os.stat(full).st_mtime > STALE_SECONDS
+            if stale:
+                os.unlink(full)
+                removed.append(name)
+        except OSError:                 # gone meanwhile, or not ours to remove
+            continue
+    return removed
+
+
 def atomic_savez(path, arrays: dict[str, np.ndarray]) -> None:
     """np.savez into a temporary sibling, fsync, then os.replace onto `path`."""
     path = os.path.abspath(os.fspath(path))
     folder = os.path.dirname(path)
-    fd, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
-                                     dir=folder)
+    remove_stale_temporaries(path)
+    fd, temporary = tempfile.mkstemp(
+        prefix=f".{os.path.basename(path)}.{os.getpid()}-{_host_tag()}.", suffix=".tmp",
+        dir=folder)
     try:
         with os.fdopen(fd, "wb") as file:
             _write_npz(file, arrays)
@@ -81,50 +145,9 @@ def _umask() -> int:
     return mask
 
 
-def read_npz(path) -> dict[str, np.ndarray]:
-    """Every array of an .npz file, or CheckpointError saying why it cannot be read."""
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"no such model file: {path!r}")
-    try:
-        loaded = np.load(path, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise CheckpointError(f"{path!r} is a single .npy array, not a graphc .npz file")
-        with loaded:
-            return {key: loaded[key] for key in loaded.files}
-    except CheckpointError:
-        raise
-    except Exception as exc:            # zip, zlib and format errors of a damaged file
-        raise CheckpointError(f"cannot read {path!r}: the file is truncated, corrupt or not an"
-                              f" .npz archive ({type(exc).__name__}: {exc})") from exc
-
-
-def _metadata(path, arrays: dict, expected_format: str | None) -> dict:
-    if META_KEY not in arrays:
-        raise CheckpointError(f"{os.fspath(path)!r} is an .npz file but not a graphc model: it "
-                              f"has no {META_KEY!r} entry")
-    try:
-        meta = json.loads(arrays[META_KEY].astype(np.uint8).tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{os.fspath(path)!r}: the {META_KEY!r} entry is not valid JSON "
-                              f"({exc})") from exc
-    if expected_format and meta.get("format") != expected_format:
-        raise CheckpointError(f"{os.fspath(path)!r} holds {meta.get('format')!r}, expected "
-                              f"{expected_format!r}")
-    return meta
-
-
-def _entry(path, arrays: dict, key: str) -> np.ndarray:
-    if key not in arrays:
-        raise CheckpointError(f"{os.fspath(path)!r} is incomplete: entry {key!r} is missing")
-    return arrays[key]
-
-
 def _json_array(meta: dict) -> np.ndarray:
-    return np.frombuffer(json.dumps(meta).encode("utf-8"), np.uint8)
+    return np.frombuffer(json.dumps(meta, allow_nan=False).encode("utf-8"), np.uint8)
 
-
-# ---- weights ----
 
 def _weight_arrays(model) -> tuple[dict[str, np.ndarray], list[dict]]:
     arrays, described = {}, []
@@ -134,25 +157,6 @@ def _weight_arrays(model) -> tuple[dict[str, np.ndarray], list[dict]]:
     return arrays, described
 
 
-def _set_weights(path, model, arrays: dict, described: list[dict]) -> None:
-    """Check every saved weight against the model's, then assign them all."""
-    variables = model.weights
-    if len(described) != len(variables):
-        raise CheckpointError(f"{os.fspath(path)!r} holds {len(described)} weights, the model "
-                              f"{model.name} has {len(variables)}")
-    values = []
-    for i, (variable, saved) in enumerate(zip(variables, described)):
-        value = _entry(path, arrays, f"weights/{i}")
-        if tuple(value.shape) != tuple(variable.shape):
-            raise CheckpointError(
-                f"{os.fspath(path)!r}: weight {i} ({saved.get('name')}) has shape "
-                f"{tuple(value.shape)} in the file, but the model's {variable.name} has shape "
-                f"{tuple(variable.shape)}")
-        values.append(value)
-    for variable, value in zip(variables, values):
-        variable.set_value(value.astype(variable.dtype, copy=False))
-
-
 def save_weights(model, path) -> None:
     """The model's weights alone, in one atomically written .npz file."""
     arrays, described = _weight_arrays(model)
@@ -160,15 +164,6 @@ def save_weights(model, path) -> None:
                                     "weights": described})
     atomic_savez(path, arrays)
 
-
-def load_weights(model, path) -> None:
-    """Weights from save_weights or save, checked against the model's shapes."""
-    arrays = read_npz(path)
-    meta = _metadata(path, arrays, None)
-    _set_weights(path, model, arrays, meta.get("weights", []))
-
-
-# ---- the whole model ----
 
 def save_model(model, path) -> None:
     """Architecture, compile settings, weights and optimizer state in one .npz file."""
@@ -185,26 +180,190 @@ def save_model(model, path) -> None:
     atomic_savez(path, arrays)
 
 
-def _architecture(path, meta: dict):
-    name = meta.get("class_name")
-    if name not in REGISTRY:
-        raise CheckpointError(f"{os.fspath(path)!r}: unknown model class {name!r}")
-    try:
-        return REGISTRY[name].from_config(meta["config"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{os.fspath(path)!r}: cannot rebuild the architecture "
-                              f"({type(exc).__name__}: {exc})") from exc
+# ---- reading ----
+
+def _open(path) -> SafeNpz:
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such model file: {path!r}")
+    return SafeNpz(path, CheckpointError)
 
 
-def _compile(path, model, settings: dict, custom_objects: dict | None) -> bool:
+def read_npz(path) -> dict[str, np.ndarray]:
+    """Every array of an .npz file, each checked as load_model checks them."""
+    with _open(path) as npz:
+        return {key: npz.array(key) for key in npz.infos}
+
+
+def _field_error(npz: SafeNpz):
+    def fail(field, problem: str) -> CheckpointError:
+        where = f"field {field}" if field else f"entry {META_KEY!r}"
+        return CheckpointError(f"{npz.path!r}: {where}: {problem}")
+    return fail
+
+
+def _metadata(npz: SafeNpz, expected_format: str | None) -> dict:
+    if META_KEY not in npz:
+        raise npz.error(f"is an .npz file but not a graphc model: it has no {META_KEY!r} "
+                        f"entry")
+    header = npz.header(META_KEY)
+    if header.dtype != np.uint8 or len(header.shape) != 1:
+        raise npz.error(f"holds {header.dtype.name}{list(header.shape)}, not uint8 JSON "
+                        f"text", META_KEY)
+    fail = _field_error(npz)
+    meta = checkpoint_meta.parse(npz.array(META_KEY).tobytes(), fail)
+    checkpoint_meta.check_top(meta, fail, expected_format, VERSION, REGISTRY)
+    return meta
+
+
+def _fit_dtype(npz: SafeNpz, key: str, value: np.ndarray, dtype: np.dtype, what: str):
+    """`value` as `dtype`, refused where the cast would change it (inf from 1e300, a wrapped
+    integer, a fraction dropped) or it is not finite."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f" and value.dtype.kind in "iuf":
+        with np.errstate(over="ignore", invalid="ignore"):
+            cast = value.astype(dtype)
+        bad = ~np.isfinite(cast)
+    elif dtype.kind in "iu" and value.dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        bad = (value < info.min) | (value > info.max)
+        cast = value.astype(dtype)
+    elif dtype.kind == value.dtype.kind == "b":
+        return value
+    else:
+        raise npz.error(f"holds {value.dtype.name} values; {what} is {dtype.name}", key)
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        problem = f"not a finite {dtype.name}" if dtype.kind == "f" else \
+            f"outside {dtype.name}"
+        raise npz.error(f"holds {value[where].item()!r} at index {where}: {problem}, which "
+                        f"{what} is", key)
+    return cast
+
+
+def _read_weights(npz: SafeNpz, model, described: list[dict]) -> list[np.ndarray]:
+    """Every weight, its shape checked against the model's before it is read."""
+    variables = model.weights
+    if len(described) != len(variables):
+        raise CheckpointError(f"{npz.path!r} holds {len(described)} weights, the model "
+                              f"{model.name} has {len(variables)}")
+    values = []
+    for i, (variable, saved) in enumerate(zip(variables, described)):
+        key = f"weights/{i}"
+        shape = npz.header(key).shape
+        if tuple(shape) != tuple(variable.shape):
+            raise CheckpointError(
+                f"{npz.path!r}: weight {i} ({saved['name']}) has shape {tuple(shape)} in the "
+                f"file, but the model's {variable.name} has shape {tuple(variable.shape)}")
+        values.append(_fit_dtype(npz, key, npz.array(key), variable.dtype,
+                                 f"weight {variable.name}"))
+    return values
+
+
+def _stored_values(npz: SafeNpz, described: list[dict]) -> int:
+    """How many weight values the file stores (from the headers: nothing read)."""
+    return sum(npz.header(f"weights/{i}").size for i in range(len(described)))
+
+
+def load_weights(model, path) -> None:
+    """Weights from save_weights or save, checked against the model's shapes."""
+    with _open(path) as npz:
+        meta = _metadata(npz, None)
+        values = _read_weights(npz, model, meta["weights"])
+    for variable, value in zip(model.weights, values):
+        variable.set_value(value)
+
+
+def _architecture(npz: SafeNpz, meta: dict):
+    """The model the config describes, built within what the file's weights hold."""
+    name = meta["class_name"]
+    budget = _stored_values(npz, meta["weights"])
+    limits = LoadLimits(budget, lambda text: CheckpointError(f"{npz.path!r}: field config: "
+                                                             f"{text}"))
     try:
-        loss = nn_losses.deserialize(settings["loss"], custom_objects)
-    except ValueError as exc:
-        warnings.warn(f"{os.fspath(path)!r}: loaded without compiling: {exc}", stacklevel=3)
-        return False
-    model.compile(optim.deserialize(settings["optimizer"]), loss,
-                  [nn_metrics.get(m) for m in settings.get("metrics", [])])
+        with load_limits(limits):
+            model = REGISTRY[name].from_config(meta["config"])
+    except CheckpointError:
+        raise
+    except _BUILD_ERRORS as exc:
+        raise CheckpointError(f"{npz.path!r}: field config: cannot rebuild the architecture "
+                              f"({type(exc).__name__}: {exc})") from None
+    _read_back(npz, "config", meta["config"], model.get_config())
+    return model
+
+
+def _read_back(npz: SafeNpz, field: str, given, rebuilt) -> None:
+    """CheckpointError at the first setting the built object does not hold as given."""
+    difference = checkpoint_meta.first_difference(given, rebuilt, field)
+    if difference is not None:
+        path, value, read = difference
+        raise CheckpointError(f"{npz.path!r}: field {path}: {value!r} is not a valid setting"
+                              f" (read as {read!r})")
+
+
+def _compile(npz: SafeNpz, model, settings: dict, custom_objects: dict | None) -> bool:
+    """Compile as saved; False (with a warning) for a Python loss not in custom_objects."""
+    loss_config = settings["loss"]
+    if "function" in loss_config:
+        try:
+            loss = nn_losses.deserialize(loss_config, custom_objects)
+        except ValueError as exc:
+            warnings.warn(f"{npz.path!r}: loaded without compiling: {exc}", stacklevel=3)
+            return False
+    else:
+        loss = _built(npz, "compile.loss", lambda: nn_losses.deserialize(loss_config))
+        _read_back(npz, "compile.loss", loss_config, nn_losses.serialize(loss))
+    optimizer = _built(npz, "compile.optimizer",
+                       lambda: optim.deserialize(settings["optimizer"]))
+    _read_back(npz, "compile.optimizer", settings["optimizer"], optim.serialize(optimizer))
+    metrics = []
+    for i, spec in enumerate(settings.get("metrics") or []):
+        metric = _built(npz, f"compile.metrics[{i}]", lambda: nn_metrics.get(spec))
+        _read_back(npz, f"compile.metrics[{i}]", spec, nn_metrics.serialize(metric))
+        metrics.append(metric)
+    model.compile(optimizer, loss, metrics)
     return True
+
+
+def _built(npz: SafeNpz, field: str, make):
+    try:
+        return make()
+    except _BUILD_ERRORS as exc:
+        raise CheckpointError(f"{npz.path!r}: field {field}: cannot be read "
+                              f"({type(exc).__name__}: {exc})") from None
+
+
+def _optimizer_state(npz: SafeNpz, model, keys: list[str]) -> dict[str, np.ndarray]:
+    """The saved optimizer arrays, each checked against the variable it restores."""
+    params = model.trainable_weights
+    optimizer = model.optimizer
+    state = {}
+    for key in keys:
+        target = _state_target(optimizer, params, key)
+        if target is None:
+            raise npz.error(f"is no state of {type(optimizer).__name__} for this model",
+                            f"optimizer/{key}")
+        shape, dtype = target
+        entry = f"optimizer/{key}"
+        if tuple(npz.header(entry).shape) != shape:
+            raise npz.error(f"has shape {tuple(npz.header(entry).shape)}, the optimizer's "
+                            f"{key} has shape {shape}", entry)
+        state[key] = _fit_dtype(npz, entry, npz.array(entry), dtype, f"optimizer {key}")
+    return state
+
+
+def _state_target(optimizer, params, key: str):
+    """(shape, dtype) of optimizer state `key`, or None for a key it has no variable for."""
+    if key == "iterations":
+        return (), optimizer.iterations.dtype
+    if key == "learning_rate":
+        return ((), np.dtype(np.float32)) if optimizer._lr_variable is not None else None
+    match = re.fullmatch(r"slots/(\d+)/(\w+)", key)
+    if match is None or int(match.group(1)) >= len(params) or \
+            match.group(2) not in optimizer.slot_names:
+        return None
+    param = params[int(match.group(1))]
+    return tuple(param.shape), param.dtype
 
 
 def load_model(path, custom_objects: dict | None = None, compile: bool = True):
@@ -212,20 +371,21 @@ def load_model(path, custom_objects: dict | None = None, compile: bool = True):
 
     `custom_objects` maps names to loss functions and layer classes the file refers to.
     """
-    arrays = read_npz(path)
-    meta = _metadata(path, arrays, MODEL_FORMAT)
     for obj in (custom_objects or {}).values():
         if isinstance(obj, type) and issubclass(obj, Layer):
             register_layer(obj)
-    model = _architecture(path, meta)
-    _set_weights(path, model, arrays, meta.get("weights", []))
-    if compile and meta.get("compile") and _compile(path, model, meta["compile"],
-                                                    custom_objects):
-        state = {key: _entry(path, arrays, f"optimizer/{key}")
-                 for key in meta.get("optimizer_state", [])}
-        try:
-            model.optimizer.load_state_arrays(model.trainable_weights, state)
-        except (KeyError, ValueError) as exc:
-            raise CheckpointError(f"{os.fspath(path)!r}: optimizer state does not fit the "
-                                  f"model ({exc})") from exc
+    with _open(path) as npz:
+        meta = _metadata(npz, MODEL_FORMAT)
+        model = _architecture(npz, meta)
+        values = _read_weights(npz, model, meta["weights"])
+        for variable, value in zip(model.weights, values):
+            variable.set_value(value)
+        if compile and meta.get("compile") and _compile(npz, model, meta["compile"],
+                                                        custom_objects):
+            state = _optimizer_state(npz, model, meta.get("optimizer_state") or [])
+            try:
+                model.optimizer.load_state_arrays(model.trainable_weights, state)
+            except _BUILD_ERRORS as exc:
+                raise CheckpointError(f"{npz.path!r}: optimizer state does not fit the "
+                                      f"model ({exc})") from None
     return model

@@ -14,8 +14,11 @@ import warnings
 import numpy as np
 
 import graphc as gc
+from graphc.errors import GraphcError
 from graphc.ir import Tensor
 from graphc.nn import losses as nn_losses
+from graphc.nn.checks import output_names, warn_if_not_probabilities
+from graphc.sites import name_scope
 
 DEVICE_INTERPRET = "interpret"
 
@@ -56,63 +59,98 @@ def align_targets(y: Tensor, pred: Tensor) -> Tensor:
 
 
 class Steps:
-    """The compiled functions of a compiled model, cached by batch size and target spec."""
+    """The compiled functions of a compiled model, cached by batch size and target spec.
+
+    A train or eval step takes (xs..., y, mask) or, for data with sample weights,
+    (xs..., y, mask, sample_weight): `mask` is 1 for real rows, 0 for padding. The loss is
+    Keras's: sum(mask * sample_weight * per-example loss) / (real rows); metrics count
+    every real row alike (Keras's `metrics`, not `weighted_metrics`).
+    """
 
     def __init__(self, model, optimizer, loss, metrics, device):
         self.model, self.optimizer, self.loss = model, optimizer, loss
         self.metrics, self.device = metrics, device
+        self.site = getattr(model, "compile_site", "")
         self.train_cache: dict = {}
         self.eval_cache: dict = {}
         self.predict_cache: dict = {}
+        self.checked_probabilities = False
 
     def _placeholders(self, batch: int) -> list[Tensor]:
-        return [gc.placeholder((batch,) + t.example_shape, t.dtype, name=f"x{i}")
+        """One per model input, named as the input (feed errors then name it)."""
+        return [gc.placeholder((batch,) + t.example_shape, t.dtype, name=t.name or f"x{i}")
                 for i, t in enumerate(self.model.inputs)]
 
-    def _loss_and_counts(self, xs, y, w, training: bool) -> tuple[Tensor, list[Tensor]]:
-        """The batch loss, sum(w * l) / sum(w) plus the layers' added losses, and counts."""
+    def _loss_and_counts(self, xs, y, mask, weights, training: bool):
+        """The batch loss plus the layers' added losses, and the counts the host adds up."""
         self.model.pop_losses()
         pred = self.model.forward(xs, training=training)[0]
-        y = align_targets(y, pred)
-        per_example = _per_example(self.loss.call(y, pred), w.shape[0], self.loss)
-        weight_sum = gc.sum(w)
-        loss = gc.sum(per_example * w) / weight_sum
-        for added in self.model.pop_losses():
-            loss = loss + gc.cast(gc.sum(added), gc.float32)
-        counts = [loss * weight_sum, weight_sum]
+        self._check_probabilities(pred)
+        with name_scope(self.loss.name, self.site):
+            y = align_targets(y, pred)
+            per_example = _per_example(self.loss.call(y, pred), mask.shape[0], self.loss)
+            examples = gc.sum(mask)
+            weighted = per_example * (mask if weights is None else mask * weights)
+            loss = gc.sum(weighted) / examples
+            for added in self.model.pop_losses():
+                loss = loss + gc.cast(gc.sum(added), gc.float32)
+            counts = [loss * examples, examples]
         for metric in self.metrics:
-            counts.extend(metric.counts(y, pred, w))
+            with name_scope(metric.name, self.site):
+                counts.extend(metric.counts(y, pred, mask))
         return loss, counts
 
-    def _inputs(self, batch: int, y_spec) -> tuple[list, Tensor, Tensor]:
+    def _check_probabilities(self, pred: Tensor) -> None:
+        """Keras's warning, once: a probability loss given outputs that are not probabilities."""
+        if not self.checked_probabilities:
+            self.checked_probabilities = True
+            warn_if_not_probabilities(self.model, self.loss, pred)
+
+    def _inputs(self, batch: int, y_spec, weighted: bool):
+        self._require_one_output()
         xs = self._placeholders(batch)
         y = gc.placeholder((batch,) + tuple(y_spec[0]), y_spec[1], name="y")
-        w = gc.placeholder((batch,), gc.float32, name="sample_weight")
-        return xs, y, w
+        mask = gc.placeholder((batch,), gc.float32, name="mask")
+        weights = gc.placeholder((batch,), gc.float32, name="sample_weight") if weighted \
+            else None
+        return xs, y, mask, weights
 
-    def train(self, batch: int, y_spec):
-        """The train step for this batch size: (xs..., y, w) -> counts; updates the state."""
-        key = (batch, y_spec)
+    def _require_one_output(self) -> None:
+        if len(self.model.outputs) > 1:
+            names = ", ".join(output_names(self.model))
+            raise GraphcError(f"model {self.model.name} has {len(self.model.outputs)} outputs"
+                              f" ({names}): fit and evaluate train one output (join them with"
+                              f" a Concatenate layer and a loss that splits them)")
+
+    @staticmethod
+    def _feeds(xs, y, mask, weights) -> list:
+        return xs + [y, mask] + ([] if weights is None else [weights])
+
+    def train(self, batch: int, y_spec, weighted: bool = False):
+        """The train step for this batch size: (xs..., y, mask[, sample_weight]) -> counts;
+        it updates the weights, the optimizer's state and the layers' state."""
+        key = (batch, y_spec, weighted)
         if key not in self.train_cache:
-            xs, y, w = self._inputs(batch, y_spec)
+            xs, y, mask, weights = self._inputs(batch, y_spec, weighted)
             self.model.pop_updates()
-            loss, counts = self._loss_and_counts(xs, y, w, training=True)
+            loss, counts = self._loss_and_counts(xs, y, mask, weights, training=True)
             layer_updates = self.model.pop_updates()
-            updates = self.optimizer.updates(loss, self.model.trainable_weights,
-                                             disconnected="zero") + layer_updates
-            self.train_cache[key] = compile_function(xs + [y, w], counts, updates,
-                                                     self.device, f"train_step_{batch}")
+            with name_scope(self.optimizer.name, self.site):
+                updates = self.optimizer.updates(loss, self.model.trainable_weights,
+                                                 disconnected="zero") + layer_updates
+            self.train_cache[key] = compile_function(self._feeds(xs, y, mask, weights), counts,
+                                                     updates, self.device, f"train_step_{batch}")
         return self.train_cache[key]
 
-    def evaluate(self, batch: int, y_spec):
-        """The eval step: (xs..., y, w) -> counts, no updates."""
-        key = (batch, y_spec)
+    def evaluate(self, batch: int, y_spec, weighted: bool = False):
+        """The eval step: (xs..., y, mask[, sample_weight]) -> counts, no updates."""
+        key = (batch, y_spec, weighted)
         if key not in self.eval_cache:
-            xs, y, w = self._inputs(batch, y_spec)
-            _, counts = self._loss_and_counts(xs, y, w, training=False)
+            xs, y, mask, weights = self._inputs(batch, y_spec, weighted)
+            _, counts = self._loss_and_counts(xs, y, mask, weights, training=False)
             self.model.pop_updates()
-            self.eval_cache[key] = compile_function(xs + [y, w], counts, [], self.device,
-                                                    f"eval_step_{batch}")
+            self.eval_cache[key] = compile_function(self._feeds(xs, y, mask, weights), counts,
+                                                    [], self.device, f"eval_step_{batch}")
         return self.eval_cache[key]
 
     def predict(self, batch: int):
