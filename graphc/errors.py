@@ -7,6 +7,7 @@ __all__ = [
     "GraphcError", "ShapeError", "DTypeError", "FeedError", "VerifyError", "ParseError",
     "DisconnectedError", "NonDifferentiableError", "RewriteError", "CodegenError",
     "CompileError", "DeviceError", "LaunchError", "NumericsError", "ValidationError",
+    "TruthValueError",
 ]
 
 
@@ -52,3 +53,7 @@ class NumericsError(GraphcError, FloatingPointError):
 
 class ValidationError(GraphcError):
     """A kernel's result diverged from the reference interpreter (GRAPHC_VALIDATE=1)."""
+
+
+class TruthValueError(GraphcError, TypeError):
+    """A symbolic tensor was used where Python needs a bool (`if t:`, `and`, `bool(t)`)."""
