@@ -67,7 +67,7 @@ def as_tensor(value, like: np.dtype | None = None) -> Tensor:
         return value
     if like is None:
         refuse_bool(value)
-    if like is not None and np.ndim(value) == 0 and not isinstance(value, np.ndarray):
+    if like is not None and dtypes.is_weak_scalar(value):
         return constant(value, dtypes.weak_scalar_dtype(value, like))
     return constant(value)
 
@@ -88,9 +88,10 @@ def refuse_bool(value) -> None:
 
 
 def as_tensors(*values) -> list[Tensor]:
-    """Convert operands together, so Python scalars take the dtype of the tensors beside them."""
+    """Convert operands together, so Python scalars take the dtype of the tensors beside them;
+    numpy arrays and numpy scalars count with their own dtypes (NEP 50)."""
     tensors = [v for v in values if isinstance(v, Tensor)]
-    arrays = [v for v in values if isinstance(v, np.ndarray)]
+    arrays = [v for v in values if isinstance(v, (np.ndarray, np.generic))]
     like = None
     if tensors or arrays:
         like = dtypes.promote(*[t.dtype for t in tensors], *[dtypes.as_dtype(a.dtype) for a in arrays])
