@@ -92,6 +92,9 @@ def as_tensors(*values) -> list[Tensor]:
     numpy arrays and numpy scalars count with their own dtypes (NEP 50)."""
     tensors = [v for v in values if isinstance(v, Tensor)]
     arrays = [v for v in values if isinstance(v, (np.ndarray, np.generic))]
+    if not tensors and not any(isinstance(a, np.ndarray) for a in arrays):
+        for value in values:            # only scalars: none of them may be a bool
+            refuse_bool(value)
     like = None
     if tensors or arrays:
         like = dtypes.promote(*[t.dtype for t in tensors], *[dtypes.as_dtype(a.dtype) for a in arrays])

@@ -7,7 +7,7 @@ __all__ = [
     "GraphcError", "ShapeError", "DTypeError", "FeedError", "VerifyError", "ParseError",
     "DisconnectedError", "NonDifferentiableError", "RewriteError", "CodegenError",
     "CompileError", "DeviceError", "LaunchError", "NumericsError", "ValidationError",
-    "TruthValueError",
+    "TruthValueError", "IndexRangeError",
 ]
 
 
@@ -57,3 +57,8 @@ class ValidationError(GraphcError):
 
 class TruthValueError(GraphcError, TypeError):
     """A symbolic tensor was used where Python needs a bool (`if t:`, `and`, `bool(t)`)."""
+
+
+class IndexRangeError(GraphcError, IndexError):
+    """An index or label fed to an indexing op is out of range (the interpreter, and
+    GRAPHC_CHECK_NUMERICS / GRAPHC_VALIDATE on a device)."""
