@@ -82,10 +82,12 @@ def logical_or(a, b) -> Tensor:
 
 
 def where(condition, a, b) -> Tensor:
-    """`a` where `condition` holds, else `b` (all three broadcast)."""
+    """`a` where `condition` holds, else `b` (all three broadcast). Scalar branches sit
+    beside the condition, so `where(mask, True, False)` is a bool tensor."""
     refuse_bool(condition)
-    condition = as_tensor(condition, dtypes.bool_)
-    return apply("where", [condition, *_promoted(a, b)])
+    condition, a, b = as_tensors(condition, a, b)
+    common = dtypes.promote(a.dtype, b.dtype)
+    return apply("where", [condition, cast(a, common), cast(b, common)])
 
 
 def clip(x, lo, hi) -> Tensor:

@@ -125,6 +125,10 @@ def test_bools_beside_a_tensor_and_explicit_bool_constants_are_kept():
     np.testing.assert_array_equal(gc.interpret(x + True, feeds), xv + True)
     np.testing.assert_array_equal(gc.interpret(gc.logical_and(m, True), feeds), mv)
     np.testing.assert_array_equal(gc.interpret(gc.where(m, x, False), feeds), np.where(mv, xv, 0))
+    both = gc.where(m, True, False)
+    assert both.dtype == np.bool_
+    np.testing.assert_array_equal(gc.interpret(both, feeds), mv)
+    assert gc.where(m, 1, 0).dtype == np.int32 and gc.where(m, 1.0, 0).dtype == np.float32
     assert gc.constant(True).dtype == np.bool_
     np.testing.assert_array_equal(gc.interpret(gc.mean(gc.constant(True))), 1.0)
     np.testing.assert_array_equal(gc.interpret(gc.sum(np.array([True, True]))), 2)
