@@ -2,15 +2,16 @@
 
 GRAPHC_CHECK_NUMERICS=1 runs each call's kernels one at a time and stops at the first kernel
 that writes a NaN or an Inf, naming the op that first produced it and the user's line
-(NumericsError). Both checking modes also stop at the first kernel whose indexing op (take,
-its gradient, sparse cross-entropy labels: the ops with an `index_range`) read an index out
-of range, naming the op, the value, its position and the user's line (IndexRangeError):
-without checking, a device clamps such an index and cannot report it. GRAPHC_VALIDATE=1 compares every value a kernel stores with the reference
+(NumericsError). GRAPHC_VALIDATE=1 compares every value a kernel stores with the reference
 interpreter and names the first that diverges; the ops of that kernel are then run alone on
-the device to find which one is wrong (ValidationError). On either failure the variables
-get back the values they had before the call. GRAPHC_DUMP=DIR writes a report per function
-(graphc.report). Function calls the two hooks `on_function_compiled` and
-`on_function_called`; `equation_context` and `kernel_context` serve other stages' errors.
+the device to find which one is wrong (ValidationError). Both modes also stop at the first
+kernel whose indexing op (take, its gradient, sparse cross-entropy labels: the ops with an
+`index_range`) read an index out of range, naming the op, the value, its position and the
+user's line (IndexRangeError, graphc.indexcheck): without checking, a device clamps such an
+index and cannot report it. On any failure the variables get back the values they had
+before the call. GRAPHC_DUMP=DIR writes a report per function (graphc.report). Function
+calls the two hooks `on_function_compiled` and `on_function_called`; `equation_context` and
+`kernel_context` serve other stages' errors.
 """
 from __future__ import annotations
 
