@@ -89,10 +89,8 @@ class Device:
         """Allocate a read-write cl.Buffer, checking the device's limit before OpenCL does."""
         ocl = require_cl()
         if nbytes > self.max_mem_alloc_size:
-            raise DeviceError(
-                f"buffer {name!r} needs {nbytes} bytes ({format_bytes(nbytes)}), above the "
-                f"device's max allocation of {self.max_mem_alloc_size} bytes "
-                f"({format_bytes(self.max_mem_alloc_size)}) on {self.describe()}")
+            from .limits import too_large_text
+            raise DeviceError(too_large_text(self, name, nbytes))
         try:
             return ocl.Buffer(self.context, ocl.mem_flags.READ_WRITE, size=max(nbytes, 1))
         except (ocl.Error, MemoryError) as err:

@@ -10,6 +10,7 @@ from ._opencl import require_cl
 from .device import Device
 from .errors import DeviceError, launch_error
 from .launch import BufferArg, IOBinding, KernelLaunch, Plan, plan_problems
+from .limits import check_plan_fits
 from .resident import ResidentArray
 
 
@@ -24,6 +25,7 @@ class Executable:
         self.device = device
         self.plan = plan
         self.variables = _check_variables(device, plan, variables or {})
+        check_plan_fits(device, plan)       # before building: nothing is built in vain
         # nothing to build for a plan without kernels (rusticl aborts on an empty program)
         self.program = device.build(plan.source, plan.build_options) if plan.launches else None
         self.buffers = self._allocate_buffers()
