@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
 CACHE_ENV = "GRAPHC_CACHE_DIR"
 POCL_CACHE_ENV = "POCL_KERNEL_CACHE"
+_MEMORY_LOCK = threading.Lock()     # the per-device weak dicts of built programs
 
 
 @dataclass(frozen=True)
@@ -69,13 +71,15 @@ def cache_key(device: Device, source: str, options: str) -> str:
 def build_program(device: Device, source: str, options: str = "") -> Any:
     """Return a built cl.Program, from the memory cache, the disk cache, or the source."""
     start = time.perf_counter()
-    program = device._programs.get((source, options))
+    with _MEMORY_LOCK:
+        program = device._programs.get((source, options))
     if program is not None:
         digest, origin = "", "memory"
     else:
         digest = cache_key(device, source, options)
         program, origin = _build_with_disk_cache(device, source, options, digest)
-        device._programs[(source, options)] = program
+        with _MEMORY_LOCK:      # held weakly: released with the last executable using it
+            device._programs[(source, options)] = program
     device.build_stats.append(BuildRecord(digest, origin, time.perf_counter() - start))
     return program
 
