@@ -5,6 +5,7 @@ import functools
 import os
 import re
 import threading
+import warnings
 import weakref
 from dataclasses import dataclass, field
 from typing import Any
@@ -156,9 +157,22 @@ def _platforms() -> list[Any]:
 def _platform_devices(platform: Any) -> list[Any]:
     """The devices of one platform, or [] when it has none (DEVICE_NOT_FOUND)."""
     try:
-        return list(platform.get_devices())
+        found = list(platform.get_devices())
     except (cl.Error, RuntimeError):
-        return []
+        found = []
+    if not found:
+        _explain_missing_devices(platform)
+    return found
+
+
+def _explain_missing_devices(platform: Any) -> None:
+    """PoCL offers no device at all when it cannot create its cache folder: say so."""
+    from . import pocl
+
+    if "portable computing" in str(_info(platform, "name", "")).lower():
+        problem = pocl.unwritable_folder_problem()
+        if problem:
+            warnings.warn(f"the PoCL platform has no device: {problem}", stacklevel=4)
 
 
 def _info(obj: Any, attr: str, default: Any) -> Any:

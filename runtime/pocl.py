@@ -56,9 +56,11 @@ def cache_folder() -> Path:
 
 
 def unwritable_folder_problem() -> str:
-    """Why PoCL cannot write its cache folder, or '' when it can (probed with a temp file)."""
+    """Why PoCL cannot create or write its cache folder, or '' when it can (probed with a
+    temporary file)."""
     folder = cache_folder()
     try:
+        folder.mkdir(parents=True, exist_ok=True)       # as PoCL does when it starts
         with tempfile.TemporaryFile(dir=folder, prefix="graphc-probe"):
             return ""
     except OSError as err:

@@ -358,3 +358,16 @@ def test_a_read_only_pocl_cache_folder_is_a_device_error_naming_it(cl_device, tm
         assert text.startswith("DeviceError: cannot build on "), (text, done.stderr)
         assert f"PoCL cannot write its cache folder {str(pocl)!r}" in text
         assert "POCL_CACHE_DIR" in text and "kernel source" not in text
+
+
+def test_pocl_without_a_cache_folder_says_why_it_has_no_device(cl_device, tmp_path):
+    """PoCL offers no device at all when it cannot create its cache folder."""
+    if "portable computing" not in cl_device.platform_name.lower():
+        pytest.skip("PoCL's cache folder")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    env = child_env(tmp_path / "kernels", POCL_CACHE_DIR=str(blocker / "pocl"))
+    done = run_python("import graphc as gc; gc.devices()", env)
+    assert done.returncode == 0, done.stderr
+    assert "the PoCL platform has no device: PoCL cannot write its cache folder " \
+           f"{str(blocker / 'pocl')!r}" in done.stderr
