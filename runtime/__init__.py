@@ -8,8 +8,8 @@ from .program_cache import BuildRecord, CacheWarning, cache_dir
 from .resident import ResidentArray
 
 __all__ = [
-    "BufferArg", "BufferSpec", "BuildRecord", "CacheWarning", "CompileError", "Device", "DeviceError",
-    "Executable", "GraphcError", "IOBinding", "KernelLaunch", "KernelTiming", "LaunchError",
+    "BufferArg", "BufferSpec", "BuildRecord", "CacheWarning", "CompileError", "Device",
+    "DeviceError", "Executable", "GraphcError", "IOBinding", "KernelLaunch", "KernelTiming", "LaunchError",
     "Plan", "ResidentArray", "ScalarArg", "cache_dir", "devices", "format_device_table",
     "format_profile", "kernel_timings", "select_device",
 ]
