@@ -9,7 +9,7 @@ from .resident import ResidentArray
 
 __all__ = [
     "BufferArg", "BufferSpec", "BuildRecord", "CacheWarning", "CompileError", "Device",
-    "DeviceError", "Executable", "GraphcError", "IOBinding", "KernelLaunch", "KernelTiming", "LaunchError",
-    "Plan", "ResidentArray", "ScalarArg", "cache_dir", "devices", "format_device_table",
-    "format_profile", "kernel_timings", "select_device",
+    "DeviceError", "Executable", "GraphcError", "IOBinding", "KernelLaunch", "KernelTiming",
+    "LaunchError", "Plan", "ResidentArray", "ScalarArg", "cache_dir", "devices",
+    "format_device_table", "format_profile", "kernel_timings", "select_device",
 ]
