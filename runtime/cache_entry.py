@@ -7,9 +7,9 @@ read from the cache reaches the driver before it is verified. An entry is
     | sha256 of the payload (32 bytes) | identity (UTF-8 JSON) | payload (the binary)
 
 The identity (a JSON object) names the cache key and the device, driver, platform and
-pyopencl versions the binary was built for; it must equal the reader's. Every header field is checked, and the
-checksum covers the payload, so a truncated, bit-flipped, foreign or renamed entry is refused
-(CorruptEntry) and quarantined by the caller. Entries are written to a temporary file in the
+pyopencl versions the binary was built for; it must equal the reader's. Every header field
+is checked, and the checksum covers the payload, so a truncated, bit-flipped, foreign or
+renamed entry is refused (CorruptEntry) and quarantined by the caller. Entries are written to a temporary file in the
 same folder and renamed, so readers never see half an entry.
 """
 from __future__ import annotations
