@@ -4,6 +4,9 @@ from __future__ import annotations
 import functools
 import os
 import re
+import threading
+import warnings
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,7 +47,16 @@ class Device:
     build_stats: list = field(default_factory=list, repr=False)
     _context: Any = field(default=None, repr=False)
     _queue: Any = field(default=None, repr=False)
-    _programs: dict = field(default_factory=dict, repr=False)
+    # Built programs by (source, options), held weakly: a program lives as long as an
+    # executable uses it, so two live functions of one source share it, and the last one
+    # to go releases it (clReleaseProgram) instead of the cache keeping it forever.
+    _programs: weakref.WeakValueDictionary = field(default_factory=weakref.WeakValueDictionary,
+                                                   repr=False)
+    # Serializes everything that uses the queue and the buffers it runs on (calls, variable
+    # reads and writes, allocation): the device's one in-order queue runs one call at a time
+    # anyway, and calls of one function share their buffers. Reentrant: a debugging hook
+    # may run other functions during a call.
+    lock: Any = field(default_factory=threading.RLock, repr=False)
 
     @property
     def is_discrete(self) -> bool:
@@ -67,16 +79,21 @@ class Device:
     def context(self) -> Any:
         """The device's cl.Context, created on first use."""
         if self._context is None:
-            self._context = require_cl().Context([self.cl_device])
+            with self.lock:                 # two threads must not make two contexts
+                if self._context is None:
+                    self._context = require_cl().Context([self.cl_device])
         return self._context
 
     @property
     def queue(self) -> Any:
         """The device's in-order cl.CommandQueue with profiling enabled, created on first use."""
         if self._queue is None:
-            ocl = require_cl()
-            props = ocl.command_queue_properties.PROFILING_ENABLE
-            self._queue = ocl.CommandQueue(self.context, self.cl_device, properties=props)
+            with self.lock:
+                if self._queue is None:
+                    ocl = require_cl()
+                    props = ocl.command_queue_properties.PROFILING_ENABLE
+                    self._queue = ocl.CommandQueue(self.context, self.cl_device,
+                                                   properties=props)
         return self._queue
 
     def build(self, source: str, options: str = "") -> Any:
@@ -89,10 +106,8 @@ class Device:
         """Allocate a read-write cl.Buffer, checking the device's limit before OpenCL does."""
         ocl = require_cl()
         if nbytes > self.max_mem_alloc_size:
-            raise DeviceError(
-                f"buffer {name!r} needs {nbytes} bytes ({format_bytes(nbytes)}), above the "
-                f"device's max allocation of {self.max_mem_alloc_size} bytes "
-                f"({format_bytes(self.max_mem_alloc_size)}) on {self.describe()}")
+            from .limits import too_large_text
+            raise DeviceError(too_large_text(self, name, nbytes))
         try:
             return ocl.Buffer(self.context, ocl.mem_flags.READ_WRITE, size=max(nbytes, 1))
         except (ocl.Error, MemoryError) as err:
@@ -142,9 +157,22 @@ def _platforms() -> list[Any]:
 def _platform_devices(platform: Any) -> list[Any]:
     """The devices of one platform, or [] when it has none (DEVICE_NOT_FOUND)."""
     try:
-        return list(platform.get_devices())
+        found = list(platform.get_devices())
     except (cl.Error, RuntimeError):
-        return []
+        found = []
+    if not found:
+        _explain_missing_devices(platform)
+    return found
+
+
+def _explain_missing_devices(platform: Any) -> None:
+    """PoCL offers no device at all when it cannot create its cache folder: say so."""
+    from . import pocl
+
+    if "portable computing" in str(_info(platform, "name", "")).lower():
+        problem = pocl.unwritable_folder_problem()
+        if problem:
+            warnings.warn(f"the PoCL platform has no device: {problem}", stacklevel=4)
 
 
 def _info(obj: Any, attr: str, default: Any) -> Any:
