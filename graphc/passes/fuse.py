@@ -32,6 +32,7 @@ from graphc.codegen.reductions import LOOP_OPS
 from graphc.ir import Graph, Tensor
 from graphc.passes.views import plan_views
 from graphc.ops import get_op
+from graphc.passes.kernel_size import MAX_KERNEL_OPS, InlineSizes, within_caps
 from graphc.passes.reach import Reachability
 
 RECOMPUTE_BUDGET = 8
@@ -79,14 +80,32 @@ def cone(t: Tensor, stored: set) -> list[Tensor]:
 
 def should_store(t: Tensor, consumers: list, stored: set) -> bool:
     """The recompute-versus-store decision for an inlinable value (see the module doc)."""
-    cost = sum(node_cost(v) for v in cone(t, stored))
     if any(c.op in BUFFER_OPERAND_OPS and _read_from_buffer(c, t)
            and not (c.op in RESHAPE_READERS and _reshaped_buffer(t, stored))
            for c in consumers):
         return True
-    if any(c.op in REREADING_OPS for c in consumers) and cost > 0:
-        return True
-    return cost * (len(consumers) - 1) > RECOMPUTE_BUDGET
+    if any(c.op in REREADING_OPS for c in consumers):
+        return _cost_exceeds(t, stored, 0)
+    extra = len(consumers) - 1
+    return extra > 0 and _cost_exceeds(t, stored, RECOMPUTE_BUDGET // extra)
+
+
+def _cost_exceeds(t: Tensor, stored: set, budget: int) -> bool:
+    """Does computing `t` inline cost more than `budget`? (The walk stops as soon as it
+    does: asked of every value, a full walk made long chains quadratic.)"""
+    cost, seen, stack = 0, set(), [t]
+    while stack:
+        value = stack.pop()
+        if value in seen:
+            continue
+        seen.add(value)
+        cost += node_cost(value)
+        if cost > budget:
+            return True
+        if value.producer is not None and (value is t or value not in stored):
+            stack.extend(v for v in value.producer.inputs
+                         if v not in stored and v.producer is not None)
+    return False
 
 
 def _read_from_buffer(consumer, t: Tensor) -> bool:
@@ -109,10 +128,12 @@ def choose_stored(graph: Graph, outputs: list[Tensor]) -> set[Tensor]:
         for t in node.outputs:
             if not inlinable(t):
                 stored.add(t)
+    sizes = InlineSizes(stored)
     for node in graph.nodes:        # producers first, so a cone's cost is known when asked
         for t in node.outputs:
             if t not in stored and should_store(t, users.get(t, []), stored):
                 stored.add(t)
+        sizes.cap(node)
         if node.op == "matmul":
             _store_gemm_operands(node, stored)
     return stored
@@ -161,18 +182,38 @@ def _fuse_epilogues(groups: dict, stored: set, strict: bool = False) -> None:
     per value; when the kernels they make depend on each other in a cycle (a host whose
     other epilogue depends on the new one), `strict` fuses only epilogues that read no
     other loop output except at their own index, and no concatenations of pieces."""
+    load: dict = {}         # host id -> (ops, buffers) of its kernel so far
     for t, group in list(groups.items()):
         if group.kind != "elementwise":
             continue
         source = _epilogue_source(t, stored, groups, strict)
         if source is None and not strict:
             source = _pieces_source(t, stored, groups)
-        if source is None:
+        if source is None or not _host_fits(groups[source], group, stored, load):
             continue
         host = groups[source]
         host.epilogues.append(t)
         host.stores.append(t)
         del groups[t]
+
+
+def _host_fits(host: Group, guest: Group, stored: set, load: dict) -> bool:
+    """Does `host`'s kernel stay under the caps with `guest` added (then count it in)?"""
+    if id(host) not in load:
+        load[id(host)] = (kernel_ops(host, stored), reads_of(host, stored) | set(host.stores))
+    ops, buffers = load[id(host)]
+    ops += kernel_ops(guest, stored)
+    buffers = buffers | reads_of(guest, stored) | set(guest.stores)
+    if not within_caps(ops, len(buffers)):
+        return False
+    load[id(host)] = ops, buffers
+    return True
+
+
+def kernel_ops(group: Group, stored: set) -> int:
+    """A bound on the ops `group`'s kernel computes inline (shared cones counted per root)."""
+    roots = dict.fromkeys([group.root] + group.epilogues + group.stores)
+    return sum(len(cone(t, stored)) for t in roots)
 
 
 def _epilogue_source(t: Tensor, stored: set, groups: dict, strict: bool) -> Tensor | None:
@@ -227,25 +268,31 @@ def _loop_inputs(t: Tensor, stored: set, groups: dict, strict: bool = False) -> 
 
 def _read_at_own_index(t: Tensor, loop: Tensor, computed: set) -> bool:
     """Does every path from `t` to `loop` run through elementwise ops of `t`'s shape?"""
-    reaching: dict = {}
-
-    def reaches(value) -> bool:
-        if value is loop:
-            return True
-        if value not in computed or value.producer is None or value in reaching:
-            return reaching.get(value, False)
-        reaching[value] = False             # guards against revisiting during the walk
-        hits = [reaches(i) for i in value.producer.inputs]
-        reaching[value] = any(hits)
-        return reaching[value]
-
-    reaches(t)
+    reaching = _reaching(t, loop, computed)
     for value, hit in reaching.items():
         node = value.producer
         if hit and (get_op(node.op).kind != "elementwise" or value.shape != t.shape
                     or (loop in node.inputs and loop.shape != t.shape)):
             return False
     return True
+
+
+def _reaching(t: Tensor, loop: Tensor, computed: set) -> dict:
+    """For each value computed on the way from `t` down: does it read `loop`? (Children
+    first, on an explicit stack: cones can be deep.)"""
+    reaching: dict = {}
+    stack = [(t, False)]
+    while stack:
+        value, expanded = stack.pop()
+        if expanded:
+            reaching[value] = any(i is loop or reaching.get(i, False)
+                                  for i in value.producer.inputs)
+        elif value is not loop and value in computed and value.producer is not None \
+                and value not in reaching:
+            reaching[value] = False         # visited; its inputs are done before it
+            stack.append((value, True))
+            stack.extend((i, False) for i in value.producer.inputs)
+    return reaching
 
 
 def _drop_unread_roots(groups: list[Group], stored: set, outputs: set) -> None:
@@ -330,6 +377,20 @@ class _Merging:
     reach: Reachability
     stored: set
     leaves: dict = field(default_factory=dict)
+    sizes: dict = field(default_factory=dict)
+
+    def fits(self, a: Group, b: Group) -> bool:
+        """Would `a` and `b` merged stay under the kernel caps (passes/kernel_size.py)?"""
+        buffers = _leaves_read(a, self.stored, self.leaves) | \
+            _leaves_read(b, self.stored, self.leaves) | set(a.stores) | set(b.stores)
+        return within_caps(self.ops(a) + self.ops(b), len(buffers))
+
+    def ops(self, group: Group) -> int:
+        """kernel_ops of `group`, remembered until its stores change."""
+        key = (id(group), len(group.stores))
+        if key not in self.sizes:
+            self.sizes[key] = kernel_ops(group, self.stored)
+        return self.sizes[key]
 
     def independent(self, a: Group, b: Group) -> bool:
         """Neither group depends on the other."""
@@ -342,18 +403,20 @@ class _Merging:
 
 
 def _can_merge(a: Group, b: Group, state: _Merging) -> bool:
-    if a.root.shape != b.root.shape or b.kind != "elementwise":
+    if a.root.shape != b.root.shape or b.kind != "elementwise" \
+            or state.ops(a) + state.ops(b) > MAX_KERNEL_OPS:
         return False
     if a.kind == "loop":        # an independent elementwise job rides along after the loop
-        return state.independent(a, b)
+        return state.independent(a, b) and state.fits(a, b)
     if a.kind != "elementwise":
         return False
     stored = state.stored
     if state.dag.has_edge(id(a), id(b)):
-        return state.only_direct(a, b) and _reads_at_own_index(b, set(a.stores), stored)
+        return state.only_direct(a, b) and _reads_at_own_index(b, set(a.stores), stored) \
+            and state.fits(a, b)
     if not _leaves_read(a, stored, state.leaves) & _leaves_read(b, stored, state.leaves):
         return False        # the cheaper test first: most pairs share no input
-    return state.independent(a, b)
+    return state.fits(a, b) and state.independent(a, b)
 
 
 def _reads_at_own_index(group: Group, values: set, stored: set) -> bool:
