@@ -358,14 +358,18 @@ def _merge_siblings(groups: list[Group], stored: set) -> list[Group]:
     dag = dependency_graph(groups)
     state = _Merging(dag, Reachability(dag), stored)
     merged: list[Group] = []
+    open_: list[Group] = []     # merged groups that can still take one more (not full)
     for group in groups:
-        partner = next((m for m in merged if _can_merge(m, group, state)), None)
+        partner = next((m for m in open_ if _can_merge(m, group, state)), None)
         if partner is None:
             merged.append(group)
+            open_.append(group)
             continue
-        partner.stores.extend(group.stores)
+        state.absorb(partner, group)
         nx.contracted_nodes(dag, id(partner), id(group), self_loops=False, copy=False)
-        state.reach.merge(id(partner), id(group))
+        state.reach.merge(id(partner), id(group), nx.ancestors(dag, id(partner)))
+        if state.full(partner):
+            open_.remove(partner)
     return merged
 
 
@@ -384,6 +388,20 @@ class _Merging:
         buffers = _leaves_read(a, self.stored, self.leaves) | \
             _leaves_read(b, self.stored, self.leaves) | set(a.stores) | set(b.stores)
         return within_caps(self.ops(a) + self.ops(b), len(buffers))
+
+    def absorb(self, partner: Group, group: Group) -> None:
+        """`partner` takes `group`'s stores; what it reads and computes adds up."""
+        leaves = _leaves_read(partner, self.stored, self.leaves) | \
+            _leaves_read(group, self.stored, self.leaves)
+        ops = self.ops(partner) + self.ops(group)
+        partner.stores.extend(group.stores)
+        self.leaves[(id(partner), len(partner.stores))] = leaves
+        self.sizes[(id(partner), len(partner.stores))] = ops
+
+    def full(self, group: Group) -> bool:
+        """Would any merge take `group` past a cap? (A merge adds an op and a store.)"""
+        buffers = _leaves_read(group, self.stored, self.leaves) | set(group.stores)
+        return not within_caps(self.ops(group) + 1, len(buffers) + 1)
 
     def ops(self, group: Group) -> int:
         """kernel_ops of `group`, remembered until its stores change."""
