@@ -101,6 +101,9 @@ class Expr:
 
     dtype: np.dtype
 
+    def __post_init__(self):
+        _fill_hashes(self)      # hashed as built, children first: no walk later
+
 
 @expression
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ epilogues after reductions and contractions):
   become one kernel with several outputs.
 * A softmax cross-entropy and its gradient over the same logits become one row kernel
   writing both (codegen/cross_entropy.py), whose targets and row scale are computed inline.
+* No kernel grows past the caps of passes/kernel_size.py (ops computed inline, reshapes on
+  a path, buffer arguments): deep chains are cut into pieces, wide merges stop.
 """
 from __future__ import annotations
 
@@ -204,7 +206,7 @@ def _host_fits(host: Group, guest: Group, stored: set, load: dict) -> bool:
     ops, buffers = load[id(host)]
     ops += kernel_ops(guest, stored)
     buffers = buffers | reads_of(guest, stored) | set(guest.stores)
-    if not within_caps(ops, len(buffers)):
+    if not within_caps(ops, buffers):
         return False
     load[id(host)] = ops, buffers
     return True
@@ -387,7 +389,7 @@ class _Merging:
         """Would `a` and `b` merged stay under the kernel caps (passes/kernel_size.py)?"""
         buffers = _leaves_read(a, self.stored, self.leaves) | \
             _leaves_read(b, self.stored, self.leaves) | set(a.stores) | set(b.stores)
-        return within_caps(self.ops(a) + self.ops(b), len(buffers))
+        return within_caps(self.ops(a) + self.ops(b), buffers)
 
     def absorb(self, partner: Group, group: Group) -> None:
         """`partner` takes `group`'s stores; what it reads and computes adds up."""
@@ -401,7 +403,7 @@ class _Merging:
     def full(self, group: Group) -> bool:
         """Would any merge take `group` past a cap? (A merge adds an op and a store.)"""
         buffers = _leaves_read(group, self.stored, self.leaves) | set(group.stores)
-        return not within_caps(self.ops(group) + 1, len(buffers) + 1)
+        return not within_caps(self.ops(group) + 1, buffers, more_buffers=1)
 
     def ops(self, group: Group) -> int:
         """kernel_ops of `group`, remembered until its stores change."""
