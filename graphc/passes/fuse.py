@@ -38,6 +38,8 @@ from graphc.passes.reach import Reachability
 from graphc.passes.stored import (RECOMPUTE_BUDGET, TRANSCENDENTAL_COST,  # noqa: F401
                                   choose_stored, cone, should_store)
 
+MERGE_WINDOW = 512     # groups sibling merging compares at once (a training step: < 300)
+
 
 @dataclass
 class Group:
@@ -196,9 +198,12 @@ def _drop_unread_roots(groups: list[Group], stored: set, outputs: set) -> None:
     if not hosts:
         return
     # dropping a root leaves every group's reads as they were: read them once
-    reads = {id(g): reads_of(g, stored) for g in groups}
+    readers: dict[Tensor, set] = {}
+    for g in groups:
+        for value in reads_of(g, stored):
+            readers.setdefault(value, set()).add(id(g))
     for host in hosts:
-        if not any(host.root in reads[id(g)] for g in groups if g is not host):
+        if not readers.get(host.root, set()) - {id(host)}:
             host.stores.remove(host.root)
 
 
@@ -249,13 +254,31 @@ def _merge_cross_entropy(groups: list[Group]) -> list[Group]:
 def _merge_siblings(groups: list[Group], stored: set) -> list[Group]:
     """Merge elementwise groups of one shape that share an input (siblings), or where one
     reads the other's values at its own index with no kernel in between (a chain); and
-    give a loop group an independent elementwise group of its shape to finish with."""
+    give a loop group an independent elementwise group of its shape to finish with.
+    Past MERGE_WINDOW groups, merging looks within windows of that many consecutive groups
+    of a topological order (every path between two of them stays inside theirs), so a deep
+    graph merges in linear time."""
     dag = dependency_graph(groups)
+    if len(groups) <= MERGE_WINDOW:
+        return _merge_within(groups, dag, stored)
+    rank = {node: i for i, node in enumerate(nx.topological_sort(dag))}
+    ordered = sorted(groups, key=lambda g: rank[id(g)])
+    merged: list[Group] = []
+    for start in range(0, len(ordered), MERGE_WINDOW):
+        window = ordered[start:start + MERGE_WINDOW]
+        merged += _merge_within(window, dag.subgraph(id(g) for g in window).copy(), stored)
+    return merged
+
+
+def _merge_within(groups: list[Group], dag: nx.DiGraph, stored: set) -> list[Group]:
+    """Sibling merging over `groups`, the nodes of `dag`, in order: each joins the first
+    open group it can merge with."""
     state = _Merging(dag, Reachability(dag), stored)
     merged: list[Group] = []
     open_: list[Group] = []     # merged groups that can still take one more (not full)
     for group in groups:
-        partner = next((m for m in open_ if _can_merge(m, group, state)), None)
+        partner = None if group.kind != "elementwise" else \
+            next((m for m in open_ if _can_merge(m, group, state)), None)
         if partner is None:
             merged.append(group)
             open_.append(group)
@@ -317,19 +340,21 @@ class _Merging:
 
 def _can_merge(a: Group, b: Group, state: _Merging) -> bool:
     if a.root.shape != b.root.shape or b.kind != "elementwise" \
-            or state.ops(a) + state.ops(b) > MAX_KERNEL_OPS:
+            or a.kind not in ("loop", "elementwise"):
+        return False
+    direct = a.kind == "elementwise" and state.dag.has_edge(id(a), id(b))
+    if not direct and not state.independent(a, b):      # the cheap test that rejects most
+        return False
+    if state.ops(a) + state.ops(b) > MAX_KERNEL_OPS:
         return False
     if a.kind == "loop":        # an independent elementwise job rides along after the loop
-        return state.independent(a, b) and state.fits(a, b)
-    if a.kind != "elementwise":
-        return False
+        return state.fits(a, b)
     stored = state.stored
-    if state.dag.has_edge(id(a), id(b)):
+    if direct:
         return state.only_direct(a, b) and _reads_at_own_index(b, set(a.stores), stored) \
             and state.fits(a, b)
-    if not _leaves_read(a, stored, state.leaves) & _leaves_read(b, stored, state.leaves):
-        return False        # the cheaper test first: most pairs share no input
-    return state.fits(a, b) and state.independent(a, b)
+    return bool(_leaves_read(a, stored, state.leaves) & _leaves_read(b, stored, state.leaves)) \
+        and state.fits(a, b)
 
 
 def _reads_at_own_index(group: Group, values: set, stored: set) -> bool:
@@ -369,10 +394,11 @@ def _leaves_of(group: Group, stored: set) -> set:
 def dependency_graph(groups: list[Group]) -> nx.DiGraph:
     """Group ids, with an edge from the group storing a value to each group reading it."""
     writer = {t: g for g in groups for t in g.stores}
+    stored = set(writer)
     dag = nx.DiGraph()
     dag.add_nodes_from(id(g) for g in groups)
     for g in groups:
-        for value in reads_of(g, set(writer)):
+        for value in reads_of(g, stored):
             if value in writer and writer[value] is not g:
                 dag.add_edge(id(writer[value]), id(g))
     return dag
