@@ -233,6 +233,22 @@ def test_a_chain_through_small_matmuls_and_reductions_matches_the_interpreter(cl
 
 
 @pytest.mark.opencl
+def test_siblings_deep_in_a_long_chain_still_merge_and_match_the_interpreter(cl_device):
+    x = gc.placeholder((4, 4), gc.float32, name="x")
+    w = gc.constant(np.eye(4, dtype=np.float32) * 0.5 + 0.01)
+    y = x
+    for _ in range(300):            # ~900 kernels: sibling merging works in windows
+        t = gc.transpose(y)
+        y = gc.tanh((t * 2.0) @ w + (t * 3.0) @ w)      # t * 2 and t * 3: one kernel
+    feed = np.random.default_rng(3).normal(size=(4, 4)).astype(np.float32)
+    with shallow_stack():
+        fn = gc.function([x], [y])
+        (got,) = fn(feed)
+    np.testing.assert_allclose(got, gc.interpret(y, {x: feed}), rtol=1e-5, atol=1e-6)
+    assert fn.kernel_count == 3 * 300       # two GEMMs and one merged pair a step
+
+
+@pytest.mark.opencl
 def test_the_gradient_through_a_10000_step_chain_compiles_and_runs(cl_device):
     x = gc.placeholder((8,), gc.float32, name="x")
     y = affine_chain(x, 10_000)
