@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import sys
 
+import networkx as nx
 import numpy as np
 import pytest
 
@@ -18,7 +19,8 @@ from graphc.codegen.kernel import Apply, Const, Load, walk
 from graphc.codegen.index import Mod, lin, mod, var
 from graphc.codegen.opencl import Emitter
 from graphc.ir import Graph
-from graphc.passes.fuse import cone, make_groups
+from graphc.passes.fuse import Group, cone, make_groups
+from graphc.passes.horizontal import MAX_MEMBERS, bundle_steps, members
 from graphc.passes.kernel_size import MAX_KERNEL_BUFFERS, MAX_KERNEL_DIVISIONS, MAX_KERNEL_OPS
 from graphc.passes.pipeline import optimize
 
@@ -204,6 +206,22 @@ def test_horizontal_merges_stop_at_the_parameter_and_source_caps():
     assert [len(k.members) or 1 for k in merged] == [2, 2]
     assert all(len(k.source) <= MAX_MERGED_SOURCE + 1000 for k in merged)
     assert merge_within_caps(many_args[:1], 8) == many_args[:1]     # alone: unchanged
+
+
+def test_thousands_of_independent_small_kernels_bundle_by_eights_after_their_sources():
+    x = gc.placeholder((8,), gc.float32, name="x")
+    values = [x * float(i) for i in range(2_000)]
+    groups = [Group("elementwise", v, stores=[v]) for v in values]
+    late = values[5] + 1.0                      # reads the sixth: must come after its step
+    groups.insert(6, Group("elementwise", late, stores=[late]))
+    dag = nx.DiGraph()
+    dag.add_nodes_from(id(g) for g in groups)
+    dag.add_edge(id(groups[5]), id(groups[6]))
+    steps = bundle_steps(groups, dag)
+    assert len(steps) == -(-2_001 // MAX_MEMBERS)
+    assert all(len(members(s)) == MAX_MEMBERS for s in steps[:-1])
+    where = {id(m): i for i, s in enumerate(steps) for m in members(s)}
+    assert where[id(groups[6])] == 1 and where[id(groups[5])] == where[id(groups[7])] == 0
 
 
 # ---- on the device ----
