@@ -281,6 +281,19 @@ def test_the_gradient_through_a_10000_step_chain_compiles_and_runs(cl_device):
 
 
 @pytest.mark.opencl
+def test_the_gradient_through_a_chain_reading_each_value_twice(cl_device):
+    x = gc.placeholder((8,), gc.float32, name="x")
+    y = x
+    for _ in range(2_000):          # 200 steps already overflowed the stack in kernel IR
+        y = y * y * 0.5 + 0.5
+    feed = np.linspace(0.1, 0.9, 8, dtype=np.float32)
+    with shallow_stack():
+        grad = gc.grad(gc.sum(y), x)
+        (got,) = gc.function([x], [grad])(feed)
+    np.testing.assert_allclose(got, gc.interpret(grad, {x: feed}), rtol=1e-5, atol=1e-30)
+
+
+@pytest.mark.opencl
 def test_2000_outputs_compile_in_kernels_under_the_caps_and_match_numpy(cl_device):
     x = gc.placeholder((64,), gc.float32, name="x")
     outs = [x * float(i + 1) + float(i) for i in range(2_000)]
