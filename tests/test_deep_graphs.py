@@ -333,3 +333,18 @@ def test_an_elementwise_chain_of_100000_ops_compiles_and_runs(cl_device):
         (got,) = fn(feed)
     np.testing.assert_allclose(got, affine_chain_numpy(feed, 50_000), rtol=1e-5)
     assert max(kernel_ops(fn)) <= MAX_KERNEL_OPS
+
+
+@pytest.mark.slow
+@pytest.mark.opencl
+def test_a_chain_of_100000_ops_through_small_matmuls_and_reductions_runs(cl_device):
+    x = gc.placeholder((4, 4), gc.float32, name="x")
+    w = gc.constant(np.eye(4, dtype=np.float32) * 0.5 + 0.01)
+    y = x
+    for _ in range(20_000):         # five ops a step, two of them loops: 40,000 kernels
+        y = gc.tanh(y @ w) + gc.sum(y, axis=0) * 0.01
+    feed = np.random.default_rng(4).normal(size=(4, 4)).astype(np.float32)
+    with shallow_stack():
+        fn = gc.function([x], [y])
+        (got,) = fn(feed)
+    np.testing.assert_allclose(got, gc.interpret(y, {x: feed}), rtol=1e-5, atol=1e-6)
