@@ -14,7 +14,7 @@ import networkx as nx
 from graphc import config
 from graphc.builder import apply
 from graphc.codegen.build import STEP_BUFFER, BuiltKernel, build_kernels
-from graphc.codegen.horizontal import merge_kernels, mergeable_kernel
+from graphc.codegen.horizontal import merge_within_caps, mergeable_kernel
 from graphc.codegen.opencl import program_source
 from graphc.device_limits import check_kernels, check_memory_plan
 from graphc.errors import FeedError, ShapeError
@@ -189,8 +189,7 @@ def _merged(built: list[list[BuiltKernel]], group_size: int) -> list[BuiltKernel
         at = [k[position] for k in built if len(k) > position]
         merged = [k for k in at if mergeable_kernel(k)]
         alone = [k for k in at if not mergeable_kernel(k)]
-        if len(merged) > 1:
-            merged = [merge_kernels(merged, group_size)]
+        merged = merge_within_caps(merged, group_size)
         kernels += merged + alone
     return kernels
 
