@@ -1,0 +1,76 @@
+"""`make venv`'s device probe (graphc.runtime.probe): simulators are not real devices.
+
+On a machine without a system OpenCL driver, pyopencl still finds the Oclgrind ICD that the
+`dev` extra installs; the probe must then say "no real device" so that `make venv` installs
+PoCL's wheel, rather than leaving the demo to train on the simulator.
+"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from graphc.runtime import probe
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+OCLGRIND = ("Oclgrind", ["Oclgrind Simulator"])
+DEBIAN_POCL = ("Portable Computing Language", ["pthread-haswell-AMD EPYC"])
+
+
+def _probe(platforms, capsys):
+    status = probe.main(platforms=lambda: platforms)
+    return status, capsys.readouterr().out
+
+
+def test_only_oclgrind_is_no_real_device(capsys):
+    status, out = _probe([OCLGRIND], capsys)
+    assert status == 1
+    assert "no real OpenCL device" in out
+    assert "Oclgrind Simulator (Oclgrind): simulator, not counted" in out
+
+
+def test_a_cpu_driver_beside_oclgrind_counts(capsys):
+    status, out = _probe([OCLGRIND, DEBIAN_POCL], capsys)
+    assert status == 0
+    assert "1 real OpenCL device(s)" in out
+    assert probe.real_devices([OCLGRIND, DEBIAN_POCL]) == [
+        "pthread-haswell-AMD EPYC (Portable Computing Language)"]
+
+
+@pytest.mark.parametrize("platforms", [[], [("Clover", [])]], ids=["no-platform", "no-device"])
+def test_no_platform_or_an_empty_one_is_no_device(platforms, capsys):
+    assert _probe(platforms, capsys)[0] == 1
+
+
+def test_simulator_names_match_any_case():
+    assert probe.is_simulator("OCLGRIND")
+    assert not probe.is_simulator("rusticl")
+
+
+def test_makefile_decides_on_the_probe():
+    # The recipe that installs PoCL's wheel must run only when this probe fails.
+    recipe = subprocess.run(["make", "-n", "-B", ".venv/.graphc-installed"], cwd=REPO_ROOT,
+                            capture_output=True, text=True, timeout=60).stdout
+    probe_line = next(line for line in recipe.splitlines() if "pocl]" in line)
+    assert probe_line.lstrip().startswith(".venv/bin/python -m graphc.runtime.probe ||")
+
+
+def _pyopencl_libs():
+    import pyopencl
+    return Path(pyopencl.__file__).parent / ".libs"
+
+
+@pytest.mark.skipif(not (_pyopencl_libs() / "oclgrind.icd").exists(),
+                    reason="Oclgrind's pip ICD is not installed")
+def test_system_drivers_hidden_leaves_no_real_device(tmp_path):
+    # `OCL_ICD_VENDORS=<empty folder>`: what a machine without a system driver sees.
+    pip_drivers = [p.name for p in _pyopencl_libs().glob("*.icd") if "oclgrind" not in p.name]
+    env = {**os.environ, "OCL_ICD_VENDORS": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-m", "graphc.runtime.probe"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    if pip_drivers:                     # PoCL's wheel installed: a real device remains
+        assert result.returncode == 0, result.stdout
+    else:
+        assert result.returncode == 1, result.stdout
+        assert "Oclgrind Simulator (Oclgrind): simulator, not counted" in result.stdout
