@@ -21,7 +21,13 @@ EXTRAS := dev,progress,data,plot
 # ICD pyopencl always finds) do not count. tests/test_packaging.py tests its logic.
 PROBE := $(VPY) -m graphc.runtime.probe
 
-.PHONY: venv demo test bench clean
+# `make test`: the suite less the tests marked slow (Oclgrind's and rusticl's runs of the op
+# suite in child processes), on one pytest-xdist worker per CPU; `make test-slow`: those;
+# `make test-all`: both (.ci/run). PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= auto
+PYTEST_ARGS := -n $(PYTEST_WORKERS) --dist loadfile
+
+.PHONY: venv demo test test-slow test-all bench clean
 
 venv: $(STAMP)
 
@@ -42,7 +48,13 @@ demo: venv
 	$(VPY) -m graphc.models.demo
 
 test: venv
-	$(VPY) -m pytest
+	$(VPY) -m pytest $(PYTEST_ARGS) -m "not slow"
+
+# exit status 5: no test is marked slow any more, which is no failure
+test-slow: venv
+	$(VPY) -m pytest $(PYTEST_ARGS) -m slow || test $$? -eq 5
+
+test-all: test test-slow
 
 bench: venv
 	$(VPY) bench/run.py
