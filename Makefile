@@ -21,9 +21,11 @@ EXTRAS := dev,progress,data,plot
 # ICD pyopencl always finds) do not count. tests/test_packaging.py tests its logic.
 PROBE := $(VPY) -m graphc.runtime.probe
 
-# `make test`: the suite less the tests marked slow (Oclgrind's and rusticl's runs of the op
-# suite in child processes), on one pytest-xdist worker per CPU; `make test-slow`: those;
-# `make test-all`: both (.ci/run). PYTEST_WORKERS=0 runs in one process.
+# `make test`: the suite less the tests marked slow, on one pytest-xdist worker per CPU, each
+# taking a whole file at a time (module fixtures build once); PYTEST_WORKERS=0: one process.
+# `make test-slow`: the slow ones (Oclgrind's and rusticl's runs of the op suite in child
+# processes), one at a time: each child already keeps the cores busy, and its time limit
+# assumes it has them. `make test-all`: both (what .ci/run runs).
 PYTEST_WORKERS ?= auto
 PYTEST_ARGS := -n $(PYTEST_WORKERS) --dist loadfile
 
@@ -52,7 +54,7 @@ test: venv
 
 # exit status 5: no test is marked slow any more, which is no failure
 test-slow: venv
-	$(VPY) -m pytest $(PYTEST_ARGS) -m slow || test $$? -eq 5
+	$(VPY) -m pytest -m slow || test $$? -eq 5
 
 test-all: test test-slow
 

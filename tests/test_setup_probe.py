@@ -74,3 +74,20 @@ def test_system_drivers_hidden_leaves_no_real_device(tmp_path):
     else:
         assert result.returncode == 1, result.stdout
         assert "Oclgrind Simulator (Oclgrind): simulator, not counted" in result.stdout
+
+
+def _dry_run(target: str) -> list[str]:
+    """The pytest command lines `make -n TARGET` would run."""
+    done = subprocess.run(["make", "-n", target, "PYTEST_WORKERS=2"], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return [line for line in done.stdout.splitlines() if " -m pytest" in line]
+
+
+def test_make_test_leaves_the_slow_tests_to_make_test_slow():
+    import xdist  # noqa: F401  the dev extra installs pytest-xdist for `make test`
+    (fast,) = _dry_run("test")
+    assert '-m "not slow"' in fast and "-n 2" in fast
+    (slow,) = _dry_run("test-slow")
+    assert "-m slow" in slow
+    assert _dry_run("test-all") == [fast, slow]
