@@ -130,7 +130,8 @@ def _check_script(path: str) -> None:
 def gemm_shape(text: str) -> tuple[int, int, int]:
     """--gemm's value: 'MxNxK', or 'N' for NxNxN; positive integers."""
     parts = text.lower().split("x")
-    if len(parts) not in (1, 3) or not all(p.isdigit() and int(p) > 0 for p in parts):
+    if len(parts) not in (1, 3) or not all(p.isascii() and p.isdigit() and int(p) > 0
+                                           for p in parts):
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a GEMM shape: expected MxNxK or N, positive integers "
             "(e.g. 512x256x128, or 1024 for 1024x1024x1024)")

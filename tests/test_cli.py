@@ -85,7 +85,7 @@ def test_dump_a_script_that_is_not_there(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "graphc_dump").exists()
 
 
-@pytest.mark.parametrize("shape", ["12x", "0", "2x3", "axbxc", "4x4x-4"])
+@pytest.mark.parametrize("shape", ["12x", "0", "2x3", "axbxc", "4x4x-4", "2x2x²"])
 def test_tune_a_shape_that_is_not_one(shape, capsys):
     err = usage_error(["tune", "--gemm", shape], capsys)
     assert f"argument --gemm: {shape!r} is not a GEMM shape: expected MxNxK or N" in err
