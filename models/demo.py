@@ -3,8 +3,9 @@
 The Keras-style model (Conv2D-MaxPool-Conv2D-MaxPool-Dense-Dense, NCHW) compiles into one
 fused training step of OpenCL kernels on the default device ($GRAPHC_DEVICE picks another);
 the demo prints the model, the compiled step, each epoch, the test accuracy, and saves
-training curves under plots/. With no OpenCL device the same model runs on the numpy
-reference interpreter, with a note saying so.
+training curves under plots/. With no OpenCL device (a simulator such as Oclgrind does not
+count: it would take minutes per epoch) the same model runs on the numpy reference
+interpreter, with a note saying so.
 
     python -m graphc.models.demo [--epochs 8] [--device D] [--plots DIR]
 """

@@ -91,3 +91,23 @@ def test_make_test_leaves_the_slow_tests_to_make_test_slow():
     (slow,) = _dry_run("test-slow")
     assert "-m slow" in slow
     assert _dry_run("test-all") == [fast, slow]
+
+
+@pytest.mark.parametrize("platforms, expected", [
+    (["Oclgrind"], "interpret"),
+    (["Oclgrind", "Portable Computing Language"], None),
+], ids=["simulator-only", "with-pocl"])
+def test_the_demo_never_trains_on_a_simulator(platforms, expected, monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    from graphc.models import demo
+    found = [SimpleNamespace(platform_name=name, name=name) for name in platforms]
+    monkeypatch.setattr(demo.gc, "devices", lambda: found)
+    monkeypatch.delenv("GRAPHC_DEVICE", raising=False)
+    chosen = []
+    monkeypatch.setattr(demo.lenet, "train",
+                        lambda args: chosen.append(args.device) or {"model": None})
+    monkeypatch.setattr(demo, "describe_step", lambda model: None)
+    assert demo.main(["--plots", "none"]) == 0
+    assert chosen == [expected]
+    assert ("numpy reference interpreter" in capsys.readouterr().out) == (expected is not None)
