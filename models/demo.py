@@ -14,17 +14,10 @@ from __future__ import annotations
 import argparse
 import os
 
-import graphc as gc
 from graphc.models import common, lenet
-from graphc.runtime.probe import is_simulator
+from graphc.runtime.device import real_devices
 
 DEFAULTS = {**lenet.DEFAULTS, "epochs": 8}
-
-
-def _real_devices() -> list:
-    """OpenCL devices that are not simulators: Oclgrind (the dev extra's checker) would take
-    minutes per epoch."""
-    return [d for d in gc.devices() if not is_simulator(d.platform_name)]
 
 
 def describe_step(model) -> None:
@@ -39,7 +32,7 @@ def describe_step(model) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = common.add_training_args(argparse.ArgumentParser(description=__doc__))
     args = common.resolve_args(parser.parse_args(argv), DEFAULTS)
-    if args.device is None and not os.environ.get("GRAPHC_DEVICE") and not _real_devices():
+    if args.device is None and not os.environ.get("GRAPHC_DEVICE") and not real_devices():
         print("no OpenCL device (simulators aside): training on the numpy reference "
               "interpreter instead")
         args.device = "interpret"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import graphc as gc
 from graphc.runtime import probe
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -102,7 +103,7 @@ def test_the_demo_never_trains_on_a_simulator(platforms, expected, monkeypatch, 
 
     from graphc.models import demo
     found = [SimpleNamespace(platform_name=name, name=name) for name in platforms]
-    monkeypatch.setattr(demo.gc, "devices", lambda: found)
+    monkeypatch.setattr("graphc.runtime.device.devices", lambda: found)
     monkeypatch.delenv("GRAPHC_DEVICE", raising=False)
     chosen = []
     monkeypatch.setattr(demo.lenet, "train",
@@ -111,3 +112,34 @@ def test_the_demo_never_trains_on_a_simulator(platforms, expected, monkeypatch, 
     assert demo.main(["--plots", "none"]) == 0
     assert chosen == [expected]
     assert ("numpy reference interpreter" in capsys.readouterr().out) == (expected is not None)
+
+
+def _fake_devices(monkeypatch, platforms):
+    from types import SimpleNamespace
+    found = [SimpleNamespace(platform_name=name, name=f"{name} device", index=i)
+             for i, name in enumerate(platforms)]
+    monkeypatch.setattr("graphc.runtime.device.devices", lambda: found)
+    monkeypatch.delenv("GRAPHC_DEVICE", raising=False)
+    return found
+
+
+def test_the_default_device_is_never_a_simulator(monkeypatch):
+    """With only Oclgrind, gc.function's default is an error that says how to pick it."""
+    from graphc.runtime.device import select_device
+    _fake_devices(monkeypatch, ["Oclgrind"])
+    with pytest.raises(gc.DeviceError, match="only a simulator was found .*GRAPHC_DEVICE=oclgrind"):
+        select_device()
+
+
+def test_a_simulator_is_chosen_by_name(monkeypatch):
+    from graphc.runtime.device import select_device
+    found = _fake_devices(monkeypatch, ["Oclgrind"])
+    monkeypatch.setattr("graphc.runtime.device.best_device", lambda c: c[0])
+    assert select_device("oclgrind") is found[0]
+
+
+def test_fit_with_only_a_simulator_runs_on_the_interpreter(monkeypatch):
+    from graphc.nn import model
+    _fake_devices(monkeypatch, ["Oclgrind"])
+    monkeypatch.setattr(model, "_warned_no_device", True)
+    assert model._default_device(None) == model.DEVICE_INTERPRET
