@@ -63,9 +63,12 @@ def build_kernels(group: Group, buffer_of: dict[Tensor, str], dtype_of: dict,
                   device_info=None, tune=None, private_name: str = "p",
                   per_item: int = 1) -> list[BuiltKernel]:
     """Lower one group to source: usually one kernel; a long reduction with few outputs
-    becomes two (partial results over chunks of the loop, then their combination). An
-    elementwise kernel's work items take `per_item` elements each, a column reduction's
-    `per_item` outputs (see reads_follow_outputs)."""
+    becomes two (partial results over chunks of the loop, then their combination); none
+    for a group of empty values (nothing to compute: a conv2d with no output channels, a
+    batch of 0). An elementwise kernel's work items take `per_item` elements each, a column
+    reduction's `per_item` outputs (see reads_follow_outputs)."""
+    if group.root.size == 0 and all(t.size == 0 for t in group.stores):
+        return []
     if group.kind == "raw":
         return [_build_raw(group, buffer_of, dtype_of)]
     if device_info is not None and group.kind == "loop" and group.root.producer.op == "matmul":

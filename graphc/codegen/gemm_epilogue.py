@@ -44,7 +44,7 @@ def operand_view(t: Tensor, is_buffer) -> tuple[Tensor, bool] | None:
 def gemm_operands(t: Tensor, buffer_of) -> tuple | None:
     """((a_buffer, a_trans, a_stride), (b_buffer, b_trans, b_stride)) when the GEMM fits."""
     a, b = t.producer.inputs
-    if t.dtype.name not in C_TYPES or min(a.shape[-2:] + b.shape[-1:]) < 1:
+    if t.dtype.name not in C_TYPES or t.size == 0 or min(a.shape[-2:] + b.shape[-1:]) < 1:
         return None
     found = []
     for operand in (a, b):
