@@ -91,8 +91,9 @@ def _matmul_conv():
 
 def _bundle():
     x, i = gc.placeholder((50, 70), name="x"), gc.placeholder((30, 110), gc.int32, name="i")
-    return [x, i], [gc.sum(x, axis=0), gc.max(i, axis=1), gc.argmax(x, axis=1),
-                    gc.min(x[2:, 1:])]
+    rows = gc.placeholder((1200, 3), name="rows")      # with the others, a range past 1000
+    return [x, i, rows], [gc.sum(x, axis=0), gc.max(i, axis=1), gc.argmax(x, axis=1),
+                          gc.min(x[2:, 1:]), gc.sum(rows, axis=1)]
 
 
 CASES = {"elementwise": _elementwise, "row_sum": _row_sum,
@@ -136,6 +137,15 @@ def test_every_kernel_kind_in_its_64_bit_form_matches_the_interpreter(cl_device,
     for g, w in zip(got, want):
         assert g.dtype == w.dtype and g.shape == w.shape
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
+
+
+def test_a_merged_range_past_the_limit_indexes_with_long(cl_device, monkeypatch):
+    monkeypatch.setattr(width, "INT_MAX", 1000)
+    inputs, outputs = _bundle()
+    fn = gc.function(inputs, outputs, device=cl_device)
+    (merged,) = [k for k in fn.compiled.kernels if k.members]
+    assert merged.work_items > 1000 and len(merged.members) == len(outputs)
+    assert "const long gid = get_global_id(0);" in merged.source, merged.source
 
 
 def _big_graphs():

@@ -54,15 +54,18 @@ class _Text:
     wide: bool
 
     @property
-    def T(self) -> str:             # noqa: N802 - the C type's usual name in templates
+    def compute(self) -> str:
+        """The C type values are computed in (`T` in the templates)."""
         return c_type(self.dtype)
 
     @property
-    def S(self) -> str:             # noqa: N802
+    def storage(self) -> str:
+        """The C type of the buffers' elements (`S`)."""
         return c_type(self.dtype, storage=True)
 
     @property
-    def I(self) -> str:             # noqa: N802, E743
+    def index(self) -> str:
+        """The C type of indices (`I`)."""
         return index_type(self.wide)
 
     def ld(self, buffer: str, index: str) -> str:
@@ -77,10 +80,10 @@ def _softmax(name: str, t: Tensor, node, c: _Text, log: bool):
     shape = t.shape
     n, inner = shape[axis], int(np.prod(shape[axis + 1:], dtype=np.int64))
     rows = t.size // max(n, 1) if n else 0
-    T, I = c.T, c.I
+    T, I = c.compute, c.index
     finish = "(v - m) - log(s)" if log else "exp(v - m) / s"
     at = f"base + i * {inner}"
-    source = f"""__kernel void {name}(__global const {c.S}* restrict x, __global {c.S}* restrict y) {{
+    source = f"""__kernel void {name}(__global const {c.storage}* restrict x, __global {c.storage}* restrict y) {{
   const {I} row = get_global_id(0);
   if (row >= {rows}) return;
   const {I} base = (row / {inner}) * {n * inner} + row % {inner};
@@ -100,7 +103,7 @@ def _softmax(name: str, t: Tensor, node, c: _Text, log: bool):
 def _argmax_window(c: _Text, shape, kernel, stride, padding) -> str:
     """C statements finding the first maximum of window (oh, ow): sets bh, bw."""
     H, W = shape[2], shape[3]
-    T, I = c.T, c.I
+    T, I = c.compute, c.index
     return f"""    {T} best = -INFINITY; {I} bh = -1, bw = -1;
     for ({I} i = 0; i < {kernel[0]}; ++i) for ({I} j = 0; j < {kernel[1]}; ++j) {{
       const {I} ih = oh * {stride[0]} + i - {padding[0]}, iw = ow * {stride[1]} + j - {padding[1]};
@@ -117,7 +120,7 @@ def _max_pool2d_grad(name: str, t: Tensor, node, c: _Text):
     OH, OW = g.shape[2], g.shape[3]
     if tuple(s) == tuple(k) and tuple(p) == (0, 0) and (H, W) == (OH * k[0], OW * k[1]):
         return _tiled_max_pool2d_grad(name, t, node, c)
-    T, S, I = c.T, c.S, c.I
+    T, S, I = c.compute, c.storage, c.index
     source = f"""__kernel void {name}(__global const {S}* restrict x, __global const {S}* restrict g, __global {S}* restrict dx) {{
   const {I} gid = get_global_id(0);
   if (gid >= {t.size}) return;
@@ -146,7 +149,7 @@ def _tiled_max_pool2d_grad(name: str, t: Tensor, node, c: _Text):
     (One work item per window spent more time in PoCL's work-group scheduling than in the
     arithmetic.)"""
     x, g = node.inputs
-    (kh, kw), T, S, I = node.attrs["kernel"], c.T, c.S, c.I
+    (kh, kw), T, S, I = node.attrs["kernel"], c.compute, c.storage, c.index
     N, C, H, W = x.shape
     OH, OW = g.shape[2], g.shape[3]
     offsets = [i * W + j for i in range(kh) for j in range(kw)]
@@ -174,7 +177,7 @@ def _max_pool2d_select(name: str, t: Tensor, node, c: _Text):
     k, s, p = node.attrs["kernel"], node.attrs["stride"], node.attrs["padding"]
     N, C, H, W = x.shape
     OH, OW = t.shape[2], t.shape[3]
-    T, S, I = c.T, c.S, c.I
+    T, S, I = c.compute, c.storage, c.index
     picked = f"(bh >= 0 && bh < {H} && bw >= 0 && bw < {W}) ? " \
         f"{c.ld('h', f'plane + bh * {W} + bw')} : ({T})0"
     source = f"""__kernel void {name}(__global const {S}* restrict x, __global const {S}* restrict h, __global {S}* restrict y) {{
