@@ -2,12 +2,12 @@
 
 A float32 sum marked `compensated` (reductions, and the combination of their partial sums)
 adds its terms in blocks of about BLOCK consecutive loop steps: each block's plain sum goes
-into the running total by compensated addition (Neumaier's, of the second order: the
-compensation's own rounding errors are compensated too). The error then grows with the
-block, not with the loop: a plain float32 sum of 10^7 equal terms was off by 4e-4, of
-2^31 by 60%; blocks of 32 keep both near 3e-7, for a dozen operations per block. The
-total and the compensations are added once, after the loop (not where the total is inf
-or NaN: the compensations are NaN there).
+into the running total by Neumaier's compensated addition (over more than
+SECOND_ORDER_BLOCKS blocks, of the second order: the compensation's own rounding errors are
+compensated too). The error then grows with the block, not with the loop: a plain float32
+sum of 10^7 equal terms was off by 4e-4, of 2^31 by 60%; blocks of 32 keep both near 3e-7,
+for a few operations per block. The total and the compensations are added once, after the
+loop (not where the total is inf or NaN: the compensations are NaN there).
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from graphc.codegen.index import render as render_index
 from graphc.codegen.width import index_type, number
 
 BLOCK = 32
+SECOND_ORDER_BLOCKS = 4096  # past it the compensation's own errors count (below: < 3e-8)
 IDENTITY = {"sum": "0", "max": "-INFINITY", "min": "INFINITY"}
 F32 = np.dtype(np.float32)
 
@@ -58,10 +59,10 @@ def compensates(reduce) -> bool:
         int(np.prod(reduce.space, dtype=np.int64)) > BLOCK
 
 
-def blocked_heads(reduce, wide: bool) -> tuple[str, str]:
-    """(outer, inner) for statements of a compensated sum: the outer ones run over the
-    blocks, the inner ones over one block's steps. The block is the innermost dimensions
-    and a run of the next one, together at least BLOCK steps."""
+def blocked_heads(reduce, wide: bool) -> tuple[str, str, int]:
+    """(outer, inner, blocks): for statements of a compensated sum, the outer ones over the
+    blocks, the inner ones over one block's steps, and the number of blocks. The block is
+    the innermost dimensions and a run of the next one, together at least BLOCK steps."""
     loops = [(name, extent) for name, extent in loop_vars(reduce)]
     inner, d = 1, len(loops) - 1
     while inner * loops[d][1] < BLOCK:
@@ -71,19 +72,31 @@ def blocked_heads(reduce, wide: bool) -> tuple[str, str]:
     run = -(-BLOCK // inner)
     outer = [_for(n, "0", number(e, wide), wide) for n, e in loops[:d]]
     rest = [_for(n, "0", number(e, wide), wide) for n, e in loops[d + 1:]]
+    blocks = int(np.prod([e for _, e in loops[:d]], dtype=np.int64)) * -(-extent // run)
     if run >= extent:
-        return " ".join(outer), " ".join([_for(name, "0", number(extent, wide), wide)] + rest)
+        return " ".join(outer), " ".join([_for(name, "0", number(extent, wide), wide)] + rest), \
+            blocks
     start = f"{name}_b"
     outer.append(_for(start, "0", number(extent, wide), wide, f"{{}} += {run}"))
     end = f"{start} + {run}" if extent % run == 0 else \
         f"({start} + {run} < {extent} ? {start} + {run} : {number(extent, wide)})"
-    return " ".join(outer), " ".join([_for(name, start, end, wide)] + rest)
+    return " ".join(outer), " ".join([_for(name, start, end, wide)] + rest), blocks
 
 
-def compensated_add(acc: str, comp: str, comp2: str, block: str, indent: str) -> str:
-    """acc + block into acc, its rounding error into comp and comp's into comp2 (the second
-    order of Kahan-Babuska-Klein: over a million blocks of equal sign, comp's own rounding
-    errors alone were 1e-4 of the sum)."""
+def compensations(blocks: int) -> tuple[str, ...]:
+    """The compensation variables a sum of `blocks` blocks keeps: the rounding errors of the
+    total, and past SECOND_ORDER_BLOCKS those of that sum too (Kahan-Babuska-Klein's second
+    order: over a million blocks of equal sign, the first order's own errors were 1e-4)."""
+    return ("comp", "comp2") if blocks > SECOND_ORDER_BLOCKS else ("comp",)
+
+
+def compensated_add(acc: str, comps: tuple[str, ...], block: str, indent: str) -> str:
+    """acc + block into acc, its rounding error into comps[0] (and that addition's into
+    comps[1])."""
+    if len(comps) == 1:
+        return (f"{indent}{{ const float s_ = {acc} + {block}; "
+                f"{comps[0]} += {_error(acc, block)}; {acc} = s_; }}")
+    comp, comp2 = comps
     return (f"{indent}{{ const float s_ = {acc} + {block}; const float c_ = {_error(acc, block)};"
             f" {acc} = s_; const float t_ = {comp} + c_;"
             f" {comp2} += {_error(comp, 'c_', 't_')}; {comp} = t_; }}")
@@ -94,8 +107,9 @@ def _error(a: str, b: str, total: str = "s_") -> str:
     return f"fabs({a}) >= fabs({b}) ? ({a} - {total}) + {b} : ({b} - {total}) + {a}"
 
 
-def finish_compensated(acc: str, comp: str, comp2: str, indent: str) -> str:
-    return f"{indent}{acc} = isfinite({acc}) ? {acc} + ({comp} + {comp2}) : {acc};"
+def finish_compensated(acc: str, comps: tuple[str, ...], indent: str) -> str:
+    """The total plus its compensations, where it is finite."""
+    return f"{indent}{acc} = isfinite({acc}) ? {acc} + ({' + '.join(comps)}) : {acc};"
 
 
 def _indented(lines: list[str]) -> list[str]:
@@ -112,13 +126,13 @@ def reduce_lines(reduce, emitter, wide: bool) -> list[str]:
     acc_type = c_type(reduce.acc_dtype)
     start = identity(reduce.combiner, reduce.acc_dtype)
     if compensates(reduce):
-        outer, inner = blocked_heads(reduce, wide)
+        outer, inner, blocks = blocked_heads(reduce, wide)
+        comps = compensations(blocks)
         value = emitter.value(reduce.body)
-        return ["  float acc = 0, comp = 0, comp2 = 0;", _open(outer, "  "),
+        return [f"  float acc = 0, {', '.join(c + ' = 0' for c in comps)};", _open(outer, "  "),
                 "    float blk = 0;", f"    {inner} {{", *_indented(emitter.lines),
-                f"      blk += {value};", "    }",
-                compensated_add("acc", "comp", "comp2", "blk", "    "),
-                "  }", finish_compensated("acc", "comp", "comp2", "  ")]
+                f"      blk += {value};", "    }", compensated_add("acc", comps, "blk", "    "),
+                "  }", finish_compensated("acc", comps, "  ")]
     lines = [f"  {acc_type} acc = {start};"]
     if reduce.combiner in ("argmax", "argmin"):
         lines.append(f"  {index_type(wide)} best = 0;")
@@ -138,18 +152,20 @@ def lanes_lines(reduce, lanes: int, emitter, wide: bool) -> list[str]:
     each = f"for (int lane = 0; lane < {lanes}; ++lane)"
     gid = f"      const {index_type(wide)} gid = first + lane;"
     if compensates(reduce):
-        outer, inner = blocked_heads(reduce, wide)
+        outer, inner, blocks = blocked_heads(reduce, wide)
+        comps = compensations(blocks)
         value = emitter.value(reduce.body)
-        return lines + [f"  float comp[{lanes}], comp2[{lanes}];",
-                        f"  {each} {{ acc[lane] = 0; comp[lane] = 0; comp2[lane] = 0; }}",
-                        _open(outer, "  "), f"    float blk[{lanes}];",
+        zeros = " ".join(f"{c}[lane] = 0;" for c in ("acc",) + comps)
+        return lines + [f"  float {', '.join(f'{c}[{lanes}]' for c in comps)};",
+                        f"  {each} {{ {zeros} }}", _open(outer, "  "), f"    float blk[{lanes}];",
                         f"    {each} blk[lane] = 0;", f"    {inner} {{", f"      {each} {{",
                         "  " + gid, *_indented(emitter.lines), f"        blk[lane] += {value};",
-                        "      }", "    }",
-                        f"    {each}", compensated_add("acc[lane]", "comp[lane]", "comp2[lane]",
-                                                       "blk[lane]", "      "),
+                        "      }", "    }", f"    {each}",
+                        compensated_add("acc[lane]", tuple(f"{c}[lane]" for c in comps),
+                                        "blk[lane]", "      "),
                         "  }", f"  {each}",
-                        finish_compensated("acc[lane]", "comp[lane]", "comp2[lane]", "    ")]
+                        finish_compensated("acc[lane]", tuple(f"{c}[lane]" for c in comps),
+                                           "    ")]
     init = f"acc[lane] = {identity(reduce.combiner, reduce.acc_dtype)};"
     lines.append(f"  {each} {{ {init}" + (" best[lane] = 0; }" if arg else " }"))
     lines.append(f"  {loop_head(reduce, wide)} {{")
