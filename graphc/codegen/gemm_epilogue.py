@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from graphc.codegen.ctext import rounded, store_text
 from graphc.codegen.gemm import Epilogue, GemmSpec, fits_32bit, gemm_kernel
 from graphc.codegen.index import Lin, flatten, unflatten, var
 from graphc.codegen.kernel import Acc
 from graphc.codegen.lower import Lowering
-from graphc.codegen.ctext import rounded, store_text
 from graphc.codegen.opencl import Emitter, c_type
 from graphc.codegen.stores import store_targets
 from graphc.codegen.width import exprs_fit, fits
@@ -142,5 +142,3 @@ def _params(low: Lowering, group, buffer_of) -> tuple[str, ...]:
 def _index(form: Lin) -> str:
     from graphc.codegen.index import render
     return render(form)
-
-

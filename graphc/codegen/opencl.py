@@ -18,6 +18,7 @@ from graphc.ops import get_op
 __all__ = ["C_TYPES", "STORAGE_TYPES", "Emitter", "c_type", "literal", "loop_vars",
            "program_source", "render_kernel"]
 
+
 def _cond(cond: Cond) -> str:
     return f"({render_index(cond.form)} {cond.op} {cond.bound})"
 
