@@ -168,7 +168,7 @@ def _lanes_kernel(kernel: Kernel, lanes: int) -> str:
     wide, index = kernel.wide, index_type(kernel.wide)
     first = f"min(start, {number(total - lanes, wide)})" if total % lanes else "start"
     lines = [f"__kernel void {kernel.name}({_params(kernel)}) {{",
-             f"  const {index} start = ({index})get_global_id(0) * {lanes};",
+             f"  const {index} start = get_global_id(0) * {lanes};",
              f"  if (start >= {number(total, wide)}) return;",
              f"  const {index} first = {first};"]
     if kernel.uses_step:
@@ -190,7 +190,7 @@ def items_loop(total: int, per_item: int, wide: bool = False) -> list[str]:
     group fails once its SLP pass has packed similar statements of one item (the gates of an
     LSTM cell: 4x slower)."""
     index = index_type(wide)
-    return [f"  const {index} first = ({index})get_global_id(0) * {per_item};",
+    return [f"  const {index} first = get_global_id(0) * {per_item};",
             f"  const {index} end = min(first + {number(per_item, wide)}, {number(total, wide)});",
             f"  for ({index} gid = first; gid < end; ++gid) {{"]
 
