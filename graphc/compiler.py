@@ -45,7 +45,6 @@ class Compiled:
     graph: Graph
     pass_records: list
     leaves: dict                    # plan buffer -> variable or constant tensor
-    output_buffers: list[str]
 
 
 def compile_graph(inputs, outputs, updates, device) -> Compiled:
@@ -76,8 +75,7 @@ def compile_graph(inputs, outputs, updates, device) -> Compiled:
     kernels = _build_kernels(steps, {**memory.buffer_of, **leaf_map}, device)
     plan, leaves = _plan(graph, inputs, outs, kernels, memory, leaf_map, device)
     check_kernels(device, plan, kernels, held)                   # before building it
-    return Compiled(plan, kernels, memory, graph, records, leaves,
-                    [memory.buffer_of[t] for t in outs])
+    return Compiled(plan, kernels, memory, graph, records, leaves)
 
 
 def _check_inputs(graph: Graph, inputs) -> None:

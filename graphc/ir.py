@@ -18,9 +18,6 @@ import numpy as np
 from graphc.dtypes import short_name
 from graphc.tensor_methods import TensorMethods
 
-LEAF_ROLES = ("placeholder", "variable", "constant")
-
-
 @dataclass(frozen=True)
 class TensorType:
     """Static shape and dtype."""
@@ -183,17 +180,6 @@ class Graph:
             for value in node.inputs:
                 users.setdefault(value, []).append(node)
         return users
-
-    def to_nx(self):
-        """A networkx DiGraph view: nodes are Node objects, edges carry the value."""
-        import networkx as nx
-        view = nx.DiGraph()
-        view.add_nodes_from(self.nodes)
-        for node in self.nodes:
-            for value in node.inputs:
-                if value.producer is not None and value.producer in view:
-                    view.add_edge(value.producer, node, value=value)
-        return view
 
     def __str__(self) -> str:
         from graphc.printer import format_graph

@@ -97,11 +97,6 @@ def _text(fn, stage: str) -> str:
     return text_of(fn, stage, source=stage == "kernels")
 
 
-def reported_paths() -> dict:
-    """Function -> the report GRAPHC_DUMP wrote for it."""
-    return dict(_reports)
-
-
 def dump_script(script, out="graphc_dump", argv=()) -> tuple[int, list[Path]]:
     """`graphc dump`: run `script` with GRAPHC_DUMP=out; (its exit status, the reports)."""
     out = Path(out)
