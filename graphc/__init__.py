@@ -5,6 +5,7 @@
     ...
     gc.interpret([loss], {x: xb, y: yb})
 """
+from graphc import tensor_methods  # noqa: F401  (installs Tensor's operators)
 from graphc import builder
 from graphc.autodiff import grad, hessian, jacobian
 from graphc.builder import cast, constant, placeholder, variable

@@ -16,7 +16,6 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from graphc.dtypes import short_name
-from graphc.tensor_methods import TensorMethods
 
 @dataclass(frozen=True)
 class TensorType:
@@ -59,8 +58,11 @@ class VariableStorage:
             resident.write(array)
 
 
-class Tensor(TensorMethods):
-    """A symbolic value: a leaf (placeholder, variable, constant) or the output of a node."""
+class Tensor:
+    """A symbolic value: a leaf (placeholder, variable, constant) or the output of a node.
+
+    Its numpy operators (`+`, `@`, `x[i]`, `.sum()`, ...) are installed by
+    graphc/tensor_methods.py."""
 
     __slots__ = ("type", "name", "producer", "role", "data", "site", "__weakref__")
 

@@ -25,7 +25,7 @@ from graphc import dtypes
 from graphc.builder import apply, as_tensor, op_error_text
 from graphc.errors import DTypeError, ShapeError
 from graphc.ir import Tensor, TensorType
-from graphc.ops import IndexRange, OpDef, register
+from graphc.ops.registry import IndexRange, OpDef, register
 from graphc.shapes import normalize_axis
 from graphc.sites import user_site
 
@@ -91,10 +91,9 @@ def _slice_vjp(g, y, x, starts, stops, steps):
     if x.ndim == 0:
         return [g]
     if all(step == 1 for step in steps):
-        import graphc as gc
         begins = [_canonical(triple)[0] for triple in zip(starts, stops, steps)]
-        widths = tuple((b, dim - b - n) for b, dim, n in zip(begins, x.shape, y.shape))
-        return [gc.pad(g, widths)]
+        widths = tuple((int(b), int(dim - b - n)) for b, dim, n in zip(begins, x.shape, y.shape))
+        return [apply("pad", [g], pad_width=widths, value=g.dtype.type(0).item())]
     attrs = dict(starts=starts, stops=stops, steps=steps, shape=x.shape)
     return [apply("slice_grad", [g], **attrs)]
 

@@ -14,7 +14,7 @@ from graphc import dtypes
 from graphc.builder import apply, as_tensor, as_tensors, cast
 from graphc.errors import DTypeError, ShapeError
 from graphc.ir import Tensor, TensorType
-from graphc.ops import OpDef, register
+from graphc.ops.registry import OpDef, register
 from graphc.ops.indexing import argument_error, getitem, is_int_like, slice_tensor, take
 from graphc.shapes import broadcast_axes, normalize_axes, normalize_axis
 
@@ -137,8 +137,8 @@ def _broadcast_vjp(g, y, x, shape):
     axes = broadcast_axes(x.shape, shape)
     if not axes:
         return [g]
-    import graphc as gc
-    total = gc.sum(g, axis=axes)
+    from graphc.ops.reduction import sum as reduce_sum
+    total = reduce_sum(g, axis=axes)
     return [total if total.shape == x.shape else apply("reshape", [total], shape=x.shape)]
 
 

@@ -13,9 +13,11 @@ from graphc import dtypes
 from graphc.builder import apply, as_tensor, cast, op_error_text
 from graphc.errors import DTypeError, ShapeError
 from graphc.ir import Tensor, TensorType
-from graphc.ops import NonDifferentiable, OpDef, register
+from graphc.ops.registry import NonDifferentiable, OpDef, register
+from graphc.math import exp
 from graphc.ops.cross_entropy import is_sparse
 from graphc.ops.pool import avg_pool2d, max_pool2d
+from graphc.ops.reduction import sum as reduce_sum
 from graphc.shapes import normalize_axis
 from graphc.sites import user_site
 
@@ -54,13 +56,11 @@ def _log_softmax_ref(x, axis):
 
 
 def _softmax_vjp(g, y, x, axis):
-    import graphc as gc
-    return [y * (g - gc.sum(g * y, axis, keepdims=True))]
+    return [y * (g - reduce_sum(g * y, axis, keepdims=True))]
 
 
 def _log_softmax_vjp(g, y, x, axis):
-    import graphc as gc
-    return [g - gc.exp(y) * gc.sum(g, axis, keepdims=True)]
+    return [g - exp(y) * reduce_sum(g, axis, keepdims=True)]
 
 
 register(OpDef("softmax", "opaque", 1, ("axis",), _softmax_infer, _softmax_ref, _softmax_vjp,

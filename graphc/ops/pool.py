@@ -16,7 +16,7 @@ from graphc import dtypes
 from graphc.builder import apply, as_tensor, op_error_text
 from graphc.errors import DTypeError, ShapeError
 from graphc.ir import Tensor, TensorType
-from graphc.ops import OpDef, register
+from graphc.ops.registry import OpDef, register
 from graphc.sites import user_site
 
 __all__ = ["max_pool2d", "avg_pool2d"]

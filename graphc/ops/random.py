@@ -18,7 +18,7 @@ from graphc import dtypes, philox
 from graphc.builder import apply, as_tensor
 from graphc.errors import DTypeError, ShapeError
 from graphc.ir import Tensor, TensorType
-from graphc.ops import NonDifferentiable, OpDef, register
+from graphc.ops.registry import NonDifferentiable, OpDef, register
 from graphc.sites import user_site
 
 __all__ = ["uniform", "normal", "bernoulli", "set_seed", "get_seed", "dropout"]

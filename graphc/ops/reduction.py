@@ -17,7 +17,7 @@ from graphc import dtypes
 from graphc.builder import apply, as_tensor, cast, op_error_text
 from graphc.errors import DTypeError, ShapeError
 from graphc.ir import Tensor, TensorType
-from graphc.ops import NonDifferentiable, OpDef, register
+from graphc.ops.registry import NonDifferentiable, OpDef, register
 from graphc.shapes import normalize_axes, reduced_shape
 from graphc.sites import user_site
 
@@ -91,19 +91,17 @@ def _arg_ref(fn):
 
 def _keepdims_like(g: Tensor, x: Tensor, axes: tuple[int, ...], keepdims: bool) -> Tensor:
     """`g` (a reduction's output) reshaped so it broadcasts against `x`."""
-    import graphc as gc
-    return g if keepdims else gc.reshape(g, reduced_shape(x.shape, axes, True))
+    return g if keepdims else apply("reshape", [g], shape=reduced_shape(x.shape, axes, True))
 
 
 def _sum_vjp(g, y, x, axes, keepdims):
-    import graphc as gc
-    return [gc.broadcast_to(_keepdims_like(g, x, axes, keepdims), x.shape)]
+    return [apply("broadcast_to", [_keepdims_like(g, x, axes, keepdims)], shape=x.shape)]
 
 
 def _extremum_vjp(g, y, x, axes, keepdims):
     """Ties share the gradient evenly: g * (x == y) / (number of elements equal to y)."""
-    import graphc as gc
-    hits = gc.cast(gc.equal(x, _keepdims_like(y, x, axes, keepdims)), x.dtype)
+    from graphc.math import equal
+    hits = cast(equal(x, _keepdims_like(y, x, axes, keepdims)), x.dtype)
     count = sum(hits, axis=axes, keepdims=True)
     return [_keepdims_like(g, x, axes, keepdims) * hits / count]
 
@@ -206,12 +204,12 @@ def argmin(x, axis: int | None = None, keepdims: bool = False) -> Tensor:
 
 def logsumexp(x, axis=None, keepdims: bool = False) -> Tensor:
     """log(sum(exp(x))) over `axis`, computed as m + log(sum(exp(x - m))) with m the maximum."""
-    import graphc as gc
+    from graphc.math import clip, exp, log
     x = as_tensor(x)
     x = cast(x, dtypes.DEFAULT_FLOAT) if not dtypes.is_float(x.dtype) else x
     axes = _axes_for("logsumexp", x, axis)
     # an infinite maximum would give inf - inf = nan: clamp the shift to the finite range
     limit = float(np.finfo(x.dtype).max)
-    shift = gc.clip(max(x, axes, keepdims=True), -limit, limit)
-    out = gc.log(sum(gc.exp(x - shift), axes, keepdims=True)) + shift
-    return out if keepdims else gc.reshape(out, reduced_shape(x.shape, axes, False))
+    shift = clip(max(x, axes, keepdims=True), -limit, limit)
+    out = log(sum(exp(x - shift), axes, keepdims=True)) + shift
+    return out if keepdims else apply("reshape", [out], shape=reduced_shape(x.shape, axes, False))
