@@ -32,11 +32,12 @@ from graphc import random              # noqa: E402  gc.random.uniform/normal/be
 from graphc import losses              # noqa: E402  Keras-style losses
 from graphc import nn, optim           # noqa: E402  Keras-style layers, models; optimizers
 from graphc import data                # noqa: E402  gc.data: data sets, splits, augmentation
-from graphc.parser import parse
-import graphc.dump  # noqa: F401,E402  (imported before gc.dump, the function, is bound)
-from graphc.printer import debugprint, dump
-from graphc.report import report
-from graphc.verify import verify
+import graphc.inspection.debug  # noqa: F401,E402  (Function's inspection and checking hooks)
+from graphc.inspection.dump import dump
+from graphc.inspection.parser import parse
+from graphc.inspection.printer import debugprint
+from graphc.inspection.report import report
+from graphc.inspection.verify import verify
 
 bool = bool_                            # noqa: A001  gc.bool, as np.bool
 

@@ -184,7 +184,7 @@ class Graph:
         return users
 
     def __str__(self) -> str:
-        from graphc.printer import format_graph
+        from graphc.inspection.printer import format_graph
         return format_graph(self)
 
 
