@@ -1,5 +1,6 @@
 """graphc.inspection's checking modes: GRAPHC_CHECK_NUMERICS names the op that made a NaN,
-GRAPHC_VALIDATE the op that diverges from the reference interpreter, both with the user's line; error context.
+GRAPHC_VALIDATE the op that diverges from the reference interpreter, both with the user's
+line; error context.
 
 Device tests call the hooks Function calls (`on_function_called`) with the flags set.
 """
