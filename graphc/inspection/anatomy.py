@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from graphc.inspection.printer import as_graph, assign_names, generated_names
-from graphc.ir import Graph, Node, Tensor, position_of
+from graphc.ir import Graph, Node, Tensor
 from graphc.passes.stored import cone
 
 # Buffer names once carried `id()` numbers (`in:x:140170245133824`); the views drop them.
@@ -61,61 +61,9 @@ def _positions(graph: Graph) -> dict[Node, int]:
 
 
 def stored_by_kernel(compiled) -> list[dict[str, Tensor]]:
-    """For each kernel, buffer -> the value it writes there (buffers are reused over time)."""
-    groups = getattr(compiled, "groups", None)      # exact, when the compiler keeps them
-    if groups is not None:
-        return [{compiled.memory.buffer_of[t]: t for t in g.stores} for g in groups]
-    stored = set(compiled.memory.buffer_of)
-    position = _positions(compiled.graph)
-    pending: dict[str, list[Tensor]] = {}
-    for t in sorted(stored, key=lambda t: position.get(t.producer, len(position))):
-        pending.setdefault(compiled.memory.buffer_of[t], []).append(t)
-    result = []
-    for kernel in compiled.kernels:
-        writes = {}
-        for buffer in written_buffers(kernel):
-            t = _writer_match(pending.get(buffer, []), kernel, stored)
-            if t is not None:
-                pending[buffer] = [c for c in pending[buffer] if c is not t]
-                writes[buffer] = t
-        result.append(writes)
-    return result
-
-
-def _writer_match(candidates: list[Tensor], kernel, stored: set) -> Tensor | None:
-    """The first candidate whose equations and shape fit the kernel best."""
-    if not candidates:
-        return None
-    ops = Counter(kernel.ops)
-    return max(candidates, key=lambda t: (_fits_ops(t, ops, stored), _fits_name(t, kernel),
-                                          -position_of(t, candidates)))
-
-
-def _fits_ops(t: Tensor, ops: Counter, stored: set) -> bool:
-    needed = Counter(f"{v.producer.op} # {v.producer.site}" for v in cone(t, stored)
-                     if v.producer is not None)
-    return not needed - ops
-
-
-def _fits_name(t: Tensor, kernel) -> bool:
-    dims = "_".join(map(str, t.shape)) or "1"
-    return f"_{dims}_" in kernel.name
-
-
-def written_buffers(kernel) -> list[str]:
-    """The arguments a kernel writes: its `__global` parameters not declared const."""
-    params = kernel_params(kernel.source, kernel.name)
-    if len(params) != len(kernel.args):
-        return list(kernel.args)
-    return [arg for arg, p in zip(kernel.args, params) if "const" not in p.split("*")[0]]
-
-
-def kernel_params(source: str, name: str) -> list[str]:
-    """The `__global` parameter declarations of `__kernel void name(...)` in `source`."""
-    match = re.search(r"__kernel\s+void\s+" + re.escape(name) + r"\s*\(([^)]*)\)", source)
-    if match is None:
-        return []
-    return [p.strip() for p in match.group(1).split(",") if "__global" in p]
+    """For each kernel, buffer -> the value it writes there (buffers are reused over time),
+    from the kernels' own data (codegen/built.py)."""
+    return [dict(kernel.writes) for kernel in compiled.kernels]
 
 
 # ---- names ----

@@ -15,13 +15,13 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 
+from graphc.codegen.lowerings import lowering_of
 from graphc.passes.fuse import Group
 
 MAX_MEMBERS = 8
 # Launch overhead dominates kernels of few work items; big ones stay alone, where they
 # keep their own launch geometry and their own line in profiles.
 MAX_MEMBER_ITEMS = 1 << 15
-REDUCTIONS = {"reduce_sum", "reduce_max", "reduce_min", "argmax", "argmin"}
 
 
 @dataclass(eq=False)
@@ -53,7 +53,7 @@ def mergeable(group: Group) -> bool:
         return False
     if group.kind == "elementwise":
         return True
-    return group.kind == "loop" and group.root.producer.op in REDUCTIONS
+    return group.kind == "loop" and lowering_of(group.root.producer.op).bundles
 
 
 def bundle_steps(order: list[Group], dag) -> list:

@@ -9,10 +9,7 @@ does arithmetic, or when hand-written code reads it from memory.
 """
 from __future__ import annotations
 
-from graphc.codegen.cross_entropy import INLINE_OPERANDS, XENT_OPS
-from graphc.codegen.gemm_epilogue import operand_view
-from graphc.codegen.lower import inlinable
-from graphc.codegen.raw import RAW_OPS
+from graphc.codegen.lowerings import inlinable, lowering_of, operand_view
 from graphc.ir import Graph, Tensor
 from graphc.ops import get_op
 from graphc.passes.kernel_size import InlineSizes
@@ -20,11 +17,6 @@ from graphc.passes.kernel_size import InlineSizes
 RECOMPUTE_BUDGET = 8
 TRANSCENDENTAL_COST = 4
 TRANSCENDENTAL = {"exp", "log", "sqrt", "tanh", "sigmoid", "sin", "cos", "power"}
-REREADING_OPS = {"matmul", "conv2d", "conv2d_grad_input", "conv2d_grad_weight",
-                 "max_pool2d", "avg_pool2d", "avg_pool2d_grad", "take_grad"} | RAW_OPS
-BUFFER_OPERAND_OPS = RAW_OPS | {"take"}     # operands read directly by hand-written code
-COMPUTED_OPERANDS = {"take": (1,), **INLINE_OPERANDS}   # ...except these positions
-RESHAPE_READERS = RAW_OPS - XENT_OPS     # read a reshaped buffer's bytes in place
 
 
 def node_cost(t: Tensor) -> int:
@@ -51,11 +43,11 @@ def cone(t: Tensor, stored: set) -> list[Tensor]:
 
 def should_store(t: Tensor, consumers: list, stored: set) -> bool:
     """The recompute-versus-store decision for an inlinable value (see the module doc)."""
-    if any(c.op in BUFFER_OPERAND_OPS and _read_from_buffer(c, t)
-           and not (c.op in RESHAPE_READERS and _reshaped_buffer(t, stored))
+    if any(lowering_of(c.op).buffer_operands and _read_from_buffer(c, t)
+           and not (lowering_of(c.op).reads_reshaped and _reshaped_buffer(t, stored))
            for c in consumers):
         return True
-    if any(c.op in REREADING_OPS for c in consumers):
+    if any(lowering_of(c.op).rereads for c in consumers):
         return _cost_exceeds(t, stored, 0)
     extra = len(consumers) - 1
     return extra > 0 and _cost_exceeds(t, stored, RECOMPUTE_BUDGET // extra)
@@ -81,7 +73,7 @@ def _cost_exceeds(t: Tensor, stored: set, budget: int) -> bool:
 
 def _read_from_buffer(consumer, t: Tensor) -> bool:
     """Does `consumer`'s hand-written code load `t` from a buffer (not compute it inline)?"""
-    computed = COMPUTED_OPERANDS.get(consumer.op, ())
+    computed = lowering_of(consumer.op).computed_operands
     return any(v is t and i not in computed for i, v in enumerate(consumer.inputs))
 
 
