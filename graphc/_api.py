@@ -12,6 +12,7 @@ from graphc.errors import (CheckpointError, CodegenError, CompileError, DeviceEr
                            DisconnectedError, DTypeError, FeedError, GraphcError, LaunchError,
                            NonDifferentiableError, NumericsError, ParseError, ShapeError,
                            IndexRangeError, TruthValueError, ValidationError, VerifyError)
+from graphc.errors import ExportError
 from graphc.function import Function, function
 from graphc.runtime import Device, devices as runtime_devices
 from graphc.gradcheck import gradcheck
