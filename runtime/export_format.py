@@ -140,9 +140,9 @@ class Manifest:
     files: dict               # relative path -> sha256 hex
 
 
-def manifest_from_data(data: Any) -> Manifest:
-    """The manifest's fields, after checking its format and version first."""
-    top = Fields(data, MANIFEST)
+def manifest_from_data(data: Any, where: str = MANIFEST) -> Manifest:
+    """The manifest's fields (read from file `where`), its format and version checked first."""
+    top = Fields(data, where)
     check_format(top)
     signature = top.record("signature")
     inputs = signature.records("inputs")

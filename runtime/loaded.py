@@ -49,7 +49,7 @@ def read_manifest(root: Path) -> Manifest:
     path = root / MANIFEST
     if not path.is_file():
         raise ExportError(f"{root}: has no {MANIFEST}: not a graphc export")
-    return manifest_from_data(read_json(path))
+    return manifest_from_data(read_json(path), str(path))
 
 
 def read_plan(root: Path, manifest: Manifest) -> Plan:
