@@ -255,3 +255,14 @@ def test_sigterm_finishes_the_requests_in_flight_then_exits(mlp):
         assert answer.status_code == 200, answer.text
         np.testing.assert_allclose(answer.json()["predictions"],
                                    model.predict(x, batch_size=BATCH), rtol=1e-5, atol=1e-6)
+
+
+def test_nan_and_infinity_pass_as_tokens_both_ways(tmp_path, cl_device):
+    x = gc.placeholder((2,), gc.float32, name="x")
+    gc.function([x], gc.log(x), name="log").export(tmp_path / "log", batch_size=2)
+    with TestClient(create_app(load(tmp_path / "log"))) as test_client:
+        answer = predict(test_client, b'{"instances": [-1.0, Infinity, NaN]}', "log")
+        assert answer.status_code == 200
+        assert answer.text == '{"predictions":[NaN,Infinity,NaN]}'
+        answer = predict(test_client, {"inputs": [1.0, 1.0]}, "log")
+        assert answer.text == '{"outputs":[0.0,0.0]}'

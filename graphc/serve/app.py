@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import re
 from collections.abc import Callable
 
@@ -23,7 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from graphc.serve.batcher import Batcher
-from graphc.serve.rest import (RequestError, metadata_response, parse_predict,
+from graphc.serve.rest import (RequestError, encode, metadata_response, parse_predict,
                                predict_response, status_response)
 
 VERSION = "1"
@@ -34,8 +33,7 @@ _PATH = re.compile(r"(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+)"
 
 def json_response(content: object, status: int = 200) -> Response:
     """JSON as TensorFlow Serving writes it (NaN and Infinity as tokens)."""
-    body = json.dumps(content, separators=(",", ":"), allow_nan=True).encode()
-    return Response(body, status, media_type="application/json")
+    return Response(encode(content), status, media_type="application/json")
 
 
 def error_response(message: str, status: int) -> Response:
@@ -51,7 +49,9 @@ class ModelServer:
         self.model = model
         self.name = name or model.name
         self.batched = _batch_axis(model) is not None
-        self.batcher = Batcher(model, _batch_axis(model), batching, max_delay_ms / 1000)
+        self.receiving = 0          # predict requests read or parsed, not yet submitted
+        self.batcher = Batcher(model, _batch_axis(model), batching, max_delay_ms / 1000,
+                               lambda: self.receiving)
         self.max_body_bytes = max_body_bytes
         self.on_ready = on_ready
 
@@ -101,8 +101,12 @@ class ModelServer:
         return what
 
     async def _predict(self, request: Request) -> Response:
-        body = await self._body(request)
-        parsed = parse_predict(body, self.model.inputs, self.batched)
+        self.receiving += 1
+        try:
+            body = await self._body(request)
+            parsed = parse_predict(body, self.model.inputs, self.batched)
+        finally:
+            self.receiving -= 1
         try:
             futures = self.batcher.submit(parsed.arrays, parsed.rows)
         except RuntimeError as err:

@@ -1,9 +1,11 @@
 """Dynamic batching: rows of concurrent requests run together, in calls of the export's batch.
 
 A request of any number of rows is cut into chunks of at most the batch size. One worker
-thread runs the model: it takes the oldest chunk, adds the chunks already waiting (and,
-with a latency bound, those arriving within `max_delay` of it) while they fit, pads the
-batch with zero rows, runs one call and hands each chunk its rows of the outputs. Without
+thread runs the model: it takes the oldest chunk, adds the chunks already waiting while
+they fit, and, while requests are still being received (`expecting()`), those arriving
+within `max_delay` of the first; then it pads the batch with zero rows, runs one call and
+hands each chunk its rows of the outputs. A lone request runs at once: nothing is waited
+for that is not on its way. Without
 batching, every chunk is a call of its own. An export without a batch axis runs each
 request as one call. The device runs one call at a time anyway, so the worker is the
 only caller.
@@ -13,6 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -32,8 +35,8 @@ class Batcher:
     """Runs `model` (a graphc.runtime.LoadedFunction) on chunks submitted from any thread."""
 
     def __init__(self, model, batch_size: int | None, batching: bool = True,
-                 max_delay: float = 0.002) -> None:
-        self.model, self.batch_size = model, batch_size
+                 max_delay: float = 0.002, expecting: Callable[[], int] = lambda: 0) -> None:
+        self.model, self.batch_size, self.expecting = model, batch_size, expecting
         self.batching, self.max_delay = batching and batch_size is not None, max_delay
         self.calls = 0
         self.rows = 0
@@ -88,7 +91,7 @@ class Batcher:
             while rows < self.batch_size:
                 if not self._pending:
                     left = deadline - time.monotonic()
-                    if left <= 0 or self._closing:
+                    if left <= 0 or self._closing or not self.expecting():
                         break
                     self._ready.wait(left)
                     continue
