@@ -266,3 +266,20 @@ def test_nan_and_infinity_pass_as_tokens_both_ways(tmp_path, cl_device):
         assert answer.text == '{"predictions":[NaN,Infinity,NaN]}'
         answer = predict(test_client, {"inputs": [1.0, 1.0]}, "log")
         assert answer.text == '{"outputs":[0.0,0.0]}'
+
+
+def test_serving_a_bad_export_or_a_taken_port_is_one_line_and_status_2(mlp, tmp_path):
+    done = subprocess.run([sys.executable, "-m", "graphc", "serve", str(tmp_path / "none")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().endswith("none: no export there (no such folder)")
+    assert "Traceback" not in done.stderr
+    import socket
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "graphc", "serve", str(mlp[0]), "--port",
+                               str(port)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr

@@ -11,10 +11,15 @@ from __future__ import annotations
 
 import signal
 import socket
-import sys
+
+from graphc.runtime.errors import GraphcError
 
 INSTALL_HINT = "graphc serve needs the serve extra: pip install 'graphc[serve]'"
 GRACE_SECONDS = 30
+
+
+class ServeError(GraphcError):
+    """The server cannot start: the serve extra is missing, or the address is taken."""
 
 
 def serve(path, name: str | None = None, host: str = "127.0.0.1", port: int = 8501,
@@ -26,7 +31,7 @@ def serve(path, name: str | None = None, host: str = "127.0.0.1", port: int = 85
 
         from graphc.serve.app import MAX_BODY_BYTES, ModelServer
     except ImportError as err:
-        raise SystemExit(f"{INSTALL_HINT} ({err})") from None
+        raise ServeError(f"{INSTALL_HINT} ({err})") from None
     from graphc.runtime import load
 
     model = load(path, device)
@@ -72,8 +77,7 @@ def _listen(host: str, port: int) -> socket.socket:
         listener.bind((host, port))
     except OSError as err:
         listener.close()
-        raise SystemExit(f"graphc serve: cannot listen on {host}:{port}: "
-                         f"{err.strerror or err}") from None
+        raise ServeError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
     listener.listen(2048)
     return listener
 
@@ -83,12 +87,7 @@ def _url_host(host: str) -> str:
 
 
 def main_serve(args) -> int:
-    """`graphc serve` (graphc/cli.py)."""
-    from graphc.runtime import ExportError
-    try:
-        serve(args.path, args.name, args.host, args.port, args.device, not args.no_batching,
-              args.max_delay_ms, int(args.max_body_mb * (1 << 20)), args.access_log)
-    except ExportError as err:
-        print(f"graphc serve: {err}", file=sys.stderr)
-        return 2
+    """`graphc serve` (graphc/cli.py reports a GraphcError on one line, status 2)."""
+    serve(args.path, args.name, args.host, args.port, args.device, not args.no_batching,
+          args.max_delay_ms, int(args.max_body_mb * (1 << 20)), args.access_log)
     return 0
