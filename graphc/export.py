@@ -8,14 +8,17 @@ atomically (runtime/export_files.py).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from graphc.errors import ExportError
 from graphc.runtime.export_files import write_export
-from graphc.runtime.export_format import (PLAN_FILE, SOURCE_FILE, STEP_BINDING, TensorSpec,
-                                          VariableEntry, manifest_data, plan_to_data)
+from graphc.runtime.export_format import (BINARY_FOLDER, PLAN_FILE, SOURCE_FILE,
+                                          STEP_BINDING, TensorSpec, VariableEntry,
+                                          manifest_data, plan_to_data)
+from graphc.runtime.program_cache import export_entry
 
 
 def export_function(fn, path, *, name: str | None = None, output_names=None,
@@ -43,12 +46,14 @@ def export_function(fn, path, *, name: str | None = None, output_names=None,
         values = [fn.executable.variables[v.binding].read() for v in variables]
         has_step = any(b.name == STEP_BINDING for b in plan.inputs)
         step = fn.calls if has_step else None
+    binaries = _binaries(fn)
     manifest = manifest_data(name or fn.name, graphc_version(), inputs, outputs,
                              fn.single if single_output is None else single_output,
-                             batch_size, step, variables, _built_on(fn.device))
+                             batch_size, step, variables, _built_on(fn.device),
+                             [path for path, _ in binaries])
     files = [(PLAN_FILE, json.dumps(plan_to_data(plan), indent=1).encode()),
              (SOURCE_FILE, plan.source.encode())]
-    files += [(v.file, value) for v, value in zip(variables, values)]
+    files += [(v.file, value) for v, value in zip(variables, values)] + binaries
     write_export(Path(path), files, manifest)
     return Path(path)
 
@@ -114,6 +119,20 @@ def _distinct(names: list[str]) -> list[str]:
         seen[name] = count + 1
         result.append(name if not count else f"{name}_{count}")
     return result
+
+
+def _binaries(fn) -> list[tuple[str, bytes]]:
+    """(path, cache entry) of the function's built program, where the driver keeps no
+    binaries of its own (graphc.runtime.program_cache.export_entry)."""
+    program = fn.executable.program
+    if program is None:
+        return []
+    plan = fn.compiled.plan
+    entry = export_entry(fn.device, plan.source, plan.build_options, program)
+    if entry is None:
+        return []
+    digest = hashlib.sha256(entry).hexdigest()[:16]
+    return [(f"{BINARY_FOLDER}/{digest}.bin", entry)]
 
 
 def _built_on(device) -> dict:

@@ -7,6 +7,9 @@ An export directory holds
                          random ops, the variables, the plan per backend, sha256 of each file
     opencl/plan.json     the Plan without its source: buffers, bindings, launches
     opencl/program.cl    the Plan's OpenCL C source
+    opencl/binaries/*.bin  the program built for the export's device, where the driver keeps
+                         no binaries of its own: a checked cache entry (runtime/cache_entry.py)
+                         that a load on the same device, driver and platform uses
     variables/NNNN.npy   one array per variable or constant binding of the plan (no pickle)
 
 Backends are keys of the manifest's "backends" (today "opencl"; a Vulkan backend adds its own
@@ -29,6 +32,7 @@ BACKEND = "opencl"
 STEP_BINDING = "graphc_step"
 PLAN_FILE = f"{BACKEND}/plan.json"
 SOURCE_FILE = f"{BACKEND}/program.cl"
+BINARY_FOLDER = f"{BACKEND}/binaries"
 DTYPES = frozenset({"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
                     "uint64", "float16", "float32", "float64"})
 MAX_ELEMENTS = 1 << 40
@@ -189,6 +193,8 @@ def _variable(f: Fields) -> VariableEntry:
 
 def _backend(f: Fields) -> dict:
     entry: dict = {key: f.path(key) for key in ("plan", "source") if key in f.data}
+    entry["binaries"] = [Fields.path_text(p, f"{f.where} field {f.prefix}.binaries")
+                         for p in f.strings("binaries")] if "binaries" in f.data else []
     if "built_on" in f.data:
         built = f.record("built_on")
         entry["built_on"] = {k: built.text(k, re.compile(r"[^\x00-\x1f]{0,300}"))
@@ -199,10 +205,12 @@ def _backend(f: Fields) -> dict:
 def manifest_data(name: str, graphc_version: str, inputs: list[tuple[TensorSpec, str]],
                   outputs: list[tuple[TensorSpec, str]], single_output: bool,
                   batch_size: int | None, step: int | None,
-                  variables: list[VariableEntry], built_on: dict) -> dict:
+                  variables: list[VariableEntry], built_on: dict,
+                  binaries: list[str] = ()) -> dict:
     """manifest.json's content (without "files", which the writer adds) for a plan written
-    as opencl/plan.json and opencl/program.cl; inputs and outputs pair a TensorSpec with
-    its plan binding."""
+    as opencl/plan.json and opencl/program.cl, with program binaries (cache entries of
+    runtime/cache_entry.py) in the files `binaries`; inputs and outputs pair a TensorSpec
+    with its plan binding."""
     def spec(pair: tuple[TensorSpec, str]) -> dict:
         tensor, binding = pair
         return {"name": tensor.name, "shape": list(tensor.shape), "dtype": tensor.dtype,
@@ -217,7 +225,7 @@ def manifest_data(name: str, graphc_version: str, inputs: list[tuple[TensorSpec,
             "variables": [{"binding": v.binding, "file": v.file, "shape": list(v.shape),
                            "dtype": v.dtype} for v in variables],
             "backends": {BACKEND: {"plan": PLAN_FILE, "source": SOURCE_FILE,
-                                   "built_on": built_on}}}
+                                   "binaries": list(binaries), "built_on": built_on}}}
 
 
 def _files(f: Fields) -> dict:

@@ -25,6 +25,7 @@ from .export_files import (MAX_JSON_BYTES, parse_json, parse_npy, read_checked, 
 from .export_format import (BACKEND, MANIFEST, STEP_BINDING, Manifest, TensorSpec,
                             manifest_from_data, plan_from_data)
 from .launch import Plan, plan_problems
+from .program_cache import adopt_export_entry
 from .resident import ResidentArray
 
 
@@ -38,7 +39,22 @@ def load(path, device: Device | int | str | None = None) -> LoadedFunction:
     check_signature(root, manifest, plan)
     arrays = {v.binding: parse_npy(root / v.file, _read(root, manifest, v.file), v.shape,
                                    v.dtype) for v in manifest.variables}
-    return LoadedFunction(root, manifest, plan, arrays, select_device(device))
+    device = select_device(device)
+    adopted = _adopt_binary(root, manifest, plan, device)    # held until the build finds it
+    loaded = LoadedFunction(root, manifest, plan, arrays, device)
+    del adopted
+    return loaded
+
+
+def _adopt_binary(root: Path, manifest: Manifest, plan: Plan, device: Device) -> Any:
+    """The program of the export's binary built for this device, driver and source, if it
+    has one (else the source is built, as a compiled function's is)."""
+    for relative in manifest.backends[BACKEND]["binaries"]:
+        entry = _read(root, manifest, relative)
+        program = adopt_export_entry(device, plan.source, plan.build_options, entry)
+        if program is not None:
+            return program
+    return None
 
 
 def read_manifest(root: Path) -> Manifest:

@@ -3,7 +3,9 @@ compiler module: the same outputs as in-process, the call counter of random ops 
 over, atomic writes (a SIGKILL mid-export leaves no half export under the target name)."""
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -254,3 +256,52 @@ def test_sigkill_mid_export_leaves_no_half_export(tmp_path, cl_device, where, at
     gc.function([x], x * 2).export(target)      # the next export clears the leftovers
     assert [p.name for p in tmp_path.iterdir()] == ["model"]
     np.testing.assert_array_equal(load(target)(np.ones(4, np.float32)), np.full(4, 2.0))
+
+
+BINARY_CHILD = """
+    import json, sys, numpy as np
+    if sys.argv[1] == 'export':
+        import graphc as gc
+        x = gc.placeholder((4, 3), gc.float32, name='x')
+        W = gc.variable(np.arange(12, dtype=np.float32).reshape(3, 4), name='W')
+        gc.function([x], gc.relu(x @ W - 5)).export(sys.argv[2])
+    else:
+        import graphc.runtime
+        fn = graphc.runtime.load(sys.argv[2])
+        out = fn(np.ones((4, 3), np.float32))
+        print(json.dumps({'builds': [r.cache for r in fn.device.build_stats],
+                          'out': out.tolist()}))
+"""
+
+
+def test_an_export_carries_its_binary_where_the_driver_keeps_none(tmp_path, cl_device):
+    """With PoCL's own kernel cache off (and on drivers without one), the export holds the
+    built program, which a load on the same device uses instead of compiling the source;
+    an entry for another device or a damaged one is passed over for the source."""
+    def child(*args: str, cache: str) -> subprocess.CompletedProcess:
+        env = dict(os.environ, POCL_KERNEL_CACHE="0", GRAPHC_CACHE_DIR=str(tmp_path / cache))
+        return subprocess.run([sys.executable, "-c", textwrap.dedent(BINARY_CHILD), *args],
+                              capture_output=True, text=True, timeout=240, env=env)
+
+    target = tmp_path / "export"
+    assert child("export", str(target), cache="a").returncode == 0
+    binaries = json.loads((target / "manifest.json").read_text())["backends"]["opencl"][
+        "binaries"]
+    if not binaries:
+        pytest.skip(f"the driver of {cl_device.describe()} gives no program binary")
+    expected = np.maximum(np.ones((4, 3)) @ np.arange(12).reshape(3, 4) - 5, 0).tolist()
+    loaded = child("load", str(target), cache="b")
+    assert loaded.returncode == 0, loaded.stderr
+    assert json.loads(loaded.stdout) == {"builds": ["export", "memory"], "out": expected}
+
+    from graphc.runtime import cache_entry
+    entry = (target / binaries[0]).read_bytes()
+    foreign = cache_entry.pack(b'{"device": "another GPU"}', entry[-1000:])
+    for index, damaged in enumerate((foreign, entry[:-1] + bytes([entry[-1] ^ 1]))):
+        (target / binaries[0]).write_bytes(damaged)
+        manifest = json.loads((target / "manifest.json").read_text())
+        manifest["files"][binaries[0]] = hashlib.sha256(damaged).hexdigest()
+        (target / "manifest.json").write_text(json.dumps(manifest))
+        loaded = child("load", str(target), cache=f"c{index}")
+        assert loaded.returncode == 0, loaded.stderr
+        assert json.loads(loaded.stdout) == {"builds": ["miss"], "out": expected}
