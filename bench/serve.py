@@ -22,7 +22,6 @@ import asyncio
 import json
 import os
 import select
-import statistics
 import subprocess
 import sys
 import tempfile

@@ -239,10 +239,13 @@ def test_sigterm_finishes_the_requests_in_flight_then_exits(mlp):
     with running_server(path, "--max-delay-ms", "1500", "--name", "m") as (url, process):
         assert url.endswith("/v1/models/m")
 
-        def send():
-            answers.append(httpx.post(f"{url}:predict", json={"instances": x.tolist()},
-                                      timeout=60))
-        threads = [threading.Thread(target=send) for _ in range(2)]
+        clients = [httpx.Client(timeout=60) for _ in range(2)]
+        for client in clients:          # connections accepted before the requests go out
+            assert client.get(url).status_code == 200
+
+        def send(client):
+            answers.append(client.post(f"{url}:predict", json={"instances": x.tolist()}))
+        threads = [threading.Thread(target=send, args=(c,)) for c in clients]
         for thread in threads:
             thread.start()
         time.sleep(0.7)                 # received, and waiting for their batch to fill
@@ -250,6 +253,8 @@ def test_sigterm_finishes_the_requests_in_flight_then_exits(mlp):
         for thread in threads:
             thread.join(60)
         assert process.wait(timeout=60) == 0
+        for client in clients:
+            client.close()
     assert len(answers) == 2
     for answer in answers:
         assert answer.status_code == 200, answer.text
