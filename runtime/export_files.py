@@ -173,7 +173,7 @@ def write_file(path: Path, content: bytes | np.ndarray) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as handle:
         if isinstance(content, np.ndarray):
-            np.save(handle, np.ascontiguousarray(content), allow_pickle=False)
+            np.save(handle, np.asarray(content, order="C"), allow_pickle=False)  # 0-d stays
         else:
             handle.write(content)
         handle.flush()

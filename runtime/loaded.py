@@ -217,5 +217,5 @@ def check_feed(spec: TensorSpec, value: Any, export: str) -> np.ndarray:
     if array.dtype != wanted and not np.can_cast(array.dtype, wanted, casting="same_kind"):
         raise FeedError(f"input {spec.name!r} of export {export!r} expects dtype "
                         f"{spec.dtype}, got {array.dtype.name}")
-    return np.ascontiguousarray(array, dtype=wanted)
+    return np.asarray(array, dtype=wanted, order="C")      # 0-d stays 0-d
 

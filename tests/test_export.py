@@ -305,3 +305,18 @@ def test_an_export_carries_its_binary_where_the_driver_keeps_none(tmp_path, cl_d
         loaded = child("load", str(target), cache=f"c{index}")
         assert loaded.returncode == 0, loaded.stderr
         assert json.loads(loaded.stdout) == {"builds": ["miss"], "out": expected}
+
+
+def test_scalar_inputs_variables_and_outputs_keep_their_shape(tmp_path, cl_device):
+    scale = gc.placeholder((), gc.float32, name="scale")
+    x = gc.placeholder((3,), gc.float32, name="x")
+    count = gc.variable(np.float32(2.0), name="count")
+    fn = gc.function([scale, x], [gc.sum(x * scale * count), x * count],
+                     updates=[(count, count + 1)])
+    fn.export(tmp_path / "scalars")
+    loaded = load(tmp_path / "scalars")
+    assert loaded.variable("var:count").shape == ()
+    total, scaled = loaded(np.float32(0.5), np.array([1, 2, 3], np.float32))
+    assert total.shape == () and float(total) == 6.0
+    np.testing.assert_array_equal(scaled, [2, 4, 6])
+    assert float(loaded.variable("var:count")) == 3.0

@@ -288,3 +288,19 @@ def test_serving_a_bad_export_or_a_taken_port_is_one_line_and_status_2(mlp, tmp_
                                str(port)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr
+
+
+def test_an_export_without_a_batch_axis_takes_whole_tensors(tmp_path, cl_device):
+    x = gc.placeholder((2, 2), gc.float32, name="m")
+    gc.function([x], [gc.sum(x), x.T], name="whole").export(tmp_path / "whole")
+    with TestClient(create_app(load(tmp_path / "whole"))) as test_client:
+        meta = test_client.get("/v1/models/whole/metadata").json()
+        signature = meta["metadata"]["signature_def"]["signature_def"]["serving_default"]
+        assert [d["size"] for d in signature["inputs"]["m"]["tensor_shape"]["dim"]] == ["2",
+                                                                                        "2"]
+        answer = predict(test_client, {"inputs": [[1, 2], [3, 4]]}, "whole")
+        assert answer.json() == {"outputs": {"output_0": 10.0,
+                                             "output_1": [[1.0, 3.0], [2.0, 4.0]]}}
+        answer = predict(test_client, {"inputs": [[1, 2]]}, "whole")
+        assert answer.status_code == 400
+        assert answer.json()["error"] == "input 'm': expected shape (2, 2), got (1, 2)"

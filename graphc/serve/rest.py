@@ -187,7 +187,7 @@ def _array(value: Any, spec: TensorSpec, batched: bool) -> np.ndarray:
     if not _fits(array, wanted):
         raise RequestError(f"input {spec.name!r}: expected {spec.dtype} values, got "
                            f"{_values(array)}")
-    return np.ascontiguousarray(array, dtype=wanted)
+    return np.asarray(array, dtype=wanted, order="C")      # 0-d stays 0-d
 
 
 def _fits(array: np.ndarray, wanted: np.dtype) -> bool:
@@ -220,7 +220,7 @@ def predict_response(outputs: list[np.ndarray], specs: tuple[TensorSpec, ...],
                      columnar: bool) -> dict:
     """{"predictions": ...} (row format) or {"outputs": ...} (columnar), holding arrays
     (encode() writes them)."""
-    outputs = [np.ascontiguousarray(o) for o in outputs]
+    outputs = [np.asarray(o, order="C") if o.ndim else o[()] for o in outputs]  # 0-d: scalar
     if columnar:
         if len(specs) == 1:
             return {"outputs": outputs[0]}
