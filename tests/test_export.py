@@ -320,3 +320,28 @@ def test_scalar_inputs_variables_and_outputs_keep_their_shape(tmp_path, cl_devic
     assert total.shape == () and float(total) == 6.0
     np.testing.assert_array_equal(scaled, [2, 4, 6])
     assert float(loaded.variable("var:count")) == 3.0
+
+
+@pytest.mark.slow
+def test_an_export_built_on_one_driver_runs_on_another(exported, tmp_path):
+    """Exported on the default device, loaded on Mesa's rusticl (llvmpipe) when present:
+    the plan is portable OpenCL C, and the result is the same."""
+    root, cases = exported
+    (x,), expected = cases["function"]
+    np.save(tmp_path / "x.npy", x)
+    env = dict(os.environ, RUSTICL_ENABLE="llvmpipe")
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, numpy as np, graphc.runtime as rt
+        if not [d for d in rt.devices() if d.platform_name == 'rusticl']:
+            sys.exit(3)
+        fn = rt.load({str(root / 'function')!r}, device='rusticl')
+        print(fn.device.platform_name)
+        np.savez({str(tmp_path / 'out.npz')!r}, *fn(np.load({str(tmp_path / 'x.npy')!r})))
+        """)], capture_output=True, text=True, timeout=240, env=env)
+    if done.returncode == 3:
+        pytest.skip("no rusticl device (apt-get install mesa-opencl-icd)")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "rusticl"
+    out = np.load(tmp_path / "out.npz")
+    for i, value in enumerate(expected):
+        np.testing.assert_allclose(out[f"arr_{i}"], value, rtol=1e-5, atol=1e-5)
