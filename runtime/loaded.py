@@ -5,9 +5,10 @@
     fn.inputs, fn.outputs                           # TensorSpec(name, shape, dtype)
 
 Every file is checked before use (runtime/export_format.py, runtime/export_files.py); a bad
-directory is an ExportError naming the file. Nothing from the directory runs on the host:
-the plan is data, the variables are .npy arrays read without pickle, and the OpenCL source
-is compiled for the device, as the compiler's own output would be.
+directory is an ExportError naming the file. No Python from the directory is run: the plan
+is data, the variables are .npy arrays read without pickle. Its OpenCL source is compiled
+and its kernels run on the device, as the compiler's own output would: checksums catch
+damage, not malice, so load exports you trust.
 """
 from __future__ import annotations
 

@@ -304,3 +304,9 @@ def test_an_export_without_a_batch_axis_takes_whole_tensors(tmp_path, cl_device)
         answer = predict(test_client, {"inputs": [[1, 2]]}, "whole")
         assert answer.status_code == 400
         assert answer.json()["error"] == "input 'm': expected shape (2, 2), got (1, 2)"
+
+
+def test_a_model_name_that_cannot_be_in_a_url_is_refused(mlp):
+    from graphc.serve import ServeError
+    with pytest.raises(ServeError, match="model name 'a/b' cannot be part of a URL"):
+        create_app(load(mlp[0]), name="a/b")

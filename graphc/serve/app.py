@@ -26,6 +26,7 @@ from graphc.serve.rest import (RequestError, encode, metadata_response, parse_pr
                                predict_response, status_response)
 
 VERSION = "1"
+_NAME = re.compile(r"[A-Za-z0-9._-]{1,200}")
 MAX_BODY_BYTES = 32 << 20
 _PATH = re.compile(r"(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+)"
                    r"|/labels/(?P<label>[^/:]+))?(?P<what>/metadata|:[A-Za-z]+)?")
@@ -48,6 +49,10 @@ class ModelServer:
                  on_ready: Callable[[], None] | None = None) -> None:
         self.model = model
         self.name = name or model.name
+        if not _NAME.fullmatch(self.name):
+            from graphc.serve import ServeError
+            raise ServeError(f"model name {self.name!r} cannot be part of a URL: name it with "
+                             f"letters, digits, '.', '_' or '-' (--name)")
         self.batched = _batch_axis(model) is not None
         self.receiving = 0          # predict requests read or parsed, not yet submitted
         self.batcher = Batcher(model, _batch_axis(model), batching, max_delay_ms / 1000,
