@@ -2,10 +2,10 @@
 
 Every `import` and `from ... import` statement counts, at module level and inside functions
 alike: a function-level import is a dependency all the same, only a later one (imports under
-`if TYPE_CHECKING:`, which never run, are left out). An import of
-`pkg.mod` adds an edge to `pkg.mod`; `from pkg import name` adds one to `pkg.name` when that
-is a module of the package, else to `pkg`. A module's own parent packages, which Python
-imports first anyway, are no edges of its own.
+`if TYPE_CHECKING:`, which never run, are left out), and so does `importlib.import_module`
+of a constant name. An import of `pkg.mod` adds an edge to `pkg.mod`; `from pkg import name`
+adds one to `pkg.name` when that is a module of the package, else to `pkg` (its __init__).
+The parent packages Python imports before any module are no edges of their own.
 """
 from __future__ import annotations
 
@@ -45,11 +45,36 @@ def import_edges(modules: dict[str, Path]) -> list[Edge]:
     for name, path in modules.items():
         tree = ast.parse(path.read_text(), str(path))
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        constants = _string_constants(tree)
         for node, in_function in _imports(tree):
-            for target, names in _targets(node, package, modules):
-                if target != name and not name.startswith(target + "."):
-                    edges.append(Edge(name, target, names, node.lineno, in_function))
+            if isinstance(node, ast.Call):
+                found = _known(constants.get(_dynamic_name(node), ""), modules)
+                targets = [(found, ())] if found else []
+            else:
+                targets = _targets(node, package, modules)
+            edges += [Edge(name, target, names, node.lineno, in_function)
+                      for target, names in targets if target != name]
     return edges
+
+
+def _string_constants(tree: ast.AST) -> dict:
+    """Module-level `NAME = "text"` assignments, and every string literal as itself."""
+    found = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            found[node.value] = node.value
+    for node in getattr(tree, "body", []):
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) \
+                and isinstance(node.value.value, str):
+            found.update((t.id, node.value.value) for t in node.targets
+                         if isinstance(t, ast.Name))
+    return found
+
+
+def _dynamic_name(call: ast.Call) -> str:
+    """The argument of an `import_module(...)` call: a literal's text or a name."""
+    arg = call.args[0]
+    return arg.value if isinstance(arg, ast.Constant) else getattr(arg, "id", "")
 
 
 def _imports(tree: ast.AST):
@@ -62,9 +87,15 @@ def _imports(tree: ast.AST):
                 continue
             inner = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef,
                                                        ast.Lambda))
-            if isinstance(child, (ast.Import, ast.ImportFrom)):
+            if isinstance(child, (ast.Import, ast.ImportFrom)) or _import_module_call(child):
                 yield child, in_function
             stack.append((child, inner))
+
+
+def _import_module_call(node: ast.AST) -> bool:
+    """`importlib.import_module(x)` (under any alias of importlib) with one argument."""
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+        and node.func.attr == "import_module" and len(node.args) == 1
 
 
 def _type_checking_only(node: ast.AST) -> bool:

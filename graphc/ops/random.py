@@ -51,7 +51,7 @@ def get_seed() -> int:
     return _state.seed
 
 
-def _derived_seed(op_seed: int | None) -> int:
+def derived_seed(op_seed: int | None) -> int:
     """A 64-bit Philox seed from the global seed and the op's seed (or the op counter)."""
     tag, value = ("auto", next(_state.counter)) if op_seed is None else ("op", int(op_seed))
     text = f"{_state.seed}:{tag}:{value}".encode()
@@ -124,7 +124,7 @@ def uniform(shape, low: float = 0.0, high: float = 1.0, dtype=dtypes.float32,
             seed: int | None = None) -> Tensor:
     """Uniform floats in [low, high), fresh at every call of a compiled function."""
     return apply("random_uniform", [], shape=_shape_attr(shape),
-                 dtype=_dtype_attr("random_uniform", dtype), seed=_derived_seed(seed),
+                 dtype=_dtype_attr("random_uniform", dtype), seed=derived_seed(seed),
                  low=float(low), high=float(high))
 
 
@@ -132,7 +132,7 @@ def normal(shape, mean: float = 0.0, std: float = 1.0, dtype=dtypes.float32,
            seed: int | None = None) -> Tensor:
     """Normal floats of `mean` and `std`, fresh at every call of a compiled function."""
     return apply("random_normal", [], shape=_shape_attr(shape),
-                 dtype=_dtype_attr("random_normal", dtype), seed=_derived_seed(seed),
+                 dtype=_dtype_attr("random_normal", dtype), seed=derived_seed(seed),
                  mean=float(mean), std=float(std))
 
 
@@ -142,7 +142,7 @@ def bernoulli(shape, p: float = 0.5, dtype=dtypes.float32, seed: int | None = No
         raise ValueError(f"random_bernoulli: p must be in [0, 1], got {p}"
                          f"\n  created at {user_site()}")
     return apply("random_bernoulli", [], shape=_shape_attr(shape),
-                 dtype=_dtype_attr("random_bernoulli", dtype), seed=_derived_seed(seed),
+                 dtype=_dtype_attr("random_bernoulli", dtype), seed=derived_seed(seed),
                  p=float(p))
 
 
