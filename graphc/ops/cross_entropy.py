@@ -25,8 +25,6 @@ from graphc.ops.movement import expand_dims
 from graphc.ops.reduction import sum as reduce_sum
 from graphc.ops.registry import IndexRange, OpDef, register
 
-TEMPLATE = {"opencl": "codegen/cross_entropy.py"}
-
 
 def row_shape(shape: tuple, axis: int) -> tuple:
     """The shape of one loss per row: `shape` without `axis`."""
@@ -131,10 +129,10 @@ def _grad_vjp(h, y, x, targets, g, axis):
 
 
 register(OpDef("softmax_cross_entropy", "opaque", 2, ("axis",), _loss_infer, _loss_ref,
-               _loss_vjp, TEMPLATE,
+               _loss_vjp, {},
                "-sum(t * log_softmax(logits)) along axis; t: labels (one-hot) or probabilities.",
                index_range=_label_range))
 register(OpDef("softmax_cross_entropy_grad", "opaque", 3, ("axis",), _grad_infer, _grad_ref,
-               _grad_vjp, TEMPLATE,
+               _grad_vjp, {},
                "g * (sum(t) * softmax(logits) - t) along axis: the cross-entropy's gradient.",
                index_range=_label_range))

@@ -99,7 +99,7 @@ def _slice_vjp(g, y, x, starts, stops, steps):
 
 
 register(OpDef("slice", "movement", 1, ("starts", "stops", "steps"), _slice_infer, _slice_ref,
-               _slice_vjp, {"opencl": "kernels_cl/slice.cl"},
+               _slice_vjp, {},
                "Strided slice: range(start, stop, step) along every axis."))
 
 
@@ -123,7 +123,7 @@ def _slice_grad_vjp(gg, y, g, starts, stops, steps, shape):
 
 register(OpDef("slice_grad", "movement", 1, ("starts", "stops", "steps", "shape"),
                _slice_grad_infer, _slice_grad_ref, _slice_grad_vjp,
-               {"opencl": "kernels_cl/slice_grad.cl"},
+               {},
                "Zeros of `shape` with the input written at a strided slice (slice's gradient)."))
 
 
@@ -260,7 +260,7 @@ def _take_vjp(g, y, x, indices, axis):
 
 
 register(OpDef("take", "movement", 2, ("axis",), _take_infer, _take_ref, _take_vjp,
-               {"opencl": "kernels_cl/gather.cl"},
+               {},
                "numpy.take along `axis` (negatives from the end); out of range, the interpreter"
                " and the checking modes raise IndexRangeError, devices clamp.",
                index_range=_take_range))
@@ -288,7 +288,7 @@ def _take_grad_vjp(gg, y, g, indices, axis, shape):
 
 
 register(OpDef("take_grad", "opaque", 2, ("axis", "shape"), _take_grad_infer, _take_grad_ref,
-               _take_grad_vjp, {"opencl": "kernels_cl/scatter_add.cl"},
+               _take_grad_vjp, {},
                "Zeros of `shape` plus the input added at `indices` along `axis` (take's"
                " gradient); out-of-range indices are dropped on devices.",
                index_range=lambda types, axis, shape: _axis_range(shape[axis], axis)))

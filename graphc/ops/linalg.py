@@ -20,8 +20,6 @@ from graphc.sites import user_site
 
 __all__ = ["matmul", "conv2d"]
 
-MATMUL_TEMPLATE = {"opencl": "kernels_cl/matmul.cl"}
-CONV_TEMPLATE = {"opencl": "kernels_cl/conv2d.cl"}
 CONV_ATTRS = ("stride", "padding", "dilation", "groups")
 
 
@@ -69,7 +67,7 @@ def _matmul_vjp(g: Tensor, y: Tensor, a: Tensor, b: Tensor) -> list[Tensor]:
 
 
 register(OpDef("matmul", "contraction", 2, (), _matmul_infer, np.matmul, _matmul_vjp,
-               MATMUL_TEMPLATE, "Batched matrix product of >= 2-d operands; batch dims broadcast."))
+               {}, "Batched matrix product of >= 2-d operands; batch dims broadcast."))
 
 
 def matmul(a, b) -> Tensor:
@@ -171,14 +169,14 @@ def _grad_weight_vjp(cot, y, x, g, **attrs):
 
 
 register(OpDef("conv2d", "contraction", 2, CONV_ATTRS, _conv_infer, conv2d_ref, _conv_vjp,
-               CONV_TEMPLATE, "2-d cross-correlation, NCHW input and OIHW weight."))
+               {}, "2-d cross-correlation, NCHW input and OIHW weight."))
 register(OpDef("conv2d_grad_input", "contraction", 2, CONV_ATTRS + ("input_shape",),
                _grad_input_infer, grad_input_ref, _grad_input_vjp,
-               {"opencl": "kernels_cl/conv2d_grad_input.cl"},
+               {},
                "conv2d's gradient by its input (a transposed convolution of g with w)."))
 register(OpDef("conv2d_grad_weight", "contraction", 2, CONV_ATTRS + ("weight_shape",),
                _grad_weight_infer, grad_weight_ref, _grad_weight_vjp,
-               {"opencl": "kernels_cl/conv2d_grad_weight.cl"},
+               {},
                "conv2d's gradient by its weight (correlation of x with g)."))
 
 

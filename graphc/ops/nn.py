@@ -24,8 +24,6 @@ from graphc.sites import user_site
 __all__ = ["softmax", "log_softmax", "softmax_cross_entropy", "one_hot", "max_pool2d",
            "avg_pool2d"]
 
-SOFTMAX_TEMPLATE = {"opencl": "kernels_cl/softmax.cl"}
-
 
 # ---- softmax and log_softmax ----
 
@@ -64,9 +62,9 @@ def _log_softmax_vjp(g, y, x, axis):
 
 
 register(OpDef("softmax", "opaque", 1, ("axis",), _softmax_infer, _softmax_ref, _softmax_vjp,
-               SOFTMAX_TEMPLATE, "exp(x - max) / sum(exp(x - max)) along axis."))
+               {}, "exp(x - max) / sum(exp(x - max)) along axis."))
 register(OpDef("log_softmax", "opaque", 1, ("axis",), _softmax_infer, _log_softmax_ref,
-               _log_softmax_vjp, SOFTMAX_TEMPLATE,
+               _log_softmax_vjp, {},
                "(x - max) - log(sum(exp(x - max))) along axis."))
 
 
@@ -130,7 +128,7 @@ def _one_hot_ref(indices, depth, dtype, axis):
 
 register(OpDef("one_hot", "opaque", 1, ("depth", "dtype", "axis"), _one_hot_infer,
                _one_hot_ref, NonDifferentiable("integer indices"),
-               {"opencl": "kernels_cl/one_hot.cl"},
+               {},
                "1 where the index equals the position along axis, else 0 (TF's one_hot)."))
 
 

@@ -24,7 +24,6 @@ from graphc.sites import user_site
 __all__ = ["uniform", "normal", "bernoulli", "set_seed", "get_seed", "dropout"]
 
 DEFAULT_GLOBAL_SEED = 87654321          # TF1's DEFAULT_GRAPH_SEED
-RANDOM_TEMPLATE = {"opencl": "kernels_cl/philox.cl"}
 RANDOM_OUTPUT = NonDifferentiable("random output")
 _STREAM_WRAP = 1 << 64
 
@@ -96,13 +95,13 @@ def _bernoulli_ref(*, shape, dtype, seed, p, step=0) -> np.ndarray:
 
 
 register(OpDef("random_uniform", "random", 0, ("shape", "dtype", "seed", "low", "high"),
-               _float_infer, _uniform_ref, RANDOM_OUTPUT, RANDOM_TEMPLATE,
+               _float_infer, _uniform_ref, RANDOM_OUTPUT, {},
                "Uniform floats in [low, high)."))
 register(OpDef("random_normal", "random", 0, ("shape", "dtype", "seed", "mean", "std"),
-               _float_infer, _normal_ref, RANDOM_OUTPUT, RANDOM_TEMPLATE,
+               _float_infer, _normal_ref, RANDOM_OUTPUT, {},
                "Normal floats (Box-Muller) of the given mean and std."))
 register(OpDef("random_bernoulli", "random", 0, ("shape", "dtype", "seed", "p"),
-               _bernoulli_infer, _bernoulli_ref, RANDOM_OUTPUT, RANDOM_TEMPLATE,
+               _bernoulli_infer, _bernoulli_ref, RANDOM_OUTPUT, {},
                "1 with probability p, else 0, in any dtype."))
 
 

@@ -23,8 +23,6 @@ from graphc.sites import user_site
 
 __all__ = ["sum", "mean", "max", "min", "argmax", "argmin", "logsumexp"]
 
-REDUCE_TEMPLATE = {"opencl": "kernels_cl/reduce.cl"}
-ARG_TEMPLATE = {"opencl": "kernels_cl/argreduce.cl"}
 INDEX_DTYPE = dtypes.int32
 
 
@@ -109,18 +107,18 @@ def _extremum_vjp(g, y, x, axes, keepdims):
 NOT_DIFF_INDEX = NonDifferentiable("integer index output")
 
 register(OpDef("reduce_sum", "reduction", 1, ("axes", "keepdims"), _reduce_infer(True),
-               _reduce_ref(np.sum), _sum_vjp, REDUCE_TEMPLATE, "Sum over axes."))
+               _reduce_ref(np.sum), _sum_vjp, {}, "Sum over axes."))
 register(OpDef("reduce_max", "reduction", 1, ("axes", "keepdims"), _reduce_infer(False),
-               _reduce_ref(np.max), _extremum_vjp, REDUCE_TEMPLATE,
+               _reduce_ref(np.max), _extremum_vjp, {},
                "Maximum over axes; tied maxima split the gradient evenly."))
 register(OpDef("reduce_min", "reduction", 1, ("axes", "keepdims"), _reduce_infer(False),
-               _reduce_ref(np.min), _extremum_vjp, REDUCE_TEMPLATE,
+               _reduce_ref(np.min), _extremum_vjp, {},
                "Minimum over axes; tied minima split the gradient evenly."))
 register(OpDef("argmax", "reduction", 1, ("axis", "keepdims"), _arg_infer,
-               _arg_ref(np.argmax), NOT_DIFF_INDEX, ARG_TEMPLATE,
+               _arg_ref(np.argmax), NOT_DIFF_INDEX, {},
                "int32 index of the first maximum along axis (None: of the flattened input)."))
 register(OpDef("argmin", "reduction", 1, ("axis", "keepdims"), _arg_infer,
-               _arg_ref(np.argmin), NOT_DIFF_INDEX, ARG_TEMPLATE,
+               _arg_ref(np.argmin), NOT_DIFF_INDEX, {},
                "int32 index of the first minimum along axis (None: of the flattened input)."))
 
 

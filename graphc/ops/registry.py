@@ -2,7 +2,8 @@
 
 Adding an op is one `register(OpDef(...))` block in the module of its family; tests are
 generated from `REGISTRY`. Fields a later stage fills (gradient, code templates) are part
-of the record from the start, so `test_registry` can check that none is missing.
+of the record from the start, so `test_registry` can check that none is missing. How an op
+becomes kernel code is in the lowering registry, graphc/codegen/lowerings.py.
 """
 from __future__ import annotations
 
@@ -47,8 +48,10 @@ class OpDef:
     vjp(cotangent, output, *inputs, **attrs) -> list of input cotangents (None = zero),
         each of the broadcast output shape or the input's shape; autodiff sums them to
         the input's shape centrally. Or a NonDifferentiable marker.
-    templates: language -> code template (an expression over in0, in1, ... for
-        elementwise ops, or the name of a kernels_cl template).
+    templates: language -> the expression an elementwise op computes, over its operands
+        {0}, {1}, ... in the language's computing type {T} ("opencl": OpenCL C). Other ops
+        have none: how they become kernels is the lowering registry's
+        (graphc/codegen/lowerings.py), whose hand-written templates each renderer has.
     index_range(types, **attrs) -> IndexRange | None: for ops that read at data-dependent
         positions, which values of which operand are valid. Out of range, the interpreter
         and GRAPHC_CHECK_NUMERICS / GRAPHC_VALIDATE raise IndexRangeError; device kernels
