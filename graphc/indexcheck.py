@@ -1,10 +1,10 @@
 """The checking modes' view of indexing ops: the indices a kernel read, against their ranges.
 
 A device kernel has no error channel: it clamps an out-of-range `take` index and gives an
-out-of-range label loss 0. GRAPHC_CHECK_NUMERICS and GRAPHC_VALIDATE (graphc.inspection.checker) call
-`first_index_problem` after each launch with the values the device stored so far, so an
-index out of its op's `index_range` is an IndexRangeError naming the op, the value, its
-position and the user's line, in any graph.
+out-of-range label loss 0. GRAPHC_CHECK_NUMERICS and GRAPHC_VALIDATE
+(graphc/inspection/checker.py) call `first_index_problem` after each launch with the values
+the device stored so far, so an index out of its op's `index_range` is an IndexRangeError
+naming the op, the value, its position and the user's line, in any graph.
 """
 from __future__ import annotations
 

@@ -163,7 +163,7 @@ def _kernel_lines(kernel: Kernel, per_item: int) -> list[str]:
     lines += items_loop(total, per_item, wide) if looped else \
         [f"  const {index} gid = get_global_id(0);",
          f"  if (gid >= {number(total, wide)}) return;"]
-    if kernel.uses_step:     # before the loop, after the guard (codegen/horizontal.py)
+    if kernel.uses_step:     # before the loop, after the guard (see member_function)
         lines.insert(len(lines) - looped, "  const ulong graphc_step = graphc_step_buffer[0];")
     emitter = Emitter("    " if looped else "  ", wide=wide)
     if kernel.reduce is not None:

@@ -1,7 +1,7 @@
 """Hand-written OpenCL kernels for ops whose loops do not fit one reduction: softmax rows and
 max-pool routing (the softmax cross-entropy rows: codegen/opencl_rows.py). Each reads
 materialized buffers and writes its output buffer. Their launch geometry is data
-(codegen/raw_kernels.py); `render_raw` renders a RawBody.""" 
+(codegen/raw_kernels.py); `render_raw` renders a RawBody."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -237,8 +237,8 @@ def _merge_cross_entropy(groups: list[Group]) -> list[Group]:
     kept = []
     for group in groups:
         host = next((h for h in rows if group.kind == "raw" and len(h.stores) == 1
-                     and share_kernel(h.root, group.root) and not nx.has_path(dag, id(h), id(group))),
-                    None)
+                     and share_kernel(h.root, group.root)
+                     and not nx.has_path(dag, id(h), id(group))), None)
         if host is None:
             kept.append(group)
             continue

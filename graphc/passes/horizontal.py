@@ -8,7 +8,8 @@ precede its in-place writer); the earliest packs more than the closest (a chain 
 to c->d gives steps {a, c}, {b, d}) and moves only small kernels. The memory plan then
 treats a step as one kernel: values it reads stay alive until the whole step has run, so
 no member overwrites another's input.
-Codegen (codegen/horizontal.py) concatenates the members' ranges into one launch.
+The render stage (codegen/program.py, horizontal.py) concatenates the members' ranges into
+one launch.
 """
 from __future__ import annotations
 
