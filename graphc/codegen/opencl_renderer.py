@@ -17,7 +17,7 @@ from graphc.codegen.built import (GemmBody, GemmPartials, IRBody, KernelSource, 
 from graphc.codegen.ctext import ROUND_HALF_SOURCE, c_type, rounded, store_text
 from graphc.codegen.gemm import Epilogue, gemm_kernel
 from graphc.codegen.index import render as render_index
-from graphc.codegen.kernel import Apply, IndexValue, walk
+from graphc.codegen.kernel import Apply, IndexValue, children
 from graphc.codegen.opencl import Emitter, kernel_parts, member_function, param_decls
 from graphc.codegen.opencl_rows import render_rows
 from graphc.codegen.raw import render_raw
@@ -98,10 +98,15 @@ def _needs(roots, dtypes, rounds=None) -> frozenset:
     index computed in float16, or `rounds` float16: a template rounding what it stores)."""
     fp64 = any(np.dtype(d) == F64 for d in dtypes)
     half = rounds is not None and np.dtype(rounds) == F16
-    for root in roots:
-        for node in walk(root):
-            fp64 = fp64 or node.dtype == F64
-            half = half or (node.dtype == F16 and isinstance(node, (Apply, IndexValue)))
+    seen, stack = set(), list(roots)        # one pass over the roots' shared DAG
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        fp64 = fp64 or node.dtype == F64
+        half = half or (node.dtype == F16 and isinstance(node, (Apply, IndexValue)))
+        stack.extend(children(node))
     return frozenset(need for need, used in (("fp64", fp64), ("round_half", half)) if used)
 
 
