@@ -172,8 +172,10 @@ class AdamW(Adam):
                          weight_decay=weight_decay, **kwargs)
 
 
+from graphc.optim.adam_family import Adamax, Lion, Nadam  # noqa: E402  (they import base)
+
 OPTIMIZERS = {"sgd": SGD, "adagrad": Adagrad, "rmsprop": RMSprop, "adam": Adam,
-              "adamw": AdamW}
+              "adamw": AdamW, "nadam": Nadam, "adamax": Adamax, "lion": Lion}
 
 
 def get(identifier) -> Optimizer:
