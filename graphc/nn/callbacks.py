@@ -10,7 +10,14 @@ import warnings
 
 import numpy as np
 
-_MAXIMIZED = ("acc", "accuracy", "precision", "recall", "f1", "auc")
+_MAXIMIZED = ("acc", "precision", "recall", "f1", "f1_score", "auc")
+
+
+def maximized(monitor: str) -> bool:
+    """Whether larger is better for a logged value (mode='auto'): accuracies, AUC and the
+    confusion scores."""
+    name = monitor[4:] if monitor.startswith("val_") else monitor
+    return name in _MAXIMIZED or name.endswith("accuracy") or name.startswith("auc")
 
 
 class Callback:
@@ -81,8 +88,7 @@ class _Monitor(Callback):
         if mode not in ("auto", "min", "max"):
             raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
         self.monitor = monitor
-        name = monitor[4:] if monitor.startswith("val_") else monitor
-        self.maximize = mode == "max" or (mode == "auto" and name in _MAXIMIZED)
+        self.maximize = mode == "max" or (mode == "auto" and maximized(monitor))
         self.min_delta = abs(float(min_delta))
 
     def improved(self, current: float, reference: float | None) -> bool:
