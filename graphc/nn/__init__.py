@@ -1,6 +1,7 @@
 """gc.nn: Keras-like layers, models, training."""
 from graphc.nn.base import Layer, register_layer
 from graphc.nn import activations, callbacks, initializers, losses, metrics  # noqa: F401
+from graphc.nn import constraints, mixed_precision, regularizers  # noqa: F401
 from graphc.nn.callbacks import (Callback, EarlyStopping, History, LambdaCallback,  # noqa: F401
                                  ModelCheckpoint, TerminateOnNaN)
 from graphc.nn.core import (Activation, Add, Concatenate, Dense, Dropout, Flatten,  # noqa: F401
