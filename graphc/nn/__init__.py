@@ -13,5 +13,6 @@ from graphc.nn.recurrent import GRU, LSTM, SimpleRNN  # noqa: F401
 from graphc.nn.functional import Input, KerasTensor  # noqa: F401
 from graphc.nn.model import Model, Sequential  # noqa: F401
 from graphc.nn.saving import CheckpointError, load_model, save_model  # noqa: F401
+from graphc.nn.model_json import model_from_json  # noqa: F401
 
 load = load_model                     # DESIGN.md's gc.nn save/load
