@@ -2,8 +2,9 @@
 from graphc.nn.base import Layer, register_layer
 from graphc.nn import activations, callbacks, initializers, losses, metrics  # noqa: F401
 from graphc.nn import constraints, mixed_precision, regularizers  # noqa: F401
-from graphc.nn.callbacks import (Callback, EarlyStopping, History, LambdaCallback,  # noqa: F401
-                                 ModelCheckpoint, TerminateOnNaN)
+from graphc.nn.callbacks import (Callback, CSVLogger, EarlyStopping, History,  # noqa: F401
+                                 LambdaCallback, LearningRateScheduler, ModelCheckpoint,
+                                 ReduceLROnPlateau, TensorBoard, TerminateOnNaN)
 from graphc.nn.core import (Activation, Add, Concatenate, Dense, Dropout, Flatten,  # noqa: F401
                             Reshape)
 from graphc.nn.conv import AvgPool2D, Conv2D, MaxPool2D  # noqa: F401

@@ -225,7 +225,8 @@ def fit(model, x, y=None, batch_size=None, epochs: int = 1, verbose=1, callbacks
     val_data = _validation(model, validation_data, data.batch, validation_steps)
     rng = np.random.default_rng(seed if seed is not None else _derived_seed(None))
     history = History()
-    hooks = CallbackList([history] + list(callbacks or []), model,
+    # History last, as in Keras: it records what earlier callbacks add (learning_rate)
+    hooks = CallbackList(list(callbacks or []) + [history], model,
                          {"epochs": epochs, "steps": data.count(), "verbose": verbose})
     model.stop_training = False
     hooks.on_train_begin()
