@@ -164,7 +164,8 @@ def run_call(layer, x, training: bool):
 
 # ---- what a training step adds ----
 
-def _leaf_layers(model) -> list:
+def leaf_layers(model) -> list:
+    """Every layer of `model` that is not itself a model, once, in order."""
     found, stack, seen = [], list(reversed(model.layers)), set()
     while stack:
         layer = stack.pop()
@@ -182,7 +183,7 @@ def _leaf_layers(model) -> list:
 def weight_penalties(model) -> list:
     """Each regularized variable's penalty, once per variable, as float32 scalars."""
     penalties, seen = [], set()
-    for layer in _leaf_layers(model):
+    for layer in leaf_layers(model):
         for variable, regularizer in getattr(layer, "_regularized", []):
             if id(variable) not in seen:
                 seen.add(id(variable))
@@ -193,7 +194,7 @@ def weight_penalties(model) -> list:
 def constrained(model, updates: list) -> list:
     """`updates` with each constrained variable's new value projected by its constraint."""
     projections = {}
-    for layer in _leaf_layers(model):
+    for layer in leaf_layers(model):
         for variable, constraint, axes in getattr(layer, "_constrained", []):
             projections[id(variable)] = (constraint, axes)
     if not projections:

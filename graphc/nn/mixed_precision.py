@@ -80,6 +80,47 @@ def policy_of(value) -> Policy:
     return Policy(value)
 
 
+def uses_policy(model, name: str) -> bool:
+    """Whether any layer of `model` (nested models included) has policy `name`."""
+    from graphc.nn.layer_options import leaf_layers
+    return any(getattr(layer, "dtype_policy", None) == Policy(name)
+               for layer in leaf_layers(model))
+
+
+def computes_in_float16(model) -> bool:
+    """Whether any layer of `model` computes in float16."""
+    from graphc.nn.layer_options import leaf_layers
+    return any(getattr(getattr(layer, "dtype_policy", None), "compute_dtype", None) ==
+               np.float16 for layer in leaf_layers(model))
+
+
+_float16_probes: dict = {}
+
+
+def check_float16_device(device) -> None:
+    """DTypeError unless `device` runs float16 graphs: it has cl_khr_fp16, or graphc's code
+    generator stores half there and computes in float (probed once per device)."""
+    import graphc as gc
+    from graphc.runtime import select_device
+    target = select_device(device)
+    if target.fp16:
+        return
+    key = (target.platform_name, target.name)
+    if key not in _float16_probes:
+        probe = gc.placeholder((4,), gc.float16, name="float16_probe")
+        try:
+            gc.function([probe], probe * 2.0 + 1.0, device=target, name="float16_probe")
+            _float16_probes[key] = None
+        except gc.CompileError as exc:
+            _float16_probes[key] = str(exc).splitlines()[0]
+    if _float16_probes[key] is not None:
+        raise DTypeError(
+            f"the model computes in float16 (dtype policy mixed_float16 or float16), but "
+            f"device {target.name!r} has no cl_khr_fp16 and this graphc cannot run float16 "
+            f"there ({_float16_probes[key]}). Use a device with half support (`graphc "
+            f"devices` shows fp16), the float32 policy, or compile(device='interpret')")
+
+
 def __getattr__(name: str):
     if name == "LossScaleOptimizer":        # graphc.optim imports graphc.nn: import late
         from graphc.optim.loss_scale import LossScaleOptimizer

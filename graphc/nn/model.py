@@ -18,7 +18,7 @@ import numpy as np
 import graphc as gc
 from graphc import optim
 from graphc.ir import Tensor
-from graphc.nn import loops
+from graphc.nn import loops, mixed_precision
 from graphc.nn import metrics as nn_metrics
 from graphc.nn.base import Layer, deserialize_layer, register_layer, serialize_layer
 from graphc.nn.functional import Input, KerasTensor, nodes_between, run_nodes
@@ -168,9 +168,15 @@ class Model(Layer):
 
     # ---- training ----
 
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None, device=None) -> None:
-        """Choose the optimizer, the loss and metrics, and the device (or 'interpret')."""
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, device=None,
+                auto_scale_loss: bool = True) -> None:
+        """Choose the optimizer, the loss and metrics, and the device (or 'interpret').
+        Under the mixed_float16 policy the optimizer is wrapped in a LossScaleOptimizer
+        (unless auto_scale_loss=False), as Keras does."""
         optimizer, loss = optim.get(optimizer), resolve_loss(loss)
+        if auto_scale_loss and mixed_precision.uses_policy(self, "mixed_float16") and \
+                not isinstance(optimizer, optim.LossScaleOptimizer):
+            optimizer = optim.LossScaleOptimizer(optimizer)
         metrics = [nn_metrics.get(m) for m in (metrics or [])]
         self.compile_config = {
             "optimizer": optim.serialize(optimizer), "loss": nn_losses.serialize(loss),

@@ -16,7 +16,7 @@ import numpy as np
 import graphc as gc
 from graphc.errors import GraphcError
 from graphc.ir import Tensor
-from graphc.nn import layer_options, regularizers
+from graphc.nn import layer_options, mixed_precision, regularizers
 from graphc.nn import losses as nn_losses
 from graphc.nn.checks import output_names, warn_if_not_probabilities
 from graphc.sites import name_scope
@@ -47,7 +47,7 @@ class InterpretedFunction:
 
 def compile_function(inputs, outputs, updates, device, name: str):
     """gc.function on `device`, or the interpreter for device='interpret'."""
-    if device == DEVICE_INTERPRET:
+    if isinstance(device, str) and device == DEVICE_INTERPRET:
         return InterpretedFunction(inputs, outputs, updates, name)
     return gc.function(inputs, outputs, updates=updates, device=device, name=name)
 
@@ -76,6 +76,9 @@ class Steps:
         self.eval_cache: dict = {}
         self.predict_cache: dict = {}
         self.checked_probabilities = False
+        interpreted = isinstance(device, str) and device == DEVICE_INTERPRET
+        if not interpreted and mixed_precision.computes_in_float16(model):
+            mixed_precision.check_float16_device(device)
 
     def _placeholders(self, batch: int) -> list[Tensor]:
         """One per model input, named as the input (feed errors then name it)."""

@@ -196,7 +196,9 @@ def serialize(optimizer: Optimizer) -> dict:
 
 def deserialize(config: dict) -> Optimizer:
     """The optimizer `serialize` described."""
+    from graphc.optim.loss_scale import LossScaleOptimizer
     classes = {cls.__name__: cls for cls in OPTIMIZERS.values()}
+    classes["LossScaleOptimizer"] = LossScaleOptimizer
     name = config.get("class_name")
     if name not in classes:
         raise ValueError(f"unknown optimizer class {name!r} (known: {', '.join(classes)})")
