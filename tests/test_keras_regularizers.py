@@ -222,3 +222,55 @@ def test_add_weight_keras_form_and_defaults():
     x = RNG.standard_normal((4, 400)).astype(np.float32)
     model.fit(x, 2 * x, epochs=2, verbose=0)
     assert (layer.get_weights()[1] >= 0).all() and layer.get_weights()[1].any()
+
+
+# ---- the layers with kernels in other layouts, wrappers, attention ----
+
+def _layer_class(name):
+    cls = getattr(nn, name, None)
+    if cls is None:
+        pytest.skip(f"gc.nn.{name} is not in this tree")
+    return cls
+
+
+def test_depthwise_and_conv1d_constraints_count_keras_axes():
+    depthwise = _layer_class("DepthwiseConv2D")(
+        3, depth_multiplier=2, kernel_constraint=constraints.MaxNorm(0.2, axis=[0, 1]))
+    conv1d = _layer_class("Conv1D")(4, 3, kernel_constraint=constraints.UnitNorm(axis=[0, 1]))
+    x = RNG.standard_normal((2, 2, 6, 6)).astype(np.float32) * 3
+    model = nn.Sequential([nn.Input((2, 6, 6)), depthwise])
+    model.compile(gc.optim.SGD(1.0), "mse", device="interpret")
+    model.fit(x, RNG.standard_normal((2, 4, 4, 4)).astype(np.float32), epochs=2, verbose=0)
+    kernel = depthwise.get_weights()[0]                   # (channels * 2, 1, 3, 3)
+    norms = np.sqrt((kernel ** 2).sum(axis=(1, 2, 3)))     # Keras's (kh, kw) per (c, j)
+    assert norms.max() <= 0.2 + 1e-5 and norms.max() > 0.19
+    seq = RNG.standard_normal((2, 7, 2)).astype(np.float32)
+    model = nn.Sequential([nn.Input((7, 2)), conv1d])
+    model.compile(gc.optim.SGD(0.5), "mse", device="interpret")
+    model.fit(seq, RNG.standard_normal((2, 5, 4)).astype(np.float32), epochs=1, verbose=0)
+    kernel = conv1d.get_weights()[0]                      # (filters, channels, k)
+    np.testing.assert_allclose(np.sqrt((kernel ** 2).sum(axis=(1, 2))), 1.0, rtol=1e-5)
+
+
+def test_wrapped_and_attention_weights_are_regularized():
+    bidirectional = _layer_class("Bidirectional")(nn.LSTM(3, kernel_regularizer="l2"))
+    attention = _layer_class("MultiHeadAttention")(2, 4, kernel_regularizer=regularizers.L1(0.1))
+    model = nn.Sequential([nn.Input((5, 2)), bidirectional])
+    model.compile("sgd", "mse", device="interpret")
+    x = RNG.standard_normal((3, 5, 2)).astype(np.float32)
+    y = np.zeros((3, 6), np.float32)
+    kernels = [v.get_value() for v in model.weights if v.name.endswith("/kernel")]
+    assert len(kernels) == 2
+    plain = ((model.predict(x) - y) ** 2).mean()
+    penalty = sum(0.01 * (k.astype(np.float64) ** 2).sum() for k in kernels)
+    assert model.evaluate(x, y) == pytest.approx(plain + penalty, rel=1e-5)
+    query = nn.Input((5, 4))
+    out = attention(query, query)
+    model = nn.Model(query, out)
+    model.compile("sgd", "mse", device="interpret")
+    q = RNG.standard_normal((2, 5, 4)).astype(np.float32)
+    kernels = [v.get_value() for v in model.weights if v.name.endswith("kernel")]
+    assert len(kernels) == 4
+    plain = ((model.predict(q) - q) ** 2).mean()
+    penalty = sum(0.1 * np.abs(k.astype(np.float64)).sum() for k in kernels)
+    assert model.evaluate(q, q) == pytest.approx(plain + penalty, rel=1e-5)

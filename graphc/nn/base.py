@@ -134,7 +134,7 @@ class Layer:
         self.dtype_policy = mixed_precision.global_policy()
         self._weight_options: dict = {}
         self._regularized: list = []          # (variable, regularizer)
-        self._constrained: list = []          # (variable, constraint, Keras-layout axes)
+        self._constrained: list = []          # (variable, constraint, Keras-layout view)
         self._no_autocast: set[int] = set()
 
     @property
@@ -222,8 +222,8 @@ class Layer:
         if regularizer is not None:
             self._regularized.append((variable, regularizer))
         if constraint is not None:
-            axes = getattr(self, "KERAS_WEIGHT_AXES", {}).get(name)
-            self._constrained.append((variable, constraint, axes))
+            view = layer_options.keras_view(self, name, tuple(variable.shape))
+            self._constrained.append((variable, constraint, view))
         if not autocast:
             self._no_autocast.add(id(variable))
 

@@ -42,8 +42,6 @@ def _hwio_to_oihw(initializer):
 class Conv2D(Layer):
     """2-D convolution of (batch, channels, height, width) input; kernel stored OIHW."""
 
-    KERAS_WEIGHT_AXES = {"kernel": (2, 3, 1, 0)}     # OIHW -> Keras's HWIO (constraints)
-
     def __init__(self, filters: int, kernel_size, strides=1, padding="valid",
                  dilation_rate=1, groups: int = 1, activation=None, use_bias: bool = True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",

@@ -75,11 +75,19 @@ def set_options(layer, options: dict) -> None:
         del table[key]
 
 
-def option_for(layer, weight: str, kind: str):
-    """The regularizer or constraint the layer's settings give weight `weight`."""
+def _names(name: str, weight: str) -> bool:
+    """Weight `name` is `weight`, or a part's (`query/kernel` for MultiHeadAttention)."""
+    return name == weight or name.endswith("/" + weight)
+
+
+def option_for(layer, name: str, kind: str):
+    """The regularizer or constraint the layer's settings give its weight `name`."""
     table = getattr(layer, "_weight_options", {})
     for option, value in table.items():
-        if option != "activity_regularizer" and _weight_of(option) == (weight, kind):
+        if option == "activity_regularizer":
+            continue
+        weight, option_kind = _weight_of(option)
+        if option_kind == kind and _names(name, weight):
             return value
     return None
 
@@ -92,7 +100,7 @@ def check_options_used(layer) -> None:
         if option == "activity_regularizer":
             continue
         weight, _ = _weight_of(option)
-        if weight not in made:
+        if not any(_names(name, weight) for name in made):
             warnings.warn(f"layer {layer.name} ({type(layer).__name__}) has no weight "
                           f"{weight!r}: its {option} does nothing (its weights: "
                           f"{', '.join(sorted(made)) or 'none'})", UserWarning,
@@ -165,7 +173,8 @@ def run_call(layer, x, training: bool):
 # ---- what a training step adds ----
 
 def leaf_layers(model) -> list:
-    """Every layer of `model` that is not itself a model, once, in order."""
+    """Every layer of `model` that is not itself a model, once, in order; a wrapper's
+    (Bidirectional, TimeDistributed) inner layers as well as the wrapper."""
     found, stack, seen = [], list(reversed(model.layers)), set()
     while stack:
         layer = stack.pop()
@@ -175,8 +184,10 @@ def leaf_layers(model) -> list:
         inner = getattr(layer, "layers", None)
         if inner is not None:
             stack.extend(reversed(inner))
-        else:
-            found.append(layer)
+            continue
+        found.append(layer)
+        if callable(getattr(layer, "inner_layers", None)):
+            stack.extend(reversed(layer.inner_layers()))
     return found
 
 
@@ -195,22 +206,46 @@ def constrained(model, updates: list) -> list:
     """`updates` with each constrained variable's new value projected by its constraint."""
     projections = {}
     for layer in leaf_layers(model):
-        for variable, constraint, axes in getattr(layer, "_constrained", []):
-            projections[id(variable)] = (constraint, axes)
+        for variable, constraint, view in getattr(layer, "_constrained", []):
+            projections[id(variable)] = (constraint, view)
     if not projections:
         return updates
     result = []
     for variable, value in updates:
         if id(variable) in projections:
-            constraint, axes = projections[id(variable)]
-            value = _project(constraint, value, axes)
+            constraint, view = projections[id(variable)]
+            value = _project(constraint, value, view)
         result.append((variable, value))
     return result
 
 
-def _project(constraint, value, axes):
-    """constraint(value), seen in Keras's layout of the weight when `axes` says it differs."""
-    if axes is None:
+def _project(constraint, value, view):
+    """constraint(value), seen in Keras's layout of the weight when `view` says it differs."""
+    if view is None:
         return constraint(value)
-    back = tuple(axes.index(i) for i in range(len(axes)))
-    return gc.transpose(constraint(gc.transpose(value, axes)), back)
+    to_keras, from_keras = view
+    return from_keras(constraint(to_keras(value)))
+
+
+_CONVOLUTIONS = {"Conv1D", "Conv2D", "Conv2DTranspose", "_Conv"}
+
+
+def keras_view(layer, name: str, shape: tuple[int, ...]):
+    """(to_keras, from_keras) between graphc's layout of a convolution's weight and Keras's
+    (constraint axes count in Keras's), or None where they agree. graphc stores kernels
+    channels first: (out, in, *k) for Keras's (*k, in, out), and a depthwise kernel
+    (channels * m, 1, *k) for Keras's (*k, channels, m)."""
+    classes = {cls.__name__ for cls in type(layer).__mro__}
+    depthwise = name == "depthwise_kernel" or (name == "kernel" and
+                                               "DepthwiseConv2D" in classes)
+    if depthwise and len(shape) == 4:
+        m = int(getattr(layer, "depth_multiplier", 1))
+        grouped = (shape[0] // m, m) + tuple(shape[2:])
+        return (lambda w: gc.transpose(gc.reshape(w, grouped), (2, 3, 0, 1)),
+                lambda k: gc.reshape(gc.transpose(k, (2, 3, 0, 1)), shape))
+    if classes & _CONVOLUTIONS and name in ("kernel", "pointwise_kernel") and len(shape) > 2:
+        rank = len(shape) - 2
+        axes = tuple(range(2, rank + 2)) + (1, 0)
+        back = tuple(axes.index(i) for i in range(len(axes)))
+        return (lambda w: gc.transpose(w, axes), lambda k: gc.transpose(k, back))
+    return None
