@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import graphc as gc
 from graphc import nn
 from graphc.nn import metrics as nn_metrics
 
