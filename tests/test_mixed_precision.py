@@ -210,3 +210,25 @@ def test_mixed_model_on_the_device_runs_or_says_why(cl_device):
     got = model.fit(x, y, batch_size=16, epochs=2, verbose=0).history["loss"]
     expected = reference.fit(x, y, batch_size=16, epochs=2, verbose=0).history["loss"]
     np.testing.assert_allclose(got, expected, rtol=2e-2)
+
+
+@pytest.mark.opencl
+def test_loss_scaling_skips_overflowing_steps_on_the_device(cl_device):
+    """The same trajectory as the interpreter's: inf gradients detected on the device."""
+    def run(device):
+        init = np.array([1.0, -2.0, 3.0], np.float32)
+        w, loss = _quadratic(init, np.ones(3, np.float32))
+        big = loss * 1e10
+        scaled = optim.LossScaleOptimizer(optim.Adam(0.01), initial_scale=2.0 ** 95,
+                                          dynamic_growth_steps=2)
+        updates = scaled.updates(big, [w])
+        step = gc.function([], big, updates=updates, device=device) if device else None
+        trail = []
+        for _ in range(8):
+            step() if step else _step(big, updates)
+            trail.append((float(scaled.dynamic_scale.get_value()),
+                          int(scaled.step_counter.get_value()), w.get_value().copy()))
+        return trail
+    for (scale, counter, w), (ref_scale, ref_counter, ref_w) in zip(run(cl_device), run(None)):
+        assert (scale, counter) == (ref_scale, ref_counter)
+        np.testing.assert_allclose(w, ref_w, rtol=1e-5)
