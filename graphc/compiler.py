@@ -17,7 +17,7 @@ from graphc.codegen.build import STEP_BUFFER, BuiltKernel, build_kernels
 from graphc.codegen.horizontal import merge_kernels, mergeable_kernel
 from graphc.codegen.opencl import program_source
 from graphc.errors import FeedError, ShapeError
-from graphc.ir import Graph, Tensor
+from graphc.ir import Graph, Tensor, is_among
 from graphc.ops import get_op
 from graphc.passes.fuse import Group, cone, dependency_graph, make_groups, reads_of
 from graphc.passes.pipeline import optimize
@@ -100,7 +100,7 @@ def _fuse(graph: Graph, outs, targets, new_values, leaf_names):
     buffer_of = {t: f"out{i}" for i, t in enumerate(outs)}
     writes, copied = {}, []
     for variable, value in zip(targets, new_values):
-        if variable in writes.values() or variable in (v for _, v in copied):
+        if is_among(variable, writes.values()) or is_among(variable, (v for _, v in copied)):
             raise ShapeError(f"variable {variable.name!r} is updated twice in one function")
         if value in writes:
             copied.append((value, variable))      # one value, several variables: copies
@@ -137,7 +137,7 @@ def _in_place_ok(variable: Tensor, group: Group, groups, stored: set, dag, reads
     for t in [group.root] + group.stores:
         for value in cone(t, stored):
             node = value.producer
-            if node is None or variable not in node.inputs:
+            if node is None or not is_among(variable, node.inputs):
                 continue
             if value in body or get_op(node.op).kind != "elementwise" \
                     or not value.shape == variable.shape == group.root.shape:

@@ -8,7 +8,7 @@ import time
 import numpy as np
 
 from graphc import config, debug
-from graphc.builder import cast
+from graphc.builder import as_tensor, cast
 from graphc.compiler import Compiled, compile_graph
 from graphc.errors import DTypeError, FeedError, GraphcError, ShapeError
 from graphc.feeds import check_feed
@@ -32,7 +32,7 @@ class Function:
         self.name = name
         self.inputs = _check_placeholders(inputs)
         self.single = isinstance(outputs, Tensor)
-        self.outputs = [outputs] if self.single else list(outputs)
+        self.outputs = [as_tensor(o) for o in ([outputs] if self.single else outputs)]
         self.updates = [_check_update(v, u) for v, u in updates]
         if givens:
             self._substitute(givens)

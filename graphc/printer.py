@@ -16,7 +16,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from graphc import dtypes
-from graphc.ir import Graph, Node, Tensor
+from graphc.ir import Graph, Node, Tensor, position_of
 
 MAX_CONST_PRINTED = 64
 SITE_COLUMN_CAP = 72
@@ -212,7 +212,7 @@ def _tree_head(value: Tensor) -> str:
     if value.producer is None:
         return format_literal(value) if is_literal(value) else (value.name or value.role)
     node = value.producer
-    index = f".{node.outputs.index(value)}" if len(node.outputs) > 1 else ""
+    index = f".{position_of(value, node.outputs)}" if len(node.outputs) > 1 else ""
     return f"{node.op}{format_attrs(node.attrs)}{index}"
 
 

@@ -61,7 +61,7 @@ class Lowering:
             return self.accumulated[2]
         if (t in self.buffers and t not in self.computing) or t.producer is None:
             return self.load(t, idx, valid)
-        key = (t, tuple(idx), tuple(valid), id(self.accumulated))
+        key = (id(t), tuple(idx), tuple(valid), id(self.accumulated))   # == is elementwise
         if key not in self.lowered:     # a value read twice at one index is lowered once
             self.lowered[key] = self._lower(t, idx, valid)
         return self.lowered[key]

@@ -29,7 +29,7 @@ from graphc.codegen.gemm_epilogue import operand_view
 from graphc.codegen.lower import inlinable
 from graphc.codegen.raw import RAW_OPS
 from graphc.codegen.reductions import LOOP_OPS
-from graphc.ir import Graph, Tensor
+from graphc.ir import Graph, Tensor, is_among
 from graphc.passes.views import plan_views
 from graphc.ops import get_op
 from graphc.passes.reach import Reachability
@@ -44,7 +44,7 @@ COMPUTED_OPERANDS = {"take": (1,), **INLINE_OPERANDS}   # ...except these positi
 RESHAPE_READERS = RAW_OPS - XENT_OPS     # read a reshaped buffer's bytes in place
 
 
-@dataclass
+@dataclass(eq=False)                # groups are compared by identity, as their tensors are
 class Group:
     """One kernel to be: its kind, the value it is built around, and what it stores."""
 
@@ -243,7 +243,7 @@ def _read_at_own_index(t: Tensor, loop: Tensor, computed: set) -> bool:
     for value, hit in reaching.items():
         node = value.producer
         if hit and (get_op(node.op).kind != "elementwise" or value.shape != t.shape
-                    or (loop in node.inputs and loop.shape != t.shape)):
+                    or (is_among(loop, node.inputs) and loop.shape != t.shape)):
             return False
     return True
 
@@ -257,7 +257,7 @@ def _drop_unread_roots(groups: list[Group], stored: set, outputs: set) -> None:
     reads = {id(g): reads_of(g, stored) for g in groups}
     for host in hosts:
         if not any(host.root in reads[id(g)] for g in groups if g is not host):
-            host.stores.remove(host.root)
+            host.stores = [s for s in host.stores if s is not host.root]
 
 
 def _depends_on_other_stored(t: Tensor, source: Tensor, stored: set) -> bool:
