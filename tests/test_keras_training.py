@@ -202,3 +202,35 @@ def test_saved_nadam_model_resumes_bit_identically(tmp_path):
     resumed.fit(X, Y, batch_size=5, epochs=2, shuffle=False, verbose=0)
     for u, v in zip(resumed.get_weights(), straight.get_weights()):
         np.testing.assert_array_equal(u, v)
+
+
+@pytest.mark.parametrize("optimizer", ["nadam", "adamax", "lion",
+                                       lambda: gc.optim.LossScaleOptimizer("adam")],
+                         ids=["nadam", "adamax", "lion", "loss_scale"])
+@pytest.mark.parametrize("loss,metrics,y_spec", [
+    ("sparse_categorical_crossentropy",
+     ["sparse_categorical_accuracy", "sparse_top_k_categorical_accuracy"], ((), np.int32)),
+    ("huber", ["auc", "binary_accuracy"], ((3,), np.float32)),
+    ("kl_divergence", ["categorical_accuracy", "top_k_categorical_accuracy"],
+     ((3,), np.float32)),
+    ("poisson", [], ((3,), np.float32)), ("hinge", [], ((3,), np.float32)),
+    ("cosine_similarity", [], ((3,), np.float32)),
+], ids=lambda v: v if isinstance(v, str) else "")
+def test_new_pieces_build_no_float64_value(optimizer, loss, metrics, y_spec):
+    """numpy float64 scalars promote (NEP 50): the new optimizers, losses, metrics,
+    regularizers and constraints must keep a float32 step float32."""
+    from graphc.ir import Graph
+    gc.random.set_seed(0)
+    model = nn.Sequential([
+        nn.Input((4,)),
+        nn.Dense(6, activation="relu", kernel_regularizer=nn.regularizers.L1L2(0.1, 0.1),
+                 activity_regularizer="l2", kernel_constraint=nn.constraints.MaxNorm(2.0),
+                 bias_constraint=nn.constraints.MinMaxNorm(0.1, 1.0)),
+        nn.Dense(3, activation="softmax", kernel_constraint="unit_norm",
+                 bias_constraint="non_neg")])
+    model.compile(optimizer if isinstance(optimizer, str) else optimizer(), loss, metrics,
+                  device="interpret")
+    step = model.compiled_steps().train(4, y_spec)
+    values = Graph.from_outputs(step.outputs + [v for _, v in step.updates]).values()
+    wide = [v for v in values if v.dtype == np.float64]
+    assert not wide, [(v, v.site) for v in wide[:5]]
