@@ -4,6 +4,8 @@ Keras 3's dynamic loss scaling, compile()'s automatic wrapping, saving, and the 
 float16 runs where the device (or graphc's half storage) allows, else a clear error."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -189,16 +191,25 @@ def test_loss_scale_optimizer_config_and_saved_state(tmp_path):
 
 
 @pytest.mark.opencl
-def test_mixed_model_on_the_device_runs_or_says_why(cl_device):
-    """With cl_khr_fp16 (or half storage in graphc's code generator) the device trains as
-    the interpreter does, to float16 accuracy; otherwise compiling names the device."""
+def test_mixed_model_on_the_device_runs_or_says_why(cl_device, monkeypatch):
+    """With cl_khr_fp16 (or half storage in graphc's code generator, which warns that it
+    gains no speed) the device trains as the interpreter does, to float16 accuracy;
+    otherwise compiling names the device."""
     x, y = _data(32)
+    monkeypatch.setattr(mixed_precision, "_warned", set())
     runs = True
     try:
-        mixed_precision.check_float16_device(cl_device)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            mixed_precision.check_float16_device(cl_device)
     except gc.DTypeError as exc:
         runs = False
         assert cl_device.name in str(exc) and "cl_khr_fp16" in str(exc)
+    if runs and not cl_device.fp16:
+        assert [str(w.message) for w in caught if w.category is
+                mixed_precision.Float16Warning][0].startswith(
+                    f"device {cl_device.name!r} has no cl_khr_fp16: the model's float16 "
+                    f"values are stored as half and computed in float")
     model = _mixed_mlp()
     model.compile(optim.SGD(0.05), "sparse_categorical_crossentropy", device=cl_device)
     if not runs:

@@ -16,12 +16,15 @@ error, to compile a float16 step for a device without it (the interpreter runs i
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from graphc.errors import DTypeError
+from graphc.sites import user_stacklevel
 
 __all__ = ["Policy", "DTypePolicy", "set_global_policy", "global_policy",
-           "LossScaleOptimizer", "FLOAT32_LAYERS"]
+           "LossScaleOptimizer", "FLOAT32_LAYERS", "Float16Warning"]
 
 POLICIES = {"float32": ("float32", "float32"), "float64": ("float64", "float64"),
             "float16": ("float16", "float16"), "mixed_float16": ("float16", "float32")}
@@ -95,11 +98,17 @@ def computes_in_float16(model) -> bool:
 
 
 _float16_probes: dict = {}
+_warned: set = set()
+
+
+class Float16Warning(UserWarning):
+    """A float16 model runs on a device without cl_khr_fp16 (half storage, float math)."""
 
 
 def check_float16_device(device) -> None:
     """DTypeError unless `device` runs float16 graphs: it has cl_khr_fp16, or graphc's code
-    generator stores half there and computes in float (probed once per device)."""
+    generator stores half there and computes in float (probed once per device; that case
+    warns once, Float16Warning: no speed to gain there)."""
     import graphc as gc
     from graphc.runtime import select_device
     target = select_device(device)
@@ -113,12 +122,21 @@ def check_float16_device(device) -> None:
             _float16_probes[key] = None
         except gc.CompileError as exc:
             _float16_probes[key] = str(exc).splitlines()[0]
-    if _float16_probes[key] is not None:
-        raise DTypeError(
-            f"the model computes in float16 (dtype policy mixed_float16 or float16), but "
-            f"device {target.name!r} has no cl_khr_fp16 and this graphc cannot run float16 "
-            f"there ({_float16_probes[key]}). Use a device with half support (`graphc "
-            f"devices` shows fp16), the float32 policy, or compile(device='interpret')")
+    if _float16_probes[key] is None:
+        if key not in _warned:
+            _warned.add(key)
+            warnings.warn(
+                f"device {target.name!r} has no cl_khr_fp16: the model's float16 values are "
+                f"stored as half and computed in float, which saves memory but is slower than"
+                f" the float32 policy (float16 matrix products do not run on graphc's tuned "
+                f"GEMM kernels); use the float32 policy for speed on this device",
+                Float16Warning, stacklevel=user_stacklevel())
+        return
+    raise DTypeError(
+        f"the model computes in float16 (dtype policy mixed_float16 or float16), but device "
+        f"{target.name!r} has no cl_khr_fp16 and this graphc cannot run float16 there "
+        f"({_float16_probes[key]}). Use a device with half support (`graphc devices` shows "
+        f"fp16), the float32 policy, or compile(device='interpret')")
 
 
 def __getattr__(name: str):
