@@ -309,6 +309,12 @@ class Model(Layer):
         from graphc.nn.saving import load_weights
         load_weights(self, path)
 
+    def export(self, path, batch_size: int = 32):
+        """The inference step (predict's) for batches of `batch_size`, as a folder that
+        graphc.runtime.load runs and graphc serve serves (graphc/export.py)."""
+        from graphc.export import export_model
+        return export_model(self, path, batch_size)
+
 
 @register_layer
 class Sequential(Model):
