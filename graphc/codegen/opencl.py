@@ -286,11 +286,17 @@ def _combine_line(reduce, value: str, acc: str = "acc", best: str = "best",
 
 def program_source(kernel_sources: list[str], uses_random: bool) -> str:
     """One program: pragmas only for the extensions the kernels use (double, half), the
-    Philox helpers when a kernel draws random numbers, then the kernels."""
+    Philox helpers when a kernel draws random numbers, erf's when a kernel calls it, then
+    the kernels."""
     body = "\n".join(kernel_sources)
     header = "#pragma OPENCL EXTENSION cl_khr_fp64 : enable\n" if "double" in body else ""
     if "half" in body:
         header += "#pragma OPENCL EXTENSION cl_khr_fp16 : enable\n"
     if uses_random:
         header += resources.files("graphc.kernels_cl").joinpath("philox.cl").read_text() + "\n"
+    if "graphc_erf_" in body:
+        for kind in ("double", "half"):
+            if f"graphc_erf_{kind}" in body:
+                header += f"#define GRAPHC_ERF_{kind.upper()}\n"
+        header += resources.files("graphc.kernels_cl").joinpath("erf.cl").read_text() + "\n"
     return header + body

@@ -136,7 +136,7 @@ _unary("relu", NUMERIC, _relu_ref,
        lambda g, y, x: [g * B.cast(B.apply("greater", [x, B.constant(0, x.dtype)]), g.dtype)],
        "(({0} > ({T})0 || {0} != {0}) ? {0} : ({T})0)",
        "max(x, 0); gradient 0 at 0; NaN stays NaN.")
-_unary("erf", FLOAT_ONLY, _erf_ref, _erf_vjp, "erf({0})",
+_unary("erf", FLOAT_ONLY, _erf_ref, _erf_vjp, "graphc_erf_{T}({0})",   # kernels_cl/erf.cl
        "The error function 2/sqrt(pi) * integral of exp(-t^2) from 0 to x (exact GELU).")
 _unary("sin", FLOAT_ONLY, np.sin, lambda g, y, x: [g * B.apply("cos", [x])], "sin({0})", "sin.")
 _unary("cos", FLOAT_ONLY, np.cos, lambda g, y, x: [-g * B.apply("sin", [x])], "cos({0})", "cos.")
