@@ -360,12 +360,13 @@ def _avg_pool2d(g):
 def _softmax(g):
     return [gc.softmax(g.input((5, 13), low=-5, high=5)),
             gc.softmax(g.input((4, 7, 3), low=-5, high=5), axis=1),
-            gc.softmax(g.input((1, 1)))]
+            gc.softmax(g.input((1, 1))), gc.softmax(g.input((3, 16), low=-5, high=5))]
 
 
 @case("log_softmax", {"log_softmax"}, FLOATS)
 def _log_softmax(g):
     return [gc.log_softmax(g.input((5, 13), low=-5, high=5)),
+            gc.log_softmax(g.input((2, 8), low=-5, high=5)),
             gc.log_softmax(g.input((4, 7, 3), low=-5, high=5), axis=0),
             gc.log_softmax(g.input((3,)))]
 

@@ -12,6 +12,7 @@ from graphc.codegen.gemm_epilogue import operand_view
 from graphc.codegen.opencl import c_type
 from graphc.ir import Tensor
 
+VECTOR = {"float": 8, "double": 4}      # elements per vector (256 bits) of softmax rows
 RAW_OPS = frozenset({"softmax", "log_softmax", "max_pool2d_grad", "max_pool2d_select"}) \
     | XENT_OPS
 
@@ -49,22 +50,62 @@ def _softmax(name: str, t: Tensor, node, log: bool):
     n, inner = shape[axis], int(np.prod(shape[axis + 1:], dtype=np.int64))
     rows = t.size // max(n, 1) if n else 0
     T = c_type(t.dtype)
-    finish = "(v - m) - log(s)" if log else "exp(v - m) / s"
+    if inner == 1 and T in VECTOR:
+        body = _contiguous_rows(T, n, log)
+    else:
+        body = _strided_rows(T, n, inner, log)
     source = f"""__kernel void {name}(__global const {T}* restrict x, __global {T}* restrict y) {{
   const int row = get_global_id(0);
   if (row >= {rows}) return;
   const int base = (row / {inner}) * {n * inner} + row % {inner};
-  {T} m = -INFINITY;
-  for (int i = 0; i < {n}; ++i) m = max(m, x[base + i * {inner}]);
-  {T} s = 0;
-  for (int i = 0; i < {n}; ++i) s += exp(x[base + i * {inner}] - m);
-  for (int i = 0; i < {n}; ++i) {{
-    const {T} v = x[base + i * {inner}];
-    y[base + i * {inner}] = {finish};
-  }}
-}}
+{body}}}
 """
     return source, rows, 5 * t.size
+
+
+def _strided_rows(T: str, n: int, inner: int, log: bool) -> str:
+    """One element at a time; softmax keeps each exp in y and scales it by 1 / s after
+    (exp dominates the cost)."""
+    total = "s += exp(x[at] - m);" if log else \
+        f"{{ const {T} e = exp(x[at] - m); y[at] = e; s += e; }}"
+    finish = "y[at] = (x[at] - m) - log(s);" if log else "y[at] *= r;"
+    return f"""  {T} m = -INFINITY;
+  for (int i = 0; i < {n}; ++i) m = max(m, x[base + i * {inner}]);
+  {T} s = 0;
+  for (int i = 0; i < {n}; ++i) {{ const int at = base + i * {inner}; {total} }}
+{"" if log else f"  const {T} r = 1 / s;{chr(10)}"}  for (int i = 0; i < {n}; ++i) {{ const int at = base + i * {inner}; {finish} }}
+"""
+
+
+def _contiguous_rows(T: str, n: int, log: bool) -> str:
+    """A row of consecutive elements in vectors of VECTOR[T] (PoCL does not vectorize exp
+    across the work items of these loops: 49-wide rows of scores took 18 ms for 25,088
+    rows one element at a time, 2 ms in vectors), the last n % VECTOR[T] one at a time."""
+    width = VECTOR[T]
+    V, full = f"{T}{width}", n - n % width
+    load = f"vload{width}(0, x + base + i)"
+    if log:
+        vector_total, scalar_total = f"s{width} += exp({load} - m);", "s += exp(x[base + i] - m);"
+        vector_finish = f"vstore{width}(({load} - m) - log(s), 0, y + base + i);"
+        scalar_finish = "y[base + i] = (x[base + i] - m) - log(s);"
+    else:
+        vector_total = (f"{{ const {V} e = exp({load} - m); vstore{width}(e, 0, y + base + i);"
+                        f" s{width} += e; }}")
+        scalar_total = f"{{ const {T} e = exp(x[base + i] - m); y[base + i] = e; s += e; }}"
+        vector_finish = (f"vstore{width}(vload{width}(0, y + base + i) * r, 0, "
+                         f"y + base + i);")
+        scalar_finish = "y[base + i] *= r;"
+    lanes = " + ".join(f"s{width}.s{k:x}" for k in range(width))
+    return f"""  {T} m = -INFINITY;
+  for (int i = 0; i < {n}; ++i) m = max(m, x[base + i]);
+  {V} s{width} = 0;
+  {T} s = 0;
+  for (int i = 0; i < {full}; i += {width}) {vector_total}
+  for (int i = {full}; i < {n}; ++i) {scalar_total}
+  s += {lanes};
+{"" if log else f"  const {T} r = 1 / s;{chr(10)}"}  for (int i = 0; i < {full}; i += {width}) {vector_finish}
+  for (int i = {full}; i < {n}; ++i) {scalar_finish}
+"""
 
 
 def _argmax_window(T: str, shape, kernel, stride, padding) -> str:
