@@ -63,6 +63,11 @@ def _softmax(name: str, t: Tensor, node, log: bool):
     return source, rows, 5 * t.size
 
 
+def _reciprocal(T: str, log: bool) -> str:
+    """softmax's `r = 1 / s` line (log_softmax has none)."""
+    return "" if log else f"  const {T} r = 1 / s;\n"
+
+
 def _strided_rows(T: str, n: int, inner: int, log: bool) -> str:
     """One element at a time; softmax keeps each exp in y and scales it by 1 / s after
     (exp dominates the cost)."""
@@ -73,7 +78,7 @@ def _strided_rows(T: str, n: int, inner: int, log: bool) -> str:
   for (int i = 0; i < {n}; ++i) m = max(m, x[base + i * {inner}]);
   {T} s = 0;
   for (int i = 0; i < {n}; ++i) {{ const int at = base + i * {inner}; {total} }}
-{"" if log else f"  const {T} r = 1 / s;{chr(10)}"}  for (int i = 0; i < {n}; ++i) {{ const int at = base + i * {inner}; {finish} }}
+{_reciprocal(T, log)}  for (int i = 0; i < {n}; ++i) {{ const int at = base + i * {inner}; {finish} }}
 """
 
 
@@ -103,7 +108,7 @@ def _contiguous_rows(T: str, n: int, log: bool) -> str:
   for (int i = 0; i < {full}; i += {width}) {vector_total}
   for (int i = {full}; i < {n}; ++i) {scalar_total}
   s += {lanes};
-{"" if log else f"  const {T} r = 1 / s;{chr(10)}"}  for (int i = 0; i < {full}; i += {width}) {vector_finish}
+{_reciprocal(T, log)}  for (int i = 0; i < {full}; i += {width}) {vector_finish}
   for (int i = {full}; i < {n}; ++i) {scalar_finish}
 """
 
