@@ -1,8 +1,8 @@
 """Activations by name, built from graphc's ops: `get('relu')(x)`.
 
 gelu is exact (erf), as Keras 3's default; gelu(x, approximate=True) is the tanh form.
-softmax and log_softmax act on the last axis. elu/selu evaluate exp only on the non-positive side, so no inf reaches a
-gradient.
+softmax and log_softmax act on the last axis. elu/selu evaluate exp only on the
+non-positive side, so no inf reaches a gradient.
 """
 from __future__ import annotations
 

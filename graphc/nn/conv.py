@@ -281,4 +281,6 @@ class Conv2DTranspose(Layer):
 
 Convolution1D, Convolution2D, Convolution2DTranspose = Conv1D, Conv2D, Conv2DTranspose
 
-from graphc.nn.pooling import AvgPool2D, AveragePooling2D, MaxPool2D, MaxPooling2D  # noqa: E402,F401,I001
+# the pools lived here before graphc/nn/pooling.py
+from graphc.nn.pooling import (AveragePooling2D, AvgPool2D, MaxPool2D,  # noqa: E402,F401
+                               MaxPooling2D)
