@@ -539,6 +539,20 @@ def _view_matmul(g):
     return [a.T @ b.T, a[::2, 1:] @ b[:3, ::-2].T, gc.matmul(gc.exp(a), g.input((4, 3)))]
 
 
+@case("head-view-matmul", {"transpose", "reshape", "matmul", "add"}, (F32, F64), tol=4)
+def _head_view_matmul(g):
+    """Attention's head views: matmul operands that are reshapes and transposes of computed
+    values (read through index arithmetic), batch and row parts of several digits."""
+    x, w, b = g.input((2 * 5, 6)), g.input((6, 3 * 4)), g.input((12,))
+    flat = x @ w + b                                                  # (batch * steps, h * d)
+    heads = gc.reshape(gc.transpose(gc.reshape(flat, (2, 5, 3, 4)), (0, 2, 1, 3)), (6, 5, 4))
+    scores = heads @ gc.transpose(heads, (0, 2, 1))                   # (6, 5, 5)
+    mixed = scores @ heads                                            # (6, 5, 4)
+    merged = gc.reshape(gc.transpose(gc.reshape(mixed, (2, 3, 5, 4)), (0, 2, 1, 3)), (10, 12))
+    return [scores, merged @ gc.transpose(w), gc.transpose(merged) @ x,
+            gc.transpose(gc.reshape(x, (2, 5, 6)), (0, 2, 1)) @ gc.reshape(flat, (2, 5, 12))]
+
+
 @case("view-softmax-pool", {"transpose", "softmax", "max_pool2d", "reshape"}, (F32,))
 def _view_softmax_pool(g):
     x = g.input((7, 5))

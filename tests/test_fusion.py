@@ -118,6 +118,27 @@ def test_movement_ops_cost_no_kernel(cl_device):
     assert fn.kernel_count == 1
 
 
+def test_attention_head_views_cost_no_copy_kernel(cl_device):
+    """Heads moved next to the batch and back (reshapes and transposes no layout flag
+    describes) are read by the GEMMs in place: projections (bias in their store), scores,
+    softmax, value product and output projection, seven kernels."""
+    batch, steps, heads, dim = 2, 5, 3, 4
+    x = gc.placeholder((batch * steps, heads * dim), gc.float32, name="x")
+    weights = [gc.constant(uniform((heads * dim, heads * dim))) for _ in range(4)]
+    bias = gc.constant(uniform((heads * dim,)))
+
+    def split(w):
+        flat = gc.reshape(x @ w + bias, (batch, steps, heads, dim))
+        return gc.reshape(gc.transpose(flat, (0, 2, 1, 3)), (batch * heads, steps, dim))
+
+    q, k, v = (split(w) for w in weights[:3])
+    mixed = gc.softmax(q @ gc.transpose(k, (0, 2, 1))) @ v
+    merged = gc.transpose(gc.reshape(mixed, (batch, heads, steps, dim)), (0, 2, 1, 3))
+    out = gc.reshape(merged, (batch * steps, heads * dim)) @ weights[3]
+    fn = run_and_compare([x], [out], [uniform((batch * steps, heads * dim))])
+    assert fn.kernel_count == 7, fn.dump()
+
+
 # ---- the MLP training step ----
 
 def mlp_step(batch=8, dims=(16, 12, 12, 10), lr=0.1):

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from graphc.codegen.cross_entropy import INLINE_OPERANDS, XENT_OPS, fusable
+from graphc.codegen.gather_views import movement_root, strided_gather
 from graphc.codegen.gemm_epilogue import operand_view
 from graphc.codegen.lower import inlinable
 from graphc.codegen.raw import RAW_OPS
@@ -109,6 +110,8 @@ def choose_stored(graph: Graph, outputs: list[Tensor]) -> set[Tensor]:
         for t in node.outputs:
             if not inlinable(t):
                 stored.add(t)
+        if node.op == "matmul":
+            stored.update(_gathered_roots(node))
     for node in graph.nodes:        # producers first, so a cone's cost is known when asked
         for t in node.outputs:
             if t not in stored and should_store(t, users.get(t, []), stored):
@@ -118,14 +121,34 @@ def choose_stored(graph: Graph, outputs: list[Tensor]) -> set[Tensor]:
     return stored
 
 
+def _gathered_roots(node) -> list[Tensor]:
+    """The computed values under a matmul's operands that are reshapes and transposes of
+    them: stored, the GEMM reads the views in place (codegen/gather_views.py), where
+    storing a view itself would cost a copy kernel."""
+    roots = []
+    for operand in node.inputs:
+        under = movement_root(operand, lambda v: v.producer is None)
+        if under is None or under[0].producer is None:
+            continue
+        root = under[0]
+        if strided_gather(operand, lambda v, r=root: v is r or v.producer is None) is not None:
+            roots.append(root)
+    return roots
+
+
 def _store_gemm_operands(node, stored: set) -> None:
     """The tiled GEMM reads its operands from memory: buffers, reshapes of buffers, and
-    transposes of those (a layout flag). Anything else (a concatenation, a sum...) is
-    stored first; for a transpose, the value under it, so the transpose stays free."""
+    transposes of those (a layout flag), or other reshapes and transposes of a buffer
+    (codegen/gather_views.py). Anything else (a concatenation, a sum...) is stored first;
+    under a chain of reshapes and transposes, the value under it, so the chain stays free."""
     def is_buffer(v):
         return v in stored or v.producer is None
     for operand in node.inputs:
         if operand_view(operand, is_buffer) is not None:
+            continue
+        under = movement_root(operand, is_buffer)
+        if under is not None and under[0] in stored and \
+                strided_gather(operand, is_buffer) is not None:
             continue
         producer = operand.producer
         if producer.op == "transpose" and operand_view(producer.inputs[0], is_buffer) is None:
