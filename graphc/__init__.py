@@ -27,6 +27,7 @@ from graphc.ops import REGISTRY, load_all
 from graphc.ops.linalg import *        # noqa: F401,F403  matmul, conv2d
 from graphc.ops.movement import *      # noqa: F401,F403  reshape, transpose, concatenate, ...
 from graphc.ops.nn import *            # noqa: F401,F403  softmax, pools, one_hot
+from graphc.ops.layer_norm import layer_norm  # noqa: F401
 from graphc.ops.reduction import *     # noqa: F401,F403  sum, mean, max, min, argmax
 from graphc import random              # noqa: E402  gc.random.uniform/normal/bernoulli
 from graphc import losses              # noqa: E402  Keras-style losses

@@ -608,6 +608,18 @@ def _grad_softmax(g):
     return [gc.grad(loss, x)]
 
 
+@case("layer-norm", {"layer_norm", "layer_norm_grad"}, (F32, F64), tol=4)
+def _layer_norm(g):
+    """Rows of 13 (a vector and a remainder), of 16, of 3 (no vector); the gradient by x,
+    gamma and beta under a fed direction."""
+    x, gamma, beta = g.input((5, 13), low=-3, high=4), g.input((13,)), g.input((13,))
+    y = gc.layer_norm(x, gamma, beta, epsilon=1e-3)
+    z = g.input((2, 3, 16), low=-2, high=2)
+    loss = gc.sum(y * g.input((5, 13)))
+    return [y, gc.layer_norm(z, epsilon=1e-5), gc.layer_norm(g.input((4, 3)))] \
+        + gc.grad(loss, [x, gamma, beta])
+
+
 @case("grad-take", {"take", "take_grad", "one_hot"}, (F32, F64))
 def _grad_take(g):
     emb = g.input((9, 4))

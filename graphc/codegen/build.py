@@ -28,7 +28,8 @@ PREFIX = {"elementwise": "E", "reduce_sum": "R", "reduce_max": "R", "reduce_min"
           "max_pool2d": "MAXPOOL", "avg_pool2d": "AVGPOOL", "avg_pool2d_grad": "AVGPOOLDX",
           "max_pool2d_grad": "MAXPOOLDX", "max_pool2d_select": "MAXPOOLSEL",
           "softmax": "SOFTMAX", "log_softmax": "LOGSOFTMAX", "take_grad": "SCATTER",
-          "softmax_cross_entropy": "XENT", "softmax_cross_entropy_grad": "XENTDX"}
+          "softmax_cross_entropy": "XENT", "softmax_cross_entropy_grad": "XENTDX",
+          "layer_norm": "LAYERNORM", "layer_norm_grad": "LAYERNORMDX"}
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """Hand-written kernels for ops whose loops do not fit one reduction: softmax rows,
-softmax cross-entropy rows (codegen/cross_entropy.py) and max-pool routing. Each reads
+softmax cross-entropy rows (codegen/cross_entropy.py), layer-norm rows
+(codegen/layer_norm_rows.py) and max-pool routing. Each reads
 materialized buffers (cross-entropy: its logits) and writes its output buffers."""
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ import numpy as np
 
 from graphc.codegen.cross_entropy import XENT_OPS, row_kernel
 from graphc.codegen.gemm_epilogue import operand_view
+from graphc.codegen.layer_norm_rows import layer_norm_grad_kernel, layer_norm_kernel
 from graphc.codegen.opencl import c_type
 from graphc.ir import Tensor
 
 VECTOR = {"float": 8, "double": 4}      # elements per vector (256 bits) of softmax rows
-RAW_OPS = frozenset({"softmax", "log_softmax", "max_pool2d_grad", "max_pool2d_select"}) \
-    | XENT_OPS
+RAW_OPS = frozenset({"softmax", "log_softmax", "max_pool2d_grad", "max_pool2d_select",
+                     "layer_norm", "layer_norm_grad"}) | XENT_OPS
 
 
 @dataclass(frozen=True)
@@ -205,4 +207,6 @@ _BUILDERS = {
     "log_softmax": lambda name, t, node: _softmax(name, t, node, log=True),
     "max_pool2d_grad": _max_pool2d_grad,
     "max_pool2d_select": _max_pool2d_select,
+    "layer_norm": layer_norm_kernel,
+    "layer_norm_grad": layer_norm_grad_kernel,
 }
