@@ -109,8 +109,9 @@ class LayerNormalization(Layer):
 
     out = gamma * (x - mean) / sqrt(var + epsilon) + beta, mean and the biased variance
     taken over `axis` of each example; gamma and beta have the shape of those axes. With
-    rms_scaling: out = gamma * x / sqrt(mean(x^2) + epsilon), and no beta. Composed of
-    graphc's reductions, so the compiler fuses it into the kernels around it.
+    rms_scaling: out = gamma * x / sqrt(mean(x^2) + epsilon), and no beta. Over the last
+    axis it is gc.layer_norm (one row kernel forward, one back); over other axes it is
+    composed of graphc's reductions.
     """
 
     def __init__(self, axis=-1, epsilon: float = 1e-3, center: bool = True,
@@ -145,6 +146,8 @@ class LayerNormalization(Layer):
 
     def call(self, x: gc.Tensor, training: bool = False) -> gc.Tensor:
         axes = self._axes(x.ndim)
+        if axes == (x.ndim - 1,) and not self.rms_scaling:      # one row kernel each way
+            return gc.layer_norm(x, self.gamma, self.beta, self.epsilon)
         if self.rms_scaling:
             out = x * (1.0 / gc.sqrt(gc.mean(gc.square(x), axis=axes, keepdims=True)
                                      + self.epsilon))
