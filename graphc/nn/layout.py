@@ -26,6 +26,7 @@ from graphc.sites import user_stacklevel
 CHANNELS_FIRST, CHANNELS_LAST = "channels_first", "channels_last"
 FORMATS = (CHANNELS_FIRST, CHANNELS_LAST)
 SMALL_CHANNEL_COUNTS = (1, 2, 3, 4)      # what a last axis of channels usually holds
+MIN_SIDE = 8                             # and the sides of such an image at least
 
 
 class ChannelsLastWarning(UserWarning):
@@ -77,10 +78,12 @@ def channels_axis(data_format: str, ndim: int) -> int:
 
 
 def looks_channels_last(example_shape) -> bool:
-    """(height, width, channels) of a few channels, read as channels_first?"""
+    """An image (height, width, channels) of a few channels, read as channels_first: the
+    last axis is 1 to 4 and every other axis at least MIN_SIDE (a feature map of many
+    channels and few pixels, such as (16, 4, 4), is not taken for one)."""
     shape = tuple(example_shape)
-    return len(shape) >= 2 and shape[-1] in SMALL_CHANNEL_COUNTS and shape[0] > shape[-1] \
-        and shape[0] > max(SMALL_CHANNEL_COUNTS)
+    return len(shape) >= 2 and shape[-1] in SMALL_CHANNEL_COUNTS \
+        and min(shape[:-1]) >= MIN_SIDE
 
 
 def hint(example_shape, data_format: str, layer) -> str:

@@ -43,6 +43,7 @@ REREADING_OPS = {"matmul", "conv2d", "conv2d_grad_input", "conv2d_grad_weight",
 BUFFER_OPERAND_OPS = RAW_OPS | {"take"}     # operands read directly by hand-written code
 COMPUTED_OPERANDS = {"take": (1,), **INLINE_OPERANDS}   # ...except these positions
 RESHAPE_READERS = RAW_OPS - XENT_OPS     # read a reshaped buffer's bytes in place
+CONV_OPS = ("conv2d", "conv2d_grad_input", "conv2d_grad_weight")
 
 
 @dataclass
@@ -118,7 +119,21 @@ def choose_stored(graph: Graph, outputs: list[Tensor]) -> set[Tensor]:
                 stored.add(t)
         if node.op == "matmul":
             _store_gemm_operands(node, stored)
+        elif node.op in CONV_OPS:
+            _store_conv_operands(node, stored)
     return stored
+
+
+def _store_conv_operands(node, stored: set) -> None:
+    """The implicit-GEMM convolutions gather windows from a buffer or a reshape of one
+    (codegen/conv_gemm.py); any other operand (a channels_last image seen channels_first,
+    a transposed view) is stored first, else the convolution falls back to its loop kernel."""
+    def is_buffer(v):
+        return v in stored or v.producer is None
+    for operand in node.inputs:
+        view = operand_view(operand, is_buffer)
+        if view is None or view[1]:
+            stored.add(operand)
 
 
 def _gathered_roots(node) -> list[Tensor]:
