@@ -15,13 +15,15 @@ Dense layer of logits. Trained by AdamW with softmax cross-entropy.
 from __future__ import annotations
 
 import argparse
+import functools
 
 from graphc import nn, optim
 from graphc.models import common
 
-DEFAULTS = {"dataset": "fashion-mnist", "epochs": 5, "batch_size": 128, "lr": 2e-3}
+DEFAULTS = {"dataset": "fashion-mnist", "epochs": 5, "batch_size": 128, "lr": 3e-3}
 SETTINGS = {"patch": 4, "dim": 64, "depth": 3, "heads": 4, "mlp": 128}
 SMALL_IMAGE_PATCH = 2           # the 8x8 digits: 2x2 patches (16 of them)
+WARMUP = 0.1                    # of the training steps, with the learning-rate schedule
 
 
 def patch_embedding(x, patch: int, dim: int):
@@ -67,12 +69,23 @@ def vit(input_shape, num_classes: int = 10, patch: int | None = None, dim: int |
     return nn.Model(inputs, nn.Dense(num_classes, name="logits")(x), name=name)
 
 
+def learning_rate(peak: float, steps: int | None):
+    """`peak`, or with the training's step count a linear warmup to it over WARMUP of the
+    steps and a cosine decay to zero over the rest (what small transformers train best with)."""
+    if not steps:
+        return peak
+    warmup = max(1, int(WARMUP * steps))
+    return optim.schedules.CosineDecay(0.0, steps - warmup, warmup_target=peak,
+                                       warmup_steps=warmup)
+
+
 def build(input_shape, num_classes: int = 10, seed: int = 0, *, lr: float | None = None,
-          device=None, **settings) -> nn.Model:
-    """The ViT, compiled with AdamW and sparse softmax cross-entropy from logits."""
+          device=None, steps: int | None = None, **settings) -> nn.Model:
+    """The ViT, compiled with AdamW (the schedule of `learning_rate` when the number of
+    training steps is given) and sparse softmax cross-entropy from logits."""
     common.set_seed(seed)
     model = vit(input_shape, num_classes, **settings)
-    model.compile(optim.AdamW(lr or DEFAULTS["lr"], weight_decay=1e-4),
+    model.compile(optim.AdamW(learning_rate(lr or DEFAULTS["lr"], steps), weight_decay=1e-4),
                   nn.losses.SparseCategoricalCrossentropy(from_logits=True), ["accuracy"],
                   device=device)
     return model
@@ -80,7 +93,9 @@ def build(input_shape, num_classes: int = 10, seed: int = 0, *, lr: float | None
 
 def train(args: argparse.Namespace) -> dict:
     """Fit on --dataset (Fashion-MNIST by default), report test accuracy, save curves."""
-    return common.train_classifier("vit", build, args)
+    examples = len(common.load_split(args).x_train)
+    steps = args.epochs * -(-examples // args.batch_size)
+    return common.train_classifier("vit", functools.partial(build, steps=steps), args)
 
 
 main = common.make_main(__doc__, DEFAULTS, train)
