@@ -139,6 +139,26 @@ def test_attention_head_views_cost_no_copy_kernel(cl_device):
     assert fn.kernel_count == 7, fn.dump()
 
 
+def test_residual_add_after_a_dense_layer_on_sequences_is_its_epilogue(cl_device):
+    """Dense on (batch, steps, features) multiplies rows (a reshape to 2-D and back): the
+    residual add reads the product through that reshape at its own position, so it is
+    stored by the GEMM, one kernel."""
+    x = gc.placeholder((3, 5, 8), gc.float32, name="x")
+    dense = gc.nn.Dense(8, activation="relu")
+    out = x + dense(x)
+    dense.kernel.set_value(uniform((8, 8)))
+    fn = run_and_compare([x], [out], [uniform((3, 5, 8))])
+    assert fn.kernel_count == 1, fn.dump()
+
+
+def test_index_forms_recombine_across_reshapes():
+    from graphc.codegen.index import flatten, render, unflatten, var
+    i, j = var("i", 64), var("j", 64)
+    split = unflatten(flatten([i, j], (64, 64)), (64, 4, 16))
+    assert [render(f) for f in split] == ["i", "((j) / 16)", "((j) % 16)"]
+    assert [render(f) for f in unflatten(flatten(split, (64, 4, 16)), (64, 64))] == ["i", "j"]
+
+
 # ---- the MLP training step ----
 
 def mlp_step(batch=8, dims=(16, 12, 12, 10), lr=0.1):

@@ -110,9 +110,9 @@ def _epilogue(group, low: Lowering, buffer_of, t: Tensor, out: list) -> Epilogue
     stores = []
     for value in group.stores:
         name = low.local(buffer_of[value], value.dtype)
-        for part, index in store_targets(value, out, t.shape):
+        for part, at, index in store_targets(value, out, t.shape):
             stores.append(f"  {name}[{_index(flatten(index, value.shape))}] = "
-                          f"{_stored(emitter.value(low.at(part, out)), value.dtype)};")
+                          f"{_stored(emitter.value(low.at(part, at)), value.dtype)};")
     T = c_type(t.dtype)
     head = [f"const int gb = {{b}}; const int gi = {{i}}; const int gj = {{j}}; "
             f"const {T} acc = {{acc}};"]
