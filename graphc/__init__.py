@@ -12,7 +12,7 @@ from graphc.dtypes import bool_, float16, float32, float64, int32, int64
 from graphc.errors import (CheckpointError, CodegenError, CompileError, DeviceError,
                            DisconnectedError, DTypeError, FeedError, GraphcError, LaunchError,
                            NonDifferentiableError, NumericsError, ParseError, ShapeError,
-                           ValidationError, VerifyError)
+                           IndexRangeError, TruthValueError, ValidationError, VerifyError)
 from graphc.function import Function, function
 from graphc.runtime import Device, devices as runtime_devices
 from graphc.gradcheck import gradcheck

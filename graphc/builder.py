@@ -61,18 +61,40 @@ def constant(value, dtype=None, name: str | None = None) -> Tensor:
 
 
 def as_tensor(value, like: np.dtype | None = None) -> Tensor:
-    """A tensor as is; a Python scalar as a constant of `like`'s dtype; an array as a constant."""
+    """A tensor as is; a Python scalar as a constant of `like`'s dtype; an array as a constant.
+    Without `like` (no tensor beside it) a bool scalar is refused: see refuse_bool."""
     if isinstance(value, Tensor):
         return value
-    if like is not None and np.ndim(value) == 0 and not isinstance(value, np.ndarray):
+    if like is None:
+        refuse_bool(value)
+    if like is not None and dtypes.is_weak_scalar(value):
         return constant(value, dtypes.weak_scalar_dtype(value, like))
     return constant(value)
 
 
+def refuse_bool(value) -> None:
+    """A Python (or numpy) bool where a tensor is expected is almost always the result of a
+    comparison that Python, not graphc, evaluated: `a == b` between values that are not
+    graphc tensors, or `x in seq`. Taking it as a constant would silently give a wrong
+    number (a mean of False is 0.0), so it is an error; gc.constant(True) says it on purpose."""
+    if isinstance(value, (bool, np.bool_)):
+        kind, flag = "Python bool" if isinstance(value, bool) else "numpy bool", bool(value)
+        raise DTypeError(
+            f"got the {kind} {flag} where a tensor is expected: it is "
+            "probably the result of a comparison Python evaluated (== or != between values "
+            "that are not graphc tensors, `in`, `and`/`or`); compare tensors with == or "
+            f"gc.equal, or write gc.constant({flag}) for a constant\n"
+            f"  created at {user_site() or '<unknown>'}")
+
+
 def as_tensors(*values) -> list[Tensor]:
-    """Convert operands together, so Python scalars take the dtype of the tensors beside them."""
+    """Convert operands together, so Python scalars take the dtype of the tensors beside them;
+    numpy arrays and numpy scalars count with their own dtypes (NEP 50)."""
     tensors = [v for v in values if isinstance(v, Tensor)]
-    arrays = [v for v in values if isinstance(v, np.ndarray)]
+    arrays = [v for v in values if isinstance(v, (np.ndarray, np.generic))]
+    if not tensors and not any(isinstance(a, np.ndarray) for a in arrays):
+        for value in values:            # only scalars: none of them may be a bool
+            refuse_bool(value)
     like = None
     if tensors or arrays:
         like = dtypes.promote(*[t.dtype for t in tensors], *[dtypes.as_dtype(a.dtype) for a in arrays])

@@ -14,10 +14,12 @@ import networkx as nx
 from graphc import config
 from graphc.builder import apply
 from graphc.codegen.build import STEP_BUFFER, BuiltKernel, build_kernels
-from graphc.codegen.horizontal import merge_kernels, mergeable_kernel
+from graphc.codegen.capabilities import check_device_dtypes
+from graphc.codegen.horizontal import merge_within_caps, mergeable_kernel
 from graphc.codegen.opencl import program_source
+from graphc.device_limits import check_kernels, check_memory_plan
 from graphc.errors import FeedError, ShapeError
-from graphc.ir import Graph, Tensor
+from graphc.ir import Graph, Tensor, is_among
 from graphc.ops import get_op
 from graphc.passes.fuse import Group, cone, dependency_graph, make_groups, reads_of
 from graphc.passes.pipeline import optimize
@@ -55,6 +57,7 @@ def compile_graph(inputs, outputs, updates, device) -> Compiled:
     _check_inputs(graph, inputs)
     on_pass = _print_pass if config.debug_level() >= 3 else None
     graph, records = optimize(graph, on_pass=on_pass)
+    check_device_dtypes(graph, device)      # before any kernel is generated or built
     values = [_materializable(v) for v in graph.outputs]
     if any(v is not o for v, o in zip(values, graph.outputs)):    # copies of leaves added
         graph = Graph.from_outputs(values, inputs=graph.inputs, name=graph.name)
@@ -69,8 +72,10 @@ def compile_graph(inputs, outputs, updates, device) -> Compiled:
     memory = plan_memory(steps, scratch, stored, buffer_of)
     leaf_map = {leaf: leaf_names[leaf] for leaf in graph.inputs
                 if not (leaf.role == "constant" and leaf.size == 1)}
+    held = check_memory_plan(device, inputs, memory, leaf_map)   # before generating code
     kernels = _build_kernels(steps, {**memory.buffer_of, **leaf_map}, device)
     plan, leaves = _plan(graph, inputs, outs, kernels, memory, leaf_map, device)
+    check_kernels(device, plan, kernels, held)                   # before building it
     return Compiled(plan, kernels, memory, graph, records, leaves,
                     [memory.buffer_of[t] for t in outs])
 
@@ -100,7 +105,7 @@ def _fuse(graph: Graph, outs, targets, new_values, leaf_names):
     buffer_of = {t: f"out{i}" for i, t in enumerate(outs)}
     writes, copied = {}, []
     for variable, value in zip(targets, new_values):
-        if variable in writes.values() or variable in (v for _, v in copied):
+        if is_among(variable, writes.values()) or is_among(variable, (v for _, v in copied)):
             raise ShapeError(f"variable {variable.name!r} is updated twice in one function")
         if value in writes:
             copied.append((value, variable))      # one value, several variables: copies
@@ -137,7 +142,7 @@ def _in_place_ok(variable: Tensor, group: Group, groups, stored: set, dag, reads
     for t in [group.root] + group.stores:
         for value in cone(t, stored):
             node = value.producer
-            if node is None or variable not in node.inputs:
+            if node is None or not is_among(variable, node.inputs):
                 continue
             if value in body or get_op(node.op).kind != "elementwise" \
                     or not value.shape == variable.shape == group.root.shape:
@@ -186,8 +191,7 @@ def _merged(built: list[list[BuiltKernel]], group_size: int) -> list[BuiltKernel
         at = [k[position] for k in built if len(k) > position]
         merged = [k for k in at if mergeable_kernel(k)]
         alone = [k for k in at if not mergeable_kernel(k)]
-        if len(merged) > 1:
-            merged = [merge_kernels(merged, group_size)]
+        merged = merge_within_caps(merged, group_size)
         kernels += merged + alone
     return kernels
 

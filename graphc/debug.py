@@ -4,10 +4,14 @@ GRAPHC_CHECK_NUMERICS=1 runs each call's kernels one at a time and stops at the 
 that writes a NaN or an Inf, naming the op that first produced it and the user's line
 (NumericsError). GRAPHC_VALIDATE=1 compares every value a kernel stores with the reference
 interpreter and names the first that diverges; the ops of that kernel are then run alone on
-the device to find which one is wrong (ValidationError). On either failure the variables
-get back the values they had before the call. GRAPHC_DUMP=DIR writes a report per function
-(graphc.report). Function calls the two hooks `on_function_compiled` and
-`on_function_called`; `equation_context` and `kernel_context` serve other stages' errors.
+the device to find which one is wrong (ValidationError). Both modes also stop at the first
+kernel whose indexing op (take, its gradient, sparse cross-entropy labels: the ops with an
+`index_range`) read an index out of range, naming the op, the value, its position and the
+user's line (IndexRangeError, graphc.indexcheck): without checking, a device clamps such an
+index and cannot report it. On any failure the variables get back the values they had
+before the call. GRAPHC_DUMP=DIR writes a report per function (graphc.report). Function
+calls the two hooks `on_function_compiled` and `on_function_called`; `equation_context` and
+`kernel_context` serve other stages' errors.
 """
 from __future__ import annotations
 
@@ -18,7 +22,8 @@ import weakref
 import numpy as np
 
 from graphc.dump import anatomy, plan_hazards, value_names
-from graphc.errors import GraphcError, NumericsError, ValidationError
+from graphc.errors import GraphcError, IndexRangeError, NumericsError, ValidationError
+from graphc.indexcheck import first_index_problem
 from graphc.interp import leaf_value, run_node
 from graphc.ir import Graph, Node, Tensor
 from graphc.passes.fuse import cone
@@ -185,6 +190,9 @@ class Checker:
         view = self.views[index]
         for buffer, t in view.writes.items():
             self.device[t] = read_value(self.fn.executable, buffer, t)
+        self.failure = self._check_indices(view)
+        if self.failure is not None:
+            return
         for buffer, t in view.writes.items():
             if self.numerics:
                 self.failure = self._check_finite(view, buffer, t)
@@ -198,6 +206,18 @@ class Checker:
         for name, leaf in self.compiled.leaves.items():
             if leaf.role == "variable" and name in self.fn.executable.variables:
                 self.fn.executable.variables[name].write(self.leaves[leaf])
+
+    # -- indices --
+
+    def _check_indices(self, view) -> IndexRangeError | None:
+        """The first out-of-range index an indexing op of the kernel read, as an error."""
+        found = first_index_problem(view.nodes, self.device, self.step)
+        if found is None:
+            return None
+        node, problem = found
+        mode = "GRAPHC_CHECK_NUMERICS" if self.numerics else "GRAPHC_VALIDATE"
+        return IndexRangeError(f"{mode}: kernel #{view.index} {view.launch.name} read an index"
+                               f" out of range: {problem}\n{self._context(node)}")
 
     # -- numerics --
 

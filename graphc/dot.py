@@ -14,7 +14,7 @@ from pathlib import Path
 
 from graphc.dump import anatomy, buffer_labels, compiled_parts, graph_of, value_names
 from graphc.errors import GraphcError
-from graphc.ir import Graph, Tensor
+from graphc.ir import Graph, Tensor, is_among
 from graphc.printer import assign_names, format_equation, format_leaf, header_leaves
 
 INSTALL_HINT = ("rendering SVG needs Graphviz: install the `dot` program (Debian/Ubuntu: "
@@ -124,7 +124,7 @@ def compiled_dot(compiled, name: str = "function") -> str:
 
 def _kernel_node(node_id: str, node, view, names: dict, labels: dict) -> str:
     """One equation inside a kernel cluster; a stored value names its buffer."""
-    stored = [b for b, t in view.writes.items() if t in node.outputs]
+    stored = [b for b, t in view.writes.items() if is_among(t, node.outputs)]
     if not stored:
         return f"    {node_id} [label={quote(_node_label(node, names))}];"
     extra = "\n-> " + ", ".join(labels.get(b, b) for b in stored)

@@ -15,6 +15,9 @@ bool_ = np.dtype(np.bool_)
 # Order of the promotion lattice: a binary op takes the later of its operands' dtypes.
 # Unlike numpy, an integer never widens a float (int32 + float32 is float32), as in
 # PyTorch and JAX: on a GPU a silent float64 is a bug, not a feature.
+# Scalars follow NEP 50 (numpy 2) and JAX: a Python bool/int/float is weak (it takes the
+# dtype of the tensors beside it), a numpy scalar (np.float64(1) / 3) is strong: it keeps its
+# dtype and promotes like an array of that dtype.
 SUPPORTED = (bool_, int32, int64, float16, float32, float64)
 SHORT_NAMES = {bool_: "bool", int32: "i32", int64: "i64",
                float16: "f16", float32: "f32", float64: "f64"}
@@ -62,6 +65,11 @@ def promote(*dtypes: np.dtype) -> np.dtype:
     return max((np.dtype(d) for d in dtypes), key=SUPPORTED.index)
 
 
+def is_weak_scalar(value) -> bool:
+    """A Python bool, int or float (not a numpy scalar: np.float64 subclasses float)."""
+    return isinstance(value, (bool, int, float)) and not isinstance(value, np.generic)
+
+
 def weak_scalar_dtype(value, other: np.dtype) -> np.dtype:
     """The dtype a Python scalar takes next to a tensor of dtype `other` (it never widens it)."""
     if isinstance(value, (bool, np.bool_)):
@@ -74,11 +82,14 @@ def weak_scalar_dtype(value, other: np.dtype) -> np.dtype:
 
 
 def default_dtype_of(value) -> np.dtype:
-    """The dtype of a Python scalar or numpy array used alone as a constant."""
-    if isinstance(value, (bool, np.bool_)):
+    """The dtype of a Python scalar or numpy array used alone as a constant: a numpy scalar
+    or array keeps its own; Python numbers (and lists of them) take the defaults."""
+    if isinstance(value, np.generic):
+        return as_dtype(value.dtype)
+    if isinstance(value, bool):
         return bool_
-    if isinstance(value, (int, np.integer)) and not isinstance(value, np.ndarray):
-        return DEFAULT_INT if isinstance(value, int) else as_dtype(np.asarray(value).dtype)
+    if isinstance(value, int):
+        return DEFAULT_INT
     if isinstance(value, float):
         return DEFAULT_FLOAT
     array = np.asarray(value)

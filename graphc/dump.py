@@ -13,7 +13,7 @@ import types
 from collections import Counter
 from dataclasses import dataclass
 
-from graphc.ir import Graph, Node, Tensor
+from graphc.ir import Graph, Node, Tensor, position_of
 from graphc.passes.fuse import cone
 from graphc.printer import assign_names, format_equation, generated_names, with_sites
 
@@ -110,7 +110,7 @@ def stored_by_kernel(compiled) -> list[dict[str, Tensor]]:
         for buffer in written_buffers(kernel):
             t = _writer_match(pending.get(buffer, []), kernel, stored)
             if t is not None:
-                pending[buffer].remove(t)
+                pending[buffer] = [c for c in pending[buffer] if c is not t]
                 writes[buffer] = t
         result.append(writes)
     return result
@@ -122,7 +122,7 @@ def _writer_match(candidates: list[Tensor], kernel, stored: set) -> Tensor | Non
         return None
     ops = Counter(kernel.ops)
     return max(candidates, key=lambda t: (_fits_ops(t, ops, stored), _fits_name(t, kernel),
-                                          -candidates.index(t)))
+                                          -position_of(t, candidates)))
 
 
 def _fits_ops(t: Tensor, ops: Counter, stored: set) -> bool:

@@ -7,7 +7,7 @@ __all__ = [
     "GraphcError", "ShapeError", "DTypeError", "FeedError", "VerifyError", "ParseError",
     "DisconnectedError", "NonDifferentiableError", "RewriteError", "CodegenError",
     "CompileError", "DeviceError", "LaunchError", "NumericsError", "ValidationError",
-    "CheckpointError",
+    "CheckpointError", "TruthValueError", "IndexRangeError",
 ]
 
 
@@ -58,3 +58,12 @@ class ValidationError(GraphcError):
 class CheckpointError(GraphcError, ValueError):
     """A saved model or weights file that cannot be loaded (corrupt, incomplete, hostile or
     mismatched); the message names the file and the entry or field."""
+
+
+class TruthValueError(GraphcError, TypeError):
+    """A symbolic tensor was used where Python needs a bool (`if t:`, `and`, `bool(t)`)."""
+
+
+class IndexRangeError(GraphcError, IndexError):
+    """An index or label fed to an indexing op is out of range (the interpreter, and
+    GRAPHC_CHECK_NUMERICS / GRAPHC_VALIDATE on a device)."""

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphc.errors import VerifyError
+from graphc.errors import IndexRangeError, VerifyError
 from graphc.feeds import check_feed, missing_feed_error, resolve_feed_keys
 from graphc.ir import Graph, Node, Tensor
 from graphc.ops import get_op
@@ -21,13 +21,37 @@ def leaf_value(leaf: Tensor, feeds: dict) -> np.ndarray:
 
 
 def run_node(node: Node, args: list[np.ndarray], step: int = 0) -> list[np.ndarray]:
-    """Evaluate one node with its op's numpy reference."""
+    """Evaluate one node with its op's numpy reference (IndexRangeError for an index out
+    of its op's range)."""
     opdef = get_op(node.op)
+    problem = index_problem(node, args)
+    if problem is not None:
+        raise IndexRangeError(problem)
     extra = {"step": step} if opdef.kind == "random" else {}
     with np.errstate(all="ignore"):
         result = opdef.ref(*args, **node.attrs, **extra)
     results = result if isinstance(result, (tuple, list)) else [result]
     return [_conform(node, out, np.asarray(r)) for out, r in zip(node.outputs, results)]
+
+
+def index_problem(node: Node, args: list) -> str | None:
+    """What is wrong with the first out-of-range index `node` would read, or None."""
+    rule = get_op(node.op).index_range
+    valid = rule([v.type for v in node.inputs], **node.attrs) if rule is not None else None
+    if valid is None:
+        return None
+    values = np.asarray(args[valid.operand])
+    bad = (values < valid.low) | (values >= valid.high)
+    if not bad.any():
+        return None
+    where = np.unravel_index(int(np.argmax(bad)), values.shape) if values.ndim else ()
+    where = tuple(int(i) for i in where)
+    operand = node.inputs[valid.operand]
+    name = f" {operand.name!r}" if operand.name else ""
+    return (f"{node.op}: {valid.role} {values[where]} at position {where} of {valid.roles}"
+            f"{name} is outside [{valid.low}, {valid.high}), the valid {valid.roles} of "
+            f"{valid.of} ({int(bad.sum())} of {values.size} out of range)\n"
+            f"  created at {node.site or '<unknown>'}")
 
 
 def _conform(node: Node, out: Tensor, array: np.ndarray) -> np.ndarray:

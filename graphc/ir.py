@@ -91,6 +91,20 @@ class Tensor(TensorMethods):
         return f"<Tensor{label} {self.type} = {self.op}>"
 
 
+def is_among(value, values: Iterable) -> bool:
+    """Is `value` one of `values`, by identity? (`in` on a list or tuple calls ==, which is
+    elementwise on tensors; dicts and sets hash tensors by identity and need no help.)"""
+    return any(v is value for v in values)
+
+
+def position_of(value, values: Sequence) -> int:
+    """The index of `value` in `values`, by identity (list.index would call ==)."""
+    for i, v in enumerate(values):
+        if v is value:
+            return i
+    raise ValueError(f"{value!r} is not among the given values")
+
+
 class Node:
     """One equation: `outputs = op[attrs](inputs)`, created at `site` in the user's code."""
 

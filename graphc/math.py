@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphc import dtypes
-from graphc.builder import apply, as_tensor, as_tensors, cast, constant
+from graphc.builder import apply, as_tensor, as_tensors, cast, constant, refuse_bool
 from graphc.ir import Tensor
 
 
@@ -68,6 +68,7 @@ greater_equal = _binary("greater_equal")
 
 def logical_not(x) -> Tensor:
     """Elementwise not of a bool tensor."""
+    refuse_bool(x)
     return apply("logical_not", [as_tensor(x, dtypes.bool_)])
 
 
@@ -82,9 +83,12 @@ def logical_or(a, b) -> Tensor:
 
 
 def where(condition, a, b) -> Tensor:
-    """`a` where `condition` holds, else `b` (all three broadcast)."""
-    condition = as_tensor(condition, dtypes.bool_)
-    return apply("where", [condition, *_promoted(a, b)])
+    """`a` where `condition` holds, else `b` (all three broadcast). Scalar branches sit
+    beside the condition, so `where(mask, True, False)` is a bool tensor."""
+    refuse_bool(condition)
+    condition, a, b = as_tensors(condition, a, b)
+    common = dtypes.promote(a.dtype, b.dtype)
+    return apply("where", [condition, cast(a, common), cast(b, common)])
 
 
 def clip(x, lo, hi) -> Tensor:

@@ -1,11 +1,16 @@
 """Operators and methods of `Tensor`, delegating to the functional API.
 
-`==` and `!=` keep Python's identity meaning (as in Theano and TF 1.x), so tensors work as
-dict keys; use `gc.equal` / `gc.not_equal` for the elementwise comparison.
+`==` and `!=` are elementwise, as in numpy, JAX and TF2: `gc.argmax(p, 1) == y` is a bool
+tensor (gc.equal), never a Python bool. Tensors stay hashable by identity, so they remain
+dict keys and set members; code that needs identity compares with `is` (never `==`, `in` on
+a list of tensors, `list.index` or `list.remove`, which call `==`). A tensor has no truth
+value: `bool(t)`, `if t:` and `t1 == t2 and ...` raise TruthValueError.
 """
 from __future__ import annotations
 
 import importlib
+
+import numpy as np
 
 
 def _gc():
@@ -41,11 +46,21 @@ class TensorMethods:
     def __or__(self, other): return _gc().logical_or(self, other)
     def __invert__(self): return _gc().logical_not(self)
     def __getitem__(self, index): return _gc().getitem(self, index)
-    __hash__ = object.__hash__
+
+    def __eq__(self, other):
+        return _gc().equal(self, other) if _comparable(other) else NotImplemented
+
+    def __ne__(self, other):
+        return _gc().not_equal(self, other) if _comparable(other) else NotImplemented
+
+    __hash__ = object.__hash__          # identity: defining __eq__ would otherwise unset it
 
     def __bool__(self):
-        raise TypeError("a symbolic tensor has no truth value: it is known only when the graph"
-                        " runs (use gc.where for a data-dependent choice)")
+        from graphc.errors import TruthValueError
+        raise TruthValueError(
+            f"the truth value of a symbolic tensor ({self!r}) is unknown until the function "
+            "runs; use gc.where for a data-dependent choice, gc.equal / == for an elementwise "
+            "comparison, and `is` to ask whether two tensors are the same object")
 
     def __len__(self):
         if not self.shape:
@@ -99,3 +114,9 @@ class TensorMethods:
     def set_value(self, value):
         """Replace a variable's value."""
         return _gc().builder.set_value(self, value)
+
+
+def _comparable(other) -> bool:
+    """Does `x == other` compare elementwise? Tensors, numbers, arrays and sequences do;
+    None, strings and other objects fall back to Python's identity comparison (False)."""
+    return isinstance(other, (TensorMethods, int, float, np.generic, np.ndarray, list, tuple))

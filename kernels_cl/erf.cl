@@ -7,10 +7,10 @@
 //   otherwise:  1 - erfc(|x|), erfc(a) = t exp(-a^2 + P(t)), t = 1 / (1 + a / 2), P of
 //               degree 9 fitted by least squares to log(erfc(a) exp(a^2) / t) on
 //               [0.5, 10] (relative error of erfc < 3e-9 in exact arithmetic)
-// which is within 2e-7 of erf in float32 arithmetic. double keeps the built-in erf (its
-// full precision); half computes in float. The double and half versions are compiled only
-// for programs that call them (graphc/codegen/opencl.py defines GRAPHC_ERF_DOUBLE or
-// GRAPHC_ERF_HALF), where the extension pragmas are on.
+// which is within 2e-7 of erf in float32 arithmetic (float16 is computed in float, so it
+// calls this one too). double keeps the built-in erf (its full precision), compiled only
+// for programs that call it (graphc/codegen/opencl.py defines GRAPHC_ERF_DOUBLE), where
+// the fp64 pragma is on.
 
 inline float graphc_erf_float(float x) {
     float a = fabs(x);
@@ -29,8 +29,4 @@ inline float graphc_erf_float(float x) {
 
 #ifdef GRAPHC_ERF_DOUBLE
 inline double graphc_erf_double(double x) { return erf(x); }
-#endif
-
-#ifdef GRAPHC_ERF_HALF
-inline half graphc_erf_half(half x) { return (half)graphc_erf_float((float)x); }
 #endif

@@ -23,6 +23,22 @@ class NonDifferentiable:
 
 
 @dataclass(frozen=True)
+class IndexRange:
+    """The valid values of an op's integer index operand: [low, high) (numpy.take's
+    negatives from the end included where the op allows them)."""
+
+    operand: int                # which input holds the indices
+    low: int
+    high: int
+    role: str                   # what one value is: "index", "label"
+    of: str                     # what it indexes: "axis 0 of size 5", "7 classes"
+
+    @property
+    def roles(self) -> str:
+        return "indices" if self.role == "index" else self.role + "s"
+
+
+@dataclass(frozen=True)
 class OpDef:
     """Everything about one op.
 
@@ -33,6 +49,10 @@ class OpDef:
         the input's shape centrally. Or a NonDifferentiable marker.
     templates: language -> code template (an expression over in0, in1, ... for
         elementwise ops, or the name of a kernels_cl template).
+    index_range(types, **attrs) -> IndexRange | None: for ops that read at data-dependent
+        positions, which values of which operand are valid. Out of range, the interpreter
+        and GRAPHC_CHECK_NUMERICS / GRAPHC_VALIDATE raise IndexRangeError; device kernels
+        stay inside their buffers (they clamp or select nothing) but have no error channel.
     """
 
     name: str
@@ -45,6 +65,7 @@ class OpDef:
     templates: Mapping[str, str] = field(default_factory=dict)
     doc: str = ""
     commutative: bool = False
+    index_range: Callable | None = None
 
     def __post_init__(self):
         if self.kind not in KINDS:

@@ -3,8 +3,11 @@
 `softmax_cross_entropy(logits, targets, axis)` is -sum(t * log_softmax(logits)) along `axis`
 (TF's softmax_cross_entropy_with_logits and its sparse form in one op). `targets` are either
 integer class labels (the logits' shape without `axis`) or float probabilities (the logits'
-shape). A label outside [0, depth) selects no class: its loss is 0 and its gradient 0 (what
--sum(one_hot(label) * log_softmax) gives, one_hot being all zeros there).
+shape). Labels are class indices in [0, depth) (no negatives from the end): outside it the
+interpreter and GRAPHC_CHECK_NUMERICS / GRAPHC_VALIDATE raise IndexRangeError naming the
+label, its position and the user's line; a device run without checking, which has no error
+channel, gives such a row loss 0 and gradient 0 (what -sum(one_hot(label) * log_softmax)
+gives) and reads nothing outside the logits.
 
 The gradient op `softmax_cross_entropy_grad(logits, targets, g, axis)` is
 g * (sum(t) * softmax(logits) - t), with t the one-hot rows of labels. Both lower to row
@@ -17,7 +20,7 @@ import numpy as np
 from graphc import dtypes
 from graphc.errors import DTypeError, ShapeError
 from graphc.ir import TensorType
-from graphc.ops import OpDef, register
+from graphc.ops import IndexRange, OpDef, register
 
 TEMPLATE = {"opencl": "codegen/cross_entropy.py"}
 
@@ -45,6 +48,14 @@ def _check_targets(x: TensorType, targets: TensorType, axis: int) -> None:
                              f"got {targets.shape}")
     elif targets.dtype != x.dtype or targets.shape != x.shape:
         raise DTypeError(f"float targets must match the logits' type {x}, got {targets}")
+
+
+def _label_range(types, axis):
+    x, targets = types[:2]
+    if not is_sparse(targets):
+        return None
+    depth = x.shape[axis]
+    return IndexRange(1, 0, depth, "label", f"{depth} classes (axis {axis} of the logits)")
 
 
 def _loss_infer(types, axis):
@@ -122,7 +133,9 @@ def _grad_vjp(h, y, x, targets, g, axis):
 
 register(OpDef("softmax_cross_entropy", "opaque", 2, ("axis",), _loss_infer, _loss_ref,
                _loss_vjp, TEMPLATE,
-               "-sum(t * log_softmax(logits)) along axis; t: labels (one-hot) or probabilities."))
+               "-sum(t * log_softmax(logits)) along axis; t: labels (one-hot) or probabilities.",
+               index_range=_label_range))
 register(OpDef("softmax_cross_entropy_grad", "opaque", 3, ("axis",), _grad_infer, _grad_ref,
                _grad_vjp, TEMPLATE,
-               "g * (sum(t) * softmax(logits) - t) along axis: the cross-entropy's gradient."))
+               "g * (sum(t) * softmax(logits) - t) along axis: the cross-entropy's gradient.",
+               index_range=_label_range))

@@ -5,9 +5,15 @@
 Public code builds them through `slice_tensor`, which canonicalizes them (equal slices
 compare equal for CSE). Gradients scatter back: `pad` for unit steps, `slice_grad`
 otherwise; `take`'s gradient is `take_grad`, a scatter-add. Each scatter's own gradient
-is the gather again, so higher orders work. Out-of-range `take` indices: constant ones are
-a ShapeError at build time; fed ones make the interpreter raise numpy's IndexError, while
-device kernels clamp them (no device-side error channel).
+is the gather again, so higher orders work.
+
+`take` indices follow numpy.take: [-n, n) along an axis of size n, a negative one counting
+from the end (on devices too). Outside that range: constant indices are a ShapeError at
+build time, and so is taking any index from an empty axis (shapes are static); fed indices
+make the interpreter and GRAPHC_CHECK_NUMERICS / GRAPHC_VALIDATE raise IndexRangeError
+naming the op, the value, its position and the user's line. A device run without checking
+has no error channel: it clamps the index to [0, n) (take) or drops it (take_grad), and
+never reads or writes outside a buffer.
 """
 from __future__ import annotations
 
@@ -19,7 +25,7 @@ from graphc import dtypes
 from graphc.builder import apply, as_tensor, op_error_text
 from graphc.errors import DTypeError, ShapeError
 from graphc.ir import Tensor, TensorType
-from graphc.ops import OpDef, register
+from graphc.ops import IndexRange, OpDef, register
 from graphc.shapes import normalize_axis
 from graphc.sites import user_site
 
@@ -222,12 +228,28 @@ def _check_indices(indices: TensorType) -> None:
         raise DTypeError(f"indices must be int32 or int64, got {indices.dtype.name}")
 
 
+def _check_not_empty(dim: int, indices: TensorType, axis: int) -> None:
+    if dim == 0 and indices.size:
+        raise ShapeError(f"cannot take {indices.size} indices from axis {axis} of size 0: an "
+                         f"empty axis has no element to read")
+
+
 def _take_infer(types, axis):
     x, indices = types
     _check_indices(indices)
     if x.ndim == 0:
         raise ShapeError("cannot take along an axis of a 0-d tensor")
-    return TensorType(_take_shape(x.shape, indices.shape, normalize_axis(axis, x.ndim)), x.dtype)
+    axis = normalize_axis(axis, x.ndim)
+    _check_not_empty(x.shape[axis], indices, axis)
+    return TensorType(_take_shape(x.shape, indices.shape, axis), x.dtype)
+
+
+def _axis_range(dim: int, axis: int) -> IndexRange:
+    return IndexRange(1, -dim, dim, "index", f"axis {axis} of size {dim}")
+
+
+def _take_range(types, axis):
+    return _axis_range(types[0].shape[axis], axis)
 
 
 def _take_ref(x, indices, axis):
@@ -240,13 +262,15 @@ def _take_vjp(g, y, x, indices, axis):
 
 register(OpDef("take", "movement", 2, ("axis",), _take_infer, _take_ref, _take_vjp,
                {"opencl": "kernels_cl/gather.cl"},
-               "numpy.take along `axis`; the interpreter raises IndexError out of range,"
-               " devices clamp."))
+               "numpy.take along `axis` (negatives from the end); out of range, the interpreter"
+               " and the checking modes raise IndexRangeError, devices clamp.",
+               index_range=_take_range))
 
 
 def _take_grad_infer(types, axis, shape):
     g, indices = types
     _check_indices(indices)
+    _check_not_empty(shape[axis], indices, axis)
     expected = _take_shape(shape, indices.shape, axis)
     if g.shape != expected:
         raise ShapeError(f"cotangent of shape {g.shape} does not fit take's output {expected}")
@@ -267,7 +291,8 @@ def _take_grad_vjp(gg, y, g, indices, axis, shape):
 register(OpDef("take_grad", "opaque", 2, ("axis", "shape"), _take_grad_infer, _take_grad_ref,
                _take_grad_vjp, {"opencl": "kernels_cl/scatter_add.cl"},
                "Zeros of `shape` plus the input added at `indices` along `axis` (take's"
-               " gradient)."))
+               " gradient); out-of-range indices are dropped on devices.",
+               index_range=lambda types, axis, shape: _axis_range(shape[axis], axis)))
 
 
 def _check_constant_indices(x: Tensor, indices: Tensor, axis: int) -> None:

@@ -135,7 +135,9 @@ register(OpDef("one_hot", "opaque", 1, ("depth", "dtype", "axis"), _one_hot_infe
 
 
 def one_hot(indices, depth: int, dtype=dtypes.float32, axis: int = -1) -> Tensor:
-    """One-hot vectors of length `depth` along `axis`; out-of-range indices give all zeros."""
+    """One-hot vectors of length `depth` along `axis`; out-of-range indices give all zeros
+    (TF's and JAX's definition: one_hot compares, it reads nothing at the index, so it has no
+    index_range and the checking modes accept any index)."""
     indices = as_tensor(indices)
     if not isinstance(depth, (int, np.integer)):
         raise ShapeError(op_error_text("one_hot", [indices], {"depth": depth}, user_site(),
