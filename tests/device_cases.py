@@ -608,7 +608,7 @@ def _grad_softmax(g):
     return [gc.grad(loss, x)]
 
 
-@case("layer-norm", {"layer_norm", "layer_norm_grad"}, (F32, F64), tol=4)
+@case("layer-norm", {"layer_norm", "layer_norm_grad"}, FLOATS, tol=4)
 def _layer_norm(g):
     """Rows of 13 (a vector and a remainder), of 16, of 3 (no vector); the gradient by x,
     gamma and beta under a fed direction."""
