@@ -564,7 +564,7 @@ def test_lambda_of_an_anonymous_function_cannot_be_saved(tmp_path):
 
 
 def test_channels_last_input_to_a_channels_first_conv_is_explained():
-    with pytest.warns(nn.layout.ChannelsLastWarning, match=r"Input\(\(1, 28, 28\)\)"):
+    with pytest.warns(nn.ChannelsLastWarning, match=r"Input\(\(1, 28, 28\)\)"):
         layer = nn.Conv2D(8, 3)
         with pytest.raises(gc.ShapeError) as error:
             layer(gc.placeholder((2, 28, 28, 1)))

@@ -16,6 +16,7 @@ from graphc.nn.pooling import (AveragePooling1D, AveragePooling2D, AvgPool1D,  #
                                MaxPool1D, MaxPool2D, MaxPooling1D, MaxPooling2D, UpSampling2D,
                                ZeroPadding2D)
 from graphc.nn.embedding import Embedding, PositionEmbedding  # noqa: F401
+from graphc.nn.layout import ChannelsLastWarning  # noqa: F401
 from graphc.nn.attention import MultiHeadAttention  # noqa: F401
 from graphc.nn.wrappers import Bidirectional, TimeDistributed  # noqa: F401
 from graphc.nn.activation_layers import ELU, LeakyReLU, ReLU, Softmax  # noqa: F401
