@@ -220,6 +220,25 @@ def test_mlp_training_steps_keep_matching_the_interpreter(cl_device):
             np.testing.assert_allclose(p.get_value(), want, rtol=1e-5, atol=1e-6)
 
 
+def test_a_weight_used_through_a_reshape_is_updated_in_its_gradients_gemm(cl_device):
+    """MultiHeadAttention's (features, heads, dim) kernels are multiplied as (features,
+    heads * dim): the SGD update, of the weight's shape, is stored by the weight gradient's
+    GEMM straight into the variable, with no copy kernel."""
+    x = gc.placeholder((6, 4), gc.float32, name="x")
+    w = gc.variable(uniform((4, 2, 3)), name="w")
+    loss = gc.sum(gc.square(x @ gc.reshape(w, (4, 6))))
+    (grad,) = gc.grad(loss, [w])
+    step = gc.function([x], [loss], updates=[(w, w - 0.1 * grad)])
+    before, feed = w.get_value(), uniform((6, 4))
+    want = gc.interpret([loss, w - 0.1 * grad], {x: feed})
+    step(feed)
+    np.testing.assert_allclose(w.get_value(), want[1], rtol=1e-5, atol=1e-6)
+    writers = writers_of(step, {p: b for b, p in step.compiled.leaves.items()}[w])
+    assert len(writers) == 1 and step.compiled.kernels[writers[0]].name.startswith("MM"), \
+        step.dump()
+    assert not np.array_equal(before, w.get_value())
+
+
 def test_sgd_updates_are_written_in_place_by_the_kernels_that_compute_them(cl_device):
     x, y, loss, params, updates, feeds = mlp_step()
     step = gc.function([x, y], [loss], updates=updates)
