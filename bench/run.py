@@ -2,6 +2,7 @@
 
     python bench/run.py [--only sgemm,reduce,mlp,lenet,lstm,vit] [--repeats 30]
                         [--starts 3] [--torch-threads 2]
+    python bench/run.py --only serve       bench/serve.py's load test of `graphc serve`
 
 Rows: SGEMM 512/1024/2048 (GFLOP/s of bench/gemm.py's kernel and numpy's `a @ b`, wall
 time of each, timed in alternating turns), float32 sums (GB/s of the input against numpy's
@@ -246,7 +247,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """--only, --repeats, --starts, --torch-threads."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="sgemm,reduce,mlp,lenet,lstm,vit",
-                        help="comma-separated subset of sgemm,reduce,mlp,lenet,lstm,vit")
+                        help="comma-separated subset of sgemm,reduce,mlp,lenet,lstm,vit,serve")
     parser.add_argument("--repeats", type=int, default=30,
                         help="timed steps (products) per implementation")
     parser.add_argument("--starts", type=int, default=3,
@@ -254,7 +255,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--torch-threads", type=int, default=2)
     args = parser.parse_args(argv)
     args.only = [w.strip() for w in args.only.split(",") if w.strip()]
-    unknown = set(args.only) - {"sgemm", "reduce", *WORKLOADS}
+    unknown = set(args.only) - {"sgemm", "reduce", "serve", *WORKLOADS}
     if unknown:
         parser.error(f"unknown workloads: {', '.join(sorted(unknown))}")
     return args
@@ -279,10 +280,14 @@ def main(argv: list[str] | None = None) -> int:
             row = step_row(name, args.repeats, args.starts)
             rows.append(row)
             goals += step_goals(name, row)
-    print("\n".join(lines + [""] + table(rows) + ["", "Goals:"] + goals))
+    print("\n".join(lines + ([""] + table(rows) + ["", "Goals:"] + goals if rows else [])))
     if "mlp" in args.only and args.starts:
         print("\nbench/warm_start.py (MLP; its times include importing graphc):")
         print(warm_start_report(args.starts))
+    if "serve" in args.only:
+        import serve
+        print(f"\n{serve.TITLE} (bench/serve.py):")
+        serve.main([])
     print(f"\nload average at end {os.getloadavg()[0]:.1f}; whole run"
           f" {time.perf_counter() - started:.0f} s")
     return 0

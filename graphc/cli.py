@@ -245,6 +245,34 @@ def _add_bench(commands):
     bench.set_defaults(run=_cmd_bench)
 
 
+def _add_serve(commands):
+    serve = commands.add_parser(
+        "serve", help="serve an export over TensorFlow Serving's REST API",
+        description="Serve an export (fn.export / model.export) at /v1/models/NAME: status, "
+                    "metadata and predict, as TensorFlow Serving's REST API. Needs "
+                    "graphc[serve]. SIGTERM finishes the requests in flight, then exits.")
+    serve.add_argument("path", metavar="PATH", help="the export folder")
+    serve.add_argument("--name", default=None, help="model name in URLs (default: the export's)")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8501, help="port (default 8501; 0: any)")
+    serve.add_argument("--device", default=None, help="device index or name substring")
+    serve.add_argument("--no-batching", action="store_true",
+                       help="run each request on its own, not batched with concurrent ones")
+    serve.add_argument("--max-delay-ms", type=float, default=2.0,
+                       help="how long a batch waits for more rows (default 2 ms)")
+    serve.add_argument("--max-body-mb", type=float, default=32.0,
+                       help="largest request body accepted, in MiB (default 32)")
+    serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.set_defaults(run=_cmd_serve)
+
+
+def _cmd_serve(args):
+    from graphc.serve import main_serve
+
+    return main_serve(args)
+
+
 def build_parser():
     parser = _Parser(
         prog="graphc",
@@ -260,6 +288,7 @@ def build_parser():
     _add_dump(commands)
     _add_tune(commands)
     _add_bench(commands)
+    _add_serve(commands)
     return parser
 
 

@@ -105,6 +105,12 @@ class Function:
             self.last_profile = list(self.executable.last_profile)
             return self.last_profile
 
+    def export(self, path, **options):
+        """Write this function to the folder `path` for graphc.runtime.load (graphc/export.py:
+        name=, output_names=, batch_size=)."""
+        from graphc.export import export_function
+        return export_function(self, path, **options)
+
     @property
     def kernel_count(self) -> int:
         """Kernel launches per call."""

@@ -294,6 +294,12 @@ class Model(Layer):
         from graphc.nn.saving import load_weights
         load_weights(self, path)
 
+    def export(self, path, batch_size: int = 32):
+        """The inference step (predict's) for batches of `batch_size`, as a folder that
+        graphc.runtime.load runs and graphc serve serves (graphc/export.py)."""
+        from graphc.export import export_model
+        return export_model(self, path, batch_size)
+
 
 def _table(title: str, rows: list[tuple[str, str, str]], totals: list[str]) -> str:
     widths = [max(len(r[i]) for r in rows + [("Layer (type)", "Output Shape", "Param #")]) + 3
