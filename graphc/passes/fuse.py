@@ -36,7 +36,7 @@ from graphc.passes.reach import Reachability
 
 RECOMPUTE_BUDGET = 8
 TRANSCENDENTAL_COST = 4
-TRANSCENDENTAL = {"exp", "log", "sqrt", "tanh", "sigmoid", "sin", "cos", "power"}
+TRANSCENDENTAL = {"exp", "log", "sqrt", "tanh", "sigmoid", "sin", "cos", "power", "erf"}
 REREADING_OPS = {"matmul", "conv2d", "conv2d_grad_input", "conv2d_grad_weight",
                  "max_pool2d", "avg_pool2d", "avg_pool2d_grad", "take_grad"} | RAW_OPS
 BUFFER_OPERAND_OPS = RAW_OPS | {"take"}     # operands read directly by hand-written code
