@@ -1,0 +1,133 @@
+"""Walk an ONNX graph's nodes in order, converting each through its entry in CONVERTERS.
+
+`check_model` refuses, before any shape is known, what graphc cannot import: a domain or
+opset it does not know, an op with no converter, an attribute its converter does not read,
+a subgraph. `convert_nodes` then builds the graphc graph for known input shapes; a node
+whose inputs are all constants is evaluated on the spot (constant folding), so the Shape
+arithmetic that exporters emit never reaches the device.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from graphc.builder import constant
+from graphc.errors import GraphcError
+from graphc.interp import interpret
+from graphc.ir import Tensor
+from graphc.onnx import ops  # noqa: F401  (fills CONVERTERS)
+from graphc.onnx.errors import NeedsValue, OnnxImportError, UnsupportedError, node_label
+from graphc.onnx.registry import CONVERTERS, NodeView
+from graphc.sites import name_scope
+
+DOMAINS = ("", "ai.onnx")
+MIN_OPSET = 1
+
+
+def newest_opset() -> int:
+    import onnx
+    return onnx.defs.onnx_opset_version()
+
+
+def model_opset(model) -> int:
+    """The model's ai.onnx opset; UnsupportedError for one newer than the installed onnx's."""
+    versions = [o.version for o in model.opset_import if o.domain in DOMAINS]
+    opset = versions[0] if versions else 1
+    if opset > newest_opset():
+        raise UnsupportedError(f"the model uses opset {opset}; this onnx knows up to"
+                               f" {newest_opset()}")
+    return opset
+
+
+def check_model(model, opset: int) -> None:
+    """Every node has a converter that reads all of its attributes (load-time refusal)."""
+    for node in model.graph.node:
+        check_node(node, opset)
+
+
+def check_node(node, opset: int) -> None:
+    label = node_label(node, opset)
+    if node.domain not in DOMAINS:
+        raise UnsupportedError(f"{label}: domain {node.domain!r} is not supported (graphc "
+                               f"imports the default ai.onnx domain)")
+    entry = CONVERTERS.get(node.op_type)
+    if entry is None:
+        raise UnsupportedError(f"{label}: op {node.op_type} is not supported by graphc's "
+                               f"ONNX importer")
+    unknown = sorted(a.name for a in node.attribute if a.name not in entry.attrs)
+    if unknown:
+        raise UnsupportedError(f"{label}: attribute {', '.join(unknown)} is not supported")
+    extra = [i for i, name in enumerate(node.output) if name and i >= entry.max_outputs]
+    if extra:
+        raise UnsupportedError(f"{label}: output {extra[0]} of {node.op_type} is not"
+                               f" supported")
+
+
+def attributes(node) -> dict:
+    """The node's attributes as Python values (strings decoded, tensors left as protos)."""
+    from onnx import helper
+    parsed = {}
+    for attr in node.attribute:
+        value = helper.get_attribute_value(attr)
+        if isinstance(value, bytes):
+            value = value.decode()
+        elif isinstance(value, list) and value and isinstance(value[0], bytes):
+            value = [v.decode() for v in value]
+        parsed[attr.name] = value
+    return parsed
+
+
+def convert_nodes(model, opset: int, env: dict[str, Tensor], source: str,
+                  weights: dict | None = None) -> None:
+    """Convert every node, adding its outputs to `env` (ONNX value name -> tensor);
+    `weights` (the model's variables) receives the variables converters create."""
+    for index, node in enumerate(model.graph.node):
+        label = node_label(node, opset)
+        view = NodeView(node.op_type, node.name, opset, attributes(node),
+                        [env[n] if n else None for n in _inputs(node, env, label)],
+                        list(node.input), list(node.output), weights)
+        scope = node.name or f"{node.op_type}_{index}"
+        with name_scope(scope, f"{source} node {index}"):
+            outputs = _run_converter(view, label)
+        _bind_outputs(node, outputs, env, label)
+
+
+def _inputs(node, env: dict, label: str) -> list[str]:
+    for name in node.input:
+        if name and name not in env:
+            raise OnnxImportError(f"{label}: input {name!r} is produced by no earlier node, "
+                                  f"initializer or graph input")
+    return list(node.input)
+
+
+def _run_converter(view: NodeView, label: str) -> list[Tensor]:
+    entry = CONVERTERS[view.op_type]
+    if view.opset < entry.min_opset:
+        raise UnsupportedError(f"{label}: opsets below {entry.min_opset} are not supported")
+    try:
+        result = entry.fn(view)
+    except NeedsValue:
+        raise
+    except UnsupportedError as exc:
+        raise UnsupportedError(f"{label}: {exc}") from None
+    except GraphcError as exc:
+        raise type(exc)(f"{label}: {exc}") from None
+    outputs = list(result) if isinstance(result, (list, tuple)) else [result]
+    if all(x is None or x.role == "constant" for x in view.inputs):
+        outputs = [_folded(x) for x in outputs]
+    return outputs
+
+
+def _folded(x: Tensor) -> Tensor:
+    """A node output computed from constants only, evaluated now."""
+    if x is None or x.role == "constant":
+        return x
+    return constant(np.asarray(interpret(x)), x.dtype)
+
+
+def _bind_outputs(node, outputs: list[Tensor], env: dict, label: str) -> None:
+    for i, name in enumerate(node.output):
+        if not name:
+            continue
+        if i >= len(outputs) or outputs[i] is None:
+            raise UnsupportedError(f"{label}: output {i} ({name!r}) is not supported")
+        env[name] = outputs[i]

@@ -1,0 +1,266 @@
+"""ONNX neural-network ops: products, convolutions, pools, normalizations, softmaxes.
+
+Convolutions and pools are 2-D in graphc; 1-D ones run as 2-D with a height of 1. Pads the
+graphc ops cannot take directly (asymmetric, auto_pad, ceil_mode's extra row) become an
+explicit pad (-inf for max, 0 for sums) and the average's divisor a constant computed at
+import from the geometry, so every window divides by exactly ONNX's count.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+import graphc as gc
+from graphc import dtypes
+from graphc.builder import apply, cast, constant
+from graphc.ir import Tensor
+from graphc.onnx.registry import NodeView, converter, like
+
+CONV_ATTRS = ("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides")
+
+
+# ---- products ----
+
+@converter("MatMul")
+def _matmul(node: NodeView) -> Tensor:
+    return gc.matmul(node.input(0), node.input(1))
+
+
+@converter("Gemm", attrs=("alpha", "beta", "transA", "transB"))
+def _gemm(node: NodeView) -> Tensor:
+    a, b, c = node.input(0), node.input(1), node.input(2)
+    a = gc.transpose(a) if node.attr("transA", 0) else a
+    b = gc.transpose(b) if node.attr("transB", 0) else b
+    y = gc.matmul(a, b)
+    alpha, beta = node.attr("alpha", 1.0), node.attr("beta", 1.0)
+    if alpha != 1.0:
+        y = y * like(alpha, y)
+    if c is not None and beta != 0.0:
+        y = y + (c if beta == 1.0 else c * like(beta, c))
+    return y
+
+
+# ---- geometry shared by convolutions and pools ----
+
+def _spatial(node: NodeView, x: Tensor, kernel: list[int], ceil: bool = False):
+    """(strides, dilations, [(before, after)] pads) of an N-d window op after auto_pad."""
+    n = len(kernel)
+    strides = list(node.attr("strides") or [1] * n)
+    dilations = list(node.attr("dilations") or [1] * n)
+    auto = node.attr("auto_pad", "NOTSET")
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        pads = []
+        for size, k, s, d in zip(x.shape[2:], kernel, strides, dilations):
+            total = max((-(-size // s) - 1) * s + (k - 1) * d + 1 - size, 0)
+            small = total // 2
+            pads.append((small, total - small) if auto == "SAME_UPPER" else (total - small, small))
+    elif auto == "VALID":
+        pads = [(0, 0)] * n
+    elif auto == "NOTSET":
+        flat = list(node.attr("pads") or [0] * (2 * n))
+        pads = list(zip(flat[:n], flat[n:]))
+    else:
+        raise node.unsupported(f"auto_pad={auto!r}")
+    return strides, dilations, pads
+
+
+def _as_2d(x: Tensor) -> Tensor:
+    return x if x.ndim == 4 else gc.reshape(x, x.shape[:2] + (1,) + x.shape[2:])
+
+
+def _check_rank(node: NodeView, x: Tensor) -> None:
+    if x.ndim not in (3, 4):
+        raise node.unsupported(f"a {x.ndim - 2}-d {node.op_type} (graphc has 1-d and 2-d)")
+
+
+def _pairs(values, one_d: bool, fill):
+    return ((fill,) + tuple(values)) if one_d else tuple(values)
+
+
+# ---- convolutions ----
+
+@converter("Conv", attrs=CONV_ATTRS)
+def _conv(node: NodeView) -> Tensor:
+    x, w, bias = node.input(0), node.input(1), node.input(2)
+    _check_rank(node, x)
+    one_d = x.ndim == 3
+    strides, dilations, pads = _spatial(node, x, list(w.shape[2:]))
+    y = gc.conv2d(_as_2d(x), _as_2d(w), stride=_pairs(strides, one_d, 1),
+                  padding=_pairs(pads, one_d, (0, 0)), dilation=_pairs(dilations, one_d, 1),
+                  groups=node.attr("group", 1))
+    if bias is not None:
+        y = y + gc.reshape(bias, (1, -1, 1, 1))
+    return gc.reshape(y, y.shape[:2] + y.shape[3:]) if one_d else y
+
+
+@converter("ConvTranspose", attrs=CONV_ATTRS + ("output_padding", "output_shape"))
+def _conv_transpose(node: NodeView) -> Tensor:
+    x, w, bias = node.input(0), node.input(1), node.input(2)
+    _check_rank(node, x)
+    one_d, groups = x.ndim == 3, node.attr("group", 1)
+    kernel = list(w.shape[2:])
+    n = len(kernel)
+    strides = list(node.attr("strides") or [1] * n)
+    dilations = list(node.attr("dilations") or [1] * n)
+    extra = list(node.attr("output_padding") or [0] * n)
+    full = [s * (i - 1) + e + (k - 1) * d + 1
+            for i, s, e, k, d in zip(x.shape[2:], strides, extra, kernel, dilations)]
+    pads = _transpose_pads(node, full, n)
+    out_hw = [f - b - a for f, (b, a) in zip(full, pads)]
+    if any(e >= s and e > 0 for e, s in zip(extra, strides)):
+        raise node.unsupported(f"output_padding={extra} not below strides={strides}")
+    shape = (x.shape[0], w.shape[1] * groups) + tuple(out_hw)
+    cropped = [(max(b, 0), max(a, 0)) for b, a in pads]     # negative pads: zero rows added
+    inner = (x.shape[0], w.shape[1] * groups) + tuple(
+        f - b - a for f, (b, a) in zip(full, cropped))
+    y = apply("conv2d_grad_input", [_as_2d(x), _as_2d(w)],
+              stride=_pairs(strides, one_d, 1), padding=_pairs(cropped, one_d, (0, 0)),
+              dilation=_pairs(dilations, one_d, 1), groups=groups,
+              input_shape=_as_2d_shape(inner))
+    grow = [(max(-b, 0), max(-a, 0)) for b, a in pads]
+    if any(map(any, grow)):
+        y = gc.pad(y, [(0, 0), (0, 0)] + ([(0, 0)] if one_d else []) + grow)
+    if bias is not None:
+        y = y + gc.reshape(bias, (1, -1, 1, 1))
+    return gc.reshape(y, shape) if one_d else y
+
+
+def _as_2d_shape(shape):
+    return shape if len(shape) == 4 else shape[:2] + (1,) + shape[2:]
+
+
+def _transpose_pads(node: NodeView, full: list[int], n: int):
+    """ConvTranspose's (before, after) pads: from output_shape, auto_pad, or pads."""
+    target = node.attr("output_shape")
+    auto = node.attr("auto_pad", "NOTSET")
+    if target is None and auto in ("SAME_UPPER", "SAME_LOWER"):
+        target = [i * s for i, s in zip(node.input(0).shape[2:],
+                                        node.attr("strides") or [1] * n)]
+    if target is not None:
+        pads = []
+        for f, t in zip(full, list(target)[-n:]):
+            total = f - t
+            if auto == "SAME_UPPER":
+                pads.append((total // 2, total - total // 2))
+            elif auto == "SAME_LOWER":
+                pads.append((total - total // 2, total // 2))
+            else:                               # the output starts at the first row
+                pads.append((0, total))
+        return pads
+    flat = list(node.attr("pads") or [0] * (2 * n))
+    return list(zip(flat[:n], flat[n:]))
+
+
+# ---- pools ----
+
+def _pool_geometry(node: NodeView, x: Tensor):
+    kernel = list(node.attr("kernel_shape"))
+    strides, dilations, pads = _spatial(node, x, kernel)
+    if any(d != 1 for d in dilations):
+        raise node.unsupported(f"dilations={dilations} (graphc pools are dense)")
+    if node.attr("ceil_mode", 0):
+        pads = [(b, a + _ceil_extra(size, k, s, b, a))
+                for size, k, s, (b, a) in zip(x.shape[2:], kernel, strides, pads)]
+    return kernel, strides, pads
+
+
+def _ceil_extra(size: int, k: int, s: int, before: int, after: int) -> int:
+    """Rows past the end that ceil_mode's last window reads (it must start inside the
+    input or its leading pad)."""
+    span = size + before + after - k
+    out = -(-span // s) + 1
+    if (out - 1) * s >= size + before:
+        out -= 1
+    return max((out - 1) * s + k - (size + before + after), 0)
+
+
+def _padded(x: Tensor, pads, value) -> Tensor:
+    widths = [(0, 0), (0, 0)] + [tuple(p) for p in pads]
+    return gc.pad(x, widths, constant_values=value) if any(map(any, pads)) else x
+
+
+def _native_padding(kernel, pads) -> bool:
+    return all(b == a and 2 * b <= k for (b, a), k in zip(pads, kernel))
+
+
+def _as_float(node: NodeView, x: Tensor) -> Tensor:
+    return x if dtypes.is_float(x.dtype) else cast(x, dtypes.float64)
+
+
+@converter("MaxPool", attrs=("auto_pad", "ceil_mode", "dilations", "kernel_shape", "pads",
+                             "storage_order", "strides"))
+def _max_pool(node: NodeView) -> Tensor:
+    x = node.input(0)
+    _check_rank(node, x)
+    if node.n_outputs > 1:
+        raise node.unsupported("the Indices output")
+    one_d = x.ndim == 3
+    kernel, strides, pads = _pool_geometry(node, x)
+    v = _as_2d(_as_float(node, x))
+    kernel2, strides2, pads2 = (_pairs(kernel, one_d, 1), _pairs(strides, one_d, 1),
+                                _pairs(pads, one_d, (0, 0)))
+    if _native_padding(kernel2, pads2):
+        y = gc.max_pool2d(v, kernel2, strides2, tuple(b for b, _ in pads2))
+    else:
+        y = gc.max_pool2d(_padded(v, pads2, float("-inf")), kernel2, strides2, 0)
+    y = gc.reshape(y, y.shape[:2] + y.shape[3:]) if one_d else y
+    return cast(y, x.dtype)
+
+
+def _window_counts(sizes, kernel, strides, pads, lo_hi) -> np.ndarray:
+    """How many positions of [lo, hi) each window covers, per output position."""
+    counts = []
+    for size, k, s, (b, a), (lo, hi) in zip(sizes, kernel, strides, pads, lo_hi):
+        out = (size + b + a - k) // s + 1
+        starts = np.arange(out) * s - b
+        counts.append(np.minimum(starts + k, hi) - np.maximum(starts, lo))
+    return np.multiply.outer(*counts) if len(counts) == 2 else counts[0]
+
+
+@converter("AveragePool", attrs=("auto_pad", "ceil_mode", "count_include_pad", "dilations",
+                                 "kernel_shape", "pads", "strides"))
+def _average_pool(node: NodeView) -> Tensor:
+    x = node.input(0)
+    _check_rank(node, x)
+    kernel, strides, pads = _pool_geometry(node, x)
+    declared = _spatial(node, x, kernel)[2]
+    include = bool(node.attr("count_include_pad", 0))
+    bounds = [(-b, size + a) if include else (0, size)
+              for size, (b, a) in zip(x.shape[2:], declared)]
+    counts = _window_counts(x.shape[2:], kernel, strides, pads, bounds)
+    sums = _window_sums(x, kernel, strides, pads)
+    return sums * constant(np.asarray(1.0 / counts, x.dtype))
+
+
+def _window_sums(x: Tensor, kernel, strides, pads) -> Tensor:
+    """Sum over each window of x zero-padded by `pads`."""
+    one_d = x.ndim == 3
+    kernel2, strides2 = _pairs(kernel, one_d, 1), _pairs(strides, one_d, 1)
+    v = _padded(_as_2d(x), _pairs(pads, one_d, (0, 0)), 0.0)
+    y = gc.avg_pool2d(v, kernel2, strides2, 0) * float(np.prod(kernel))
+    return gc.reshape(y, y.shape[:2] + y.shape[3:]) if one_d else y
+
+
+@converter("LpPool", attrs=("auto_pad", "ceil_mode", "dilations", "kernel_shape", "p", "pads",
+                            "strides"))
+def _lp_pool(node: NodeView) -> Tensor:
+    x = node.input(0)
+    _check_rank(node, x)
+    p = float(node.attr("p", 2))
+    kernel, strides, pads = _pool_geometry(node, x)
+    return gc.power(_window_sums(gc.power(gc.abs(x), p), kernel, strides, pads), 1.0 / p)
+
+
+def _spatial_axes(x: Tensor) -> tuple[int, ...]:
+    return tuple(range(2, x.ndim))
+
+
+converter("GlobalAveragePool")(lambda node: gc.mean(node.input(0), _spatial_axes(node.input(0)),
+                                                    keepdims=True))
+converter("GlobalMaxPool")(lambda node: gc.max(node.input(0), _spatial_axes(node.input(0)),
+                                               keepdims=True))
+
+
+@converter("GlobalLpPool", attrs=("p",))
+def _global_lp_pool(node: NodeView) -> Tensor:
+    x, p = node.input(0), float(node.attr("p", 2))
+    return gc.power(gc.sum(gc.power(gc.abs(x), p), _spatial_axes(x), keepdims=True), 1.0 / p)
