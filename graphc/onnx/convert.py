@@ -76,15 +76,30 @@ def attributes(node) -> dict:
     return parsed
 
 
+def declared_types(model) -> dict[str, int]:
+    """The ONNX element type of every value the model states one for."""
+    graph = model.graph
+    stated = {t.name: t.data_type for t in graph.initializer}
+    for info in list(graph.input) + list(graph.value_info) + list(graph.output):
+        if info.type.HasField("tensor_type") and info.type.tensor_type.elem_type:
+            stated[info.name] = info.type.tensor_type.elem_type
+    return stated
+
+
 def convert_nodes(model, opset: int, env: dict[str, Tensor], source: str,
                   weights: dict | None = None) -> None:
     """Convert every node, adding its outputs to `env` (ONNX value name -> tensor);
     `weights` (the model's variables) receives the variables converters create."""
+    stated = declared_types(model)
+    outputs = frozenset(o.name for o in model.graph.output)
     for index, node in enumerate(model.graph.node):
         label = node_label(node, opset)
         view = NodeView(node.op_type, node.name, opset, attributes(node),
                         [env[n] if n else None for n in _inputs(node, env, label)],
-                        list(node.input), list(node.output), weights)
+                        list(node.input), list(node.output), weights,
+                        [stated.get(n) for n in node.input], outputs)
+        if node.op_type == "Cast" and node.output:
+            stated.setdefault(node.output[0], view.attr("to"))
         scope = node.name or f"{node.op_type}_{index}"
         with name_scope(scope, f"{source} node {index}"):
             outputs = _run_converter(view, label)

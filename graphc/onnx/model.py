@@ -278,10 +278,20 @@ def _as_input(spec: InputSpec, value) -> np.ndarray:
     wanted = types.numpy_dtype(spec.elem_type)
     if array.dtype != wanted and not np.can_cast(array.dtype, wanted, casting="same_kind"):
         raise FeedError(f"input {spec.name!r} is {wanted}, got {array.dtype}")
-    return np.array(array.astype(wanted), dtype=types.compute_dtype(spec.elem_type), order="C")
+    array = array.astype(wanted)
+    if types.is_storage_only(spec.elem_type):          # exact in the compute type
+        array = array.astype(np.float32)
+    return np.array(array, dtype=types.compute_dtype(spec.elem_type), order="C")
 
 
 def _as_output(array: np.ndarray, elem_type: int) -> np.ndarray:
-    if elem_type in types.NUMPY:
-        return np.asarray(array).astype(types.numpy_dtype(elem_type))
-    return np.asarray(array)
+    """A result in the model's declared type (storage-only floats rounded to nearest even)."""
+    array = np.asarray(array)
+    if not elem_type or elem_type not in types.COMPUTE:
+        return array
+    if elem_type in types.STORAGE_INTS:              # out of range is undefined in ONNX;
+        low, high = types.integer_range(elem_type)     # its reference gives 0
+        array = np.where((array < low) | (array > high), 0, array)
+    elif types.is_storage_only(elem_type):
+        array = array.astype(np.float32)
+    return array.astype(types.numpy_dtype(elem_type))

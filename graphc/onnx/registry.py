@@ -47,7 +47,8 @@ class NodeView:
 
     def __init__(self, op_type: str, name: str, opset: int, attrs: dict,
                  inputs: Sequence[Tensor | None], input_names: Sequence[str],
-                 output_names: Sequence[str], weights: dict | None = None):
+                 output_names: Sequence[str], weights: dict | None = None,
+                 input_types: Sequence[int | None] = (), graph_outputs: frozenset = frozenset()):
         self.op_type = op_type
         self.name = name
         self.opset = opset
@@ -57,6 +58,15 @@ class NodeView:
         self.output_names = list(output_names)
         self.n_outputs = len(self.output_names)
         self.weights = weights if weights is not None else {}
+        self.input_types = list(input_types) + [None] * (len(self.inputs) - len(input_types))
+        self.graph_outputs = graph_outputs
+
+    def input_type(self, index: int) -> int | None:
+        """The ONNX element type of input `index` where the model states it, else None."""
+        return self.input_types[index] if index < len(self.input_types) else None
+
+    def is_graph_output(self, index: int) -> bool:
+        return self.output_names[index] in self.graph_outputs
 
     def output_name(self, index: int) -> str:
         return self.output_names[index]

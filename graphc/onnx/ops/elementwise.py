@@ -79,6 +79,12 @@ def _mod(node: NodeView) -> Tensor:
     fa, fb = cast(a, wide), cast(b, wide)
     rounder = trunc if node.attr("fmod", 0) else floor
     result = fa - rounder(fa / fb) * fb
+    if dtypes.is_float(a.dtype):            # x mod ±inf: x, or the divisor across signs
+        finite_by_inf = gc.logical_and(gc.equal(gc.abs(fb), float("inf")),
+                                       gc.less(gc.abs(fa), float("inf")))
+        same_sign = gc.logical_or(gc.equal(fa < 0, fb < 0), gc.equal(fa, 0))
+        keep = same_sign if not node.attr("fmod", 0) else gc.equal(fa, fa)
+        result = gc.where(finite_by_inf, gc.where(keep, fa, fb), result)
     return cast(result, a.dtype)
 
 

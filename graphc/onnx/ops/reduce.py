@@ -72,12 +72,16 @@ def _reduce(node: NodeView) -> Tensor:
 
 def _empty_reduction(op_type: str, x: Tensor, axes, keepdims: bool) -> Tensor:
     """A reduction over no elements: its identity (ONNX's empty-set results)."""
-    low, high = ((-np.inf, np.inf) if dtypes.is_float(x.dtype)
-                 else (np.iinfo(x.dtype).min, np.iinfo(x.dtype).max))
+    if dtypes.is_bool(x.dtype):
+        low, high = False, True
+    elif dtypes.is_float(x.dtype):
+        low, high = -np.inf, np.inf
+    else:
+        low, high = np.iinfo(x.dtype).min, np.iinfo(x.dtype).max
     fill = {"ReduceMax": low, "ReduceMin": high, "ReduceProd": 1, "ReduceLogSum": -np.inf,
             "ReduceLogSumExp": -np.inf, "ReduceMean": np.nan}.get(op_type, 0)
     shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape) if keepdims or i not in axes)
-    return gc.constant(np.full(shape, fill, x.dtype if x.dtype != dtypes.bool_ else bool))
+    return gc.constant(np.full(shape, fill, x.dtype))
 
 
 for _op in _REDUCTIONS:

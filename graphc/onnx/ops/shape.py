@@ -61,13 +61,34 @@ def _size(node: NodeView) -> Tensor:
     return constant(np.asarray(node.input(0).size, np.int64))
 
 
+def cast_to(node: NodeView, x: Tensor, to: int) -> Tensor:
+    """x converted to ONNX type `to`: a storage-only target is rounded on the host when
+    the value leaves the model, so it must be a graph output; float8 saturates here."""
+    if not types.is_storage_only(to):
+        return cast(x, types.compute_dtype(to))
+    if not node.is_graph_output(0):
+        raise node.unsupported(f"a cast to {types.type_name(to)} that is not a graph output"
+                               f" (graphc rounds to that type only when a value leaves the"
+                               f" model)")
+    if to in types.STORAGE_INTS:
+        return cast(x, dtypes.int32)
+    y = cast(x, dtypes.float32)
+    if to != types.BFLOAT16 and to != types.FLOAT4E2M1 and node.attr("saturate", 1):
+        top = types.finite_max(to)
+        y = gc.clip(y, -top, top)
+    return y
+
+
 @converter("Cast", attrs=("to", "saturate"))
 def _cast(node: NodeView) -> Tensor:
-    return cast(node.input(0), types.compute_dtype(node.attr("to")))
+    return cast_to(node, node.input(0), node.attr("to"))
 
 
 @converter("CastLike", attrs=("saturate",))
 def _cast_like(node: NodeView) -> Tensor:
+    target = node.input_type(1)
+    if target is not None:
+        return cast_to(node, node.input(0), target)
     return cast(node.input(0), node.input(1).dtype)
 
 
