@@ -15,7 +15,7 @@ PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.graphc-installed
-EXTRAS := dev,progress,data,plot
+EXTRAS := dev,progress,data,plot,onnx,bench
 
 # Exits 0 when pyopencl finds at least one device on any platform.
 define HAS_OPENCL_DEVICE
@@ -35,7 +35,7 @@ raise SystemExit(0 if count else 1)
 endef
 export HAS_OPENCL_DEVICE
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo test bench onnx-conformance torch clean
 
 venv: $(STAMP)
 
@@ -58,6 +58,16 @@ test: venv
 
 bench: venv
 	$(VPY) bench/run.py
+
+# ONNX's node test cases through graphc.onnx.backend on the OpenCL device (~30 min on
+# 2 cores); the pass rate overall and per op. MODE=interpret checks the conversion alone.
+onnx-conformance: venv
+	$(VPY) -m graphc.onnx.conformance --mode $(or $(MODE),device) --failures
+
+# torch, for the ONNX tests with real exported models and bench/onnx_import.py: pinned to
+# the CPU build that lies on the machines' disk (an unpinned torch pulls a CUDA build).
+torch: venv
+	$(VPY) -c "import torch" 2>/dev/null || $(VPY) -m pip install -q torch==2.13.0
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

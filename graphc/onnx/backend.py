@@ -74,7 +74,8 @@ class GraphcBackend(Backend):
         opset = kwargs.get("opset_version")
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]) \
             if opset else helper.make_model(graph)
-        return cls.prepare(model, device, **kwargs).run(arrays)
+        mode = kwargs.get("mode", "device")       # untyped outputs: no onnx.checker here
+        return GraphcRep(OnnxModel(model, device=kwargs.get("graphc_device")), mode).run(arrays)
 
     @classmethod
     def supports_device(cls, device: str) -> bool:

@@ -240,7 +240,10 @@ def _input_spec(value_info) -> InputSpec:
         raise UnsupportedError(f"input {value_info.name!r}: only tensor inputs are supported "
                                f"(not sequences, maps or optionals)")
     tt = t.tensor_type
-    types.compute_dtype(tt.elem_type)
+    try:
+        types.compute_dtype(tt.elem_type)
+    except UnsupportedError as exc:
+        raise UnsupportedError(f"input {value_info.name!r}: {exc}") from None
     dims = None
     if tt.HasField("shape"):
         dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
