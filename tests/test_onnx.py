@@ -54,10 +54,12 @@ def test_an_unsupported_attribute_is_refused_at_load():
 
 
 def test_an_unsupported_attribute_value_is_refused_before_anything_runs():
-    node = helper.make_node("MaxPool", ["x"], ["y"], name="pool", kernel_shape=[2, 2],
-                            dilations=[2, 2])
-    model = _model([node], [_info("x", [1, 1, 6, 6])], [_info("y", [1, 1, 4, 4])])
-    with pytest.raises(UnsupportedError, match=r"MaxPool node 'pool' \(opset 17\): dilations"):
+    node = helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y"], name="bn",
+                            training_mode=1)
+    params = [_init(n, np.ones(2, np.float32)) for n in "sbmv"]
+    model = _model([node], [_info("x", [1, 2, 3, 3])], [_info("y", [1, 2, 3, 3])], params)
+    with pytest.raises(UnsupportedError,
+                       match=r"BatchNormalization node 'bn' \(opset 17\): training_mode=1"):
         graphc.onnx.load(model)
 
 

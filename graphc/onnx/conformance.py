@@ -178,6 +178,8 @@ def main(argv=None) -> int:
     parser.add_argument("--only", help="comma-separated op types")
     parser.add_argument("--json", help="write every case's result here")
     parser.add_argument("--failures", action="store_true", help="list cases that did not pass")
+    parser.add_argument("--min-rate", type=float, default=0.0,
+                        help="exit 1 when fewer than this percentage of the cases pass")
     args = parser.parse_args(argv)
     only = set(args.only.split(",")) if args.only else None
     started = time.perf_counter()
@@ -198,6 +200,10 @@ def main(argv=None) -> int:
         with open(args.json, "w") as f:
             json.dump([dict(zip(("name", "op", "status", "detail", "seconds"), r))
                        for r in results], f, indent=1)
+    rate = 100.0 * sum(r[2] == "pass" for r in results) / max(len(results), 1)
+    if rate < args.min_rate:
+        print(f"pass rate {rate:.1f}% is below --min-rate {args.min_rate:g}%")
+        return 1
     return 0
 
 
