@@ -14,8 +14,9 @@ import networkx as nx
 from graphc import config
 from graphc.builder import apply
 from graphc.codegen.build import STEP_BUFFER, BuiltKernel, build_kernels
-from graphc.codegen.horizontal import merge_kernels, mergeable_kernel
+from graphc.codegen.horizontal import merge_within_caps, mergeable_kernel
 from graphc.codegen.opencl import program_source
+from graphc.device_limits import check_kernels, check_memory_plan
 from graphc.errors import FeedError, ShapeError
 from graphc.ir import Graph, Tensor, is_among
 from graphc.ops import get_op
@@ -69,8 +70,10 @@ def compile_graph(inputs, outputs, updates, device) -> Compiled:
     memory = plan_memory(steps, scratch, stored, buffer_of)
     leaf_map = {leaf: leaf_names[leaf] for leaf in graph.inputs
                 if not (leaf.role == "constant" and leaf.size == 1)}
+    held = check_memory_plan(device, inputs, memory, leaf_map)   # before generating code
     kernels = _build_kernels(steps, {**memory.buffer_of, **leaf_map}, device)
     plan, leaves = _plan(graph, inputs, outs, kernels, memory, leaf_map, device)
+    check_kernels(device, plan, kernels, held)                   # before building it
     return Compiled(plan, kernels, memory, graph, records, leaves,
                     [memory.buffer_of[t] for t in outs])
 
@@ -186,8 +189,7 @@ def _merged(built: list[list[BuiltKernel]], group_size: int) -> list[BuiltKernel
         at = [k[position] for k in built if len(k) > position]
         merged = [k for k in at if mergeable_kernel(k)]
         alone = [k for k in at if not mergeable_kernel(k)]
-        if len(merged) > 1:
-            merged = [merge_kernels(merged, group_size)]
+        merged = merge_within_caps(merged, group_size)
         kernels += merged + alone
     return kernels
 

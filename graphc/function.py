@@ -36,7 +36,9 @@ class Function:
         with _collector_paused():
             self.compiled: Compiled = compile_graph(self.inputs, self.outputs, self.updates,
                                                     self.device)
-            self.executable = Executable(self.device, self.compiled.plan, self._residents())
+            with self.device.lock:      # one ResidentArray per variable and device
+                residents = self._residents()
+            self.executable = Executable(self.device, self.compiled.plan, residents)
         self.compile_seconds = time.perf_counter() - started
         self.calls = 0
         self.last_profile: list[tuple[str, float]] = []
@@ -59,35 +61,49 @@ class Function:
         return residents
 
     def __call__(self, *feeds):
-        """Run once; returns the outputs (a list, or one array when outputs was a tensor)."""
-        arrays = self._check_feeds(feeds)
+        """Run once; returns the outputs (a list, or one array when outputs was a tensor).
+
+        Thread-safe: calls on one device run one at a time (Device.lock), because a call
+        writes the function's own input, output and scratch buffers and its variables."""
+        arrays = self._checked(feeds)
         profile = config.debug_level() >= 2
-        results = debug.on_function_called(self, arrays)   # GRAPHC_DUMP/CHECK_NUMERICS/VALIDATE
-        if results is None:
-            results = self.executable.run(arrays, profile=profile)
-        self.calls += 1
-        if profile:
-            self.last_profile = list(self.executable.last_profile)
-            print(format_profile(self.compiled.plan.launches, self.last_profile))
+        with self.device.lock:
+            arrays = self._with_step(arrays)
+            results = debug.on_function_called(self, arrays)   # GRAPHC_DUMP/CHECK_NUMERICS/...
+            if results is None:
+                results = self.executable.run(arrays, profile=profile)
+            self.calls += 1
+            if profile:
+                self.last_profile = list(self.executable.last_profile)
+                print(format_profile(self.compiled.plan.launches, self.last_profile))
         return results[0] if self.single else results
 
     def _check_feeds(self, feeds) -> list[np.ndarray]:
+        """The checked feeds, with the call counter when the plan reads one."""
+        return self._with_step(self._checked(feeds))
+
+    def _checked(self, feeds) -> list[np.ndarray]:
         if len(feeds) != len(self.inputs):
             names = ", ".join(p.name for p in self.inputs)
             raise FeedError(f"function {self.name!r} takes {len(self.inputs)} inputs ({names}),"
                             f" got {len(feeds)}")
-        arrays = [check_feed(p, v) for p, v in zip(self.inputs, feeds)]
+        return [check_feed(p, v) for p, v in zip(self.inputs, feeds)]
+
+    def _with_step(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        """The feeds plus the call counter random ops read (under the device lock, so no
+        two calls draw the same numbers)."""
         if any(b.name == "graphc_step" for b in self.compiled.plan.inputs):
-            arrays.append(np.array([self.calls], np.uint64))
+            return arrays + [np.array([self.calls], np.uint64)]
         return arrays
 
     def profile(self, *feeds) -> list[tuple[str, float]]:
         """Run once with OpenCL event timing; per-kernel (name, seconds) in launch order."""
-        arrays = self._check_feeds(feeds)
-        self.executable.run(arrays, profile=True)
-        self.calls += 1
-        self.last_profile = list(self.executable.last_profile)
-        return self.last_profile
+        arrays = self._checked(feeds)
+        with self.device.lock:
+            self.executable.run(self._with_step(arrays), profile=True)
+            self.calls += 1
+            self.last_profile = list(self.executable.last_profile)
+            return self.last_profile
 
     @property
     def kernel_count(self) -> int:

@@ -197,13 +197,22 @@ def dump(obj, format: str = "text", stage: str = "graph", source: bool = False) 
 
 # ---- tree view ----
 
+TREE_DEPTH = 64     # levels under one root; a deeper subtree continues as a root of its own
+
+
 def debugprint(outputs) -> str:
-    """A PyTensor-style tree; a shared subexpression is printed once, then `[id X] ···`."""
-    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    """A PyTensor-style tree; a shared subexpression is printed once, then `[id X] ···`.
+    A subtree deeper than TREE_DEPTH levels is cut (`[id X] ↓`) and printed after the
+    tree as a root of its own, so a deep chain prints in lines of bounded width."""
+    roots = [outputs] if isinstance(outputs, Tensor) else list(outputs)
     ids: dict[Tensor, str] = {}
     lines: list[str] = []
-    for out in outputs:
-        _tree_lines(out, "", " ", ids, lines)
+    cut: list[Tensor] = []
+    for out in roots:
+        _tree_lines(out, ids, lines, cut)
+    while cut:
+        lines.append("")
+        _tree_lines(cut.pop(0), ids, lines, cut, continued=True)
     return "\n".join(lines)
 
 
@@ -224,18 +233,27 @@ def _tree_tail(value: Tensor) -> str:
     return f"{value.type}  # {site}" if site else str(value.type)
 
 
-def _tree_lines(value: Tensor, lead: str, child_lead: str, ids: dict, lines: list) -> None:
-    """Append the subtree of `value`: `lead` prefixes its line, `child_lead` its children."""
-    if value in ids:
-        lines.append(f"{lead}{_tree_head(value)} [id {ids[value]}] ···")
-        return
-    ids[value] = _tree_id(len(ids))
-    lines.append(f"{lead}{_tree_head(value)} [id {ids[value]}] {_tree_tail(value)}")
-    inputs = value.producer.inputs if value.producer is not None else ()
-    for i, child in enumerate(inputs):
-        last = i == len(inputs) - 1
-        _tree_lines(child, child_lead + ("└─ " if last else "├─ "),
-                    child_lead + ("   " if last else "│  "), ids, lines)
+def _tree_lines(root: Tensor, ids: dict, lines: list, cut: list,
+                continued: bool = False) -> None:
+    """Append the subtree of `root` (a stack, not recursion: graphs can be deep); subtrees
+    below TREE_DEPTH go to `cut`. A `continued` root was cut before and has its id."""
+    stack = [(root, "", " ", 0)]
+    while stack:
+        value, lead, child_lead, depth = stack.pop()
+        if value in ids and not (continued and value is root):
+            lines.append(f"{lead}{_tree_head(value)} [id {ids[value]}] ···")
+            continue
+        ids.setdefault(value, _tree_id(len(ids)))
+        inputs = value.producer.inputs if value.producer is not None else ()
+        if depth == TREE_DEPTH and inputs:
+            lines.append(f"{lead}{_tree_head(value)} [id {ids[value]}] ↓")
+            cut.append(value)
+            continue
+        lines.append(f"{lead}{_tree_head(value)} [id {ids[value]}] {_tree_tail(value)}")
+        for i in reversed(range(len(inputs))):
+            last = i == len(inputs) - 1
+            stack.append((inputs[i], child_lead + ("└─ " if last else "├─ "),
+                          child_lead + ("   " if last else "│  "), depth + 1))
 
 
 def _tree_id(index: int) -> str:

@@ -4,12 +4,12 @@ from .errors import CompileError, DeviceError, GraphcError, LaunchError
 from .executable import Executable
 from .launch import BufferArg, BufferSpec, IOBinding, KernelLaunch, Plan, ScalarArg
 from .profiling import KernelTiming, format_profile, kernel_timings
-from .program_cache import BuildRecord, cache_dir
+from .program_cache import BuildRecord, CacheWarning, cache_dir
 from .resident import ResidentArray
 
 __all__ = [
-    "BufferArg", "BufferSpec", "BuildRecord", "CompileError", "Device", "DeviceError",
-    "Executable", "GraphcError", "IOBinding", "KernelLaunch", "KernelTiming", "LaunchError",
-    "Plan", "ResidentArray", "ScalarArg", "cache_dir", "devices", "format_device_table",
-    "format_profile", "kernel_timings", "select_device",
+    "BufferArg", "BufferSpec", "BuildRecord", "CacheWarning", "CompileError", "Device",
+    "DeviceError", "Executable", "GraphcError", "IOBinding", "KernelLaunch", "KernelTiming",
+    "LaunchError", "Plan", "ResidentArray", "ScalarArg", "cache_dir", "devices",
+    "format_device_table", "format_profile", "kernel_timings", "select_device",
 ]

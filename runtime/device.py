@@ -4,11 +4,15 @@ from __future__ import annotations
 import functools
 import os
 import re
+import threading
+import warnings
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
 from ._opencl import INSTALL_HINT, cl, require_cl
 from .errors import DeviceError
+from .probe import is_simulator
 
 DEVICE_ENV = "GRAPHC_DEVICE"
 
@@ -44,7 +48,16 @@ class Device:
     build_stats: list = field(default_factory=list, repr=False)
     _context: Any = field(default=None, repr=False)
     _queue: Any = field(default=None, repr=False)
-    _programs: dict = field(default_factory=dict, repr=False)
+    # Built programs by (source, options), held weakly: a program lives as long as an
+    # executable uses it, so two live functions of one source share it, and the last one
+    # to go releases it (clReleaseProgram) instead of the cache keeping it forever.
+    _programs: weakref.WeakValueDictionary = field(default_factory=weakref.WeakValueDictionary,
+                                                   repr=False)
+    # Serializes everything that uses the queue and the buffers it runs on (calls, variable
+    # reads and writes, allocation): the device's one in-order queue runs one call at a time
+    # anyway, and calls of one function share their buffers. Reentrant: a debugging hook
+    # may run other functions during a call.
+    lock: Any = field(default_factory=threading.RLock, repr=False)
 
     @property
     def is_discrete(self) -> bool:
@@ -67,16 +80,21 @@ class Device:
     def context(self) -> Any:
         """The device's cl.Context, created on first use."""
         if self._context is None:
-            self._context = require_cl().Context([self.cl_device])
+            with self.lock:                 # two threads must not make two contexts
+                if self._context is None:
+                    self._context = require_cl().Context([self.cl_device])
         return self._context
 
     @property
     def queue(self) -> Any:
         """The device's in-order cl.CommandQueue with profiling enabled, created on first use."""
         if self._queue is None:
-            ocl = require_cl()
-            props = ocl.command_queue_properties.PROFILING_ENABLE
-            self._queue = ocl.CommandQueue(self.context, self.cl_device, properties=props)
+            with self.lock:
+                if self._queue is None:
+                    ocl = require_cl()
+                    props = ocl.command_queue_properties.PROFILING_ENABLE
+                    self._queue = ocl.CommandQueue(self.context, self.cl_device,
+                                                   properties=props)
         return self._queue
 
     def build(self, source: str, options: str = "") -> Any:
@@ -89,10 +107,8 @@ class Device:
         """Allocate a read-write cl.Buffer, checking the device's limit before OpenCL does."""
         ocl = require_cl()
         if nbytes > self.max_mem_alloc_size:
-            raise DeviceError(
-                f"buffer {name!r} needs {nbytes} bytes ({format_bytes(nbytes)}), above the "
-                f"device's max allocation of {self.max_mem_alloc_size} bytes "
-                f"({format_bytes(self.max_mem_alloc_size)}) on {self.describe()}")
+            from .limits import too_large_text
+            raise DeviceError(too_large_text(self, name, nbytes))
         try:
             return ocl.Buffer(self.context, ocl.mem_flags.READ_WRITE, size=max(nbytes, 1))
         except (ocl.Error, MemoryError) as err:
@@ -142,9 +158,22 @@ def _platforms() -> list[Any]:
 def _platform_devices(platform: Any) -> list[Any]:
     """The devices of one platform, or [] when it has none (DEVICE_NOT_FOUND)."""
     try:
-        return list(platform.get_devices())
+        found = list(platform.get_devices())
     except (cl.Error, RuntimeError):
-        return []
+        found = []
+    if not found:
+        _explain_missing_devices(platform)
+    return found
+
+
+def _explain_missing_devices(platform: Any) -> None:
+    """PoCL offers no device at all when it cannot create its cache folder: say so."""
+    from . import pocl
+
+    if "portable computing" in str(_info(platform, "name", "")).lower():
+        problem = pocl.unwritable_folder_problem()
+        if problem:
+            warnings.warn(f"the PoCL platform has no device: {problem}", stacklevel=4)
 
 
 def _info(obj: Any, attr: str, default: Any) -> Any:
@@ -219,7 +248,7 @@ def _preference(device: Device) -> tuple:
     is_cpu = device.type == "cpu"
     version = device.implementation_version if is_cpu else ()
     pocl = is_cpu and "portable computing" in device.platform_name.lower()
-    simulator = "oclgrind" in device.platform_name.lower()   # a checker, never the default
+    simulator = is_simulator(device.platform_name)   # a checker, never the default
     return (not simulator, -_KIND_RANK.get(device.kind, 9), pocl, version, device.compute_units,
             device.global_mem_size, -device.index)
 
@@ -241,8 +270,24 @@ def select_device(spec: Device | int | str | None = None) -> Device:
         spec = os.environ.get(DEVICE_ENV, "").strip() or None
         origin = f"device from ${DEVICE_ENV}"
     if spec is None:
-        return best_device(found)
+        return _default_device(found)
     return _match_spec(spec, found, origin)
+
+
+def real_devices() -> list[Device]:
+    """Every device that is not a simulator: the candidates for the default device."""
+    return [d for d in devices() if not is_simulator(d.platform_name)]
+
+
+def _default_device(found: list[Device]) -> Device:
+    """The best device that is not a simulator; a simulator is only ever chosen by name."""
+    real = [d for d in found if not is_simulator(d.platform_name)]
+    if not real:
+        names = ", ".join(f"{d.name} ({d.platform_name})" for d in found)
+        raise DeviceError(f"only a simulator was found ({names}): it runs kernels hundreds of "
+                          f"times slower than a device, so graphc never picks it by itself; "
+                          f"select it by name (${DEVICE_ENV}=oclgrind) or {INSTALL_HINT}")
+    return best_device(real)
 
 
 def _match_spec(spec: int | str, found: list[Device], origin: str) -> Device:

@@ -10,6 +10,7 @@ from ._opencl import require_cl
 from .device import Device
 from .errors import DeviceError, launch_error
 from .launch import BufferArg, IOBinding, KernelLaunch, Plan, plan_problems
+from .limits import check_plan_fits
 from .resident import ResidentArray
 
 
@@ -24,10 +25,12 @@ class Executable:
         self.device = device
         self.plan = plan
         self.variables = _check_variables(device, plan, variables or {})
+        check_plan_fits(device, plan)       # before building: nothing is built in vain
         # nothing to build for a plan without kernels (rusticl aborts on an empty program)
         self.program = device.build(plan.source, plan.build_options) if plan.launches else None
-        self.buffers = self._allocate_buffers()
-        self._kernels = [self._bind_kernel(launch) for launch in plan.launches]
+        with device.lock:       # uploads of shared variables are ordered with running calls
+            self.buffers = self._allocate_buffers()
+            self._kernels = [self._bind_kernel(launch) for launch in plan.launches]
         self.last_profile: list[tuple[str, float]] = []
 
     @property
@@ -45,10 +48,18 @@ class Executable:
         """Copy feeds in, enqueue every launch in order, and return the outputs as numpy.
 
         With `after_launch`, each launch is finished before `after_launch(index)` is called
-        (a debugging mode: the callback may read the buffers the launch wrote)."""
+        (a debugging mode: the callback may read the buffers the launch wrote).
+
+        Runs hold the device's lock: the executable's buffers serve one run at a time, and
+        the variables it shares with other executables are read and written in turn."""
         if len(feeds) != len(self.plan.inputs):
             raise ValueError(f"expected {len(self.plan.inputs)} feeds "
                              f"({[b.name for b in self.plan.inputs]}), got {len(feeds)}")
+        with self.device.lock:
+            return self._run(feeds, profile, after_launch)
+
+    def _run(self, feeds: Sequence[np.ndarray], profile: bool,
+             after_launch: Callable[[int], None] | None) -> list[np.ndarray]:
         # Holding the transfer events stops pyopencl from waiting on each copy as it is made.
         transfers = [self._write_input(b, f) for b, f in zip(self.plan.inputs, feeds)]
         for resident in self.variables.values():

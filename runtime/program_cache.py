@@ -11,31 +11,46 @@ build into a silent hit, which would make `build_stats` (cold vs warm compile be
 lie. Drivers may still cache internally: PoCL does unless POCL_KERNEL_CACHE=0 is set, which
 a benchmark of truly cold compiles should set.
 
-While PoCL's own kernel cache is on, no binary is written: asking PoCL for one compiles every
-kernel a second time (a generic work-group function besides the one specialized for its launch
-geometry at first launch), which cost as long as the first step's own compiles (MLP step: 2.5
-s of a 5.1 s cold start), and PoCL's cache already makes the next process's build and launches
-warm. With POCL_KERNEL_CACHE=0, and on every other driver, binaries are written as before.
+While PoCL's own kernel cache is on, graphc's disk cache is not used: asking PoCL for a binary
+compiles every kernel a second time (a generic work-group function besides the one specialized
+for its launch geometry at first launch), which cost as long as the first step's own compiles
+(MLP step: 2.5 s of a 5.1 s cold start), and PoCL's cache already makes the next process's
+build and launches warm. With POCL_KERNEL_CACHE=0, and on every other driver, it is.
+
+Nothing read from disk reaches the driver unchecked (a damaged binary can crash it): entries
+carry a checksum and the identity of what they were built for (runtime/cache_entry.py); a
+bad entry, or one the driver rejects, is quarantined (`*.bad`) with a warning, and the
+program is built from source. An unwritable cache folder costs a warning (CacheWarning)
+naming it, and builds go on uncached; an unwritable PoCL cache folder, which fails every PoCL
+build, is a DeviceError naming it.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import tempfile
+import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import cache_entry, pocl
 from ._opencl import require_cl
-from .errors import compile_error
+from .errors import DeviceError, compile_error
 
 if TYPE_CHECKING:
     from .device import Device
 
 CACHE_ENV = "GRAPHC_CACHE_DIR"
-POCL_CACHE_ENV = "POCL_KERNEL_CACHE"
+POCL_CACHE_ENV = pocl.KERNEL_CACHE_ENV
+_MEMORY_LOCK = threading.Lock()     # the per-device weak dicts of built programs
+_WARNED: set = set()                # (kind, path) already warned about in this process
+
+
+class CacheWarning(UserWarning):
+    """The disk cache of programs could not be used as it should (the build goes on)."""
 
 
 @dataclass(frozen=True)
@@ -69,39 +84,91 @@ def cache_key(device: Device, source: str, options: str) -> str:
 def build_program(device: Device, source: str, options: str = "") -> Any:
     """Return a built cl.Program, from the memory cache, the disk cache, or the source."""
     start = time.perf_counter()
-    program = device._programs.get((source, options))
+    with _MEMORY_LOCK:
+        program = device._programs.get((source, options))
     if program is not None:
         digest, origin = "", "memory"
     else:
         digest = cache_key(device, source, options)
         program, origin = _build_with_disk_cache(device, source, options, digest)
-        device._programs[(source, options)] = program
+        with _MEMORY_LOCK:      # held weakly: released with the last executable using it
+            device._programs[(source, options)] = program
     device.build_stats.append(BuildRecord(digest, origin, time.perf_counter() - start))
     return program
 
 
 def _build_with_disk_cache(device: Device, source: str, options: str,
                            digest: str) -> tuple[Any, str]:
-    """Build from the cached binary when there is a usable one, else from source and store."""
+    """Build from the cached entry when it verifies and loads, else from source and store."""
+    if driver_caches_binaries(device):
+        return require_cl().Program(_build_from_source(device, source, options)), "miss"
     path = cache_dir() / f"{digest}.bin"
-    binary = _read_binary(path)
-    if binary is not None:
-        program = _build_from_binary(device, binary, options)
-        if program is not None:
-            return program, "disk"
+    identity = entry_identity(device, digest)
+    program = _load_entry(device, path, identity, options)
+    if program is not None:
+        return program, "disk"
     raw = _build_from_source(device, source, options)
-    if not driver_caches_binaries(device):
-        _write_binary(path, _program_binary(raw))
+    _store_entry(path, identity, _program_binary(raw))
     return require_cl().Program(raw), "miss"
 
 
 def driver_caches_binaries(device: Device) -> bool:
     """True when the driver keeps its own binaries across processes: PoCL with its kernel
-    cache on (its default; POCL_KERNEL_CACHE=0 turns it off)."""
-    if "portable computing" not in device.platform_name.lower():
-        return False
-    setting = os.environ.get(POCL_CACHE_ENV, "").strip().lower()
-    return setting not in ("0", "no", "false", "off")
+    cache on (its default; POCL_KERNEL_CACHE=0 turns it off). graphc's disk cache is then
+    neither read nor written for the device."""
+    return pocl.is_pocl(device) and pocl.kernel_cache_on()
+
+
+def entry_identity(device: Device, digest: str) -> bytes:
+    """What an entry must have been built for: its key, and the device, driver, platform
+    and pyopencl versions (stored in, and compared with, every entry's header)."""
+    fields = {"key": digest, "device": device.name, "driver": device.driver_version,
+              "platform": device.platform_name, "platform version": device.platform_version,
+              "pyopencl": require_cl().VERSION_TEXT}
+    return json.dumps(fields).encode()
+
+
+def _load_entry(device: Device, path: Path, identity: bytes, options: str) -> Any | None:
+    """The program of a verified entry; None (after quarantining a bad entry) otherwise."""
+    try:
+        binary = cache_entry.read(path, identity)
+    except cache_entry.CorruptEntry as err:
+        _set_aside(path, f"refused: {err}")
+        return None
+    if binary is None:
+        return None
+    program = _build_from_binary(device, binary, options)
+    if program is None:
+        _set_aside(path, "the driver rejected its binary")
+    return program
+
+
+def _set_aside(path: Path, why: str) -> None:
+    """Quarantine a bad entry, and say so once per process (the build goes on from source)."""
+    moved = cache_entry.quarantine(path)
+    where = f"moved to {moved.name}" if moved else "deleted" if not path.exists() else \
+        "could not be moved (the folder is not writable)"
+    _warn_once(("bad", str(path)), f"graphc: cache entry {str(path)!r} {why}; {where}; "
+                                   f"building from source")
+
+
+def _store_entry(path: Path, identity: bytes, binary: bytes) -> None:
+    """Write the entry; an unwritable cache folder costs a warning and a rebuild next time."""
+    if not binary:
+        return
+    try:
+        cache_entry.write(path, identity, binary)
+    except OSError as err:
+        _warn_once(("write", str(path.parent)),
+                   f"graphc: cannot write the program cache folder {str(path.parent)!r} "
+                   f"({err.strerror or err}); programs are built without being cached "
+                   f"there. Make it writable or set ${CACHE_ENV} to a writable folder.")
+
+
+def _warn_once(key: tuple, text: str) -> None:
+    if key not in _WARNED:
+        _WARNED.add(key)
+        warnings.warn(text, CacheWarning, stacklevel=4)
 
 
 def _build_from_source(device: Device, source: str, options: str) -> Any:
@@ -111,18 +178,31 @@ def _build_from_source(device: Device, source: str, options: str) -> Any:
     try:
         raw.build(options.encode(), [device.cl_device])
     except ocl.Error as err:
+        _raise_if_driver_cannot_write(device)
         log = _build_log(raw, device)
         raise compile_error(device.name, options, log, source, _error_reason(err)) from None
     return raw
 
 
+def _raise_if_driver_cannot_write(device: Device) -> None:
+    """A build failing because PoCL cannot write its cache folder is the folder's fault,
+    not the source's: say so (DeviceError naming the folder) instead of the source."""
+    if pocl.is_pocl(device):
+        problem = pocl.unwritable_folder_problem()
+        if problem:
+            raise DeviceError(f"cannot build on {device.describe()}: {problem}")
+
+
 def _build_from_binary(device: Device, binary: bytes, options: str) -> Any | None:
-    """Load a cached binary; None when the driver rejects it (the caller rebuilds)."""
+    """Load a verified binary; None when the driver rejects it (the caller rebuilds)."""
     ocl = require_cl()
+    if pocl.is_pocl(device):
+        binary = pocl.private_binary(binary)    # its own build folder (see runtime/pocl.py)
     try:
         raw = ocl._Program(device.context, [device.cl_device], [binary])
         raw.build(options.encode(), [device.cl_device])
     except ocl.Error:
+        _raise_if_driver_cannot_write(device)
         return None
     return ocl.Program(raw)
 
@@ -155,29 +235,3 @@ def _program_binary(raw: Any) -> bytes:
     except ocl.Error:
         return b""
     return bytes(binaries[0]) if binaries else b""
-
-
-def _read_binary(path: Path) -> bytes | None:
-    """The cached binary at `path`, or None when absent, empty or unreadable."""
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return None
-    return data or None
-
-
-def _write_binary(path: Path, binary: bytes) -> None:
-    """Store a binary atomically (temp file in the same folder + os.replace); best effort."""
-    if not binary:
-        return
-    tmp_name = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.stem, suffix=".tmp",
-                                         delete=False) as tmp:
-            tmp_name = tmp.name
-            tmp.write(binary)
-        os.replace(tmp_name, path)
-    except OSError:  # a read-only or full cache folder only costs a rebuild next time
-        if tmp_name is not None:
-            Path(tmp_name).unlink(missing_ok=True)

@@ -53,12 +53,14 @@ class ResidentArray:
 
     def read(self) -> np.ndarray:
         """A copy of the current value, read back from the device if the device copy is newer."""
-        if self._state == _DEVICE_NEWER:
-            if self.nbytes:
-                cl = require_cl()
-                cl.enqueue_copy(self.device.queue, self._host, self._buffer, is_blocking=True)
-            self._state = _BOTH
-        return self._host.copy()
+        with self.device.lock:      # not halfway through a call that writes it
+            if self._state == _DEVICE_NEWER:
+                if self.nbytes:
+                    cl = require_cl()
+                    cl.enqueue_copy(self.device.queue, self._host, self._buffer,
+                                    is_blocking=True)
+                self._state = _BOTH
+            return self._host.copy()
 
     def write(self, array: np.ndarray) -> None:
         """Replace the value; shape and dtype must match. Uploaded before the next use."""
@@ -68,8 +70,10 @@ class ResidentArray:
                 f"{self.name!r}: cannot write an array of shape {array.shape} and dtype "
                 f"{array.dtype} into one of shape {self.shape} and dtype {self.dtype}")
         # A fresh host array: an upload still in flight keeps the old one alive and intact.
-        self._host = np.array(array, order="C", copy=True)
-        self._state = _HOST_NEWER
+        fresh = np.array(array, order="C", copy=True)
+        with self.device.lock:
+            self._host = fresh
+            self._state = _HOST_NEWER
 
     def mark_device_dirty(self) -> None:
         """Record that a kernel wrote the device buffer, so read() must fetch it."""

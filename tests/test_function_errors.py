@@ -3,6 +3,9 @@ device's limit, bad updates. Each test asserts the error's text, and that nothin
 built or launched when the error comes before that."""
 from __future__ import annotations
 
+import inspect
+import os
+
 import numpy as np
 import pytest
 
@@ -12,6 +15,8 @@ from graphc.runtime.device import format_bytes
 pytestmark = pytest.mark.opencl
 
 HERE = "test_function_errors.py"
+# what graphc.sites records for this file: relative to the working directory when inside it
+THIS_FILE = os.path.relpath(__file__) if __file__.startswith(os.getcwd() + os.sep) else __file__
 
 
 @pytest.fixture
@@ -227,24 +232,32 @@ def assert_too_large(text: str, buffer: str, nbytes: int, device) -> None:
 
 def test_placeholder_above_the_allocation_limit(cl_device):
     n = too_many_floats(cl_device)
+    line = inspect.currentframe().f_lineno + 1
     x = gc.placeholder((n,), gc.float32, name="huge")
     with pytest.raises(gc.DeviceError) as info:
         gc.function([x], [gc.sum(x)], device=cl_device)
     assert_too_large(str(info.value), "in:huge", 4 * n, cl_device)
+    assert f"holds input 'huge' (f32[{n}]), created at " \
+        f"{THIS_FILE}:{line}" in str(info.value)
 
 
 def test_output_above_the_allocation_limit(cl_device):
     n = too_many_floats(cl_device)
     x = gc.placeholder((1,), gc.float32, name="x")
+    line = inspect.currentframe().f_lineno + 2
     with pytest.raises(gc.DeviceError) as info:
         gc.function([x], [gc.broadcast_to(x, (n,)) * 2.0], device=cl_device)
-    assert_too_large(str(info.value), "out0", 4 * n, cl_device)
+    text = str(info.value)
+    assert_too_large(text, "out0", 4 * n, cl_device)
+    assert f"holds output 0 of the function, computed by multiply (f32[{n}]), created at " \
+           f"{THIS_FILE}:{line}" in text
 
 
 def test_intermediate_above_the_allocation_limit(cl_device):
     """An expensive value read by several kernels is stored in a scratch buffer."""
     n = too_many_floats(cl_device)
     x = gc.placeholder((1,), gc.float32, name="x")
+    line = inspect.currentframe().f_lineno + 1
     h = gc.exp(gc.tanh(gc.exp(gc.broadcast_to(x, (n,)))))
     fn_outputs = [gc.sum(h), gc.max(h), gc.min(h)]
     with pytest.raises(gc.DeviceError) as info:
@@ -253,4 +266,89 @@ def test_intermediate_above_the_allocation_limit(cl_device):
     scratch = text.split("buffer '")[1].split("'")[0]
     assert scratch.startswith("s"), text
     assert_too_large(text, scratch, 4 * n, cl_device)
+    assert f"holds an intermediate value, computed by exp (f32[{n}]), created at " \
+           f"{THIS_FILE}:{line}" in text
 
+
+def test_variable_above_the_allocation_limit_names_the_variable(cl_device, monkeypatch):
+    """A variable counts too; a (pretend) smaller limit keeps the host array small."""
+    small = replace_limits(cl_device, monkeypatch, max_alloc=1024)
+    line = inspect.currentframe().f_lineno + 1
+    w = gc.variable(np.zeros(300, np.float32), name="w")
+    x = gc.placeholder((1,), gc.float32, name="x")
+    with pytest.raises(gc.DeviceError) as info:
+        gc.function([x], [gc.sum(w) + x], device=small)
+    text = str(info.value)
+    assert_too_large(text, "var:w", 1200, small)
+    assert f"holds variable 'w' (f32[300]), created at " \
+        f"{THIS_FILE}:{line}" in text
+
+
+def replace_limits(device, monkeypatch, max_alloc=None, memory=None):
+    """`device` with smaller limits for one test (the same context, queue and caches)."""
+    if max_alloc is not None:
+        monkeypatch.setattr(device, "max_mem_alloc_size", max_alloc)
+    if memory is not None:
+        monkeypatch.setattr(device, "global_mem_size", memory)
+    return device
+
+
+def test_nothing_is_generated_or_built_when_a_buffer_is_too_large(cl_device, monkeypatch):
+    import graphc.compiler as compiler
+    generated, builds = [], len(cl_device.build_stats)
+    real = compiler._build_kernels
+    monkeypatch.setattr(compiler, "_build_kernels",
+                        lambda *args: generated.append(args) or real(*args))
+    monkeypatch.setattr(cl_device, "build", lambda *args: pytest.fail("a program was built"))
+    x = gc.placeholder((1,), gc.float32, name="x")
+    with pytest.raises(gc.DeviceError, match="above the device's max allocation"):
+        gc.function([x], [gc.broadcast_to(x, (too_many_floats(cl_device),)) * 2.0],
+                    device=cl_device)
+    assert generated == []
+    assert len(cl_device.build_stats) == builds
+
+
+def outputs_over_the_memory(device):
+    """(count, floats): `count` outputs of `floats` each, each within the device's max
+    allocation, all together above its global memory."""
+    floats = min(device.max_mem_alloc_size, device.global_mem_size) // 4
+    count = device.global_mem_size // (4 * floats) + 1
+    return count, floats
+
+
+def test_planned_peak_above_the_device_memory_is_refused_before_building(cl_device,
+                                                                         monkeypatch):
+    count, floats = outputs_over_the_memory(cl_device)
+    builds = len(cl_device.build_stats)
+    monkeypatch.setattr(cl_device, "build", lambda *args: pytest.fail("a program was built"))
+    x = gc.placeholder((1,), gc.float32, name="x")
+    line = inspect.currentframe().f_lineno + 1
+    outs = [gc.broadcast_to(x, (floats,)) * float(k + 2) for k in range(count)]
+    with pytest.raises(gc.DeviceError) as info:
+        gc.function([x], outs, device=cl_device)
+    text = str(info.value)
+    total = 4 * floats * count + 4
+    assert f"the planned peak of {total} bytes ({format_bytes(total)}" in text
+    assert f"above the device's memory of {cl_device.global_mem_size} bytes " \
+           f"({format_bytes(cl_device.global_mem_size)}) on {cl_device.describe()}" in text
+    assert f"'out0': {format_bytes(4 * floats)}, output 0 of the function, computed by multiply " \
+           f"(f32[{floats}]), created at " \
+        f"{THIS_FILE}:{line}" in text
+    assert len(cl_device.build_stats) == builds
+
+
+def test_the_peak_counts_variables_and_constants(cl_device, monkeypatch):
+    """48 KiB of variable and 48 KiB of constant: accepted on the device, refused where the
+    device has only those 96 KiB (and no room for the input and output)."""
+    w = gc.variable(np.ones(12288, np.float32), name="w")
+    c = gc.constant(np.arange(12288, dtype=np.float32))
+    x = gc.placeholder((1,), gc.float32, name="x")
+    fits = gc.function([x], [gc.sum(w * c) + x], device=cl_device)
+    expected = np.sum(np.arange(12288, dtype=np.float64)) + 1.0
+    np.testing.assert_allclose(fits(np.ones(1, np.float32))[0], [expected], rtol=1e-6)
+    replace_limits(cl_device, monkeypatch, memory=2 * 12288 * 4)
+    with pytest.raises(gc.DeviceError) as info:
+        gc.function([x], [gc.sum(w * c) + x], device=cl_device)
+    text = str(info.value)
+    assert "'var:w': 48.0 KiB, variable 'w' (f32[12288])" in text
+    assert "'const:" in text and "48.0 KiB, constant (f32[12288])" in text

@@ -153,4 +153,4 @@ def test_cli_train_reports_missing_data(tmp_path, capsys):
     code = cli_main(["train", "mlp", "--dataset", "mnist", "--data-dir", str(tmp_path)])
     assert code == 2
     error = capsys.readouterr().err
-    assert "graphc train: digits-mnist IDX files" in error and str(tmp_path) in error
+    assert "graphc train: error: digits-mnist IDX files" in error and str(tmp_path) in error

@@ -13,6 +13,11 @@ from dataclasses import replace
 
 from graphc.codegen.build import BuiltKernel
 
+# OpenCL promises every device 1,024 bytes of kernel parameters (CL_DEVICE_MAX_PARAMETER_SIZE;
+# PoCL reports just that): a merge stops before its pointers and ints pass it. A merge also
+# stops at MAX_MERGED_SOURCE bytes of source, so no launch saved costs a long build.
+MAX_PARAMETER_BYTES = 1024
+MAX_MERGED_SOURCE = 64 * 1024
 _HEADER = re.compile(r"__kernel void (\w+)\(([^)]*)\) \{\n  const int gid = get_global_id\(0\);\n")
 NAME = "HKERNEL"            # the merged kernel's name until its digest is known
 
@@ -21,6 +26,29 @@ def mergeable_kernel(kernel: BuiltKernel) -> bool:
     """A kernel of one work item per element that starts as build.py renders it."""
     return kernel.global_size is None and _HEADER.match(kernel.source) is not None \
         and "barrier" not in kernel.source
+
+
+def merge_within_caps(kernels: list[BuiltKernel], group_size: int) -> list[BuiltKernel]:
+    """`kernels` merged in runs, in order, each run's parameters and source under the caps
+    (a kernel alone stays as it is)."""
+    runs: list[list[BuiltKernel]] = []
+    for kernel in kernels:
+        if runs and _fits(runs[-1] + [kernel]):
+            runs[-1].append(kernel)
+        else:
+            runs.append([kernel])
+    return [merge_kernels(run, group_size) if len(run) > 1 else run[0] for run in runs]
+
+
+def parameter_bytes(kernel: BuiltKernel) -> int:
+    """The bytes of a kernel's parameters: 8 per buffer pointer, 4 per int offset."""
+    return 8 * len(kernel.args) + 4 * len(kernel.scalars)
+
+
+def _fits(run: list[BuiltKernel]) -> bool:
+    sources = {k.source for k in run}       # repeated members share one function
+    return sum(map(parameter_bytes, run)) <= MAX_PARAMETER_BYTES \
+        and sum(map(len, sources)) <= MAX_MERGED_SOURCE
 
 
 def merge_kernels(kernels: list[BuiltKernel], group_size: int) -> BuiltKernel:

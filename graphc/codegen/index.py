@@ -164,6 +164,9 @@ def mod(form: Lin, divisor: int) -> Lin:
         return _make((), 0)
     kept = _make(tuple((a, c) for a, c in form.terms if c % divisor), form.const % divisor)
     lo, hi = kept.bounds
+    if lo < 0:      # dropping multiples can leave it negative, and C's -1 % 2 is -1
+        kept = _make(kept.terms, kept.const - lo // divisor * divisor)
+        lo, hi = kept.bounds
     if 0 <= lo and hi < divisor:
         return kept
     if kept.is_const:

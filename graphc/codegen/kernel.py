@@ -4,15 +4,84 @@ A kernel runs one work item per element of `space` (flattened, index `gid`). An 
 `Reduce` loops over a second space and combines a body expression into an accumulator.
 `stores` write expressions (which may read the accumulator) to output buffers. Values are
 expression DAGs of frozen dataclasses, so equal subexpressions hash equal and are
-emitted once.
+emitted once. A fused chain makes DAGs tens of thousands deep, so their hashing, equality
+and walks keep their own stacks (see `expression`) instead of Python's.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
 from graphc.codegen.index import Div, Lin, Mod, Var, cached_hash, evaluate
+
+
+def expression(cls):
+    """Give an expression class a remembered hash and an equality that walk the DAG with an
+    explicit stack (the dataclass versions recurse once per level)."""
+    cls.__hash__ = _expression_hash
+    cls.__eq__ = _expression_eq
+    return cls
+
+
+def _expression_hash(self) -> int:
+    try:
+        return self.__dict__["_hash"]
+    except KeyError:
+        _fill_hashes(self)
+        return self.__dict__["_hash"]
+
+
+def _fill_hashes(root) -> None:
+    """Hash every not yet hashed sub-expression of `root`, children before parents."""
+    stack = [root]
+    while stack:
+        node = stack[-1]
+        if "_hash" in node.__dict__:
+            stack.pop()
+            continue
+        kids = children(node)
+        missing = [c for c in kids if "_hash" not in c.__dict__]
+        if missing:
+            stack.extend(missing)
+            continue
+        stack.pop()
+        value = hash((type(node).__name__, _fields_of(node),
+                      tuple(c.__dict__["_hash"] for c in kids)))
+        object.__setattr__(node, "_hash", value)
+
+
+def _expression_eq(self, other) -> bool:
+    if self is other:
+        return True
+    if type(self) is not type(other):
+        return NotImplemented
+    pending, compared = [(self, other)], set()
+    while pending:
+        a, b = pending.pop()
+        if a is b or (id(a), id(b)) in compared:
+            continue
+        compared.add((id(a), id(b)))
+        kids_a, kids_b = children(a), children(b)
+        if type(a) is not type(b) or hash(a) != hash(b) or len(kids_a) != len(kids_b) \
+                or _fields_of(a) != _fields_of(b):
+            return False
+        pending.extend(zip(kids_a, kids_b))
+    return True
+
+
+def _fields_of(expr) -> tuple:
+    """The fields of `expr` that are not sub-expressions (`children` gives those)."""
+    if isinstance(expr, Apply):
+        return expr.dtype, expr.op, expr.attrs
+    if isinstance(expr, Select):
+        return expr.dtype, expr.conds
+    if isinstance(expr, Load):
+        return (expr.dtype, expr.buffer, expr.index, expr.valid,
+                tuple(d[1:] for d in expr.dynamic), expr.offset)
+    if isinstance(expr, Const):
+        return expr.dtype, expr.value
+    return tuple(getattr(expr, f.name) for f in fields(expr))
 
 
 @cached_hash
@@ -25,15 +94,18 @@ class Cond:
     bound: int
 
 
-@cached_hash
+@expression
 @dataclass(frozen=True)
 class Expr:
     """Base of value expressions."""
 
     dtype: np.dtype
 
+    def __post_init__(self):
+        _fill_hashes(self)      # hashed as built, children first: no walk later
 
-@cached_hash
+
+@expression
 @dataclass(frozen=True)
 class Load(Expr):
     """buffer[index + sum(expr * stride for dynamic)], or 0 where `valid` fails."""
@@ -45,7 +117,7 @@ class Load(Expr):
     offset: str | None = None       # a scalar kernel argument added to the index
 
 
-@cached_hash
+@expression
 @dataclass(frozen=True)
 class Const(Expr):
     """A literal."""
@@ -53,7 +125,7 @@ class Const(Expr):
     value: float | int | bool
 
 
-@cached_hash
+@expression
 @dataclass(frozen=True)
 class Apply(Expr):
     """A registry op's template applied to argument expressions."""
@@ -63,7 +135,7 @@ class Apply(Expr):
     attrs: tuple = ()
 
 
-@cached_hash
+@expression
 @dataclass(frozen=True)
 class Select(Expr):
     """`a` where every condition holds, else `b`."""
@@ -73,7 +145,7 @@ class Select(Expr):
     b: Expr
 
 
-@cached_hash
+@expression
 @dataclass(frozen=True)
 class IndexValue(Expr):
     """An index used as a value (one_hot, argmax positions)."""
@@ -81,13 +153,13 @@ class IndexValue(Expr):
     index: Lin
 
 
-@cached_hash
+@expression
 @dataclass(frozen=True)
 class Acc(Expr):
     """The reduction's (or GEMM's) accumulated value, readable by stores."""
 
 
-@cached_hash
+@expression
 @dataclass(frozen=True)
 class Random(Expr):
     """Element `index` of a Philox stream: dist in uniform|normal|bernoulli."""
@@ -144,19 +216,22 @@ class Kernel:
     flops: int = field(default=0, compare=False)
 
 
-def walk(expr: Expr):
-    """Every sub-expression of `expr`, children first, each once."""
-    seen: set = set()
+def walk(expr: Expr) -> list:
+    """Every sub-expression of `expr`, children first, each once (an explicit stack: a
+    fused chain can be deeper than Python's recursion limit)."""
+    seen: set = {expr}
     order: list = []
-
-    def visit(node):
-        if node in seen:
-            return
-        seen.add(node)
-        for child in children(node):
-            visit(child)
-        order.append(node)
-    visit(expr)
+    stack = [(expr, iter(children(expr)))]
+    while stack:
+        node, pending = stack[-1]
+        for child in pending:
+            if child not in seen:
+                seen.add(child)
+                stack.append((child, iter(children(child))))
+                break
+        else:
+            stack.pop()
+            order.append(node)
     return order
 
 

@@ -1,11 +1,17 @@
 """Lowering graph values to kernel-IR expressions at symbolic indices.
 
 `Lowering.at(t, idx)` is the value of tensor `t` at multi-index `idx`: a load when `t`
-lives in a buffer, otherwise the expression of its producer, recursively. Movement ops
-only transform the index (reshape = flatten then unflatten, transpose = permute, slice =
-affine, pad and concatenate = guarded choices), so they cost no copy.
+lives in a buffer, otherwise the expression of its producer, built from its inputs' values.
+Movement ops only transform the index (reshape = flatten then unflatten, transpose =
+permute, slice = affine, pad and concatenate = guarded choices), so they cost no copy.
+
+A kernel's cone can be tens of thousands of ops deep, so the walk keeps its own stack
+instead of Python's: each op's rule is a generator that yields the (value, index, valid)
+it needs and is sent back that value's expression.
 """
 from __future__ import annotations
+
+from collections.abc import Generator
 
 import numpy as np
 
@@ -42,7 +48,7 @@ class Lowering:
         self.uses_step = False
         self.locals: dict[str, str] = {}        # plan buffer -> kernel parameter name
         self.dtypes: dict[str, np.dtype] = {}
-        self.ops: list = []
+        self.ops: dict = {}         # the nodes lowered, in order (a dict: ordered set)
         self.lowered: dict = {}     # (t, idx, valid, accumulated) -> expression
 
     def local(self, buffer: str, dtype) -> str:
@@ -55,26 +61,49 @@ class Lowering:
 
     def at(self, t: Tensor, idx, valid=()) -> object:
         """The value of `t` at index `idx` (loads guarded by `valid`)."""
+        ready, key = self._lookup(t, idx, valid)
+        if key is None:
+            return ready
+        stack = [(key, self._lower(t, list(key[1]), valid))]
+        sent = None
+        while stack:
+            key, rule = stack[-1]
+            try:
+                request = rule.send(sent)
+            except StopIteration as done:
+                stack.pop()
+                self.lowered[key] = sent = done.value
+                continue
+            sent, child = self._lookup(*request)
+            if child is not None:
+                stack.append((child, self._lower(request[0], list(child[1]), request[2])))
+        return sent
+
+    def _lookup(self, t: Tensor, idx, valid=()) -> tuple:
+        """(expression, None) when `t` at `idx` is a load or already lowered, else (None,
+        the memo key under which to lower it)."""
         idx = [lin(i) for i in idx]
         if self.accumulated is not None and t is self.accumulated[0] \
                 and idx == list(self.accumulated[1]):
-            return self.accumulated[2]
+            return self.accumulated[2], None
         if (t in self.buffers and t not in self.computing) or t.producer is None:
-            return self.load(t, idx, valid)
+            return self.load(t, idx, valid), None
         key = (id(t), tuple(idx), tuple(valid), id(self.accumulated))   # == is elementwise
-        if key not in self.lowered:     # a value read twice at one index is lowered once
-            self.lowered[key] = self._lower(t, idx, valid)
-        return self.lowered[key]
+        if key in self.lowered:     # a value read twice at one index is lowered once
+            return self.lowered[key], None
+        return None, key
 
-    def _lower(self, t: Tensor, idx, valid) -> object:
+    def _lower(self, t: Tensor, idx, valid):
+        """A generator: yields (value, index, valid) requests, returns `t`'s expression."""
         node = t.producer
-        if node not in self.ops:
-            self.ops.append(node)
+        self.ops.setdefault(node, None)
         if get_op(node.op).kind == "elementwise":
-            args = [self.at(a, broadcast_index(idx, a.shape, t.shape), valid)
-                    for a in node.inputs]
+            args = []
+            for a in node.inputs:
+                args.append((yield a, broadcast_index(idx, a.shape, t.shape), valid))
             return Apply(t.dtype, node.op, tuple(args), tuple(sorted(node.attrs.items())))
-        return getattr(self, "_" + node.op)(t, node, idx, valid)
+        rule = getattr(self, "_" + node.op)(t, node, idx, valid)
+        return (yield from rule) if isinstance(rule, Generator) else rule
 
     def load(self, t: Tensor, idx, valid=(), dynamic=()) -> object:
         """A load of `t` from its buffer (0-d constants become literals)."""
@@ -87,23 +116,23 @@ class Lowering:
 
     def _reshape(self, t, node, idx, valid):
         (x,) = node.inputs
-        return self.at(x, unflatten(flatten(idx, t.shape), x.shape), valid)
+        return (yield x, unflatten(flatten(idx, t.shape), x.shape), valid)
 
     def _transpose(self, t, node, idx, valid):
         (x,) = node.inputs
         source = [None] * x.ndim
         for out_axis, in_axis in enumerate(node.attrs["perm"]):
             source[in_axis] = idx[out_axis]
-        return self.at(x, source, valid)
+        return (yield x, source, valid)
 
     def _broadcast_to(self, t, node, idx, valid):
         (x,) = node.inputs
-        return self.at(x, broadcast_index(idx, x.shape, t.shape), valid)
+        return (yield x, broadcast_index(idx, x.shape, t.shape), valid)
 
     def _slice(self, t, node, idx, valid):
         (x,) = node.inputs
         a = node.attrs
-        return self.at(x, [i * step + start for i, start, step
+        return (yield x, [i * step + start for i, start, step
                            in zip(idx, a["starts"], a["steps"])], valid)
 
     def _slice_grad(self, t, node, idx, valid):
@@ -116,7 +145,7 @@ class Lowering:
             source.append(floordiv(shifted, abs(step)) - bias // abs(step))
             conds.append(Cond(source[-1], "<", size))
         conds = tuple(conds)
-        return Select(t.dtype, conds, self.at(g, source, valid + conds), Const(t.dtype, 0))
+        return Select(t.dtype, conds, (yield g, source, valid + conds), Const(t.dtype, 0))
 
     def _pad(self, t, node, idx, valid):
         (x,) = node.inputs
@@ -125,7 +154,7 @@ class Lowering:
             source.append(i - before)
             conds += [Cond(i, ">=", before), Cond(i, "<", before + size)]
         conds = tuple(conds)
-        return Select(t.dtype, conds, self.at(x, source, valid + conds),
+        return Select(t.dtype, conds, (yield x, source, valid + conds),
                       Const(t.dtype, node.attrs["value"]))
 
     def _concatenate(self, t, node, idx, valid):
@@ -136,7 +165,7 @@ class Lowering:
             conds = (Cond(idx[axis], ">=", start), Cond(idx[axis], "<", start + size))
             source = list(idx)
             source[axis] = idx[axis] - start
-            pieces.append((conds, self.at(x, source, valid + conds)))
+            pieces.append((conds, (yield x, source, valid + conds)))
             start += size
         result = pieces[-1][1]
         for conds, value in reversed(pieces[:-1]):
@@ -147,7 +176,7 @@ class Lowering:
         x, indices = node.inputs
         axis = node.attrs["axis"]
         k = indices.ndim
-        position = self.at(indices, idx[axis:axis + k], valid)
+        position = yield indices, idx[axis:axis + k], valid
         source = list(idx[:axis]) + [Lin()] + list(idx[axis + k:])
         stride = int(np.prod(x.shape[axis + 1:], dtype=np.int64))
         if x in self.buffers or x.producer is None:
@@ -158,7 +187,7 @@ class Lowering:
         (indices,) = node.inputs
         axis = node.attrs["axis"]
         rest = list(idx[:axis]) + list(idx[axis + 1:])
-        position = self.at(indices, rest, valid)
+        position = yield indices, rest, valid
         here = IndexValue(indices.dtype, idx[axis])
         hot = Apply(np.dtype(bool), "equal", (position, here))
         return Apply(t.dtype, "cast", (hot,), (("dtype", t.dtype),))

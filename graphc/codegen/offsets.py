@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from graphc.codegen.index import Lin
-from graphc.codegen.kernel import Apply, Kernel, Load, Select
+from graphc.codegen.kernel import Apply, Kernel, Load, Select, walk
 
 
 def lift_offsets(kernel: Kernel) -> tuple[Kernel, tuple[int, ...]]:
@@ -69,20 +69,24 @@ def _shift_store(store, bases, names, memo):
 
 
 def _shift(expr, bases, names, memo):
-    if expr in memo:
-        return memo[expr]
+    """`expr` with the offsets subtracted, children first (no recursion: chains are deep)."""
+    for node in walk(expr):
+        if node not in memo:
+            memo[node] = _shift_node(node, bases, names, memo)
+    return memo[expr]
+
+
+def _shift_node(expr, bases, names, memo):
+    """One node rebuilt over its children's shifted versions (in `memo`)."""
     if isinstance(expr, Load):
-        dynamic = tuple((_shift(e, bases, names, memo), s, n) for e, s, n in expr.dynamic)
+        dynamic = tuple((memo[e], s, n) for e, s, n in expr.dynamic)
         result = replace(expr, dynamic=dynamic)
         if expr.buffer in bases:
             result = replace(result, index=_minus(expr.index, bases[expr.buffer]),
                              offset=names[expr.buffer])
-    elif isinstance(expr, Apply):
-        result = replace(expr, args=tuple(_shift(a, bases, names, memo) for a in expr.args))
-    elif isinstance(expr, Select):
-        result = replace(expr, a=_shift(expr.a, bases, names, memo),
-                         b=_shift(expr.b, bases, names, memo))
-    else:
-        result = expr
-    memo[expr] = result
-    return result
+        return result
+    if isinstance(expr, Apply):
+        return replace(expr, args=tuple(memo[a] for a in expr.args))
+    if isinstance(expr, Select):
+        return replace(expr, a=memo[expr.a], b=memo[expr.b])
+    return expr

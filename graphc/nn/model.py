@@ -11,6 +11,7 @@ batch size gets its own train / eval / predict function the first time it is use
 """
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
@@ -18,6 +19,7 @@ import numpy as np
 import graphc as gc
 from graphc import optim
 from graphc.ir import Tensor
+from graphc.runtime.device import DEVICE_ENV, real_devices
 from graphc.nn import loops
 from graphc.nn import metrics as nn_metrics
 from graphc.nn.base import Layer, deserialize_layer, register_layer, serialize_layer
@@ -41,9 +43,9 @@ _warned_no_device = False
 
 def _default_device(device):
     """The device for compiled steps: the reference interpreter when there is no OpenCL
-    device (said once per process, at the user's line)."""
+    device, or only a simulator (said once per process, at the user's line)."""
     global _warned_no_device
-    if device is None and not gc.devices():
+    if device is None and not os.environ.get(DEVICE_ENV) and not real_devices():
         if not _warned_no_device:
             _warned_no_device = True
             warnings.warn("no OpenCL device found: the model runs on the numpy reference "

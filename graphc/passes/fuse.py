@@ -9,7 +9,8 @@ epilogues after reductions and contractions):
   that reads it. It is stored instead when it has several consumers and its inline cost
   (ops in its cone, transcendental ops counting TRANSCENDENTAL_COST) times the number of
   extra consumers exceeds RECOMPUTE_BUDGET, or when a windowed op (matmul, conv, pooling,
-  softmax rows) would read it many times over and its cone does arithmetic.
+  softmax rows) would read it many times over and its cone does arithmetic
+  (passes/stored.py).
 * A loop op (reduction, contraction, pooling) takes elementwise consumers of its own
   shape, that read it at the same index, as an epilogue in the same kernel; it then
   stores its own value only if something else needs it.
@@ -17,6 +18,8 @@ epilogues after reductions and contractions):
   become one kernel with several outputs.
 * A softmax cross-entropy and its gradient over the same logits become one row kernel
   writing both (codegen/cross_entropy.py), whose targets and row scale are computed inline.
+* No kernel grows past the caps of passes/kernel_size.py (ops computed inline, reshapes on
+  a path, buffer arguments): deep chains are cut into pieces, wide merges stop.
 """
 from __future__ import annotations
 
@@ -24,24 +27,18 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from graphc.codegen.cross_entropy import INLINE_OPERANDS, XENT_OPS, fusable
-from graphc.codegen.gemm_epilogue import operand_view
-from graphc.codegen.lower import inlinable
+from graphc.codegen.cross_entropy import fusable
 from graphc.codegen.raw import RAW_OPS
 from graphc.codegen.reductions import LOOP_OPS
 from graphc.ir import Graph, Tensor, is_among
 from graphc.passes.views import plan_views
 from graphc.ops import get_op
+from graphc.passes.kernel_size import MAX_KERNEL_OPS, within_caps
 from graphc.passes.reach import Reachability
+from graphc.passes.stored import (RECOMPUTE_BUDGET, TRANSCENDENTAL_COST,  # noqa: F401
+                                  choose_stored, cone, should_store)
 
-RECOMPUTE_BUDGET = 8
-TRANSCENDENTAL_COST = 4
-TRANSCENDENTAL = {"exp", "log", "sqrt", "tanh", "sigmoid", "sin", "cos", "power", "erf"}
-REREADING_OPS = {"matmul", "conv2d", "conv2d_grad_input", "conv2d_grad_weight",
-                 "max_pool2d", "avg_pool2d", "avg_pool2d_grad", "take_grad"} | RAW_OPS
-BUFFER_OPERAND_OPS = RAW_OPS | {"take"}     # operands read directly by hand-written code
-COMPUTED_OPERANDS = {"take": (1,), **INLINE_OPERANDS}   # ...except these positions
-RESHAPE_READERS = RAW_OPS - XENT_OPS     # read a reshaped buffer's bytes in place
+MERGE_WINDOW = 512     # groups sibling merging compares at once (a training step: < 300)
 
 
 @dataclass(eq=False)                # groups are compared by identity, as their tensors are
@@ -53,85 +50,6 @@ class Group:
     stores: list[Tensor] = field(default_factory=list)
     epilogues: list[Tensor] = field(default_factory=list)
     placed: dict = field(default_factory=dict)     # alias: value -> (container, byte offset)
-
-
-def node_cost(t: Tensor) -> int:
-    """The cost of computing `t` once from its inputs."""
-    if t.producer is None or get_op(t.producer.op).kind != "elementwise":
-        return 0
-    return TRANSCENDENTAL_COST if t.producer.op in TRANSCENDENTAL else 1
-
-
-def cone(t: Tensor, stored: set) -> list[Tensor]:
-    """The inlined values computed when `t` is computed: stop at stored values and leaves."""
-    seen, order, stack = set(), [], [t]
-    while stack:
-        value = stack.pop()
-        if value in seen:
-            continue
-        seen.add(value)
-        order.append(value)
-        if value.producer is not None and (value is t or value not in stored):
-            stack.extend(v for v in value.producer.inputs
-                         if v not in stored and v.producer is not None)
-    return order
-
-
-def should_store(t: Tensor, consumers: list, stored: set) -> bool:
-    """The recompute-versus-store decision for an inlinable value (see the module doc)."""
-    cost = sum(node_cost(v) for v in cone(t, stored))
-    if any(c.op in BUFFER_OPERAND_OPS and _read_from_buffer(c, t)
-           and not (c.op in RESHAPE_READERS and _reshaped_buffer(t, stored))
-           for c in consumers):
-        return True
-    if any(c.op in REREADING_OPS for c in consumers) and cost > 0:
-        return True
-    return cost * (len(consumers) - 1) > RECOMPUTE_BUDGET
-
-
-def _read_from_buffer(consumer, t: Tensor) -> bool:
-    """Does `consumer`'s hand-written code load `t` from a buffer (not compute it inline)?"""
-    computed = COMPUTED_OPERANDS.get(consumer.op, ())
-    return any(v is t and i not in computed for i, v in enumerate(consumer.inputs))
-
-
-def _reshaped_buffer(t: Tensor, stored: set) -> bool:
-    """A reshape of a buffer: hand-written kernels read its bytes in place."""
-    view = operand_view(t, lambda v: v in stored or v.producer is None)
-    return view is not None and not view[1] and view[0] is not t
-
-
-def choose_stored(graph: Graph, outputs: list[Tensor]) -> set[Tensor]:
-    """The values that get a buffer."""
-    users = graph.users()
-    stored = set(outputs)
-    for node in graph.nodes:
-        for t in node.outputs:
-            if not inlinable(t):
-                stored.add(t)
-    for node in graph.nodes:        # producers first, so a cone's cost is known when asked
-        for t in node.outputs:
-            if t not in stored and should_store(t, users.get(t, []), stored):
-                stored.add(t)
-        if node.op == "matmul":
-            _store_gemm_operands(node, stored)
-    return stored
-
-
-def _store_gemm_operands(node, stored: set) -> None:
-    """The tiled GEMM reads its operands from memory: buffers, reshapes of buffers, and
-    transposes of those (a layout flag). Anything else (a concatenation, a sum...) is
-    stored first; for a transpose, the value under it, so the transpose stays free."""
-    def is_buffer(v):
-        return v in stored or v.producer is None
-    for operand in node.inputs:
-        if operand_view(operand, is_buffer) is not None:
-            continue
-        producer = operand.producer
-        if producer.op == "transpose" and operand_view(producer.inputs[0], is_buffer) is None:
-            stored.add(producer.inputs[0])
-        if operand_view(operand, is_buffer) is None:
-            stored.add(operand)
 
 
 def make_groups(graph: Graph, outputs: list[Tensor]) -> list[Group]:
@@ -161,18 +79,38 @@ def _fuse_epilogues(groups: dict, stored: set, strict: bool = False) -> None:
     per value; when the kernels they make depend on each other in a cycle (a host whose
     other epilogue depends on the new one), `strict` fuses only epilogues that read no
     other loop output except at their own index, and no concatenations of pieces."""
+    load: dict = {}         # host id -> (ops, buffers) of its kernel so far
     for t, group in list(groups.items()):
         if group.kind != "elementwise":
             continue
         source = _epilogue_source(t, stored, groups, strict)
         if source is None and not strict:
             source = _pieces_source(t, stored, groups)
-        if source is None:
+        if source is None or not _host_fits(groups[source], group, stored, load):
             continue
         host = groups[source]
         host.epilogues.append(t)
         host.stores.append(t)
         del groups[t]
+
+
+def _host_fits(host: Group, guest: Group, stored: set, load: dict) -> bool:
+    """Does `host`'s kernel stay under the caps with `guest` added (then count it in)?"""
+    if id(host) not in load:
+        load[id(host)] = (kernel_ops(host, stored), reads_of(host, stored) | set(host.stores))
+    ops, buffers = load[id(host)]
+    ops += kernel_ops(guest, stored)
+    buffers = buffers | reads_of(guest, stored) | set(guest.stores)
+    if not within_caps(ops, buffers):
+        return False
+    load[id(host)] = ops, buffers
+    return True
+
+
+def kernel_ops(group: Group, stored: set) -> int:
+    """A bound on the ops `group`'s kernel computes inline (shared cones counted per root)."""
+    roots = dict.fromkeys([group.root] + group.epilogues + group.stores)
+    return sum(len(cone(t, stored)) for t in roots)
 
 
 def _epilogue_source(t: Tensor, stored: set, groups: dict, strict: bool) -> Tensor | None:
@@ -227,19 +165,7 @@ def _loop_inputs(t: Tensor, stored: set, groups: dict, strict: bool = False) -> 
 
 def _read_at_own_index(t: Tensor, loop: Tensor, computed: set) -> bool:
     """Does every path from `t` to `loop` run through elementwise ops of `t`'s shape?"""
-    reaching: dict = {}
-
-    def reaches(value) -> bool:
-        if value is loop:
-            return True
-        if value not in computed or value.producer is None or value in reaching:
-            return reaching.get(value, False)
-        reaching[value] = False             # guards against revisiting during the walk
-        hits = [reaches(i) for i in value.producer.inputs]
-        reaching[value] = any(hits)
-        return reaching[value]
-
-    reaches(t)
+    reaching = _reaching(t, loop, computed)
     for value, hit in reaching.items():
         node = value.producer
         if hit and (get_op(node.op).kind != "elementwise" or value.shape != t.shape
@@ -248,15 +174,36 @@ def _read_at_own_index(t: Tensor, loop: Tensor, computed: set) -> bool:
     return True
 
 
+def _reaching(t: Tensor, loop: Tensor, computed: set) -> dict:
+    """For each value computed on the way from `t` down: does it read `loop`? (Children
+    first, on an explicit stack: cones can be deep.)"""
+    reaching: dict = {}
+    stack = [(t, False)]
+    while stack:
+        value, expanded = stack.pop()
+        if expanded:
+            reaching[value] = any(i is loop or reaching.get(i, False)
+                                  for i in value.producer.inputs)
+        elif value is not loop and value in computed and value.producer is not None \
+                and value not in reaching:
+            reaching[value] = False         # visited; its inputs are done before it
+            stack.append((value, True))
+            stack.extend((i, False) for i in value.producer.inputs)
+    return reaching
+
+
 def _drop_unread_roots(groups: list[Group], stored: set, outputs: set) -> None:
     """A loop value that only its own epilogues read needs no buffer."""
     hosts = [g for g in groups if g.epilogues and g.root not in outputs]
     if not hosts:
         return
     # dropping a root leaves every group's reads as they were: read them once
-    reads = {id(g): reads_of(g, stored) for g in groups}
+    readers: dict[Tensor, set] = {}
+    for g in groups:
+        for value in reads_of(g, stored):
+            readers.setdefault(value, set()).add(id(g))
     for host in hosts:
-        if not any(host.root in reads[id(g)] for g in groups if g is not host):
+        if not readers.get(host.root, set()) - {id(host)}:
             host.stores = [s for s in host.stores if s is not host.root]
 
 
@@ -307,18 +254,40 @@ def _merge_cross_entropy(groups: list[Group]) -> list[Group]:
 def _merge_siblings(groups: list[Group], stored: set) -> list[Group]:
     """Merge elementwise groups of one shape that share an input (siblings), or where one
     reads the other's values at its own index with no kernel in between (a chain); and
-    give a loop group an independent elementwise group of its shape to finish with."""
+    give a loop group an independent elementwise group of its shape to finish with.
+    Past MERGE_WINDOW groups, merging looks within windows of that many consecutive groups
+    of a topological order (every path between two of them stays inside theirs), so a deep
+    graph merges in linear time."""
     dag = dependency_graph(groups)
+    if len(groups) <= MERGE_WINDOW:
+        return _merge_within(groups, dag, stored)
+    rank = {node: i for i, node in enumerate(nx.topological_sort(dag))}
+    ordered = sorted(groups, key=lambda g: rank[id(g)])
+    merged: list[Group] = []
+    for start in range(0, len(ordered), MERGE_WINDOW):
+        window = ordered[start:start + MERGE_WINDOW]
+        merged += _merge_within(window, dag.subgraph(id(g) for g in window).copy(), stored)
+    return merged
+
+
+def _merge_within(groups: list[Group], dag: nx.DiGraph, stored: set) -> list[Group]:
+    """Sibling merging over `groups`, the nodes of `dag`, in order: each joins the first
+    open group it can merge with."""
     state = _Merging(dag, Reachability(dag), stored)
     merged: list[Group] = []
+    open_: list[Group] = []     # merged groups that can still take one more (not full)
     for group in groups:
-        partner = next((m for m in merged if _can_merge(m, group, state)), None)
+        partner = None if group.kind != "elementwise" else \
+            next((m for m in open_ if _can_merge(m, group, state)), None)
         if partner is None:
             merged.append(group)
+            open_.append(group)
             continue
-        partner.stores.extend(group.stores)
+        state.absorb(partner, group)
         nx.contracted_nodes(dag, id(partner), id(group), self_loops=False, copy=False)
-        state.reach.merge(id(partner), id(group))
+        state.reach.merge(id(partner), id(group), nx.ancestors(dag, id(partner)))
+        if state.full(partner):
+            open_.remove(partner)
     return merged
 
 
@@ -330,6 +299,34 @@ class _Merging:
     reach: Reachability
     stored: set
     leaves: dict = field(default_factory=dict)
+    sizes: dict = field(default_factory=dict)
+
+    def fits(self, a: Group, b: Group) -> bool:
+        """Would `a` and `b` merged stay under the kernel caps (passes/kernel_size.py)?"""
+        buffers = _leaves_read(a, self.stored, self.leaves) | \
+            _leaves_read(b, self.stored, self.leaves) | set(a.stores) | set(b.stores)
+        return within_caps(self.ops(a) + self.ops(b), buffers)
+
+    def absorb(self, partner: Group, group: Group) -> None:
+        """`partner` takes `group`'s stores; what it reads and computes adds up."""
+        leaves = _leaves_read(partner, self.stored, self.leaves) | \
+            _leaves_read(group, self.stored, self.leaves)
+        ops = self.ops(partner) + self.ops(group)
+        partner.stores.extend(group.stores)
+        self.leaves[(id(partner), len(partner.stores))] = leaves
+        self.sizes[(id(partner), len(partner.stores))] = ops
+
+    def full(self, group: Group) -> bool:
+        """Would any merge take `group` past a cap? (A merge adds an op and a store.)"""
+        buffers = _leaves_read(group, self.stored, self.leaves) | set(group.stores)
+        return not within_caps(self.ops(group) + 1, buffers, more_buffers=1)
+
+    def ops(self, group: Group) -> int:
+        """kernel_ops of `group`, remembered until its stores change."""
+        key = (id(group), len(group.stores))
+        if key not in self.sizes:
+            self.sizes[key] = kernel_ops(group, self.stored)
+        return self.sizes[key]
 
     def independent(self, a: Group, b: Group) -> bool:
         """Neither group depends on the other."""
@@ -342,18 +339,22 @@ class _Merging:
 
 
 def _can_merge(a: Group, b: Group, state: _Merging) -> bool:
-    if a.root.shape != b.root.shape or b.kind != "elementwise":
+    if a.root.shape != b.root.shape or b.kind != "elementwise" \
+            or a.kind not in ("loop", "elementwise"):
+        return False
+    direct = a.kind == "elementwise" and state.dag.has_edge(id(a), id(b))
+    if not direct and not state.independent(a, b):      # the cheap test that rejects most
+        return False
+    if state.ops(a) + state.ops(b) > MAX_KERNEL_OPS:
         return False
     if a.kind == "loop":        # an independent elementwise job rides along after the loop
-        return state.independent(a, b)
-    if a.kind != "elementwise":
-        return False
+        return state.fits(a, b)
     stored = state.stored
-    if state.dag.has_edge(id(a), id(b)):
-        return state.only_direct(a, b) and _reads_at_own_index(b, set(a.stores), stored)
-    if not _leaves_read(a, stored, state.leaves) & _leaves_read(b, stored, state.leaves):
-        return False        # the cheaper test first: most pairs share no input
-    return state.independent(a, b)
+    if direct:
+        return state.only_direct(a, b) and _reads_at_own_index(b, set(a.stores), stored) \
+            and state.fits(a, b)
+    return bool(_leaves_read(a, stored, state.leaves) & _leaves_read(b, stored, state.leaves)) \
+        and state.fits(a, b)
 
 
 def _reads_at_own_index(group: Group, values: set, stored: set) -> bool:
@@ -393,10 +394,11 @@ def _leaves_of(group: Group, stored: set) -> set:
 def dependency_graph(groups: list[Group]) -> nx.DiGraph:
     """Group ids, with an edge from the group storing a value to each group reading it."""
     writer = {t: g for g in groups for t in g.stores}
+    stored = set(writer)
     dag = nx.DiGraph()
     dag.add_nodes_from(id(g) for g in groups)
     for g in groups:
-        for value in reads_of(g, set(writer)):
+        for value in reads_of(g, stored):
             if value in writer and writer[value] is not g:
                 dag.add_edge(id(writer[value]), id(g))
     return dag

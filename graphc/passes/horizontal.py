@@ -12,10 +12,10 @@ Codegen (codegen/horizontal.py) concatenates the members' ranges into one launch
 """
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 
 from graphc.passes.fuse import Group
-from graphc.passes.reach import Reachability
 
 MAX_MEMBERS = 8
 # Launch overhead dominates kernels of few work items; big ones stay alone, where they
@@ -57,33 +57,30 @@ def mergeable(group: Group) -> bool:
 
 
 def bundle_steps(order: list[Group], dag) -> list:
-    """`order` with each mergeable group moved into the closest earlier mergeable step it
-    does not depend on (`dag`: kernel dependences over group ids, write-after-read
-    included); steps are Groups or Bundles of at most MAX_MEMBERS."""
-    reach = Reachability(dag)
+    """`order` with each mergeable group moved into the earliest mergeable step after every
+    step it depends on (`dag`: kernel dependences over group ids, write-after-read
+    included); steps are Groups or Bundles of at most MAX_MEMBERS. A dependent step always
+    lies after its sources', so the last step a group must follow is the latest of its
+    direct predecessors' (an alias step, which launches nothing, passes on its own
+    predecessors'): no scan back over the steps, which made thousands of kernels slow."""
     steps: list = []
+    open_steps: list[int] = []      # ascending indices of steps that take another member
+    after: dict = {}                # group id -> the step its dependents must follow
     for group in order:
-        target = _target(steps, group, reach) if mergeable(group) else None
-        if target is None:
+        last = max((after.get(p, -1) for p in dag.predecessors(id(group))), default=-1)
+        position = bisect.bisect_right(open_steps, last)
+        if not mergeable(group) or position == len(open_steps):
             steps.append(group)
-        elif isinstance(steps[target], Bundle):
-            steps[target].members.append(group)
+            index = len(steps) - 1
+            if mergeable(group):
+                open_steps.append(index)
         else:
-            steps[target] = Bundle([steps[target], group])
+            index = open_steps[position]
+            if isinstance(steps[index], Bundle):
+                steps[index].members.append(group)
+            else:
+                steps[index] = Bundle([steps[index], group])
+            if len(steps[index].members) >= MAX_MEMBERS:
+                del open_steps[position]
+        after[id(group)] = last if group.kind == "alias" else index
     return steps
-
-
-def _target(steps: list, group: Group, reach: Reachability) -> int | None:
-    """The index of the earliest step `group` can join, scanning back until a kernel that
-    `group` depends on (passing a concatenation's alias step is safe: its pieces, which
-    block the scan, are the kernels that fill it)."""
-    found = None
-    for index in range(len(steps) - 1, -1, -1):
-        step = steps[index]
-        if step.kind == "alias":        # launches nothing: what it depends on decides
-            continue
-        if any(reach.path(id(m), id(group)) for m in members(step)):
-            break
-        if len(members(step)) < MAX_MEMBERS and all(mergeable(m) for m in members(step)):
-            found = index
-    return found

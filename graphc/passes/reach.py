@@ -30,12 +30,15 @@ class Reachability:
         """Is there a path of one or more edges from `a` to `b`?"""
         return bool(self.below[a] & self.bit[b])
 
-    def merge(self, keep: Hashable, gone: Hashable) -> None:
-        """`gone` becomes part of `keep` (the caller ensures no cycle results)."""
+    def merge(self, keep: Hashable, gone: Hashable, above=None) -> None:
+        """`gone` becomes part of `keep` (the caller ensures no cycle results). `above`,
+        when known, holds every node that reaches either: only those are updated (else all
+        are looked at, which makes many merges in a wide graph quadratic)."""
         both = self.bit[keep] | self.bit[gone]
         merged = (self.below[keep] | self.below[gone]) & ~both
         del self.below[gone], self.bit[gone]
-        for node, mask in self.below.items():
+        for node in self.below if above is None else above:
+            mask = self.below[node]
             if mask & both:
                 self.below[node] = (mask & ~both) | self.bit[keep] | merged
         self.below[keep] = merged

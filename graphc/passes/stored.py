@@ -1,0 +1,126 @@
+"""Which values get a buffer: the recompute-versus-store cost model of fusion (see
+passes/fuse.py), and the kernel caps of passes/kernel_size.py applied as values are met.
+
+An inlined value is recomputed by every kernel that reads it. It is stored instead when it
+has several consumers and its inline cost (ops in its cone, transcendental ops counting
+TRANSCENDENTAL_COST) times the number of extra consumers exceeds RECOMPUTE_BUDGET, when a
+windowed op (matmul, conv, pooling, softmax rows) would read it many times over and its cone
+does arithmetic, or when hand-written code reads it from memory.
+"""
+from __future__ import annotations
+
+from graphc.codegen.cross_entropy import INLINE_OPERANDS, XENT_OPS
+from graphc.codegen.gemm_epilogue import operand_view
+from graphc.codegen.lower import inlinable
+from graphc.codegen.raw import RAW_OPS
+from graphc.ir import Graph, Tensor
+from graphc.ops import get_op
+from graphc.passes.kernel_size import InlineSizes
+
+RECOMPUTE_BUDGET = 8
+TRANSCENDENTAL_COST = 4
+TRANSCENDENTAL = {"exp", "log", "sqrt", "tanh", "sigmoid", "sin", "cos", "power", "erf"}
+REREADING_OPS = {"matmul", "conv2d", "conv2d_grad_input", "conv2d_grad_weight",
+                 "max_pool2d", "avg_pool2d", "avg_pool2d_grad", "take_grad"} | RAW_OPS
+BUFFER_OPERAND_OPS = RAW_OPS | {"take"}     # operands read directly by hand-written code
+COMPUTED_OPERANDS = {"take": (1,), **INLINE_OPERANDS}   # ...except these positions
+RESHAPE_READERS = RAW_OPS - XENT_OPS     # read a reshaped buffer's bytes in place
+
+
+def node_cost(t: Tensor) -> int:
+    """The cost of computing `t` once from its inputs."""
+    if t.producer is None or get_op(t.producer.op).kind != "elementwise":
+        return 0
+    return TRANSCENDENTAL_COST if t.producer.op in TRANSCENDENTAL else 1
+
+
+def cone(t: Tensor, stored: set) -> list[Tensor]:
+    """The inlined values computed when `t` is computed: stop at stored values and leaves."""
+    seen, order, stack = set(), [], [t]
+    while stack:
+        value = stack.pop()
+        if value in seen:
+            continue
+        seen.add(value)
+        order.append(value)
+        if value.producer is not None and (value is t or value not in stored):
+            stack.extend(v for v in value.producer.inputs
+                         if v not in stored and v.producer is not None)
+    return order
+
+
+def should_store(t: Tensor, consumers: list, stored: set) -> bool:
+    """The recompute-versus-store decision for an inlinable value (see the module doc)."""
+    if any(c.op in BUFFER_OPERAND_OPS and _read_from_buffer(c, t)
+           and not (c.op in RESHAPE_READERS and _reshaped_buffer(t, stored))
+           for c in consumers):
+        return True
+    if any(c.op in REREADING_OPS for c in consumers):
+        return _cost_exceeds(t, stored, 0)
+    extra = len(consumers) - 1
+    return extra > 0 and _cost_exceeds(t, stored, RECOMPUTE_BUDGET // extra)
+
+
+def _cost_exceeds(t: Tensor, stored: set, budget: int) -> bool:
+    """Does computing `t` inline cost more than `budget`? (The walk stops as soon as it
+    does: asked of every value, a full walk made long chains quadratic.)"""
+    cost, seen, stack = 0, set(), [t]
+    while stack:
+        value = stack.pop()
+        if value in seen:
+            continue
+        seen.add(value)
+        cost += node_cost(value)
+        if cost > budget:
+            return True
+        if value.producer is not None and (value is t or value not in stored):
+            stack.extend(v for v in value.producer.inputs
+                         if v not in stored and v.producer is not None)
+    return False
+
+
+def _read_from_buffer(consumer, t: Tensor) -> bool:
+    """Does `consumer`'s hand-written code load `t` from a buffer (not compute it inline)?"""
+    computed = COMPUTED_OPERANDS.get(consumer.op, ())
+    return any(v is t and i not in computed for i, v in enumerate(consumer.inputs))
+
+
+def _reshaped_buffer(t: Tensor, stored: set) -> bool:
+    """A reshape of a buffer: hand-written kernels read its bytes in place."""
+    view = operand_view(t, lambda v: v in stored or v.producer is None)
+    return view is not None and not view[1] and view[0] is not t
+
+
+def choose_stored(graph: Graph, outputs: list[Tensor]) -> set[Tensor]:
+    """The values that get a buffer."""
+    users = graph.users()
+    stored = set(outputs)
+    for node in graph.nodes:
+        for t in node.outputs:
+            if not inlinable(t):
+                stored.add(t)
+    sizes = InlineSizes(stored)
+    for node in graph.nodes:        # producers first, so a cone's cost is known when asked
+        for t in node.outputs:
+            if t not in stored and should_store(t, users.get(t, []), stored):
+                stored.add(t)
+        sizes.cap(node)
+        if node.op == "matmul":
+            _store_gemm_operands(node, stored)
+    return stored
+
+
+def _store_gemm_operands(node, stored: set) -> None:
+    """The tiled GEMM reads its operands from memory: buffers, reshapes of buffers, and
+    transposes of those (a layout flag). Anything else (a concatenation, a sum...) is
+    stored first; for a transpose, the value under it, so the transpose stays free."""
+    def is_buffer(v):
+        return v in stored or v.producer is None
+    for operand in node.inputs:
+        if operand_view(operand, is_buffer) is not None:
+            continue
+        producer = operand.producer
+        if producer.op == "transpose" and operand_view(producer.inputs[0], is_buffer) is None:
+            stored.add(producer.inputs[0])
+        if operand_view(operand, is_buffer) is None:
+            stored.add(operand)
