@@ -18,7 +18,7 @@ RTOL = 1e-3
 
 MODELS = {   # name: (builder, input shape for batch 4)
     "cnn": (onnx_models.cnn, (4, 3, 12, 12)),
-    "recurrent": (onnx_models.recurrent, (4, 7, 8)),
+    "recurrent": (onnx_models.recurrent, (4, 5, 8)),
     "encoder": (onnx_models.encoder, (4, 6, 32)),
 }
 
@@ -75,10 +75,11 @@ def _torch_gradients(module, x, target):
     module.zero_grad()
     loss = ((module(torch.from_numpy(x)) - torch.from_numpy(target)) ** 2).mean()
     loss.backward()
-    return float(loss), {n: p.grad.numpy().copy() for n, p in module.named_parameters()}
+    return float(loss.detach()), {n: p.grad.numpy().copy() for n, p in module.named_parameters()}
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "recurrent"
+                                  else n for n in sorted(MODELS)])     # ~50 s to compile
 def test_gradients_of_an_imported_model_match_torch(name, cl_device):
     module, proto, x = _made(name)
     model = graphc.onnx.load(proto, input_shapes={"x": x.shape}, device=cl_device)

@@ -8,12 +8,14 @@ arithmetic that exporters emit never reaches the device.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from graphc.builder import constant
 from graphc.errors import GraphcError
 from graphc.interp import interpret
-from graphc.ir import Tensor
+from graphc.ir import Graph, Tensor
 from graphc.onnx import ops  # noqa: F401  (fills CONVERTERS)
 from graphc.onnx.errors import NeedsValue, OnnxImportError, UnsupportedError, node_label
 from graphc.onnx.registry import CONVERTERS, NodeView
@@ -39,9 +41,17 @@ def model_opset(model) -> int:
 
 
 def check_model(model, opset: int) -> None:
-    """Every node has a converter that reads all of its attributes (load-time refusal)."""
-    for node in model.graph.node:
+    """Every node, in subgraphs too, has a converter that reads all of its attributes
+    (load-time refusal)."""
+    check_graph(model.graph, opset)
+
+
+def check_graph(graph, opset: int) -> None:
+    for node in graph.node:
         check_node(node, opset)
+        for attr in node.attribute:
+            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                check_graph(sub, opset)
 
 
 def check_node(node, opset: int) -> None:
@@ -76,34 +86,73 @@ def attributes(node) -> dict:
     return parsed
 
 
-def declared_types(model) -> dict[str, int]:
-    """The ONNX element type of every value the model states one for."""
-    graph = model.graph
-    stated = {t.name: t.data_type for t in graph.initializer}
+def declared_types(graph, outer: dict | None = None) -> dict[str, int]:
+    """The ONNX element type of every value the graph (or its outer scope) states one for."""
+    stated = dict(outer or {})
+    stated.update({t.name: t.data_type for t in graph.initializer})
     for info in list(graph.input) + list(graph.value_info) + list(graph.output):
         if info.type.HasField("tensor_type") and info.type.tensor_type.elem_type:
             stated[info.name] = info.type.tensor_type.elem_type
     return stated
 
 
+@dataclass
+class Scope:
+    """What converting one graph (the model's, or a subgraph of If, Loop, Scan) shares."""
+
+    opset: int
+    source: str
+    weights: dict | None
+    stated: dict
+    graph_outputs: frozenset
+    prefix: str = ""
+
+
 def convert_nodes(model, opset: int, env: dict[str, Tensor], source: str,
                   weights: dict | None = None) -> None:
     """Convert every node, adding its outputs to `env` (ONNX value name -> tensor);
     `weights` (the model's variables) receives the variables converters create."""
-    stated = declared_types(model)
-    outputs = frozenset(o.name for o in model.graph.output)
-    for index, node in enumerate(model.graph.node):
-        label = node_label(node, opset)
-        view = NodeView(node.op_type, node.name, opset, attributes(node),
+    graph = model.graph
+    scope = Scope(opset, source, weights, declared_types(graph),
+                  frozenset(o.name for o in graph.output))
+    convert_graph(graph, env, scope)
+
+
+def convert_graph(graph, env: dict[str, Tensor], scope: Scope) -> None:
+    for index, node in enumerate(graph.node):
+        label = node_label(node, scope.opset)
+        view = NodeView(node.op_type, node.name, scope.opset, attributes(node),
                         [env[n] if n else None for n in _inputs(node, env, label)],
-                        list(node.input), list(node.output), weights,
-                        [stated.get(n) for n in node.input], outputs)
+                        list(node.input), list(node.output), scope.weights,
+                        [scope.stated.get(n) for n in node.input], scope.graph_outputs)
+        view.subgraph = _subgraph_runner(env, scope)
         if node.op_type == "Cast" and node.output:
-            stated.setdefault(node.output[0], view.attr("to"))
-        scope = node.name or f"{node.op_type}_{index}"
-        with name_scope(scope, f"{source} node {index}"):
+            scope.stated.setdefault(node.output[0], view.attr("to"))
+        name = scope.prefix + (node.name or f"{node.op_type}_{index}")
+        with name_scope(name, f"{scope.source} node {index}"):
             outputs = _run_converter(view, label)
         _bind_outputs(node, outputs, env, label)
+
+
+def _subgraph_runner(outer_env: dict, scope: Scope):
+    """run(graph, bindings, tag) -> the subgraph's outputs: its nodes converted in a scope
+    that sees the outer values (ONNX's lexical scoping), its inputs bound to `bindings`."""
+    def run(graph, bindings: dict[str, Tensor], tag: str) -> list[Tensor]:
+        env = dict(outer_env)
+        env.update(bindings)
+        env.update(_initializers(graph))
+        inner = Scope(scope.opset, scope.source, scope.weights,
+                      declared_types(graph, scope.stated), frozenset(),
+                      f"{scope.prefix}{tag}/")
+        convert_graph(graph, env, inner)
+        return [env[o.name] for o in graph.output]
+    return run
+
+
+def _initializers(graph) -> dict[str, Tensor]:
+    from onnx import numpy_helper
+    from graphc.onnx.ops.shape import constant_of
+    return {t.name: constant_of(numpy_helper.to_array(t)) for t in graph.initializer}
 
 
 def _inputs(node, env: dict, label: str) -> list[str]:
@@ -133,8 +182,11 @@ def _run_converter(view: NodeView, label: str) -> list[Tensor]:
 
 
 def _folded(x: Tensor) -> Tensor:
-    """A node output computed from constants only, evaluated now."""
+    """A node output computed from constants only, evaluated now (a subgraph's node may
+    read outer values though its own inputs are constants: those stay)."""
     if x is None or x.role == "constant":
+        return x
+    if any(leaf.role != "constant" for leaf in Graph.from_outputs([x]).inputs):
         return x
     return constant(np.asarray(interpret(x)), x.dtype)
 

@@ -60,6 +60,7 @@ class NodeView:
         self.weights = weights if weights is not None else {}
         self.input_types = list(input_types) + [None] * (len(self.inputs) - len(input_types))
         self.graph_outputs = graph_outputs
+        self.subgraph = None     # run(graph, bindings, tag) -> outputs, set by the converter walk
 
     def input_type(self, index: int) -> int | None:
         """The ONNX element type of input `index` where the model states it, else None."""

@@ -248,3 +248,27 @@ converter("HannWindow", attrs=("output_datatype", "periodic"))(_window([0.5, -0.
 converter("HammingWindow", attrs=("output_datatype", "periodic"))(
     _window([25 / 46, -21 / 46]))
 converter("BlackmanWindow", attrs=("output_datatype", "periodic"))(_window([0.42, -0.5, 0.08]))
+
+
+# ---- affine grids ----
+
+def _grid_axis(n: int, align_corners: bool) -> np.ndarray:
+    if align_corners:
+        return np.linspace(-1.0, 1.0, n) if n > 1 else np.zeros(1)
+    return (np.arange(n) * 2.0 + 1.0) / n - 1.0
+
+
+@converter("AffineGrid", attrs=("align_corners",))
+def _affine_grid(node: NodeView) -> Tensor:
+    """theta (N, d, d+1) applied to the normalized coordinates of every output position,
+    (x, y[, z]) order, as a product with a constant base grid."""
+    theta = node.input(0)
+    size = node.static_ints(1, "the size")
+    spatial = size[2:]
+    align = bool(node.attr("align_corners", 0))
+    axes = [_grid_axis(n, align) for n in spatial]
+    mesh = np.meshgrid(*axes, indexing="ij")                 # D, H, W order
+    columns = [m.reshape(-1) for m in reversed(mesh)]         # x first
+    base = np.stack(columns + [np.ones_like(columns[0])], axis=1).astype(theta.dtype)
+    grid = gc.matmul(constant(base), gc.transpose(theta, (0, 2, 1)))   # (N, P, d)
+    return gc.reshape(grid, (theta.shape[0],) + tuple(spatial) + (len(spatial),))

@@ -1,17 +1,11 @@
-"""ONNX neural-network ops: products, convolutions, pools, normalizations, softmaxes.
-
-Convolutions and pools are 2-D in graphc; 1-D ones run as 2-D with a height of 1. Pads the
-graphc ops cannot take directly (asymmetric, auto_pad, ceil_mode's extra row) become an
-explicit pad (-inf for max, 0 for sums) and the average's divisor a constant computed at
-import from the geometry, so every window divides by exactly ONNX's count.
+"""ONNX products and convolutions (Gemm, MatMul, Conv, ConvTranspose) and the window
+geometry pools share (ops/pool.py). Convolutions are 2-D in graphc; 1-D ones run as 2-D
+with a height of 1; ConvTranspose is conv2d's input gradient op.
 """
 from __future__ import annotations
 
-import numpy as np
-
 import graphc as gc
-from graphc import dtypes
-from graphc.builder import apply, cast, constant
+from graphc.builder import apply
 from graphc.ir import Tensor
 from graphc.onnx.registry import NodeView, converter, like
 
