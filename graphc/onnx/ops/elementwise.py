@@ -118,13 +118,23 @@ def _mean(node: NodeView) -> Tensor:
 
 @converter("BitShift", attrs=("direction",))
 def _bitshift(node: NodeView) -> Tensor:
-    """Shifts of unsigned values as products and floor quotients by powers of two (exact:
-    the narrow types are computed widened and wrapped back on the host)."""
+    """Shifts as products and floor quotients by powers of two: a left shift wraps at the
+    type's width (narrow types are computed widened and wrapped on the host), a right shift
+    of a signed value is arithmetic; a shift by a negative amount or by the width or more
+    gives -1 (right shift of a negative value) or 0."""
+    from graphc.onnx import types
     x, y = node.input(0), node.input(1)
-    scale = gc.power(gc.constant(2.0, dtypes.float64), cast(y, dtypes.float64))
+    elem = node.input_type(0)
+    width = 8 * (types.numpy_dtype(elem).itemsize if elem in types.NUMPY else x.dtype.itemsize)
+    amount = cast(y, dtypes.float64)
+    in_range = gc.logical_and(amount >= 0, amount < width)
+    scale = gc.power(gc.constant(2.0, dtypes.float64), gc.where(in_range, amount, 0.0))
     if node.attr("direction") == "LEFT":
-        return x * cast(scale, x.dtype)
-    return cast(floor(cast(x, dtypes.float64) / scale), x.dtype)
+        wide = cast(x, dtypes.int64) * cast(scale, dtypes.int64)
+        return gc.where(in_range, cast(wide, x.dtype), gc.zeros_like(x))
+    shifted = cast(floor(cast(x, dtypes.float64) / scale), x.dtype)
+    fill = gc.where(x < 0, gc.ones_like(x) * -1, gc.zeros_like(x))
+    return gc.where(in_range, shifted, fill)
 
 
 # ---- unary math ----
