@@ -60,7 +60,7 @@ def measure(name: str, repeats: int, threads: int) -> dict:
     rates = common.interleaved_rates({"graphc": lambda: model(x),
                                       "onnxruntime": lambda: session.run(None, {"x": x})},
                                      BATCH, repeats)
-    spec = model._current
+    spec = model.specializations[-1]
     return {"name": name, "title": title, "graphc": rates["graphc"],
             "onnxruntime": rates["onnxruntime"], "best": rates["best"],
             "kernels": spec.function.kernel_count, "compile": compile_seconds,

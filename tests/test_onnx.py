@@ -120,7 +120,7 @@ def test_a_symbolic_dim_binds_from_the_first_call_and_a_new_one_respecializes(cl
     x5 = np.random.default_rng(1).standard_normal((5, 4)).astype(np.float32)
     np.testing.assert_allclose(model(x2)[0], np.maximum(x2 @ w, 0), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(model(x5)[0], np.maximum(x5 @ w, 0), rtol=1e-5, atol=1e-6)
-    assert model.inputs[0].shape == (5, 4) and len(model._cache) == 2
+    assert model.inputs[0].shape == (5, 4) and len(model.specializations) == 2
 
 
 def test_input_shapes_bind_symbolic_dims_and_are_checked_against_static_ones():
@@ -178,7 +178,7 @@ def test_a_shape_given_as_graph_input_is_bound_by_value(cl_device):
     x = np.arange(12, dtype=np.float32).reshape(2, 6)
     assert model(x, np.array([3, 4]))[0].shape == (3, 4)
     assert model(x, np.array([4, 3]))[0].shape == (4, 3)
-    assert model.by_value == {"shape"} and len(model._cache) == 2
+    assert model.by_value == {"shape"} and len(model.specializations) == 2
 
 
 def test_an_identity_of_a_weight_is_a_weight_of_its_own():

@@ -57,7 +57,7 @@ def test_a_new_batch_size_respecializes_and_still_matches(cl_device):
     assert model.inputs[0].shape == small.shape
     _close(second, onnx_models.torch_forward(module, small))
     _close(model(x)[0], first)                                # the first specialization is cached
-    assert len(model._cache) == 2
+    assert len(model.specializations) == 2
 
 
 def test_the_cnn_imports_batchnorm_and_grouped_dilated_convolutions():

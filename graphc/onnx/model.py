@@ -137,6 +137,11 @@ class OnnxModel:
         return list(self._active().outputs)
 
     @property
+    def specializations(self) -> list[Specialization]:
+        """Every specialization built so far (one per set of shapes and bound values)."""
+        return list(self._cache.values())
+
+    @property
     def input_names(self) -> list[str]:
         return [s.name for s in self.input_specs]
 

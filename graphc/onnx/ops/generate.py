@@ -43,17 +43,13 @@ def _trilu(node: NodeView) -> Tensor:
 def _one_hot(node: NodeView) -> Tensor:
     indices, values = node.input(0), node.input(2)
     depth = int(np.asarray(node.static(1, "the depth")).reshape(-1)[0])
-    indices = cast(floor_int(indices), dtypes.int64)
+    indices = cast(indices, dtypes.int64)             # float indices truncate, as ONNX says
     indices = gc.where(indices < 0, indices + depth, indices)
     axis = node.attr("axis", -1)
     hot = gc.one_hot(indices, depth, dtypes.bool_, axis=axis)
     off = gc.reshape(axis_slice(values, 0, 0, 1), ())
     on = gc.reshape(axis_slice(values, 0, 1, 2), ())
     return gc.where(hot, on, off)
-
-
-def floor_int(x: Tensor) -> Tensor:
-    return x if not dtypes.is_float(x.dtype) else cast(x, dtypes.int64)
 
 
 @converter("CumSum", attrs=("exclusive", "reverse"))
