@@ -43,6 +43,9 @@ def _einsum(node: NodeView) -> Tensor:
         out = spare + "".join(sorted(c for c, n in counts.items() if n == 1 and c not in spare))
     if any(len(set(t)) != len(t) for t in terms):
         raise node.unsupported(f"equation {equation!r} (a repeated index within one operand)")
+    if len(terms) == 2 and all(c in out or (c in terms[0] and c in terms[1])
+                               for c in terms[0] + terms[1]):
+        return _contract(node.inputs[0], node.inputs[1], terms[0], terms[1], out)
     order = out + "".join(sorted(set("".join(terms)) - set(out)))
     product = None
     for term, x in zip(terms, node.inputs):
@@ -53,6 +56,27 @@ def _einsum(node: NodeView) -> Tensor:
         product = aligned if product is None else product * aligned
     contracted = tuple(range(len(out), len(order)))
     return gc.sum(product, contracted) if contracted else product
+
+
+def _contract(a: Tensor, b: Tensor, ta: str, tb: str, out: str) -> Tensor:
+    """A two-operand einsum as one batched matmul: (batch, a's free, contracted) times
+    (batch, contracted, b's free), then the output's axis order."""
+    batch = [c for c in out if c in ta and c in tb]
+    free_a = [c for c in out if c in ta and c not in tb]
+    free_b = [c for c in out if c in tb and c not in ta]
+    summed = [c for c in ta if c in tb and c not in out]
+    size = {c: d for t, x in ((ta, a), (tb, b)) for c, d in zip(t, x.shape)}
+
+    def arranged(x, term, letters, rows):
+        moved = gc.transpose(x, tuple(term.index(c) for c in letters)) if x.ndim else x
+        count = [int(np.prod([size[c] for c in group], dtype=np.int64)) for group in rows]
+        return gc.reshape(moved, tuple(count))
+    left = arranged(a, ta, batch + free_a + summed, (batch, free_a, summed))
+    right = arranged(b, tb, batch + summed + free_b, (batch, summed, free_b))
+    product = gc.reshape(gc.matmul(left, right), tuple(size[c] for c in batch + free_a + free_b))
+    have = batch + free_a + free_b
+    return gc.transpose(product, tuple(have.index(c) for c in out)) if have != list(out) \
+        else product
 
 
 # ---- CumProd ----
