@@ -213,6 +213,25 @@ def test_storage_only_types_round_when_they_leave_the_model():
         graphc.onnx.load(proto)
 
 
+def test_an_op_onnx_defines_as_a_function_is_imported_through_its_body():
+    """SwiGLU has no converter: its function body (Swish of A times B, alpha passed on)
+    is converted."""
+    from onnx.reference import ReferenceEvaluator
+    assert "SwiGLU" not in CONVERTERS
+    node = helper.make_node("SwiGLU", ["a", "b"], ["y"], name="glu", alpha=1.5)
+    proto = _model([node], [_info("a", [2, 3]), _info("b", [2, 3])], [_info("y", [2, 3])],
+                   opset=28)
+    rng = np.random.default_rng(0)
+    feeds = {n: rng.standard_normal((2, 3)).astype(np.float32) for n in "ab"}
+    (y,) = graphc.onnx.load(proto).run(feeds, mode="interpret")
+    np.testing.assert_allclose(y, ReferenceEvaluator(proto).run(None, feeds)[0],
+                               rtol=1e-5, atol=1e-6)
+    bernoulli = _model([helper.make_node("Bernoulli", ["x"], ["y"], name="coin")],
+                       [_info("x", [3])], [_info("y", [3])], opset=22)
+    with pytest.raises(UnsupportedError, match="Bernoulli node 'coin'.*function.*Random"):
+        graphc.onnx.load(bernoulli)
+
+
 # ---- the backend ----
 
 def test_the_backend_prepares_runs_and_names_its_devices(cl_device):

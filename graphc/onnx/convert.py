@@ -16,7 +16,7 @@ from graphc.builder import constant
 from graphc.errors import GraphcError
 from graphc.interp import interpret
 from graphc.ir import Graph, Tensor
-from graphc.onnx import ops  # noqa: F401  (fills CONVERTERS)
+from graphc.onnx import functions, ops  # noqa: F401  (ops fills CONVERTERS)
 from graphc.onnx.errors import NeedsValue, OnnxImportError, UnsupportedError, node_label
 from graphc.onnx.registry import CONVERTERS, NodeView
 from graphc.sites import name_scope
@@ -60,6 +60,8 @@ def check_node(node, opset: int) -> None:
         raise UnsupportedError(f"{label}: domain {node.domain!r} is not supported (graphc "
                                f"imports the default ai.onnx domain)")
     entry = CONVERTERS.get(node.op_type)
+    if entry is None and node.domain in DOMAINS and functions.has_body(node, opset):
+        return                                  # expanded to its function body
     if entry is None:
         raise UnsupportedError(f"{label}: op {node.op_type} is not supported by graphc's "
                                f"ONNX importer")
@@ -130,18 +132,36 @@ def convert_graph(graph, env: dict[str, Tensor], scope: Scope) -> None:
             scope.stated.setdefault(node.output[0], view.attr("to"))
         name = scope.prefix + (node.name or f"{node.op_type}_{index}")
         with name_scope(name, f"{scope.source} node {index}"):
-            outputs = _run_converter(view, label)
+            if node.op_type in CONVERTERS:
+                outputs = _run_converter(view, label)
+            elif node.domain in DOMAINS and functions.has_body(node, scope.opset):
+                outputs = _expand_function(node, view, scope, label)
+            else:
+                check_node(node, scope.opset)       # raises: no converter, no function
+                outputs = []
         _bind_outputs(node, outputs, env, label)
+
+
+def _expand_function(node, view: NodeView, scope: Scope, label: str) -> list[Tensor]:
+    """A node ONNX defines as a function of other ops: its body, converted in place."""
+    function = functions.body(node, scope.opset, view.inputs, view.input_types)
+    graph = functions.as_graph(node, function, functions.schema_of(node, scope.opset))
+    bindings = {formal: x for formal, x in zip(function.input, view.inputs) if x is not None}
+    opset = functions.function_opset(function, scope.opset)
+    try:
+        return view.subgraph(graph, bindings, "function", opset=opset)
+    except UnsupportedError as exc:
+        raise UnsupportedError(f"{label}, expanded to its ONNX function: {exc}") from None
 
 
 def _subgraph_runner(outer_env: dict, scope: Scope):
     """run(graph, bindings, tag) -> the subgraph's outputs: its nodes converted in a scope
     that sees the outer values (ONNX's lexical scoping), its inputs bound to `bindings`."""
-    def run(graph, bindings: dict[str, Tensor], tag: str) -> list[Tensor]:
+    def run(graph, bindings: dict[str, Tensor], tag: str, opset: int | None = None):
         env = dict(outer_env)
         env.update(bindings)
         env.update(_initializers(graph))
-        inner = Scope(scope.opset, scope.source, scope.weights,
+        inner = Scope(opset or scope.opset, scope.source, scope.weights,
                       declared_types(graph, scope.stated), frozenset(),
                       f"{scope.prefix}{tag}/")
         convert_graph(graph, env, inner)
