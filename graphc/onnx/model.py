@@ -225,7 +225,11 @@ def _value_of(out: Tensor, known: dict, feeds: dict) -> np.ndarray:
 
 
 def _read(model_or_path):
-    import onnx
+    try:
+        import onnx
+    except ImportError:
+        raise OnnxImportError("graphc.onnx needs the onnx package: pip install "
+                              "'graphc[onnx]'") from None
     if isinstance(model_or_path, onnx.ModelProto):
         return model_or_path, model_or_path.graph.name or "model"
     if isinstance(model_or_path, (bytes, bytearray)):
