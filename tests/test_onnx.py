@@ -54,12 +54,13 @@ def test_an_unsupported_attribute_is_refused_at_load():
 
 
 def test_an_unsupported_attribute_value_is_refused_before_anything_runs():
-    node = helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y"], name="bn",
-                            training_mode=1)
-    params = [_init(n, np.ones(2, np.float32)) for n in "sbmv"]
-    model = _model([node], [_info("x", [1, 2, 3, 3])], [_info("y", [1, 2, 3, 3])], params)
+    node = helper.make_node("LSTM", ["x", "w", "r"], ["y"], name="cell", hidden_size=2,
+                            input_forget=1)
+    params = [_init("w", np.ones((1, 8, 3), np.float32)), _init("r", np.ones((1, 8, 2),
+                                                                                np.float32))]
+    model = _model([node], [_info("x", [4, 1, 3])], [_info("y", [4, 1, 1, 2])], params)
     with pytest.raises(UnsupportedError,
-                       match=r"BatchNormalization node 'bn' \(opset 17\): training_mode=1"):
+                       match=r"LSTM node 'cell' \(opset 17\): input_forget=1"):
         graphc.onnx.load(model)
 
 

@@ -30,19 +30,33 @@ def _moments(x: Tensor, axes) -> tuple[Tensor, Tensor]:
 
 
 @converter("BatchNormalization", attrs=("epsilon", "momentum", "training_mode", "spatial",
-                                        "is_test"))
-def _batch_norm(node: NodeView) -> Tensor:
-    if node.attr("training_mode", 0) or node.n_outputs > 1:
-        raise node.unsupported("training_mode=1 (the running statistics' update); export "
-                               "the model in eval mode")
+                                        "is_test"), max_outputs=3)
+def _batch_norm(node: NodeView) -> Tensor | list[Tensor]:
     if not node.attr("spatial", 1):
         raise node.unsupported("spatial=0")
+    if node.n_outputs > 1 and node.opset < 14:
+        raise node.unsupported(f"the statistics outputs of opset {node.opset}'s form")
     x, scale, bias, mean, var = (node.input(i) for i in range(5))
     eps = node.attr("epsilon", 1e-5)
+    if node.attr("training_mode", 0):
+        return _batch_norm_training(node, x, scale, bias, mean, var, eps)
     inv = scale / gc.sqrt(var + eps)
     shift = bias - mean * inv
     return x * _channel_view(cast(inv, x.dtype), x.ndim) + \
         _channel_view(cast(shift, x.dtype), x.ndim)
+
+
+def _batch_norm_training(node: NodeView, x, scale, bias, mean, var, eps) -> list[Tensor]:
+    """Normalized by the batch's statistics; the running ones move toward them by
+    (1 - momentum)."""
+    axes = (0,) + tuple(range(2, x.ndim))
+    batch_mean, batch_var = _moments(x, axes)
+    y = (x - batch_mean) / gc.sqrt(batch_var + eps)
+    y = y * _channel_view(scale, x.ndim) + _channel_view(bias, x.ndim)
+    momentum = node.attr("momentum", 0.9)
+    flat_mean, flat_var = gc.reshape(batch_mean, mean.shape), gc.reshape(batch_var, var.shape)
+    return [y, mean * momentum + flat_mean * (1 - momentum),
+            var * momentum + flat_var * (1 - momentum)]
 
 
 @converter("InstanceNormalization", attrs=("epsilon",))

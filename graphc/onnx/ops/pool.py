@@ -122,15 +122,40 @@ def pool(x: Tensor, kernel, strides, dilations, pads, kind: str) -> Tensor:
     return gc.reshape(outer, (n, c, outer.shape[2], ho, wo))
 
 
-@converter("MaxPool", attrs=POOL_ATTRS + ("storage_order",))
-def _max_pool(node: NodeView) -> Tensor:
+@converter("MaxPool", attrs=POOL_ATTRS + ("storage_order",), max_outputs=2)
+def _max_pool(node: NodeView) -> Tensor | list[Tensor]:
     x = node.input(0)
     _check_rank(node, x)
-    if node.n_outputs > 1:
-        raise node.unsupported("the Indices output")
     geometry = _pool_geometry(node, x)
     v = x if dtypes.is_float(x.dtype) else cast(x, dtypes.float64)
+    if node.n_outputs > 1 and node.output_name(1):
+        if x.ndim != 4 or any(d != 1 for d in geometry[2]):
+            raise node.unsupported("the Indices output of a pool that is not 2-d and dense")
+        y, indices = _max_with_indices(v, geometry, node.attr("storage_order", 0))
+        return [cast(y, x.dtype), indices]
     return cast(pool(v, *geometry, "max"), x.dtype)
+
+
+def _max_with_indices(v: Tensor, geometry, column_major: bool) -> tuple[Tensor, Tensor]:
+    """The maximum of each window and the flat index (into the unpadded input, row- or
+    column-major per image plane) of its first occurrence in row-major window order."""
+    (kh, kw), (sh, sw), _, pads = geometry
+    n, c, h, w = v.shape
+    padded = gc.pad(v, [(0, 0), (0, 0)] + [tuple(p) for p in pads],
+                    constant_values=float("-inf"))
+    oh = (padded.shape[2] - kh) // sh + 1
+    ow = (padded.shape[3] - kw) // sw + 1
+    taps = [padded[:, :, i:i + (oh - 1) * sh + 1:sh, j:j + (ow - 1) * sw + 1:sw]
+            for i in range(kh) for j in range(kw)]
+    stacked = gc.stack(taps, -1)
+    tap = cast(gc.argmax(stacked, -1), dtypes.int64)
+    row = gc.take(constant(np.repeat(np.arange(kh), kw).astype(np.int64)), tap, 0)
+    col = gc.take(constant(np.tile(np.arange(kw), kh).astype(np.int64)), tap, 0)
+    row = row + constant((np.arange(oh) * sh - pads[0][0]).astype(np.int64).reshape(oh, 1))
+    col = col + constant((np.arange(ow) * sw - pads[1][0]).astype(np.int64).reshape(1, ow))
+    plane = col * h + row if column_major else row * w + col
+    base = (np.arange(n * c, dtype=np.int64) * h * w).reshape(n, c, 1, 1)
+    return gc.max(stacked, -1), plane + constant(base)
 
 
 def _window_counts(sizes, kernel, strides, dilations, pads, bounds) -> np.ndarray:
