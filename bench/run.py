@@ -1,10 +1,12 @@
 """`make bench`: one Markdown table of graphc against numpy and torch, measured in one run.
 
-    python bench/run.py [--only sgemm,mlp,lenet,lstm,onnx] [--repeats 30] [--starts 3]
+    python bench/run.py [--only sgemm,reduce,mlp,lenet,lstm,onnx] [--repeats 30] [--starts 3]
                         [--torch-threads 2]
 
 Rows: SGEMM 512/1024/2048 (GFLOP/s of bench/gemm.py's kernel and numpy's `a @ b`, wall
-time of each, timed in alternating turns), and the MLP, LeNet-5 and LSTM training steps
+time of each, timed in alternating turns), float32 sums (GB/s of the input against numpy's
+sum, with graphc's relative error to a float64 sum; bench/reduce.py), and the MLP, LeNet-5
+and LSTM training steps
 (samples/s, medians of interleaved graphc/numpy/torch steps; bench/mlp.py, lenet.py,
 lstm.py). Cold start: a fresh process with empty GRAPHC_CACHE_DIR and POCL_CACHE_DIR, timed
 from graph building to the end of the first step (imports excluded); warm: a second fresh
@@ -37,10 +39,12 @@ import common  # noqa: E402
 import lenet  # noqa: E402
 import lstm  # noqa: E402
 import mlp  # noqa: E402
+import reduce  # noqa: E402
 
 WORKLOADS = {"mlp": mlp, "lenet": lenet, "lstm": lstm}
 SGEMM_SIZES = ("512", "1024", "2048")
 SGEMM_GOAL = 0.90                    # of numpy's GFLOP/s
+SUM_ERROR_GOAL = 1e-6                # float32 sums, relative to float64
 WARM_GOAL = 0.5                      # seconds, every workload
 
 
@@ -111,6 +115,13 @@ def sgemm_row(gemm, size: str, repeats: int, device, info) -> Row:
                note=f"rel.err {error:.0e}, build {ours.build_seconds:.2f} s")
 
 
+def reduce_rows(repeats: int) -> list[Row]:
+    """GB/s of graphc's float32 sums and numpy's (bench/reduce.py), one row per form."""
+    return [Row(title, "GB/s", r["graphc"], r["numpy"], kernels=r["kernels"], best=r["best"],
+                note=f"rel.err {r['error']:.0e}")
+            for title, r in reduce.rows(repeats)]
+
+
 def step_row(name: str, repeats: int, pairs: int) -> Row:
     """Samples/s, kernels per step and cold/warm starts of one training step."""
     workload = WORKLOADS[name]
@@ -162,7 +173,7 @@ def table(rows: list[Row]) -> list[str]:
              " | kernels/step | first step s, cold / warm | compile s, cold / warm | notes |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        digits = 1 if r.unit == "GFLOP/s" else 0
+        digits = 1 if r.unit in ("GFLOP/s", "GB/s") else 0
         lines.append(f"| {r.name} | {r.unit} | {fmt(r.graphc, digits)} | {fmt(r.numpy, digits)}"
                      f" | {fmt(r.torch, digits)} | {ratio_cell(r, 'numpy')}"
                      f" | {ratio_cell(r, 'torch')} | {fmt(r.kernels)}"
@@ -182,6 +193,13 @@ def sgemm_goals(rows: list[Row]) -> list[str]:
     return [goal(f"{r.name} ≥ {SGEMM_GOAL:.0%} of numpy", r.graphc >= SGEMM_GOAL * r.numpy,
                  f"{r.graphc / r.numpy:.0%}; fastest turns {r.best_ratio('numpy'):.0%}")
             for r in rows]
+
+
+def reduce_goals(rows: list[Row]) -> list[str]:
+    """Every float32 sum within SUM_ERROR_GOAL of float64."""
+    worst = max(float(r.note.split()[-1]) for r in rows)
+    return [goal(f"float32 sums within {SUM_ERROR_GOAL:.0e} of float64", worst <= SUM_ERROR_GOAL,
+                 f"worst rel.err {worst:.0e}")]
 
 
 def step_goals(name: str, row: Row) -> list[str]:
@@ -226,8 +244,8 @@ def header(repeats: int, pairs: int, torch_threads: int) -> list[str]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """--only, --repeats, --starts, --torch-threads."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="sgemm,mlp,lenet,lstm,onnx",
-                        help="comma-separated subset of sgemm,mlp,lenet,lstm,onnx")
+    parser.add_argument("--only", default="sgemm,reduce,mlp,lenet,lstm,onnx",
+                        help="comma-separated subset of sgemm,reduce,mlp,lenet,lstm,onnx")
     parser.add_argument("--repeats", type=int, default=30,
                         help="timed steps (products) per implementation")
     parser.add_argument("--starts", type=int, default=3,
@@ -235,7 +253,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--torch-threads", type=int, default=2)
     args = parser.parse_args(argv)
     args.only = [w.strip() for w in args.only.split(",") if w.strip()]
-    unknown = set(args.only) - {"sgemm", "onnx", *WORKLOADS}
+    unknown = set(args.only) - {"sgemm", "reduce", "onnx", *WORKLOADS}
     if unknown:
         parser.error(f"unknown workloads: {', '.join(sorted(unknown))}")
     return args
@@ -251,6 +269,10 @@ def main(argv: list[str] | None = None) -> int:
         sgemm = sgemm_rows(args.repeats)
         rows += sgemm
         goals += sgemm_goals(sgemm)
+    if "reduce" in args.only:
+        sums = reduce_rows(args.repeats)
+        rows += sums
+        goals += reduce_goals(sums)
     for name in WORKLOADS:
         if name in args.only:
             row = step_row(name, args.repeats, args.starts)

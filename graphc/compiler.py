@@ -14,6 +14,7 @@ import networkx as nx
 from graphc import config
 from graphc.builder import apply
 from graphc.codegen.build import STEP_BUFFER, BuiltKernel, build_kernels
+from graphc.codegen.capabilities import check_device_dtypes
 from graphc.codegen.horizontal import merge_within_caps, mergeable_kernel
 from graphc.codegen.opencl import program_source
 from graphc.device_limits import check_kernels, check_memory_plan
@@ -56,6 +57,7 @@ def compile_graph(inputs, outputs, updates, device) -> Compiled:
     _check_inputs(graph, inputs)
     on_pass = _print_pass if config.debug_level() >= 3 else None
     graph, records = optimize(graph, on_pass=on_pass)
+    check_device_dtypes(graph, device)      # before any kernel is generated or built
     values = [_materializable(v) for v in graph.outputs]
     if any(v is not o for v, o in zip(values, graph.outputs)):    # copies of leaves added
         graph = Graph.from_outputs(values, inputs=graph.inputs, name=graph.name)
