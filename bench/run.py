@@ -1,6 +1,6 @@
 """`make bench`: one Markdown table of graphc against numpy and torch, measured in one run.
 
-    python bench/run.py [--only sgemm,reduce,mlp,lenet,lstm,vit] [--repeats 30]
+    python bench/run.py [--only sgemm,reduce,mlp,lenet,lstm,vit,onnx] [--repeats 30]
                         [--starts 3] [--torch-threads 2]
     python bench/run.py --only serve       bench/serve.py's load test of `graphc serve`
 
@@ -14,6 +14,8 @@ from graph building to the end of the first step (imports excluded); warm: a sec
 process on the caches the cold one left; medians over --starts pairs. bench/warm_start.py's
 MLP report (which also times the imports, and lists program-cache hits) follows the table.
 Each goal of the "Fast kernels" issue is printed as met / not met with its figure.
+`onnx`: inference of torch models imported through graphc.onnx against onnxruntime
+(bench/onnx_import.py), its own table after the main one.
 """
 from __future__ import annotations
 
@@ -246,8 +248,9 @@ def header(repeats: int, pairs: int, torch_threads: int) -> list[str]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """--only, --repeats, --starts, --torch-threads."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="sgemm,reduce,mlp,lenet,lstm,vit",
-                        help="comma-separated subset of sgemm,reduce,mlp,lenet,lstm,vit,serve")
+    parser.add_argument("--only", default="sgemm,reduce,mlp,lenet,lstm,vit,onnx",
+                        help="comma-separated subset of sgemm,reduce,mlp,lenet,lstm,vit,onnx,"
+                             "serve")
     parser.add_argument("--repeats", type=int, default=30,
                         help="timed steps (products) per implementation")
     parser.add_argument("--starts", type=int, default=3,
@@ -255,7 +258,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--torch-threads", type=int, default=2)
     args = parser.parse_args(argv)
     args.only = [w.strip() for w in args.only.split(",") if w.strip()]
-    unknown = set(args.only) - {"sgemm", "reduce", "serve", *WORKLOADS}
+    unknown = set(args.only) - {"sgemm", "reduce", "serve", "onnx", *WORKLOADS}
     if unknown:
         parser.error(f"unknown workloads: {', '.join(sorted(unknown))}")
     return args
@@ -281,6 +284,10 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             goals += step_goals(name, row)
     print("\n".join(lines + ([""] + table(rows) + ["", "Goals:"] + goals if rows else [])))
+    if "onnx" in args.only:
+        import onnx_import
+        print("\n" + onnx_import.report(list(onnx_import.GOALS) + ["lstm", "transformer"],
+                                        args.repeats, args.torch_threads))
     if "mlp" in args.only and args.starts:
         print("\nbench/warm_start.py (MLP; its times include importing graphc):")
         print(warm_start_report(args.starts))
