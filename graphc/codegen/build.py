@@ -29,7 +29,8 @@ PREFIX = {"elementwise": "E", "reduce_sum": "R", "reduce_max": "R", "reduce_min"
           "max_pool2d": "MAXPOOL", "avg_pool2d": "AVGPOOL", "avg_pool2d_grad": "AVGPOOLDX",
           "max_pool2d_grad": "MAXPOOLDX", "max_pool2d_select": "MAXPOOLSEL",
           "softmax": "SOFTMAX", "log_softmax": "LOGSOFTMAX", "take_grad": "SCATTER",
-          "softmax_cross_entropy": "XENT", "softmax_cross_entropy_grad": "XENTDX"}
+          "softmax_cross_entropy": "XENT", "softmax_cross_entropy_grad": "XENTDX",
+          "layer_norm": "LAYERNORM", "layer_norm_grad": "LAYERNORMDX"}
 
 
 @dataclass(frozen=True)
@@ -114,8 +115,8 @@ def _stores(group: Group, low: Lowering, idx, buffer_of) -> tuple[Store, ...]:
     stores = []
     for t in group.stores:
         buffer = low.local(buffer_of[t], t.dtype)
-        for part, index in store_targets(t, idx, group.root.shape):
-            stores.append(Store(buffer, flatten(index, t.shape), low.at(part, idx)))
+        for part, at, index in store_targets(t, idx, group.root.shape):
+            stores.append(Store(buffer, flatten(index, t.shape), low.at(part, at)))
     return tuple(stores)
 
 

@@ -198,12 +198,16 @@ def items_loop(total: int, per_item: int, wide: bool = False) -> list[str]:
 def program_source(kernel_sources: list[str], uses_random: bool) -> str:
     """One program: the fp64 pragma only where a kernel uses double, the half rounding
     helper where a kernel computes float16, the Philox helpers when a kernel draws random
-    numbers, then the kernels. (float16 is stored as half and computed in float: no
-    kernel needs cl_khr_fp16, see ctext.py.)"""
+    numbers, erf's (kernels_cl/erf.cl) when a kernel calls it, then the kernels. (float16
+    is stored as half and computed in float: no kernel needs cl_khr_fp16, see ctext.py.)"""
     body = "\n".join(kernel_sources)
     header = "#pragma OPENCL EXTENSION cl_khr_fp64 : enable\n" if "double" in body else ""
     if ROUND_HALF + "(" in body:
         header += ROUND_HALF_SOURCE
     if uses_random:
         header += resources.files("graphc.kernels_cl").joinpath("philox.cl").read_text() + "\n"
+    if "graphc_erf_" in body:
+        if "graphc_erf_double" in body:
+            header += "#define GRAPHC_ERF_DOUBLE\n"
+        header += resources.files("graphc.kernels_cl").joinpath("erf.cl").read_text() + "\n"
     return header + body

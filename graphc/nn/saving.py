@@ -355,11 +355,15 @@ def _optimizer_state(npz: SafeNpz, model, keys: list[str]) -> dict[str, np.ndarr
 def load_model(path, custom_objects: dict | None = None, compile: bool = True):
     """The model `save` wrote: same architecture, weights and (compiled) optimizer state.
 
-    `custom_objects` maps names to loss functions and layer classes the file refers to.
+    `custom_objects` maps names to loss functions, layer classes and Lambda layers'
+    functions the file refers to.
     """
+    from graphc.nn.reshaping import register_function
     for obj in (custom_objects or {}).values():
         if isinstance(obj, type) and issubclass(obj, Layer):
             register_layer(obj)
+        elif callable(obj) and "<" not in getattr(obj, "__qualname__", "<"):
+            register_function(obj)          # a Lambda layer's function, found by name
     with _open(path) as npz:
         meta = _metadata(npz, MODEL_FORMAT)
         model = _architecture(npz, meta)

@@ -97,6 +97,6 @@ def get_op(name: str) -> OpDef:
 
 def load_all() -> dict[str, OpDef]:
     """Import every op family so the registry is complete."""
-    from graphc.ops import (elementwise, linalg, movement, nn, random,  # noqa: F401
-                            reduction)
+    from graphc.ops import (elementwise, layer_norm, linalg, movement, nn,  # noqa: F401
+                            random, reduction)
     return REGISTRY
