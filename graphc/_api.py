@@ -36,6 +36,8 @@ from graphc import data                # noqa: E402  gc.data: data sets, splits,
 from graphc.parser import parse
 import graphc.dump  # noqa: F401,E402  (imported before gc.dump, the function, is bound)
 from graphc.printer import debugprint, dump
+from graphc.scan import scan
+from graphc.substitute import clone
 from graphc.report import report
 from graphc.verify import verify
 
