@@ -1,19 +1,21 @@
 """`make bench`: one Markdown table of graphc against numpy and torch, measured in one run.
 
-    python bench/run.py [--only sgemm,reduce,mlp,lenet,lstm] [--repeats 30] [--starts 3]
-                        [--torch-threads 2]
+    python bench/run.py [--only sgemm,reduce,mlp,lenet,lstm,vit,onnx] [--repeats 30]
+                        [--starts 3] [--torch-threads 2]
     python bench/run.py --only serve       bench/serve.py's load test of `graphc serve`
 
 Rows: SGEMM 512/1024/2048 (GFLOP/s of bench/gemm.py's kernel and numpy's `a @ b`, wall
 time of each, timed in alternating turns), float32 sums (GB/s of the input against numpy's
-sum, with graphc's relative error to a float64 sum; bench/reduce.py), and the MLP, LeNet-5
-and LSTM training steps
-(samples/s, medians of interleaved graphc/numpy/torch steps; bench/mlp.py, lenet.py,
-lstm.py). Cold start: a fresh process with empty GRAPHC_CACHE_DIR and POCL_CACHE_DIR, timed
+sum, with graphc's relative error to a float64 sum; bench/reduce.py), and the MLP, LeNet-5,
+LSTM and ViT training steps (samples/s, medians of interleaved graphc/numpy/torch steps;
+bench/mlp.py, lenet.py, lstm.py, vit.py; the ViT has no numpy step). Cold start: a fresh
+process with empty GRAPHC_CACHE_DIR and POCL_CACHE_DIR, timed
 from graph building to the end of the first step (imports excluded); warm: a second fresh
 process on the caches the cold one left; medians over --starts pairs. bench/warm_start.py's
 MLP report (which also times the imports, and lists program-cache hits) follows the table.
 Each goal of the "Fast kernels" issue is printed as met / not met with its figure.
+`onnx`: inference of torch models imported through graphc.onnx against onnxruntime
+(bench/onnx_import.py), its own table after the main one.
 """
 from __future__ import annotations
 
@@ -39,8 +41,9 @@ import lenet  # noqa: E402
 import lstm  # noqa: E402
 import mlp  # noqa: E402
 import reduce  # noqa: E402
+import vit  # noqa: E402
 
-WORKLOADS = {"mlp": mlp, "lenet": lenet, "lstm": lstm}
+WORKLOADS = {"mlp": mlp, "lenet": lenet, "lstm": lstm, "vit": vit}
 SGEMM_SIZES = ("512", "1024", "2048")
 SGEMM_GOAL = 0.90                    # of numpy's GFLOP/s
 SUM_ERROR_GOAL = 1e-6                # float32 sums, relative to float64
@@ -57,7 +60,7 @@ class StepGoals:
 
 
 STEP_GOALS = {"mlp": StepGoals(1.0, 3.0, 13), "lenet": StepGoals(1.0, 5.0, 25),
-              "lstm": StepGoals(0.5, 10.0, 93)}
+              "lstm": StepGoals(0.5, 10.0, 93), "vit": StepGoals(1.0, 10.0, 150)}
 
 
 @dataclass
@@ -67,7 +70,7 @@ class Row:
     name: str
     unit: str
     graphc: float
-    numpy: float
+    numpy: float | None
     torch: float | None = None
     kernels: int | None = None
     starts: dict = field(default_factory=dict)      # {"cold"|"warm": {"compile", "first_step"}}
@@ -127,7 +130,9 @@ def step_row(name: str, repeats: int, pairs: int) -> Row:
     result = common.measure(workload, repeats)
     starts = common.cold_and_warm(HERE / f"{name}.py", pairs) if pairs else {}
     note = f"loss vs numpy {result['loss_error']:.0e}"
-    return Row(workload.TITLE, "samples/s", result["graphc"], result["numpy"],
+    if "numpy" not in result:
+        note = f"loss vs torch {result['loss_error']:.0e}"
+    return Row(workload.TITLE, "samples/s", result["graphc"], result.get("numpy"),
                result.get("torch"), result["kernels"], starts, result["best"], note)
 
 
@@ -203,7 +208,7 @@ def reduce_goals(rows: list[Row]) -> list[str]:
 
 def step_goals(name: str, row: Row) -> list[str]:
     """A training step's speed, start-up and kernel-count goals."""
-    g, short = STEP_GOALS[name], name.upper() if name != "lenet" else "LeNet"
+    g, short = STEP_GOALS[name], {"lenet": "LeNet", "vit": "ViT"}.get(name, name.upper())
     lines = []
     target = "torch eager" if g.torch_ratio == 1 else f"{g.torch_ratio:.0%} of torch eager"
     speed = None if row.torch is None else row.graphc >= g.torch_ratio * row.torch
@@ -243,8 +248,9 @@ def header(repeats: int, pairs: int, torch_threads: int) -> list[str]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """--only, --repeats, --starts, --torch-threads."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="sgemm,reduce,mlp,lenet,lstm",
-                        help="comma-separated subset of sgemm,reduce,mlp,lenet,lstm,serve")
+    parser.add_argument("--only", default="sgemm,reduce,mlp,lenet,lstm,vit,onnx",
+                        help="comma-separated subset of sgemm,reduce,mlp,lenet,lstm,vit,onnx,"
+                             "serve")
     parser.add_argument("--repeats", type=int, default=30,
                         help="timed steps (products) per implementation")
     parser.add_argument("--starts", type=int, default=3,
@@ -252,7 +258,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--torch-threads", type=int, default=2)
     args = parser.parse_args(argv)
     args.only = [w.strip() for w in args.only.split(",") if w.strip()]
-    unknown = set(args.only) - {"sgemm", "reduce", "serve", *WORKLOADS}
+    unknown = set(args.only) - {"sgemm", "reduce", "serve", "onnx", *WORKLOADS}
     if unknown:
         parser.error(f"unknown workloads: {', '.join(sorted(unknown))}")
     return args
@@ -278,6 +284,10 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             goals += step_goals(name, row)
     print("\n".join(lines + ([""] + table(rows) + ["", "Goals:"] + goals if rows else [])))
+    if "onnx" in args.only:
+        import onnx_import
+        print("\n" + onnx_import.report(list(onnx_import.GOALS) + ["lstm", "transformer"],
+                                        args.repeats, args.torch_threads))
     if "mlp" in args.only and args.starts:
         print("\nbench/warm_start.py (MLP; its times include importing graphc):")
         print(warm_start_report(args.starts))

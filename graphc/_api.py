@@ -21,14 +21,16 @@ from graphc.runtime import Device, devices as runtime_devices
 from graphc.gradcheck import gradcheck
 from graphc.interp import interpret
 from graphc.ir import Graph, Node, Tensor, TensorType
-from graphc.math import (abs, add, clip, cos, divide, equal, exp, greater, greater_equal, less,
-                         less_equal, log, logical_and, logical_not, logical_or, maximum, minimum,
-                         multiply, negative, not_equal, ones, ones_like, power, relu, sigmoid,
-                         sign, sin, sqrt, square, subtract, tanh, where, zeros, zeros_like)
+from graphc.math import (abs, add, clip, cos, divide, equal, erf, exp, greater, greater_equal,
+                         less, less_equal, log, logical_and, logical_not, logical_or, maximum,
+                         minimum, multiply, negative, not_equal, ones, ones_like, power, relu,
+                         sigmoid, sign, sin, sqrt, square, subtract, tanh, where, zeros,
+                         zeros_like)
 from graphc.ops import REGISTRY, load_all
 from graphc.ops.linalg import *        # noqa: F401,F403  matmul, conv2d
 from graphc.ops.movement import *      # noqa: F401,F403  reshape, transpose, concatenate, ...
 from graphc.ops.nn import *            # noqa: F401,F403  softmax, pools, one_hot
+from graphc.ops.layer_norm import layer_norm  # noqa: F401
 from graphc.ops.reduction import *     # noqa: F401,F403  sum, mean, max, min, argmax
 from graphc import random              # noqa: E402  gc.random.uniform/normal/bernoulli
 from graphc import losses              # noqa: E402  Keras-style losses
@@ -38,6 +40,8 @@ import graphc.inspection.debug  # noqa: F401,E402  (Function's inspection and ch
 from graphc.inspection.dump import dump
 from graphc.inspection.parser import parse
 from graphc.inspection.printer import debugprint
+from graphc.scan import scan
+from graphc.substitute import clone
 from graphc.inspection.report import report
 from graphc.inspection.verify import verify
 

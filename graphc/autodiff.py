@@ -15,7 +15,7 @@ from graphc.builder import as_tensor, cast
 from graphc.errors import DisconnectedError, GraphcError, NonDifferentiableError, ShapeError
 from graphc.ir import Graph, Node, Tensor
 from graphc.math import add, zeros, zeros_like
-from graphc.ops import get_op
+from graphc.ops.registry import get_op
 from graphc.ops.movement import reshape, stack
 from graphc.ops.reduction import sum as reduce_sum
 from graphc.shapes import broadcast_axes

@@ -26,7 +26,7 @@ from graphc.codegen.renderer import renderer_for
 from graphc.device_limits import check_kernels, check_memory_plan
 from graphc.errors import FeedError, ShapeError
 from graphc.ir import Graph, Tensor, is_among
-from graphc.ops import get_op
+from graphc.ops.registry import get_op
 from graphc.passes.fuse import Group, cone, dependency_graph, make_groups, reads_of
 from graphc.passes.pipeline import optimize
 from graphc.passes.horizontal import Bundle, bundle_steps
@@ -142,8 +142,10 @@ def _fuse(graph: Graph, outs, targets, new_values, leaf_names):
 
 def _in_place_ok(variable: Tensor, group: Group, groups, stored: set, dag, reads) -> bool:
     """Can `group` overwrite `variable`'s buffer while it runs? Only if every read of the
-    variable in it is at the very element its own work item writes, and no kernel that
-    needs the old value has to wait for this one."""
+    variable in it is at the very element its own work item writes (an elementwise value of
+    the variable's shape, in a kernel over the same number of elements: a GEMM epilogue
+    through reshapes stores each value at the position of its own element), and no kernel
+    that needs the old value has to wait for this one."""
     body = set(cone(group.root, stored)) if group.kind != "elementwise" else set()
     for t in [group.root] + group.stores:
         for value in cone(t, stored):
@@ -151,7 +153,7 @@ def _in_place_ok(variable: Tensor, group: Group, groups, stored: set, dag, reads
             if node is None or not is_among(variable, node.inputs):
                 continue
             if value in body or get_op(node.op).kind != "elementwise" \
-                    or not value.shape == variable.shape == group.root.shape:
+                    or value.shape != variable.shape or variable.size != group.root.size:
                 return False
     readers = _readers(variable, group, groups, reads)
     return not any(nx.has_path(dag, id(group), id(r)) for r in readers)

@@ -13,7 +13,7 @@ import numpy as np
 from graphc.errors import IndexRangeError
 from graphc.interp import index_problem, leaf_value, run_node
 from graphc.ir import Node, Tensor
-from graphc.ops import get_op
+from graphc.ops.registry import get_op
 
 
 def first_index_problem(nodes, device: dict, step: int = 0) -> tuple[Node, str] | None:

@@ -16,7 +16,7 @@ import numpy as np
 import graphc as gc
 from graphc import nn
 
-MODELS = ("linreg", "mlp", "mlp_adam", "lenet", "lstm", "autoencoder", "vae")
+MODELS = ("linreg", "mlp", "mlp_adam", "lenet", "lstm", "autoencoder", "vae", "vit")
 DATASETS = gc.data.DATASETS
 COMMON_DEFAULTS = {"dataset": "digits", "epochs": 10, "batch_size": 32, "lr": None,
                    "device": None, "data_dir": None, "plots": "plots", "seed": 0,

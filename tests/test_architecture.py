@@ -30,6 +30,16 @@ ALLOWED_PAIRS = {
         "Graph.__str__ prints the graph with the IR printer, which reads the IR",
     frozenset({"graphc.function", "graphc.export"}):
         "fn.export() writes the function; the export reads the Function's plan",
+    frozenset({"graphc.nn.metrics", "graphc.nn.auc"}):
+        "the metric factory offers AUC, which builds on Metric",
+    frozenset({"graphc.nn.callbacks", "graphc.nn.eventlog"}):
+        "the callbacks offer TensorBoard, which builds on Callback",
+    frozenset({"graphc.nn.layer_options", "graphc.nn.mixed_precision"}):
+        "layers take a dtype policy; a policy's model checks walk the layers",
+    frozenset({"graphc.nn.model", "graphc.nn.model_json"}):
+        "model.to_json() writes the architecture; reading one back builds a Model",
+    frozenset({"graphc.optim.optimizers", "graphc.optim.loss_scale"}):
+        "deserialize knows every optimizer; the loss-scale wrapper holds another one",
 }
 RUNTIME = "graphc.runtime"
 

@@ -1,7 +1,8 @@
 """Matmuls through the GEMM generator (gemm.py), with the fused epilogue as its store.
 
 A matmul qualifies when each operand is a buffer, or a transpose of a buffer's last two
-axes (a layout flag, not a copy), and its batch dims are either all present or absent.
+axes (a layout flag, not a copy), or another strided view of a buffer (read through index
+arithmetic), and its batch dims are either all present or absent.
 The epilogue (bias, activation, the optimizer update writing a variable in place...) is
 the same kernel IR as elsewhere (GemmStores), which the renderer turns into the GEMM's
 store statement.
@@ -12,6 +13,7 @@ import numpy as np
 
 from graphc.codegen.built import (STEP_BUFFER, BuiltKernel, GemmBody, GemmStores, node_ops,
                                   traffic)
+from graphc.codegen.gather_views import strided_gather
 from graphc.codegen.gemm import GemmSpec, fits_32bit, gemm_launch
 from graphc.codegen.index import flatten, unflatten, var
 from graphc.codegen.kernel import Acc, Param
@@ -27,20 +29,29 @@ C_TYPES = {"float32": "float", "float64": "double"}
 
 
 def gemm_operands(t: Tensor, buffer_of) -> tuple | None:
-    """((a_buffer, a_trans, a_stride), (b_buffer, b_trans, b_stride)) when the GEMM fits."""
+    """((a_buffer, a_trans, a_stride, a_gather), (b_...)) when the GEMM fits: each operand
+    a buffer, a reshape of one or a transpose of its last two axes (layout flags), or any
+    other strided view of one, read through index arithmetic (codegen/gather_views.py)."""
     a, b = t.producer.inputs
     if t.dtype.name not in C_TYPES or t.size == 0 or min(a.shape[-2:] + b.shape[-1:]) < 1:
         return None
     found = []
-    for operand in (a, b):
-        resolved = operand_view(operand, buffer_of.__contains__)
-        if resolved is None or operand.shape[:-2] not in ((), t.shape[:-2]):
+    for operand, role in ((a, "a"), (b, "b")):
+        if operand.shape[:-2] not in ((), t.shape[:-2]):
             return None
+        resolved = operand_view(operand, buffer_of.__contains__)
+        if resolved is None:
+            gathered = strided_gather(operand, buffer_of.__contains__, role)
+            if gathered is None:
+                return None
+            found.append((gathered[0], False, 0, gathered[1]))
+            continue
         rows, cols = operand.shape[-2:]
         stride = rows * cols if operand.shape[:-2] else 0
-        found.append((resolved[0], resolved[1], stride))
+        found.append((resolved[0], resolved[1], stride, None))
     batch = int(np.prod(t.shape[:-2], dtype=np.int64))
-    if not fits_32bit(batch, a.shape[-2], b.shape[-1], a.shape[-1], found[0][2], found[1][2]):
+    if not fits_32bit(batch, a.shape[-2], b.shape[-1], a.shape[-1], found[0][2], found[1][2],
+                      found[0][3] is not None, found[1][3] is not None):
         return None         # the loop kernel, with 64-bit indices
     return tuple(found)
 
@@ -50,11 +61,12 @@ def build_gemm(group: KernelGroup, buffer_of, nbytes, device_info, operands,
     """A BuiltKernel for a matmul group through the GEMM generator (None where its epilogue
     would index past 32 bits)."""
     t = group.root
-    (a, a_trans, a_stride), (b, b_trans, b_stride) = operands
+    (a, a_trans, a_stride, a_gather), (b, b_trans, b_stride, b_gather) = operands
     m, k = t.producer.inputs[0].shape[-2:]
     n = t.shape[-1]
     batch = int(np.prod(t.shape[:-2], dtype=np.int64))
-    spec = GemmSpec(batch, m, n, k, C_TYPES[t.dtype.name], a_trans, b_trans, a_stride, b_stride)
+    spec = GemmSpec(batch, m, n, k, C_TYPES[t.dtype.name], a_trans, b_trans, a_stride, b_stride,
+                    a_gather, b_gather)
     if tune is not None:
         device_info = tune(spec, device_info)       # tuned tiles, when known
     out = unflatten(var("gb", batch), t.shape[:-2]) + [var("gi", m), var("gj", n)]
@@ -91,8 +103,8 @@ def gemm_stores(group: KernelGroup, low: Lowering, buffer_of, out: list) -> Gemm
     stores, computed = [], []
     for value in group.stores:
         name = low.local(buffer_of[value], value.dtype)
-        for part, index in store_targets(value, out, t.shape):
-            computed.append(low.at(part, out))
+        for part, at, index in store_targets(value, out, t.shape):
+            computed.append(low.at(part, at))
             target = flatten(index, value.shape)
             if not fits(target):
                 return None

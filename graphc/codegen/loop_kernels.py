@@ -39,8 +39,8 @@ def _stores(group: KernelGroup, low: Lowering, idx, buffer_of) -> tuple[Store, .
     stores = []
     for t in group.stores:
         buffer = low.local(buffer_of[t], t.dtype)
-        for part, index in store_targets(t, idx, group.root.shape):
-            stores.append(Store(buffer, flatten(index, t.shape), low.at(part, idx)))
+        for part, at, index in store_targets(t, idx, group.root.shape):
+            stores.append(Store(buffer, flatten(index, t.shape), low.at(part, at)))
     return tuple(stores)
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from graphc.codegen import movement, reductions
+from graphc.codegen.gather_views import movement_root, strided_gather  # noqa: F401 (fusion)
 from graphc.ir import Tensor
 from graphc.ops.registry import get_op
 
@@ -101,6 +102,13 @@ def _elementwise_geometry(t: Tensor, node) -> tuple[int, int]:
     return t.size, t.size
 
 
+def _rows_geometry(flops_per_element: int):
+    """One work item per row of the last axis."""
+    def geometry(t: Tensor, node) -> tuple[int, int]:
+        return t.size // t.shape[-1], flops_per_element * t.size
+    return geometry
+
+
 LOSS, GRAD = "softmax_cross_entropy", "softmax_cross_entropy_grad"
 
 LOWERINGS: dict[str, OpLowering] = {
@@ -133,6 +141,8 @@ LOWERINGS: dict[str, OpLowering] = {
     "log_softmax": _raw("LOGSOFTMAX", "log_softmax", geometry=_softmax_geometry),
     "max_pool2d_grad": _raw("MAXPOOLDX", "max_pool2d_grad", geometry=_max_pool2d_grad_geometry),
     "max_pool2d_select": _raw("MAXPOOLSEL", "max_pool2d_select", geometry=_elementwise_geometry),
+    "layer_norm": _raw("LAYERNORM", "layer_norm", geometry=_rows_geometry(8)),
+    "layer_norm_grad": _raw("LAYERNORMDX", "layer_norm_grad", geometry=_rows_geometry(14)),
     LOSS: _raw("XENT", "cross_entropy_rows", computed_operands=(1,), reads_reshaped=False),
     GRAD: _raw("XENTDX", "cross_entropy_rows", computed_operands=(1, 2), reads_reshaped=False,
                shares_kernel_with=LOSS),
@@ -192,3 +202,9 @@ def operand_view(t: Tensor, is_buffer) -> tuple[Tensor, bool] | None:
     perm = tuple(node.attrs["perm"])
     swap = tuple(range(len(perm) - 2)) + (len(perm) - 1, len(perm) - 2)
     return (inner[0], True) if perm == swap else None
+
+
+def gathered_operand(t: Tensor, is_buffer, operand: str = "a"):
+    """(buffer tensor, Gather) when the GEMM reads matmul operand `t` (a chain of reshapes and
+    transposes of a buffer) through index arithmetic (codegen/gather_views.py), else None."""
+    return strided_gather(t, is_buffer, operand)

@@ -11,7 +11,7 @@ from graphc.codegen.kernel import (Acc, Apply, Cond, Const, IndexValue, Kernel, 
                                    Select, walk)
 from graphc.codegen.loops import lanes_lines, reduce_lines
 from graphc.codegen.width import index_type, number
-from graphc.ops import get_op
+from graphc.ops.registry import get_op
 
 
 def _cond(cond: Cond) -> str:

@@ -66,18 +66,26 @@ class OpenCLRenderer:
 
     def program(self, kernels, uses_random: bool) -> str:
         """One program: each distinct kernel once, after the fp64 pragma only where a
-        kernel uses double, the half rounding helper where one computes float16, and the
-        Philox helpers when one draws random numbers. (float16 is stored as half and
-        computed in float: no kernel needs cl_khr_fp16, see ctext.py.)"""
+        kernel uses double, the half rounding helper where one computes float16, the Philox
+        helpers when one draws random numbers and erf's (kernels_cl/erf.cl) when one calls
+        it. (float16 is stored as half and computed in float: no kernel needs cl_khr_fp16,
+        see ctext.py.)"""
         distinct = list({k.name: k for k in kernels}.values())
         needs = frozenset().union(*(k.needs for k in distinct))
         header = FP64_PRAGMA if "fp64" in needs else ""
         if "round_half" in needs:
             header += ROUND_HALF_SOURCE
         if uses_random:
-            header += resources.files("graphc.kernels_cl").joinpath("philox.cl").read_text() \
-                + "\n"
+            header += _helpers("philox.cl")
+        if "erf" in needs:
+            header += ("#define GRAPHC_ERF_DOUBLE\n" if "erf_double" in needs else "") + \
+                _helpers("erf.cl")
         return header + "\n".join(k.source for k in distinct)
+
+
+def _helpers(file: str) -> str:
+    """A file of helper functions from kernels_cl/."""
+    return resources.files("graphc.kernels_cl").joinpath(file).read_text() + "\n"
 
 
 def _raw_text(body: RawBody, name: str) -> str:
@@ -95,19 +103,25 @@ def _gemm_text(body: GemmBody, epilogue: Epilogue, name: str) -> str:
 def _needs(roots, dtypes, rounds=None) -> frozenset:
     """What a kernel computing the expressions `roots` over values of `dtypes` needs: "fp64"
     where anything is double, "round_half" where a float16 result is rounded (an op or an
-    index computed in float16, or `rounds` float16: a template rounding what it stores)."""
-    fp64 = any(np.dtype(d) == F64 for d in dtypes)
-    half = rounds is not None and np.dtype(rounds) == F16
+    index computed in float16, or `rounds` float16: a template rounding what it stores),
+    "erf" where it calls erf (and "erf_double" in double)."""
+    needs = {"fp64"} if any(np.dtype(d) == F64 for d in dtypes) else set()
+    if rounds is not None and np.dtype(rounds) == F16:
+        needs.add("round_half")
     seen, stack = set(), list(roots)        # one pass over the roots' shared DAG
     while stack:
         node = stack.pop()
         if id(node) in seen:
             continue
         seen.add(id(node))
-        fp64 = fp64 or node.dtype == F64
-        half = half or (node.dtype == F16 and isinstance(node, (Apply, IndexValue)))
+        if node.dtype == F64:
+            needs.add("fp64")
+        if isinstance(node, (Apply, IndexValue)) and node.dtype == F16:
+            needs.add("round_half")
+        if isinstance(node, Apply) and node.op == "erf":
+            needs.update(("erf", "erf_double") if node.dtype == F64 else ("erf",))
         stack.extend(children(node))
-    return frozenset(need for need, used in (("fp64", fp64), ("round_half", half)) if used)
+    return frozenset(needs)
 
 
 def _gemm_needs(body: GemmBody) -> frozenset:

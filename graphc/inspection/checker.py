@@ -27,7 +27,7 @@ from graphc.inspection.hazards import plan_hazards
 from graphc.inspection.printer import is_literal
 from graphc.interp import leaf_value, run_node
 from graphc.ir import Node, Tensor
-from graphc.ops import get_op
+from graphc.ops.registry import get_op
 from graphc.passes.stored import cone
 
 MAX_ISOLATED = 24                # ops of a diverging kernel re-run alone, at most

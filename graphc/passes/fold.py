@@ -10,7 +10,7 @@ import numpy as np
 
 from graphc.interp import run_node
 from graphc.ir import Graph, Node, Tensor
-from graphc.ops import get_op
+from graphc.ops.registry import get_op
 from graphc.passes import Pass
 from graphc.rewrite import constant_like, rebuild
 

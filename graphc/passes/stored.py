@@ -9,14 +9,15 @@ does arithmetic, or when hand-written code reads it from memory.
 """
 from __future__ import annotations
 
-from graphc.codegen.lowerings import inlinable, lowering_of, operand_view
+from graphc.codegen.lowerings import (gathered_operand, inlinable, lowering_of,
+                                      movement_root, operand_view)
 from graphc.ir import Graph, Tensor
-from graphc.ops import get_op
+from graphc.ops.registry import get_op
 from graphc.passes.kernel_size import InlineSizes
 
 RECOMPUTE_BUDGET = 8
 TRANSCENDENTAL_COST = 4
-TRANSCENDENTAL = {"exp", "log", "sqrt", "tanh", "sigmoid", "sin", "cos", "power"}
+TRANSCENDENTAL = {"exp", "log", "sqrt", "tanh", "sigmoid", "sin", "cos", "power", "erf"}
 
 
 def node_cost(t: Tensor) -> int:
@@ -91,6 +92,8 @@ def choose_stored(graph: Graph, outputs: list[Tensor]) -> set[Tensor]:
         for t in node.outputs:
             if not inlinable(t):
                 stored.add(t)
+        if node.op == "matmul":
+            stored.update(_gathered_roots(node))
     sizes = InlineSizes(stored)
     for node in graph.nodes:        # producers first, so a cone's cost is known when asked
         for t in node.outputs:
@@ -99,17 +102,52 @@ def choose_stored(graph: Graph, outputs: list[Tensor]) -> set[Tensor]:
         sizes.cap(node)
         if node.op == "matmul":
             _store_gemm_operands(node, stored)
+        elif lowering_of(node.op).fast == "conv_gemm":
+            _store_conv_operands(node, stored)
     return stored
+
+
+def _gathered_roots(node) -> list[Tensor]:
+    """The computed values under a matmul's operands that are reshapes and transposes of
+    them: stored, the GEMM reads the views in place (codegen/gather_views.py), where
+    storing a view itself would cost a copy kernel."""
+    roots = []
+    for operand in node.inputs:
+        under = movement_root(operand, lambda v: v.producer is None)
+        if under is None or under[0].producer is None:
+            continue
+        root = under[0]
+        if gathered_operand(operand, lambda v, r=root: v is r or v.producer is None) \
+                is not None:
+            roots.append(root)
+    return roots
+
+
+def _store_conv_operands(node, stored: set) -> None:
+    """The implicit-GEMM convolutions gather windows from a buffer or a reshape of one
+    (codegen/conv_gemm.py); any other operand (a channels_last image seen channels_first,
+    a transposed view) is stored first, else the convolution falls back to its loop kernel."""
+    def is_buffer(v):
+        return v in stored or v.producer is None
+    for operand in node.inputs:
+        view = operand_view(operand, is_buffer)
+        if view is None or view[1]:
+            stored.add(operand)
 
 
 def _store_gemm_operands(node, stored: set) -> None:
     """The tiled GEMM reads its operands from memory: buffers, reshapes of buffers, and
-    transposes of those (a layout flag). Anything else (a concatenation, a sum...) is
-    stored first; for a transpose, the value under it, so the transpose stays free."""
+    transposes of those (a layout flag), or other reshapes and transposes of a buffer
+    (codegen/gather_views.py). Anything else (a concatenation, a sum...) is stored first;
+    under a chain of reshapes and transposes, the value under it, so the chain stays free."""
     def is_buffer(v):
         return v in stored or v.producer is None
     for operand in node.inputs:
         if operand_view(operand, is_buffer) is not None:
+            continue
+        under = movement_root(operand, is_buffer)
+        if under is not None and under[0] in stored and \
+                gathered_operand(operand, is_buffer) is not None:
             continue
         producer = operand.producer
         if producer.op == "transpose" and operand_view(producer.inputs[0], is_buffer) is None:
