@@ -15,7 +15,7 @@ PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.graphc-installed
-EXTRAS := dev,progress,data,plot
+EXTRAS := dev,progress,data,plot,distributed
 
 # Exits 0 when pyopencl finds at least one device on any platform.
 define HAS_OPENCL_DEVICE

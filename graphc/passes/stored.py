@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from graphc.codegen.cross_entropy import INLINE_OPERANDS, XENT_OPS
 from graphc.codegen.gemm_epilogue import operand_view
+from graphc.codegen.host import HOST_OPS
 from graphc.codegen.lower import inlinable
 from graphc.codegen.raw import RAW_OPS
 from graphc.ir import Graph, Tensor
@@ -22,9 +23,10 @@ TRANSCENDENTAL_COST = 4
 TRANSCENDENTAL = {"exp", "log", "sqrt", "tanh", "sigmoid", "sin", "cos", "power"}
 REREADING_OPS = {"matmul", "conv2d", "conv2d_grad_input", "conv2d_grad_weight",
                  "max_pool2d", "avg_pool2d", "avg_pool2d_grad", "take_grad"} | RAW_OPS
-BUFFER_OPERAND_OPS = RAW_OPS | {"take"}     # operands read directly by hand-written code
+# operands read directly by hand-written code, or by the host (collectives)
+BUFFER_OPERAND_OPS = RAW_OPS | {"take"} | HOST_OPS
 COMPUTED_OPERANDS = {"take": (1,), **INLINE_OPERANDS}   # ...except these positions
-RESHAPE_READERS = RAW_OPS - XENT_OPS     # read a reshaped buffer's bytes in place
+RESHAPE_READERS = (RAW_OPS - XENT_OPS) | HOST_OPS   # read a reshaped buffer's bytes in place
 
 
 def node_cost(t: Tensor) -> int:
