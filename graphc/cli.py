@@ -31,7 +31,9 @@ def _cmd_train(args):
 
     module = importlib.import_module(f"graphc.models.{args.model}")
     try:
-        module.train(common.resolve_args(args, module.DEFAULTS))
+        args = common.resolve_args(args, module.DEFAULTS)
+        with common.ranks_of(args):
+            module.train(args)
     except DataError as error:
         print(f"graphc train: {error}", file=sys.stderr)
         return 2

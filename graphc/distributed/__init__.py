@@ -24,8 +24,8 @@ from graphc.distributed.collectives import STATS, collective, reset_stats
 from graphc.distributed.devices import rank_device
 from graphc.distributed.host import register_all
 from graphc.distributed.optimizer import DistributedOptimizer
-from graphc.distributed.world import DistributedError, World, world
-from graphc.distributed.world import init as _join
+from graphc.distributed import world as _world
+from graphc.distributed.world import DistributedError, World
 from graphc.ir import Tensor
 
 __all__ = ["init", "is_initialized", "rank", "size", "local_rank", "local_size", "allreduce",
@@ -38,7 +38,7 @@ register_all()
 def init() -> World:
     """Join the MPI world (idempotent) and pick this rank's device: the local_rank-th of the
     best kind when a host has several (unless GRAPHC_DEVICE names one)."""
-    joined = _join()
+    joined = _world.init()
     if joined.size > 1 and not os.environ.get("GRAPHC_DEVICE", "").strip():
         from graphc.runtime import devices
         found = devices()
@@ -49,8 +49,7 @@ def init() -> World:
 
 def is_initialized() -> bool:
     """Has init() (or a first collective) joined the world?"""
-    from graphc.distributed import world as world_module
-    return world_module._WORLD is not None
+    return _world._WORLD is not None
 
 
 def rank() -> int:

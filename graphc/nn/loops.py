@@ -12,6 +12,7 @@ import warnings
 
 import numpy as np
 
+from graphc.distributed import keras as on_ranks
 from graphc.nn.adapters import (ArrayData, StreamData, is_stream, model_inputs, model_targets,
                                 refuse, same_length, sample_weights)
 from graphc.nn.callbacks import CallbackList, History
@@ -189,7 +190,7 @@ def run_eval(model, data) -> Totals:
     for batch in data.epoch():
         step = steps.evaluate(data.batch, y_spec_of(batch.y), batch.sample_weight is not None)
         totals.add(step(*_feeds(model, batch)))
-    return totals
+    return on_ranks.summed_over_ranks(totals)
 
 
 def fit(model, x, y=None, batch_size=None, epochs: int = 1, verbose=1, callbacks=None,
@@ -200,10 +201,19 @@ def fit(model, x, y=None, batch_size=None, epochs: int = 1, verbose=1, callbacks
     verbose = 1 if verbose == "auto" else int(verbose)
     _require_targets(x, y, "fit")
     model.compiled_steps()              # compiled? (before any data is looked at)
+    ranks = on_ranks.ranks_of_fit()     # under mpirun: (rank, size); see distributed/keras.py
+    if ranks:
+        on_ranks.check_optimizer(model)
+        verbose, callbacks = on_ranks.rank_zero_only(verbose, callbacks, ranks[0])
     if validation_split and validation_data is None:
         (x, y, sample_weight), validation_data = _split(model, x, y, sample_weight,
                                                         validation_split)
+    if ranks:
+        x, y, sample_weight = on_ranks.shard_training(x, y, sample_weight, *ranks)
+        validation_data = on_ranks.shard_validation(validation_data, *ranks)
     data = make_data(model, x, y, sample_weight, batch_size, shuffle, steps_per_epoch, True)
+    if ranks:
+        on_ranks.broadcast_state(model)
     val_data = _validation(model, validation_data, data.batch, validation_steps)
     rng = np.random.default_rng(seed if seed is not None else _derived_seed(None))
     history = History()
@@ -250,7 +260,7 @@ def _train_epoch(model, data, val_data, rng, hooks, progress, epoch: int) -> dic
         hooks.on_train_batch_end(index, logs)
         if model.stop_training:
             break
-    logs = totals.logs()
+    logs = on_ranks.summed_over_ranks(totals).logs()
     if val_data is not None:
         logs.update(run_eval(model, val_data).logs("val_"))
     progress.close(logs)
