@@ -35,7 +35,7 @@ class Executable:
             self.buffers = self._allocate_buffers()
             self._kernels = [self._bind_kernel(launch) for launch in plan.launches]
         self.last_profile: list[tuple[str, float]] = []
-        self.last_host_seconds = 0.0    # time the last run spent on host calls (blocked)
+        self.last_host_seconds = 0.0    # time the last run spent in host functions
 
     @property
     def buffer_bytes(self) -> int:

@@ -61,12 +61,11 @@ class HostSteps:
             self.waits.setdefault(call.wait, []).append(call)
         self.pending: dict[str, Future] = {}
         self.keep: list = []        # copies to the device in flight (their events hold the arrays)
-        self.seconds = 0.0                  # time this thread spent on host calls
+        self.seconds = 0.0          # time in the host functions (inputs ready to outputs done)
         self.mapped = device.unified_memory or device.type == "cpu"
 
     def before(self, index: int) -> None:
         """Finish the calls due before launch `index`, then start the ones that start there."""
-        started = time.perf_counter()
         for call in self.waits.get(index, ()):
             if call.name in self.pending:
                 self._finish(call)
@@ -75,7 +74,6 @@ class HostSteps:
                 self._run_now(call)
             else:
                 self._start(call)
-        self.seconds += time.perf_counter() - started
 
     def drain(self) -> None:
         """Wait for every call still in flight, ignoring their errors (a run that failed)."""
@@ -93,8 +91,7 @@ class HostSteps:
             self._run_mapped(call)
             return
         inputs = [self._read(b, blocking=True)[0] for b in call.inputs]
-        outputs = _worker().submit(_call, call, inputs, []).result()
-        self._write(call, outputs)
+        self._write(call, self._result(_worker().submit(_call, call, inputs, [])))
 
     def _run_mapped(self, call: HostCall) -> None:
         cl = require_cl()
@@ -103,7 +100,7 @@ class HostSteps:
             inputs = [self._map(b, cl.map_flags.READ, maps) for b in call.inputs]
             outputs = [self._map(b, cl.map_flags.WRITE_INVALIDATE_REGION, maps)
                        for b in call.outputs]
-            _worker().submit(_call, call, inputs, [], outputs).result()
+            self._result(_worker().submit(_call, call, inputs, [], outputs))
         finally:
             for array in maps:
                 array.base.release(self.device.queue)
@@ -127,7 +124,12 @@ class HostSteps:
                                                    [e for _, e in reads if e is not None])
 
     def _finish(self, call: HostCall) -> None:
-        self._write(call, self.pending.pop(call.name).result())
+        self._write(call, self._result(self.pending.pop(call.name)))
+
+    def _result(self, future: Future) -> list[np.ndarray]:
+        outputs, seconds = future.result()
+        self.seconds += seconds
+        return outputs
 
     def _read(self, binding: IOBinding, blocking: bool) -> tuple[np.ndarray, Any]:
         array = np.empty(binding.shape, np.dtype(binding.dtype))
@@ -145,11 +147,13 @@ class HostSteps:
 
 
 def _call(call: HostCall, inputs: list[np.ndarray], events: list,
-          outputs: list[np.ndarray] | None = None) -> list[np.ndarray]:
-    """On the worker: wait for the input copies, run the function, return its outputs."""
+          outputs: list[np.ndarray] | None = None) -> tuple[list[np.ndarray], float]:
+    """On the worker: wait for the input copies, run the function; its outputs and the
+    seconds it took."""
     if events:
         require_cl().wait_for_events(events)
     if outputs is None:
         outputs = [np.empty(b.shape, np.dtype(b.dtype)) for b in call.outputs]
+    started = time.perf_counter()
     host_function(call.function)(inputs, outputs, dict(call.attrs))
-    return outputs
+    return outputs, time.perf_counter() - started
