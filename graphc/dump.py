@@ -13,6 +13,7 @@ import types
 from collections import Counter
 from dataclasses import dataclass
 
+from graphc.codegen.host import host_call_lines, host_writes
 from graphc.ir import Graph, Node, Tensor, position_of
 from graphc.passes.fuse import cone
 from graphc.printer import assign_names, format_equation, generated_names, with_sites
@@ -161,7 +162,7 @@ def plan_hazards(compiled, views: list[KernelView] | None = None) -> list[str]:
     writer = {t: v.index for v in views for t in v.writes.values()}
     region = _regions(compiled)
     writes = [(view.index, region(buffer)) for view in views for buffer in view.writes]
-    for call, t in _host_writes(compiled):      # a collective writes between two kernels
+    for call, t in host_writes(compiled):       # a collective writes between two kernels
         writer[t] = call.start - 0.5
         writes += [(call.start - 0.5, region(b.buffer)) for b in call.outputs]
     leaf_buffer = {leaf: name for name, leaf in compiled.leaves.items()}
@@ -180,26 +181,6 @@ def plan_hazards(compiled, views: list[KernelView] | None = None) -> list[str]:
             if later:
                 problems.append(f"{where} from {buffer} after kernel #{later[0]} overwrote it")
     return problems
-
-
-def _host_writes(compiled) -> list:
-    """(HostCall, the value it writes) for each collective of the plan."""
-    return list(zip(getattr(compiled.plan, "host_calls", ()),
-                    getattr(compiled, "host_values", [])))
-
-
-def host_call_lines(compiled, names: dict, labels: dict) -> list[str]:
-    """One line per collective: where it runs among the kernels, what it reads and writes."""
-    lines = []
-    for call, t in _host_writes(compiled):
-        wait = f"kernel #{call.wait}" if call.wait < len(compiled.plan.launches) else "the end"
-        reads = ", ".join(labels.get(b.buffer, b.buffer) for b in call.inputs)
-        writes = ", ".join(f"{labels.get(b.buffer, b.buffer)} <- {names.get(t, '?')}:{t.type}"
-                           for b in call.outputs)
-        lines.append(f"host {call.name} ({call.function}) after kernel #{call.start - 1}, "
-                     f"done before {wait}: reads {reads}, writes {writes}  "
-                     f"# {t.producer.site}")
-    return lines
 
 
 def _regions(compiled):

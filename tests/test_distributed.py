@@ -38,9 +38,12 @@ def mpirun(*args: str, ranks: int = 2, timeout: float = MPI_TIMEOUT, **env: str)
     command = ["mpirun", "--allow-run-as-root", "--oversubscribe", "-n", str(ranks),
                sys.executable, *args]
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("OMPI_", "PMI"))}
+    # containers often forbid the cross-memory attach Open MPI's shared memory tries first
+    settings = {"GRAPHC_COLLECTIVE_TIMEOUT": "60",
+                "OMPI_MCA_btl_vader_single_copy_mechanism": "none"}
     started = time.monotonic()
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                            env={**clean, "GRAPHC_COLLECTIVE_TIMEOUT": "60", **env})
+                            env={**clean, **settings, **env})
     return result, time.monotonic() - started
 
 

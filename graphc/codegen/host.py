@@ -149,3 +149,24 @@ def _extent(name: str, buffers: dict[str, BufferSpec]) -> tuple[str, int, int]:
 
 def _overlaps(a: tuple[str, int, int], b: tuple[str, int, int]) -> bool:
     return a[0] == b[0] and a[1] < b[2] and b[1] < a[2]
+
+
+# ---- what the dumps say about them ----
+
+def host_writes(compiled) -> list:
+    """(HostCall, the value it writes) for each collective of a compiled function."""
+    return list(zip(getattr(compiled.plan, "host_calls", ()),
+                    getattr(compiled, "host_values", [])))
+
+
+def host_call_lines(compiled, names: dict, labels: dict) -> list[str]:
+    """One line per collective: where it runs among the kernels, what it reads and writes."""
+    lines = []
+    for call, t in host_writes(compiled):
+        wait = f"kernel #{call.wait}" if call.wait < len(compiled.plan.launches) else "the end"
+        reads = ", ".join(labels.get(b.buffer, b.buffer) for b in call.inputs)
+        writes = ", ".join(f"{labels.get(b.buffer, b.buffer)} <- {names.get(t, '?')}:{t.type}"
+                           for b in call.outputs)
+        lines.append(f"host {call.name} ({call.function}) starts before kernel #{call.start},"
+                     f" done before {wait}: reads {reads}, writes {writes}  # {t.producer.site}")
+    return lines

@@ -80,6 +80,11 @@ def _summable(array: np.ndarray) -> np.ndarray:
         np.ascontiguousarray(array)
 
 
+def _flat(array: np.ndarray) -> np.ndarray:
+    """A 1-d view of a contiguous array (0-d arrays included), for MPI's typed buffers."""
+    return array.reshape(-1)
+
+
 # ---- the collectives ----
 
 def allreduce_into(x: np.ndarray, out: np.ndarray, reduce: str = "average",
@@ -92,7 +97,7 @@ def allreduce_into(x: np.ndarray, out: np.ndarray, reduce: str = "average",
     from mpi4py import MPI
     source = _summable(x)
     target = out if out.dtype == source.dtype else np.empty_like(source)
-    _timed(lambda w: w.comm.Iallreduce(source, target, op=MPI.SUM), x,
+    _timed(lambda w: w.comm.Iallreduce(_flat(source), _flat(target), op=MPI.SUM), x,
            what or f"allreduce of {x.dtype.name}{list(x.shape)}")
     if reduce == "average":
         np.divide(target, here.size, out=target, casting="unsafe")
@@ -132,7 +137,8 @@ def allgather_grad_into(g: np.ndarray, out: np.ndarray, ranks: int = 1,
     from mpi4py import MPI
     source = _summable(g)
     target = out if out.dtype == source.dtype else np.empty(out.shape, source.dtype)
-    _timed(lambda w: w.comm.Ireduce_scatter_block(source, target, op=MPI.SUM), g,
+    _timed(lambda w: w.comm.Ireduce_scatter_block(_flat(source), _flat(target), op=MPI.SUM),
+           g,
            what or f"reduce-scatter of {g.dtype.name}{list(g.shape)}")
     if target is not out:
         out[...] = target
@@ -147,7 +153,7 @@ def broadcast_grad_into(g: np.ndarray, out: np.ndarray, root: int = 0, what: str
     from mpi4py import MPI
     source = _summable(g)
     target = np.empty_like(source)
-    _timed(lambda w: w.comm.Ireduce(source, target, op=MPI.SUM, root=root), g,
+    _timed(lambda w: w.comm.Ireduce(_flat(source), _flat(target), op=MPI.SUM, root=root), g,
            what or f"reduce of {g.dtype.name}{list(g.shape)} to rank {root}")
     out[...] = target if here.rank == root else 0
 
