@@ -4,8 +4,8 @@ Functions are registered here by name, and a plan's HostCall names one: the runt
 imports the code that provides them. A function is called as fn(inputs, outputs, attrs):
 numpy arrays holding its input buffers, arrays it fills for its output buffers, and a dict.
 
-Every call runs on one worker thread, in plan order, so that collectives keep one order on
-every rank even while several are in flight. A call whose outputs are read by the very next
+Calls run in plan order, so that collectives keep one order on every rank: on one worker
+thread while several are in flight, on the calling thread when none is. A call whose outputs are read by the very next
 launch (wait == start) runs at once: on a device that works in host memory (a CPU, or one
 reporting unified memory) its buffers are mapped, not copied. A call with launches before
 its wait overlaps them: its inputs are copied out in queue order (so a later kernel may
@@ -91,7 +91,19 @@ class HostSteps:
             self._run_mapped(call)
             return
         inputs = [self._read(b, blocking=True)[0] for b in call.inputs]
-        self._write(call, self._result(_worker().submit(_call, call, inputs, [])))
+        self._write(call, self._result(self._submit(_call, call, inputs, [])))
+
+    def _submit(self, *work) -> Future:
+        """Run `work` here when nothing is in flight (no thread hand-off), else after the
+        calls in flight, on the worker."""
+        if self.pending:
+            return _worker().submit(*work)
+        future: Future = Future()
+        try:
+            future.set_result(work[0](*work[1:]))
+        except Exception as error:
+            future.set_exception(error)
+        return future
 
     def _run_mapped(self, call: HostCall) -> None:
         cl = require_cl()
@@ -100,7 +112,7 @@ class HostSteps:
             inputs = [self._map(b, cl.map_flags.READ, maps) for b in call.inputs]
             outputs = [self._map(b, cl.map_flags.WRITE_INVALIDATE_REGION, maps)
                        for b in call.outputs]
-            self._result(_worker().submit(_call, call, inputs, [], outputs))
+            self._result(self._submit(_call, call, inputs, [], outputs))
         finally:
             for array in maps:
                 array.base.release(self.device.queue)

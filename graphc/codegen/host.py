@@ -16,12 +16,14 @@ import os
 from dataclasses import dataclass
 
 from graphc.codegen.gemm_epilogue import operand_view
+from graphc.passes.views import contiguous_pieces
 from graphc.ir import Tensor
 from graphc.ops import get_op
 from graphc.runtime import BufferSpec, HostCall, IOBinding, KernelLaunch
 
 HOST_OPS = frozenset({"allreduce", "allgather", "allgather_grad", "broadcast",
                       "broadcast_grad"})
+GATHERING_OPS = frozenset({"allreduce"})   # take a concatenation's pieces as separate inputs
 HOST_PREFIX = "host:"
 _plans = itertools.count()          # one key per compiled plan, for the graph check
 
@@ -64,16 +66,40 @@ def host_operand(t: Tensor, is_buffer) -> Tensor:
     return view[0] if view is not None and not view[1] else t
 
 
+def gathered_pieces(t: Tensor, is_buffer) -> list[Tensor] | None:
+    """The pieces of `t` when it is a concatenation whose pieces are contiguous blocks of it
+    (along axis 0) and each lies in a buffer (itself, or under reshapes): a bucket of
+    allreduces, which the host packs itself (one copy on the host beats a kernel that
+    selects each element's piece). None otherwise."""
+    node = t.producer
+    if node is None or node.op != "concatenate" or not contiguous_pieces(t):
+        return None
+    for piece in node.inputs:
+        view = operand_view(piece, is_buffer)
+        if view is None or view[1]:
+            return None
+    return list(node.inputs)
+
+
+def host_operands(node, is_buffer) -> list[Tensor]:
+    """What a collective's host call reads: its operand, or the pieces it gathers."""
+    (operand,) = node.inputs
+    pieces = gathered_pieces(operand, is_buffer) if node.op in GATHERING_OPS else None
+    return pieces if pieces is not None and not is_buffer(operand) else [operand]
+
+
 def host_leaves(groups) -> set[Tensor]:
     """The leaves host groups read straight from their buffers (a 0-d constant included,
     which kernels would otherwise inline as a literal)."""
+    def is_leaf(v):
+        return v.producer is None
     leaves = set()
     for group in groups:
         if group.kind == "host":
-            (operand,) = group.root.producer.inputs
-            leaf = host_operand(operand, lambda v: v.producer is None)
-            if leaf.producer is None:
-                leaves.add(leaf)
+            for operand in host_operands(group.root.producer, is_leaf):
+                leaf = host_operand(operand, is_leaf)
+                if leaf.producer is None:
+                    leaves.add(leaf)
     return leaves
 
 
@@ -100,16 +126,16 @@ def host_calls(steps: list[HostStep], buffer_of: dict, launches: tuple[KernelLau
 def _call(index: int, step: HostStep, buffer_of: dict, graph: tuple) -> HostCall:
     t = step.group.root
     node = t.producer
-    (operand,) = node.inputs
-    source = host_operand(operand, buffer_of.__contains__)
+    is_buffer = buffer_of.__contains__
+    inputs = tuple(_binding(v, buffer_of[host_operand(v, is_buffer)])
+                   for v in host_operands(node, is_buffer))
     template = get_op(node.op).templates["opencl"]
     dims = "_".join(map(str, t.shape)) or "1"
     what = f"{node.op} {t.type} (collective {index + 1} of {dict(graph)['graph']}, created " \
         f"at {node.site or '<unknown>'})"
     attrs = tuple(sorted(node.attrs.items())) + graph + (("what", what),)
     return HostCall(f"{node.op.upper()}_{dims}_{index}", template[len(HOST_PREFIX):],
-                    (_binding(operand, buffer_of[source]),), (_binding(t, buffer_of[t]),),
-                    attrs, step.position, step.position)
+                    inputs, (_binding(t, buffer_of[t]),), attrs, step.position, step.position)
 
 
 def _binding(t: Tensor, buffer: str) -> IOBinding:

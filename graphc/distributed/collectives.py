@@ -2,10 +2,10 @@
 reference interpreter both run (one definition of what each collective computes).
 
 Each `*_into(x, out, **attrs)` fills `out`. A single-process world copies: the result of
-one rank alone. Every MPI call is non-blocking and is waited for with a deadline
-(GRAPHC_COLLECTIVE_TIMEOUT): a peer that died, hangs or runs another program makes this
-rank raise DistributedError instead of waiting forever. MPI has no float16, so float16
-reductions go through float32 on the host; gathers and broadcasts move raw bytes.
+one rank alone. Every MPI call runs under a deadline (GRAPHC_COLLECTIVE_TIMEOUT,
+distributed/watchdog.py): a peer that died, hangs or runs another program stops the job
+instead of leaving this rank waiting forever. MPI has no float16, so float16 reductions go
+through float32 on the host; gathers and broadcasts move raw bytes.
 """
 from __future__ import annotations
 
@@ -14,10 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from graphc.distributed.watchdog import WATCHDOG
 from graphc.distributed.world import DistributedError, World, world
-
-POLL_START = 2e-5          # seconds between MPI_Test calls: grows to POLL_MAX while waiting
-POLL_MAX = 2e-4
 
 
 @dataclass
@@ -37,29 +35,15 @@ def reset_stats() -> None:
     STATS.seconds, STATS.calls, STATS.bytes = 0.0, 0, 0
 
 
-# ---- waiting with a deadline ----
+# ---- one MPI call, under the watchdog ----
 
-def wait(request, what: str, here: World) -> None:
-    """Wait for a non-blocking MPI request, raising DistributedError past the deadline."""
-    deadline = time.monotonic() + here.timeout
-    pause = POLL_START
-    while not request.Test():
-        if time.monotonic() > deadline:
-            raise DistributedError(
-                f"rank {here.rank} of {here.size}: {what} did not complete within "
-                f"{here.timeout:g} s: another rank has stopped, hangs, or runs a different "
-                f"sequence of collectives (raise the limit with GRAPHC_COLLECTIVE_TIMEOUT)")
-        time.sleep(pause)
-        pause = min(pause * 2, POLL_MAX)
-
-
-def _timed(run, x: np.ndarray, what: str) -> None:
+def call_mpi(run, x: np.ndarray, what: str) -> None:
+    """run(comm) under the deadline; MPI's errors as DistributedError; counted in STATS."""
     here = world()
     started = time.perf_counter()
     try:
-        wait(run(here), what, here)
-    except DistributedError:
-        raise
+        with WATCHDOG.watching(what, here):
+            run(here.comm)
     except Exception as err:            # mpi4py's MPI.Exception, with the MPI error text
         raise DistributedError(f"rank {here.rank} of {here.size}: {what} failed in MPI: "
                                f"{err}") from err
@@ -97,8 +81,9 @@ def allreduce_into(x: np.ndarray, out: np.ndarray, reduce: str = "average",
     from mpi4py import MPI
     source = _summable(x)
     target = out if out.dtype == source.dtype else np.empty_like(source)
-    _timed(lambda w: w.comm.Iallreduce(_flat(source), _flat(target), op=MPI.SUM), x,
-           what or f"allreduce of {x.dtype.name}{list(x.shape)}")
+    send = MPI.IN_PLACE if np.shares_memory(source, target) else _flat(source)
+    call_mpi(lambda comm: comm.Allreduce(send, _flat(target), op=MPI.SUM), x,
+             what or f"allreduce of {x.dtype.name}{list(x.shape)}")
     if reduce == "average":
         np.divide(target, here.size, out=target, casting="unsafe")
     if target is not out:
@@ -112,8 +97,8 @@ def allgather_into(x: np.ndarray, out: np.ndarray, ranks: int = 1, what: str = "
         out[...] = x
         return
     source = np.ascontiguousarray(x)
-    _timed(lambda w: w.comm.Iallgather(_raw(source), _raw(out)), x,
-           what or f"allgather of {x.dtype.name}{list(x.shape)}")
+    call_mpi(lambda comm: comm.Allgather(_raw(source), _raw(out)), x,
+             what or f"allgather of {x.dtype.name}{list(x.shape)}")
 
 
 def broadcast_into(x: np.ndarray, out: np.ndarray, root: int = 0, what: str = "") -> None:
@@ -122,8 +107,8 @@ def broadcast_into(x: np.ndarray, out: np.ndarray, root: int = 0, what: str = ""
     if here.rank == root or here.comm is None:
         out[...] = x
     if here.comm is not None:
-        _timed(lambda w: w.comm.Ibcast(_raw(out), root=root), x,
-               what or f"broadcast of {x.dtype.name}{list(x.shape)} from rank {root}")
+        call_mpi(lambda comm: comm.Bcast(_raw(out), root=root), x,
+                 what or f"broadcast of {x.dtype.name}{list(x.shape)} from rank {root}")
 
 
 def allgather_grad_into(g: np.ndarray, out: np.ndarray, ranks: int = 1,
@@ -137,9 +122,8 @@ def allgather_grad_into(g: np.ndarray, out: np.ndarray, ranks: int = 1,
     from mpi4py import MPI
     source = _summable(g)
     target = out if out.dtype == source.dtype else np.empty(out.shape, source.dtype)
-    _timed(lambda w: w.comm.Ireduce_scatter_block(_flat(source), _flat(target), op=MPI.SUM),
-           g,
-           what or f"reduce-scatter of {g.dtype.name}{list(g.shape)}")
+    call_mpi(lambda comm: comm.Reduce_scatter_block(_flat(source), _flat(target), op=MPI.SUM),
+             g, what or f"reduce-scatter of {g.dtype.name}{list(g.shape)}")
     if target is not out:
         out[...] = target
 
@@ -153,8 +137,8 @@ def broadcast_grad_into(g: np.ndarray, out: np.ndarray, root: int = 0, what: str
     from mpi4py import MPI
     source = _summable(g)
     target = np.empty_like(source)
-    _timed(lambda w: w.comm.Ireduce(_flat(source), _flat(target), op=MPI.SUM, root=root), g,
-           what or f"reduce of {g.dtype.name}{list(g.shape)} to rank {root}")
+    call_mpi(lambda comm: comm.Reduce(_flat(source), _flat(target), op=MPI.SUM, root=root), g,
+             what or f"reduce of {g.dtype.name}{list(g.shape)} to rank {root}")
     out[...] = target if here.rank == root else 0
 
 

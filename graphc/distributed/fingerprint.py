@@ -14,7 +14,7 @@ import hashlib
 
 import numpy as np
 
-from graphc.distributed.collectives import wait
+from graphc.distributed.collectives import call_mpi
 from graphc.distributed.world import DistributedError, world
 from graphc.ir import Graph
 
@@ -52,9 +52,8 @@ def check_same_graph(key: str, fingerprint: str, description: str) -> None:
     text = f"{fingerprint} {description}".encode()[:RECORD_BYTES]
     mine[:len(text)] = np.frombuffer(text, np.uint8)
     everyone = np.zeros((here.size, RECORD_BYTES), np.uint8)
-    from mpi4py import MPI
-    wait(here.comm.Iallgather([mine, MPI.BYTE], [everyone, MPI.BYTE]),
-         f"the graph check of {description}", here)
+    call_mpi(lambda comm: comm.Allgather(mine, everyone), mine,
+             f"the graph check of {description}")
     records = [bytes(row).rstrip(b"\0").decode(errors="replace") for row in everyone]
     prints = [r.split(" ", 1)[0] for r in records]
     other = next((r for r, p in enumerate(prints) if p != fingerprint), None)

@@ -3,11 +3,15 @@
 The wrapped optimizer is an instance of a subclass of the optimizer's own class, with the
 same name and state (its variables are shared, not copied), so saving, get_config and
 isinstance checks see the optimizer the user made. Only `apply_gradients` changes: each
-gradient goes through an allreduce (average, or sum) before the optimizer's rule, so every
-rank applies the same update. The compiler fuses those allreduces into a few buckets
-(passes/buckets.py). In a world of one rank nothing is added to the graph.
+gradient goes through an allreduce before the optimizer's rule, so every rank applies the
+same update. The compiler fuses those allreduces into a few buckets (passes/buckets.py).
+An average is a sum times 1/size in the graph: the product fuses into the update kernels
+instead of costing the host a pass over the bucket. In a world of one rank nothing is
+added to the graph.
 """
 from __future__ import annotations
+
+import numpy as np
 
 from graphc.builder import apply
 from graphc.optim.base import Optimizer
@@ -26,8 +30,14 @@ class _Averaging:
         from graphc.distributed import size
         pairs = list(grads_and_params)
         if size() > 1:
-            pairs = [(apply("allreduce", [g], reduce=self.allreduce_op), p) for g, p in pairs]
+            pairs = [(self._reduced(g, size()), p) for g, p in pairs]
         return super().apply_gradients(pairs)
+
+    def _reduced(self, grad, ranks: int):
+        total = apply("allreduce", [grad], reduce="sum")
+        if self.allreduce_op == "sum":
+            return total
+        return total * np.asarray(1.0 / ranks, grad.dtype)
 
 
 def DistributedOptimizer(optimizer: Optimizer, op: str = "average") -> Optimizer:

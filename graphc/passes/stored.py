@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from graphc.codegen.cross_entropy import INLINE_OPERANDS, XENT_OPS
 from graphc.codegen.gemm_epilogue import operand_view
-from graphc.codegen.host import HOST_OPS
+from graphc.codegen.host import GATHERING_OPS, HOST_OPS, gathered_pieces
 from graphc.codegen.lower import inlinable
 from graphc.codegen.raw import RAW_OPS
 from graphc.ir import Graph, Tensor
@@ -55,6 +55,7 @@ def should_store(t: Tensor, consumers: list, stored: set) -> bool:
     """The recompute-versus-store decision for an inlinable value (see the module doc)."""
     if any(c.op in BUFFER_OPERAND_OPS and _read_from_buffer(c, t)
            and not (c.op in RESHAPE_READERS and _reshaped_buffer(t, stored))
+           and not (c.op in GATHERING_OPS and _gathered(t, stored))
            for c in consumers):
         return True
     if any(c.op in REREADING_OPS for c in consumers):
@@ -85,6 +86,11 @@ def _read_from_buffer(consumer, t: Tensor) -> bool:
     """Does `consumer`'s hand-written code load `t` from a buffer (not compute it inline)?"""
     computed = COMPUTED_OPERANDS.get(consumer.op, ())
     return any(v is t and i not in computed for i, v in enumerate(consumer.inputs))
+
+
+def _gathered(t: Tensor, stored: set) -> bool:
+    """A concatenation of buffers the host gathers itself (codegen/host.py)."""
+    return gathered_pieces(t, lambda v: v in stored or v.producer is None) is not None
 
 
 def _reshaped_buffer(t: Tensor, stored: set) -> bool:
