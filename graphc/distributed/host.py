@@ -1,29 +1,15 @@
 """The host functions compiled plans call for their collectives (codegen/host.py makes the
 HostCalls, runtime/host.py runs them): the graph check, then the collective itself.
 
-An allreduce of a bucket gets the bucket's pieces as separate inputs: they are packed
-straight into the output array, which MPI then reduces in place (one copy on the host)."""
+An allreduce of a bucket gets the bucket's pieces as separate inputs: they are reduced
+into the output array without a concatenation kernel (collectives.allreduce_pieces_into)."""
 from __future__ import annotations
 
-import numpy as np
-
-from graphc.distributed.collectives import INTO
+from graphc.distributed.collectives import INTO, allreduce_pieces_into
 from graphc.distributed.fingerprint import check_same_graph
 from graphc.runtime import register_host_function
 
 CONTEXT_ATTRS = ("graph_key", "fingerprint", "graph", "what")
-
-
-def packed(pieces: list[np.ndarray], out: np.ndarray) -> np.ndarray:
-    """The pieces' elements back to back in `out`'s memory (when out's dtype can hold them
-    exactly), else in a new array of out's shape."""
-    target = out if all(p.dtype == out.dtype for p in pieces) else \
-        np.empty(out.shape, pieces[0].dtype)
-    flat, start = target.reshape(-1), 0
-    for piece in pieces:
-        flat[start:start + piece.size] = piece.reshape(-1)
-        start += piece.size
-    return target
 
 
 def _host_function(op: str):
@@ -34,8 +20,11 @@ def _host_function(op: str):
         if "graph_key" in context:
             check_same_graph(context["graph_key"], context["fingerprint"], context["graph"])
         (out,) = outputs
-        x = inputs[0] if len(inputs) == 1 else packed(inputs, out)
-        into(x, out, what=context.get("what", ""), **attrs)
+        what = context.get("what", "")
+        if len(inputs) > 1:             # only allreduce gathers (codegen/host.py)
+            allreduce_pieces_into(inputs, out, what=what, **attrs)
+        else:
+            into(inputs[0], out, what=what, **attrs)
     run.__name__ = f"host_{op}"
     return run
 

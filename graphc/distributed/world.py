@@ -25,7 +25,8 @@ DEFAULT_TIMEOUT = 300.0     # seconds a rank waits in one collective for the oth
 
 
 class DistributedError(GraphcError, RuntimeError):
-    """A collective failed: a peer is gone or late, or the ranks disagree on the graph."""
+    """A collective failed in MPI, or was given what this world cannot do, or the ranks
+    built different graphs."""
 
 
 @dataclass

@@ -13,6 +13,7 @@ from graphc.codegen.cross_entropy import INLINE_OPERANDS, XENT_OPS
 from graphc.codegen.gemm_epilogue import operand_view
 from graphc.codegen.host import GATHERING_OPS, HOST_OPS, gathered_pieces
 from graphc.codegen.lower import inlinable
+from graphc.passes.views import contiguous_pieces
 from graphc.codegen.raw import RAW_OPS
 from graphc.ir import Graph, Tensor
 from graphc.ops import get_op
@@ -110,12 +111,27 @@ def choose_stored(graph: Graph, outputs: list[Tensor]) -> set[Tensor]:
     sizes = InlineSizes(stored)
     for node in graph.nodes:        # producers first, so a cone's cost is known when asked
         for t in node.outputs:
+            if node.op == "concatenate" and any(c.op in GATHERING_OPS for c in users.get(t, [])):
+                _store_bucket_pieces(t, stored)
             if t not in stored and should_store(t, users.get(t, []), stored):
                 stored.add(t)
         sizes.cap(node)
         if node.op == "matmul":
             _store_gemm_operands(node, stored)
     return stored
+
+
+def _store_bucket_pieces(t: Tensor, stored: set) -> None:
+    """A bucket of allreduces is gathered by the host from its pieces' buffers: a piece
+    computed inline (a loss, an elementwise gradient) is stored, under its reshapes."""
+    if not contiguous_pieces(t):
+        return
+    for piece in t.producer.inputs:
+        while piece.producer is not None and piece.producer.op == "reshape" \
+                and piece not in stored:
+            piece = piece.producer.inputs[0]
+        if piece.producer is not None:
+            stored.add(piece)
 
 
 def _store_gemm_operands(node, stored: set) -> None:
