@@ -95,11 +95,15 @@ def host_leaves(groups) -> set[Tensor]:
         return v.producer is None
     leaves = set()
     for group in groups:
-        if group.kind == "host":
-            for operand in host_operands(group.root.producer, is_leaf):
-                leaf = host_operand(operand, is_leaf)
-                if leaf.producer is None:
-                    leaves.add(leaf)
+        if group.kind != "host":
+            continue
+        (operand,) = group.root.producer.inputs
+        node = operand.producer
+        pieces = list(node.inputs) if node is not None and node.op == "concatenate" else []
+        for value in [operand] + pieces:        # the pieces, in case the host gathers them
+            leaf = host_operand(value, is_leaf)
+            if leaf.producer is None:
+                leaves.add(leaf)
     return leaves
 
 
