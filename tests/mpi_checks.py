@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 
 import graphc as gc
-from graphc.distributed import collectives as host_collectives
 
 BATCH = 8               # per rank
 STEPS = 4
@@ -147,15 +146,11 @@ def run(out: Path, names: list[str]) -> None:
     gc.distributed.init()
     rank, size = gc.distributed.rank(), gc.distributed.size()
     x, y = data(size)
-    direct_bytes = host_collectives.DIRECT_BYTES
     for name in names:
         if name == "theano":
-            # the bucket's larger pieces reduced where they lie, the others packed
-            host_collectives.DIRECT_BYTES = 256
             gc.distributed.reset_stats()
             results = theano_step(x, y, rank, size, distributed=True)
             results["mpi_calls"] = np.array(gc.distributed.stats()["calls"])
-            host_collectives.DIRECT_BYTES = direct_bytes
         elif name == "keras":
             results = keras_fit(x, y, rank, size, distributed=True)
         else:

@@ -17,8 +17,6 @@ import numpy as np
 from graphc.distributed.watchdog import WATCHDOG
 from graphc.distributed.world import DistributedError, World, world
 
-DIRECT_BYTES = 1 << 16      # bucket pieces this large are reduced where they lie
-
 
 @dataclass
 class Stats:
@@ -94,29 +92,17 @@ def allreduce_into(x: np.ndarray, out: np.ndarray, reduce: str = "average",
 
 def allreduce_pieces_into(pieces: list[np.ndarray], out: np.ndarray,
                           reduce: str = "average", what: str = "") -> None:
-    """out = the allreduce of the pieces' elements back to back (a bucket): a large piece is
-    reduced straight from its own array into its block of out (no copy), runs of small ones
-    are copied into out and reduced there in place (one call per run)."""
-    flat, start, run = out.reshape(-1), 0, None
-    direct = world().comm is not None and all(p.dtype == out.dtype != np.float16
-                                              for p in pieces)
+    """out = the allreduce of the pieces' elements back to back (a bucket): the pieces are
+    copied into out and reduced there, in place, in one call (one call of the packed bucket
+    beat one call per large piece without the copy: 0.86 against 1.08 ms for the MLP's 2.5
+    MB over shared memory)."""
+    packed = out if all(p.dtype == out.dtype for p in pieces) else \
+        np.empty(out.shape, pieces[0].dtype)
+    flat, start = packed.reshape(-1), 0
     for piece in pieces:
-        end = start + piece.size
-        if direct and piece.nbytes >= DIRECT_BYTES:
-            _reduce_run(flat, run, start, reduce, what)
-            allreduce_into(piece.reshape(-1), flat[start:end], reduce, what)
-            run = None
-        else:
-            flat[start:end] = piece.reshape(-1)
-            run = start if run is None else run
-        start = end
-    _reduce_run(flat, run, start, reduce, what)
-
-
-def _reduce_run(flat: np.ndarray, run: int | None, end: int, reduce: str, what: str) -> None:
-    if run is not None:
-        block = flat[run:end]
-        allreduce_into(block, block, reduce, what)
+        flat[start:start + piece.size] = piece.reshape(-1)
+        start += piece.size
+    allreduce_into(packed, out, reduce, what)
 
 
 def allgather_into(x: np.ndarray, out: np.ndarray, ranks: int = 1, what: str = "") -> None:
