@@ -7,7 +7,7 @@ kernel reads the variable only at the index it writes, else through a final copy
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import networkx as nx
 
@@ -278,7 +278,6 @@ def _plan(graph, inputs, outs, kernels, memory, leaf_map, device,
 def _with_host_calls(plan: Plan, hosts: list[HostStep], buffer_of: dict, name: str,
                      graph: Graph) -> Plan:
     """The plan with its collectives as host calls (codegen/host.py)."""
-    from dataclasses import replace
     buffers = {spec.name: spec for spec in plan.buffers}
     calls = host_calls(hosts, buffer_of, plan.launches, buffers, name, graph_fingerprint(graph))
     return replace(plan, host_calls=calls)

@@ -84,7 +84,7 @@ class HostSteps:
                 pass
         self.pending.clear()
 
-    # ---- synchronous: mapped or copied, the worker runs the function, we wait ----
+    # ---- synchronous: mapped or copied, run here (or after the calls in flight) ----
 
     def _run_now(self, call: HostCall) -> None:
         if self.mapped:

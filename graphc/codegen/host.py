@@ -15,10 +15,12 @@ import itertools
 import os
 from dataclasses import dataclass
 
+import networkx as nx
+
 from graphc.codegen.gemm_epilogue import operand_view
-from graphc.passes.views import contiguous_pieces
 from graphc.ir import Tensor
 from graphc.ops import get_op
+from graphc.passes.views import contiguous_pieces
 from graphc.runtime import BufferSpec, HostCall, IOBinding, KernelLaunch
 
 HOST_OPS = frozenset({"allreduce", "allgather", "allgather_grad", "broadcast",
@@ -50,7 +52,6 @@ def collectives_early(groups: list, dag) -> list:
     hosts = sorted((g for g in groups if g.kind == "host"), key=lambda g: g.root.producer.serial)
     if not hosts:
         return groups
-    import networkx as nx
     placed: set = set()
     order = []
     for host in hosts:
