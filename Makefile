@@ -15,27 +15,21 @@ PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.graphc-installed
-EXTRAS := dev,progress,data,plot,distributed
+EXTRAS := dev,progress,data,plot,serve,onnx,bench,distributed
 
-# Exits 0 when pyopencl finds at least one device on any platform.
-define HAS_OPENCL_DEVICE
-import pyopencl as cl
+# Exits 0 when pyopencl finds a real device; simulators (the dev extra's Oclgrind, whose
+# ICD pyopencl always finds) do not count. tests/test_packaging.py tests its logic.
+PROBE := $(VPY) -m graphc.runtime.probe
 
-def device_count(platform):
-    try:
-        return len(platform.get_devices())
-    except cl.Error:
-        return 0
+# `make test`: the suite less the tests marked slow, on one pytest-xdist worker per CPU, each
+# taking a whole file at a time (module fixtures build once); PYTEST_WORKERS=0: one process.
+# `make test-slow`: the slow ones (Oclgrind's and rusticl's runs of the op suite in child
+# processes), one at a time: each child already keeps the cores busy, and its time limit
+# assumes it has them. `make test-all`: both (what .ci/run runs).
+PYTEST_WORKERS ?= auto
+PYTEST_ARGS := -n $(PYTEST_WORKERS) --dist loadfile
 
-try:
-    count = sum(device_count(p) for p in cl.get_platforms())
-except cl.Error:
-    count = 0
-raise SystemExit(0 if count else 1)
-endef
-export HAS_OPENCL_DEVICE
-
-.PHONY: venv demo test bench clean
+.PHONY: venv demo test test-slow test-all bench onnx-conformance torch clean
 
 venv: $(STAMP)
 
@@ -45,19 +39,37 @@ $(STAMP): pyproject.toml setup.py $(wildcard runtime/__init__.py models/__init__
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q -e '.[$(EXTRAS)]'
-# Only fall back to PoCL's pip wheel when no system OpenCL driver has a device:
+# Only fall back to PoCL's pip wheel when no system OpenCL driver has a real device:
 # Debian's pocl-opencl-icd runs our kernels about 3x faster.
-	$(VPY) -c "$$HAS_OPENCL_DEVICE" || $(VPY) -m pip install -q -e '.[$(EXTRAS),pocl]'
+	$(PROBE) || { echo "installing PoCL's pip wheel (pyopencl[pocl])"; \
+	    $(VPY) -m pip install -q -e '.[$(EXTRAS),pocl]' || exit 1; \
+	    $(PROBE) || echo "warning: still no real OpenCL device (see graphc devices)"; }
 	touch $@
 
 demo: venv
 	$(VPY) -m graphc.models.demo
 
 test: venv
-	$(VPY) -m pytest
+	$(VPY) -m pytest $(PYTEST_ARGS) -m "not slow"
+
+# exit status 5: no test is marked slow any more, which is no failure
+test-slow: venv
+	$(VPY) -m pytest -m slow || test $$? -eq 5
+
+test-all: test test-slow
 
 bench: venv
 	$(VPY) bench/run.py
+
+# ONNX's node test cases through graphc.onnx.backend on the OpenCL device (~30 min on
+# 2 cores); the pass rate overall and per op. MODE=interpret checks the conversion alone.
+onnx-conformance: venv
+	$(VPY) -m graphc.onnx.conformance --mode $(or $(MODE),device) --failures
+
+# torch, for the ONNX tests with real exported models and bench/onnx_import.py: pinned to
+# the CPU build that lies on the machines' disk (an unpinned torch pulls a CUDA build).
+torch: venv
+	$(VPY) -c "import torch" 2>/dev/null || $(VPY) -m pip install -q torch==2.13.0
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

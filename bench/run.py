@@ -1,16 +1,21 @@
 """`make bench`: one Markdown table of graphc against numpy and torch, measured in one run.
 
-    python bench/run.py [--only sgemm,mlp,lenet,lstm] [--repeats 30] [--starts 3]
-                        [--torch-threads 2]
+    python bench/run.py [--only sgemm,reduce,mlp,lenet,lstm,vit,onnx] [--repeats 30]
+                        [--starts 3] [--torch-threads 2]
+    python bench/run.py --only serve       bench/serve.py's load test of `graphc serve`
 
 Rows: SGEMM 512/1024/2048 (GFLOP/s of bench/gemm.py's kernel and numpy's `a @ b`, wall
-time of each, timed in alternating turns), and the MLP, LeNet-5 and LSTM training steps
-(samples/s, medians of interleaved graphc/numpy/torch steps; bench/mlp.py, lenet.py,
-lstm.py). Cold start: a fresh process with empty GRAPHC_CACHE_DIR and POCL_CACHE_DIR, timed
+time of each, timed in alternating turns), float32 sums (GB/s of the input against numpy's
+sum, with graphc's relative error to a float64 sum; bench/reduce.py), and the MLP, LeNet-5,
+LSTM and ViT training steps (samples/s, medians of interleaved graphc/numpy/torch steps;
+bench/mlp.py, lenet.py, lstm.py, vit.py; the ViT has no numpy step). Cold start: a fresh
+process with empty GRAPHC_CACHE_DIR and POCL_CACHE_DIR, timed
 from graph building to the end of the first step (imports excluded); warm: a second fresh
 process on the caches the cold one left; medians over --starts pairs. bench/warm_start.py's
 MLP report (which also times the imports, and lists program-cache hits) follows the table.
 Each goal of the "Fast kernels" issue is printed as met / not met with its figure.
+`onnx`: inference of torch models imported through graphc.onnx against onnxruntime
+(bench/onnx_import.py), its own table after the main one.
 """
 from __future__ import annotations
 
@@ -35,10 +40,13 @@ import common  # noqa: E402
 import lenet  # noqa: E402
 import lstm  # noqa: E402
 import mlp  # noqa: E402
+import reduce  # noqa: E402
+import vit  # noqa: E402
 
-WORKLOADS = {"mlp": mlp, "lenet": lenet, "lstm": lstm}
+WORKLOADS = {"mlp": mlp, "lenet": lenet, "lstm": lstm, "vit": vit}
 SGEMM_SIZES = ("512", "1024", "2048")
 SGEMM_GOAL = 0.90                    # of numpy's GFLOP/s
+SUM_ERROR_GOAL = 1e-6                # float32 sums, relative to float64
 WARM_GOAL = 0.5                      # seconds, every workload
 
 
@@ -52,7 +60,7 @@ class StepGoals:
 
 
 STEP_GOALS = {"mlp": StepGoals(1.0, 3.0, 13), "lenet": StepGoals(1.0, 5.0, 25),
-              "lstm": StepGoals(0.5, 10.0, 93)}
+              "lstm": StepGoals(0.5, 10.0, 93), "vit": StepGoals(1.0, 10.0, 150)}
 
 
 @dataclass
@@ -62,7 +70,7 @@ class Row:
     name: str
     unit: str
     graphc: float
-    numpy: float
+    numpy: float | None
     torch: float | None = None
     kernels: int | None = None
     starts: dict = field(default_factory=dict)      # {"cold"|"warm": {"compile", "first_step"}}
@@ -109,13 +117,22 @@ def sgemm_row(gemm, size: str, repeats: int, device, info) -> Row:
                note=f"rel.err {error:.0e}, build {ours.build_seconds:.2f} s")
 
 
+def reduce_rows(repeats: int) -> list[Row]:
+    """GB/s of graphc's float32 sums and numpy's (bench/reduce.py), one row per form."""
+    return [Row(title, "GB/s", r["graphc"], r["numpy"], kernels=r["kernels"], best=r["best"],
+                note=f"rel.err {r['error']:.0e}")
+            for title, r in reduce.rows(repeats)]
+
+
 def step_row(name: str, repeats: int, pairs: int) -> Row:
     """Samples/s, kernels per step and cold/warm starts of one training step."""
     workload = WORKLOADS[name]
     result = common.measure(workload, repeats)
     starts = common.cold_and_warm(HERE / f"{name}.py", pairs) if pairs else {}
     note = f"loss vs numpy {result['loss_error']:.0e}"
-    return Row(workload.TITLE, "samples/s", result["graphc"], result["numpy"],
+    if "numpy" not in result:
+        note = f"loss vs torch {result['loss_error']:.0e}"
+    return Row(workload.TITLE, "samples/s", result["graphc"], result.get("numpy"),
                result.get("torch"), result["kernels"], starts, result["best"], note)
 
 
@@ -160,7 +177,7 @@ def table(rows: list[Row]) -> list[str]:
              " | kernels/step | first step s, cold / warm | compile s, cold / warm | notes |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        digits = 1 if r.unit == "GFLOP/s" else 0
+        digits = 1 if r.unit in ("GFLOP/s", "GB/s") else 0
         lines.append(f"| {r.name} | {r.unit} | {fmt(r.graphc, digits)} | {fmt(r.numpy, digits)}"
                      f" | {fmt(r.torch, digits)} | {ratio_cell(r, 'numpy')}"
                      f" | {ratio_cell(r, 'torch')} | {fmt(r.kernels)}"
@@ -182,9 +199,16 @@ def sgemm_goals(rows: list[Row]) -> list[str]:
             for r in rows]
 
 
+def reduce_goals(rows: list[Row]) -> list[str]:
+    """Every float32 sum within SUM_ERROR_GOAL of float64."""
+    worst = max(float(r.note.split()[-1]) for r in rows)
+    return [goal(f"float32 sums within {SUM_ERROR_GOAL:.0e} of float64", worst <= SUM_ERROR_GOAL,
+                 f"worst rel.err {worst:.0e}")]
+
+
 def step_goals(name: str, row: Row) -> list[str]:
     """A training step's speed, start-up and kernel-count goals."""
-    g, short = STEP_GOALS[name], name.upper() if name != "lenet" else "LeNet"
+    g, short = STEP_GOALS[name], {"lenet": "LeNet", "vit": "ViT"}.get(name, name.upper())
     lines = []
     target = "torch eager" if g.torch_ratio == 1 else f"{g.torch_ratio:.0%} of torch eager"
     speed = None if row.torch is None else row.graphc >= g.torch_ratio * row.torch
@@ -224,8 +248,9 @@ def header(repeats: int, pairs: int, torch_threads: int) -> list[str]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """--only, --repeats, --starts, --torch-threads."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="sgemm,mlp,lenet,lstm",
-                        help="comma-separated subset of sgemm,mlp,lenet,lstm")
+    parser.add_argument("--only", default="sgemm,reduce,mlp,lenet,lstm,vit,onnx",
+                        help="comma-separated subset of sgemm,reduce,mlp,lenet,lstm,vit,onnx,"
+                             "serve")
     parser.add_argument("--repeats", type=int, default=30,
                         help="timed steps (products) per implementation")
     parser.add_argument("--starts", type=int, default=3,
@@ -233,7 +258,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--torch-threads", type=int, default=2)
     args = parser.parse_args(argv)
     args.only = [w.strip() for w in args.only.split(",") if w.strip()]
-    unknown = set(args.only) - {"sgemm", *WORKLOADS}
+    unknown = set(args.only) - {"sgemm", "reduce", "serve", "onnx", *WORKLOADS}
     if unknown:
         parser.error(f"unknown workloads: {', '.join(sorted(unknown))}")
     return args
@@ -249,15 +274,27 @@ def main(argv: list[str] | None = None) -> int:
         sgemm = sgemm_rows(args.repeats)
         rows += sgemm
         goals += sgemm_goals(sgemm)
+    if "reduce" in args.only:
+        sums = reduce_rows(args.repeats)
+        rows += sums
+        goals += reduce_goals(sums)
     for name in WORKLOADS:
         if name in args.only:
             row = step_row(name, args.repeats, args.starts)
             rows.append(row)
             goals += step_goals(name, row)
-    print("\n".join(lines + [""] + table(rows) + ["", "Goals:"] + goals))
+    print("\n".join(lines + ([""] + table(rows) + ["", "Goals:"] + goals if rows else [])))
+    if "onnx" in args.only:
+        import onnx_import
+        print("\n" + onnx_import.report(list(onnx_import.GOALS) + ["lstm", "transformer"],
+                                        args.repeats, args.torch_threads))
     if "mlp" in args.only and args.starts:
         print("\nbench/warm_start.py (MLP; its times include importing graphc):")
         print(warm_start_report(args.starts))
+    if "serve" in args.only:
+        import serve
+        print(f"\n{serve.TITLE} (bench/serve.py):")
+        serve.main([])
     print(f"\nload average at end {os.getloadavg()[0]:.1f}; whole run"
           f" {time.perf_counter() - started:.0f} s")
     return 0

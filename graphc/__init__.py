@@ -4,44 +4,90 @@
     x = gc.placeholder((64, 784), gc.float32, name="x")
     ...
     gc.interpret([loss], {x: xb, y: yb})
+
+The package imports lazily, so that `import graphc.runtime` and running an export
+(`graphc.runtime.load`) import no compiler module. `import graphc` binds nothing yet; the
+public names live in graphc/_api.py, which imports the whole compiler in one fixed order:
+- the first `gc.<name>`, `dir(gc)` or `from graphc import *` imports it (PEP 562);
+- so does the first import of any compiler module (`from graphc.passes import ...`), before
+  that module: the compiler's modules import each other in circles that only load from
+  graphc/_api.py's order (a finder on sys.meta_path, removed once it has run).
+graphc.runtime, graphc.serve, graphc.cli and graphc.kernels_cl load on their own.
 """
-from graphc import builder
-from graphc.autodiff import grad, hessian, jacobian
-from graphc.builder import cast, constant, placeholder, variable
-from graphc.dtypes import bool_, float16, float32, float64, int32, int64
-from graphc.errors import (CheckpointError, CodegenError, CompileError, DeviceError,
-                           DisconnectedError, DTypeError, FeedError, GraphcError, LaunchError,
-                           NonDifferentiableError, NumericsError, ParseError, ShapeError,
-                           IndexRangeError, TruthValueError, ValidationError, VerifyError)
-from graphc.function import Function, function
-from graphc.runtime import Device, devices as runtime_devices
-from graphc.gradcheck import gradcheck
-from graphc.interp import interpret
-from graphc.ir import Graph, Node, Tensor, TensorType
-from graphc.math import (abs, add, clip, cos, divide, equal, exp, greater, greater_equal, less,
-                         less_equal, log, logical_and, logical_not, logical_or, maximum, minimum,
-                         multiply, negative, not_equal, ones, ones_like, power, relu, sigmoid,
-                         sign, sin, sqrt, square, subtract, tanh, where, zeros, zeros_like)
-from graphc.ops import REGISTRY, load_all
-from graphc.ops.linalg import *        # noqa: F401,F403  matmul, conv2d
-from graphc.ops.movement import *      # noqa: F401,F403  reshape, transpose, concatenate, ...
-from graphc.ops.nn import *            # noqa: F401,F403  softmax, pools, one_hot
-from graphc.ops.reduction import *     # noqa: F401,F403  sum, mean, max, min, argmax
-from graphc import random              # noqa: E402  gc.random.uniform/normal/bernoulli
-from graphc import losses              # noqa: E402  Keras-style losses
-from graphc import nn, optim           # noqa: E402  Keras-style layers, models; optimizers
-from graphc import data                # noqa: E402  gc.data: data sets, splits, augmentation
-from graphc import distributed         # noqa: E402  gc.distributed: data-parallel on MPI
-from graphc.parser import parse
-import graphc.dump  # noqa: F401,E402  (imported before gc.dump, the function, is bound)
-from graphc.printer import debugprint, dump
-from graphc.report import report
-from graphc.verify import verify
+import importlib as _importlib
+import importlib.abc as _abc
+import importlib.machinery as _machinery
+import sys as _sys
+import types as _types
 
-bool = bool_                            # noqa: A001  gc.bool, as np.bool
+_API = "graphc._api"
+_ON_THEIR_OWN = frozenset({"_api", "runtime", "serve", "cli", "__main__", "kernels_cl"})
+# Public functions named like the module that defines them: importing graphc.function
+# must not rebind gc.function (the function) to the module, in whatever order things load.
+_SHADOWED = frozenset({"dump", "function", "gradcheck", "report", "verify"})
+_MISSING = object()
 
 
-def devices():
-    """Every OpenCL device of every platform."""
-    return runtime_devices()
-load_all()
+class _Package(_types.ModuleType):
+    """graphc's module type: keeps the public functions of _SHADOWED bound."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name in _SHADOWED and isinstance(value, _types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+def _public_api() -> _types.ModuleType:
+    """graphc._api, imported (once, the first time) and its public names bound here."""
+    loaded = _sys.modules.get(_API)
+    if loaded is not None and not getattr(loaded.__spec__, "_initializing", False):
+        return loaded
+    api = _importlib.import_module(_API)     # while it runs, returns the part bound so far
+    if not getattr(api.__spec__, "_initializing", False):
+        package = _sys.modules[__name__].__dict__
+        package.update((k, v) for k, v in vars(api).items() if not k.startswith("_"))
+        _sys.meta_path[:] = [f for f in _sys.meta_path if not isinstance(f, _ApiFirst)]
+    return api
+
+
+def __getattr__(name: str) -> object:
+    if name == "__all__":
+        _public_api()
+        return sorted(k for k in globals() if not k.startswith("_"))
+    if not name.startswith("_"):
+        value = vars(_public_api()).get(name, _MISSING)
+        if value is not _MISSING:
+            return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    _public_api()
+    return sorted(globals())
+
+
+class _ApiFirst(_abc.MetaPathFinder, _abc.Loader):
+    """Imports graphc._api before the first compiler module imported on its own."""
+
+    def find_spec(self, name, path=None, target=None):
+        parts = name.split(".")
+        if parts[0] != __name__ or len(parts) < 2 or parts[1] in _ON_THEIR_OWN \
+                or _API in _sys.modules:
+            return None
+        return _machinery.ModuleSpec(name, self)
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module) -> None:
+        # Hand the import back: drop the stand-in, load the API (which imports this module
+        # in its turn, through the ordinary finders), and leave the real module in
+        # sys.modules, which the import system then returns.
+        name = module.__name__
+        del _sys.modules[name]
+        _public_api()
+        _importlib.import_module(name)
+
+
+_sys.modules[__name__].__class__ = _Package
+_sys.meta_path.insert(0, _ApiFirst())

@@ -14,6 +14,7 @@ import networkx as nx
 from graphc import config
 from graphc.builder import apply
 from graphc.codegen.build import STEP_BUFFER, BuiltKernel, build_kernels
+from graphc.codegen.capabilities import check_device_dtypes
 from graphc.codegen.horizontal import merge_within_caps, mergeable_kernel
 from graphc.codegen.host import HostStep, collectives_early, host_calls, host_leaves
 from graphc.codegen.opencl import program_source
@@ -59,6 +60,7 @@ def compile_graph(inputs, outputs, updates, device, name: str = "function") -> C
     _check_inputs(graph, inputs)
     on_pass = _print_pass if config.debug_level() >= 3 else None
     graph, records = optimize(graph, on_pass=on_pass)
+    check_device_dtypes(graph, device)      # before any kernel is generated or built
     values = [_materializable(v) for v in graph.outputs]
     if any(v is not o for v, o in zip(values, graph.outputs)):    # copies of leaves added
         graph = Graph.from_outputs(values, inputs=graph.inputs, name=graph.name)
@@ -142,9 +144,11 @@ def _fuse(graph: Graph, outs, targets, new_values, leaf_names):
 
 def _in_place_ok(variable: Tensor, group: Group, groups, stored: set, dag, reads) -> bool:
     """Can `group` overwrite `variable`'s buffer while it runs? Only if every read of the
-    variable in it is at the very element its own work item writes, and no kernel that
-    needs the old value has to wait for this one. A collective never does: its result is
-    written back while later kernels may still read the old value."""
+    variable in it is at the very element its own work item writes (an elementwise value of
+    the variable's shape, in a kernel over the same number of elements: a GEMM epilogue
+    through reshapes stores each value at the position of its own element), and no kernel
+    that needs the old value has to wait for this one. A collective never does: its result
+    is written back while later kernels may still read the old value."""
     if group.kind == "host":
         return False
     body = set(cone(group.root, stored)) if group.kind != "elementwise" else set()
@@ -154,7 +158,7 @@ def _in_place_ok(variable: Tensor, group: Group, groups, stored: set, dag, reads
             if node is None or not is_among(variable, node.inputs):
                 continue
             if value in body or get_op(node.op).kind != "elementwise" \
-                    or not value.shape == variable.shape == group.root.shape:
+                    or value.shape != variable.shape or variable.size != group.root.size:
                 return False
     readers = _readers(variable, group, groups, reads)
     return not any(nx.has_path(dag, id(group), id(r)) for r in readers)

@@ -1,13 +1,14 @@
 """The graphc error hierarchy: every error names the node and the user's source line."""
 from __future__ import annotations
 
-from graphc.runtime.errors import CompileError, DeviceError, GraphcError, LaunchError
+from graphc.runtime.errors import (CompileError, DeviceError, ExportError, FeedError,
+                                   GraphcError, LaunchError)
 
 __all__ = [
     "GraphcError", "ShapeError", "DTypeError", "FeedError", "VerifyError", "ParseError",
     "DisconnectedError", "NonDifferentiableError", "RewriteError", "CodegenError",
     "CompileError", "DeviceError", "LaunchError", "NumericsError", "ValidationError",
-    "CheckpointError", "TruthValueError", "IndexRangeError",
+    "CheckpointError", "TruthValueError", "IndexRangeError", "ExportError",
 ]
 
 
@@ -17,10 +18,6 @@ class ShapeError(GraphcError, ValueError):
 
 class DTypeError(GraphcError, TypeError):
     """Operand dtypes do not fit the op, or a dtype graphc does not support."""
-
-
-class FeedError(GraphcError, ValueError):
-    """A placeholder was not fed, or fed a value of the wrong shape or dtype."""
 
 
 class VerifyError(GraphcError):

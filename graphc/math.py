@@ -47,6 +47,7 @@ tanh = _unary("tanh", True)
 sigmoid = _unary("sigmoid", True)
 relu = _unary("relu", False)
 sin = _unary("sin", True)
+erf = _unary("erf", True)
 cos = _unary("cos", True)
 square = _unary("square", False)
 

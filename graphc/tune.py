@@ -38,11 +38,12 @@ class Trial:
 
 
 def tuning_file(device) -> Path:
-    """The JSON file of tuned choices for this device and driver."""
+    """The JSON file of tuned choices for this device and driver, inside the kernel cache
+    folder ($GRAPHC_CACHE_DIR/tuning, default ~/.cache/graphc/kernels/tuning)."""
     from graphc.runtime.program_cache import cache_dir
     ident = json.dumps([device.name, device.driver_version, device.platform_name,
                         device.platform_version])
-    return cache_dir().parent / "tuning" / f"{hashlib.sha256(ident.encode()).hexdigest()[:16]}.json"
+    return cache_dir() / "tuning" / f"{hashlib.sha256(ident.encode()).hexdigest()[:16]}.json"
 
 
 def spec_key(spec: GemmSpec) -> str:

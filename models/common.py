@@ -19,7 +19,7 @@ import numpy as np
 import graphc as gc
 from graphc import nn
 
-MODELS = ("linreg", "mlp", "mlp_adam", "lenet", "lstm", "autoencoder", "vae")
+MODELS = ("linreg", "mlp", "mlp_adam", "lenet", "lstm", "autoencoder", "vae", "vit")
 DATASETS = gc.data.DATASETS
 COMMON_DEFAULTS = {"dataset": "digits", "epochs": 10, "batch_size": 32, "lr": None,
                    "device": None, "data_dir": None, "plots": "plots", "seed": 0,
@@ -32,15 +32,16 @@ def add_training_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     """The options of `graphc train NAME` and of each model's main; defaults filled later."""
     add = parser.add_argument
     add("--dataset", choices=DATASETS, default=None, help="training data (default: digits)")
-    add("--epochs", type=int, default=None, help="passes over the training set")
-    add("--batch-size", type=int, default=None, help="examples per training step")
+    add("--epochs", type=positive_int, default=None, help="passes over the training set")
+    add("--batch-size", type=positive_int, default=None, help="examples per training step")
     add("--lr", type=float, default=None, help="learning rate (default: the model's)")
     add("--device", default=None, help="OpenCL device: index or name substring")
     add("--data-dir", default=None, help="folder with MNIST/Fashion-MNIST IDX files")
     add("--plots", default=None, help="folder for plots (default: plots/); 'none' skips them")
     add("--seed", type=int, default=None, help="seed for weights, shuffling and noise")
-    add("--limit", type=int, default=None, help="use only the first N training examples")
-    add("--augment", type=int, default=None, metavar="PIXELS",
+    add("--limit", type=positive_int, default=None,
+        help="use only the first N training examples")
+    add("--augment", type=non_negative_int, default=None, metavar="PIXELS",
         help="classifiers: shift training images by up to PIXELS at random, anew each epoch")
     add("--quiet", dest="verbose", action="store_const", const=0, default=None,
         help="print only the final metrics")
@@ -48,6 +49,26 @@ def add_training_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
         help="data-parallel on the ranks of mpirun (gc.distributed): each rank trains on its "
              "share of the data at --batch-size, gradients averaged; rank 0 prints and plots")
     return parser
+
+
+def positive_int(text: str) -> int:
+    """An option's value that must be a whole number of at least 1."""
+    return _int_at_least(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """An option's value that must be a whole number of at least 0."""
+    return _int_at_least(text, 0)
+
+
+def _int_at_least(text: str, low: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+    return value
 
 
 def resolve_args(args: argparse.Namespace, defaults: dict) -> argparse.Namespace:
@@ -116,11 +137,34 @@ def set_seed(seed: int) -> None:
 
 def load_split(args: argparse.Namespace, flat: bool = False) -> gc.data.Split:
     """The data set named by --dataset, optionally cut to --limit training examples."""
-    split = gc.data.load_dataset(args.dataset, args.data_dir, flat=flat, seed=args.seed)
+    split = gc.data.load_dataset(args.dataset, data_folder(args), flat=flat, seed=args.seed)
     if args.limit:
         split = split._replace(x_train=split.x_train[:args.limit],
                                y_train=split.y_train[:args.limit])
     return split
+
+
+def data_folder(args: argparse.Namespace) -> Path | None:
+    """The folder --data-dir names, holding --dataset's files; never another one in its place.
+
+    gc.data also looks in $GRAPHC_DATA_DIR and Debian's folder: a --data-dir that does not
+    hold the files must be an error, not a quiet fall-back to other data.
+    """
+    if args.data_dir is None:
+        return None
+    folder = Path(args.data_dir)
+    if not folder.is_dir():
+        raise gc.data.DataError(f"--data-dir {folder}: no such folder")
+    if args.dataset not in ("mnist", "fashion-mnist"):
+        raise gc.data.DataError(
+            f"--data-dir {folder} is only read for --dataset mnist or fashion-mnist, not "
+            f"{args.dataset!r} (the digits come with scikit-learn)")
+    found = gc.data.find_mnist_dir(args.dataset, folder)
+    if found.resolve() != folder.resolve() and folder.resolve() not in found.resolve().parents:
+        raise gc.data.DataError(
+            f"--data-dir {folder} holds no {args.dataset} IDX files (they are in {found}: "
+            "pass that folder, or leave --data-dir out)")
+    return found
 
 
 def describe_split(split: gc.data.Split) -> str:
@@ -153,6 +197,8 @@ class EpochTimes(nn.Callback):
 def fit(model, x, y, args: argparse.Namespace, validation_data=None) -> tuple[dict, dict]:
     """model.fit with the options of `args` (x may be a loader, y then None); (history,
     timings)."""
+    if args.epochs < 1:
+        raise gc.data.DataError(f"epochs must be at least 1, got {args.epochs}")
     examples = len(x.x) if isinstance(x, gc.data.ShiftedBatches) else len(x)
     if args.distributed:
         distribute(model)

@@ -12,6 +12,7 @@ from typing import Any
 
 from ._opencl import INSTALL_HINT, cl, require_cl
 from .errors import DeviceError
+from .probe import is_simulator
 
 DEVICE_ENV = "GRAPHC_DEVICE"
 
@@ -247,7 +248,7 @@ def _preference(device: Device) -> tuple:
     is_cpu = device.type == "cpu"
     version = device.implementation_version if is_cpu else ()
     pocl = is_cpu and "portable computing" in device.platform_name.lower()
-    simulator = "oclgrind" in device.platform_name.lower()   # a checker, never the default
+    simulator = is_simulator(device.platform_name)   # a checker, never the default
     return (not simulator, -_KIND_RANK.get(device.kind, 9), pocl, version, device.compute_units,
             device.global_mem_size, -device.index)
 
@@ -269,8 +270,24 @@ def select_device(spec: Device | int | str | None = None) -> Device:
         spec = os.environ.get(DEVICE_ENV, "").strip() or None
         origin = f"device from ${DEVICE_ENV}"
     if spec is None:
-        return best_device(found)
+        return _default_device(found)
     return _match_spec(spec, found, origin)
+
+
+def real_devices() -> list[Device]:
+    """Every device that is not a simulator: the candidates for the default device."""
+    return [d for d in devices() if not is_simulator(d.platform_name)]
+
+
+def _default_device(found: list[Device]) -> Device:
+    """The best device that is not a simulator; a simulator is only ever chosen by name."""
+    real = [d for d in found if not is_simulator(d.platform_name)]
+    if not real:
+        names = ", ".join(f"{d.name} ({d.platform_name})" for d in found)
+        raise DeviceError(f"only a simulator was found ({names}): it runs kernels hundreds of "
+                          f"times slower than a device, so graphc never picks it by itself; "
+                          f"select it by name (${DEVICE_ENV}=oclgrind) or {INSTALL_HINT}")
+    return best_device(real)
 
 
 def _match_spec(spec: int | str, found: list[Device], origin: str) -> Device:

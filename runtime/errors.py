@@ -24,6 +24,15 @@ class LaunchError(GraphcError):
     """A kernel could not be bound or enqueued."""
 
 
+class FeedError(GraphcError, ValueError):
+    """A placeholder was not fed, or fed a value of the wrong shape or dtype."""
+
+
+class ExportError(GraphcError, ValueError):
+    """An export directory that cannot be written or loaded (missing, corrupt, truncated,
+    foreign, of a newer format, or inconsistent); the message names the file and the field."""
+
+
 def number_source_lines(source: str, first: int = 1) -> str:
     """Return `source` with a right-aligned line number before each line (`  12 | code`)."""
     lines = source.splitlines()

@@ -58,7 +58,7 @@ class BuildRecord:
     """One call to Device.build: where the program came from and how long it took."""
 
     digest: str
-    cache: str  # 'memory' | 'disk' | 'miss' (built from source)
+    cache: str  # 'memory' | 'disk' | 'export' (an export's binary) | 'miss' (from source)
     seconds: float
 
     @property
@@ -110,6 +110,39 @@ def _build_with_disk_cache(device: Device, source: str, options: str,
     raw = _build_from_source(device, source, options)
     _store_entry(path, identity, _program_binary(raw))
     return require_cl().Program(raw), "miss"
+
+
+def export_entry(device: Device, source: str, options: str, program: Any) -> bytes | None:
+    """A checked entry (runtime/cache_entry.py) holding built `program`'s binary, for an
+    export to carry; None where the driver keeps its own binaries (asking PoCL for one
+    compiles every kernel again) or gives none."""
+    if driver_caches_binaries(device):
+        return None
+    binary = _program_binary(program)
+    if not binary:
+        return None
+    digest = cache_key(device, source, options)
+    return cache_entry.pack(entry_identity(device, digest), binary)
+
+
+def adopt_export_entry(device: Device, source: str, options: str, entry: bytes) -> Any | None:
+    """The program of an export's entry when it was built from this source for this very
+    device, driver and platform (checked as disk entries are), now in the device's memory
+    cache so that building the source finds it; None for another device, a damaged entry,
+    or a binary the driver refuses (the source is then built as usual)."""
+    start = time.perf_counter()
+    digest = cache_key(device, source, options)
+    try:
+        binary = cache_entry.unpack(entry, entry_identity(device, digest))
+    except cache_entry.CorruptEntry:
+        return None
+    program = _build_from_binary(device, binary, options)
+    if program is None:
+        return None
+    with _MEMORY_LOCK:
+        device._programs[(source, options)] = program
+    device.build_stats.append(BuildRecord(digest, "export", time.perf_counter() - start))
+    return program
 
 
 def driver_caches_binaries(device: Device) -> bool:

@@ -108,7 +108,8 @@ UNARY = {   # op: (dtypes, low, high, discrete)
     "exp": (FLOATS, -3, 3, False), "log": (FLOATS, 0.1, 4, False),
     "sqrt": (FLOATS, 0, 4, False), "tanh": (FLOATS, -4, 4, False),
     "sigmoid": (FLOATS, -8, 8, False), "sin": (FLOATS, -4, 4, False),
-    "cos": (FLOATS, -4, 4, False), "negative": (NUMERIC, -5, 5, False),
+    "cos": (FLOATS, -4, 4, False), "erf": (FLOATS, -3, 3, False),
+    "negative": (NUMERIC, -5, 5, False),
     "abs": (NUMERIC, -3, 3, True), "sign": (NUMERIC, -2, 2, True),
     "relu": (NUMERIC, -3, 3, True), "square": (NUMERIC, -5, 5, False),
     "logical_not": ((BOOL,), 0, 1, False),
@@ -359,12 +360,13 @@ def _avg_pool2d(g):
 def _softmax(g):
     return [gc.softmax(g.input((5, 13), low=-5, high=5)),
             gc.softmax(g.input((4, 7, 3), low=-5, high=5), axis=1),
-            gc.softmax(g.input((1, 1)))]
+            gc.softmax(g.input((1, 1))), gc.softmax(g.input((3, 16), low=-5, high=5))]
 
 
 @case("log_softmax", {"log_softmax"}, FLOATS)
 def _log_softmax(g):
     return [gc.log_softmax(g.input((5, 13), low=-5, high=5)),
+            gc.log_softmax(g.input((2, 8), low=-5, high=5)),
             gc.log_softmax(g.input((4, 7, 3), low=-5, high=5), axis=0),
             gc.log_softmax(g.input((3,)))]
 
@@ -537,6 +539,20 @@ def _view_matmul(g):
     return [a.T @ b.T, a[::2, 1:] @ b[:3, ::-2].T, gc.matmul(gc.exp(a), g.input((4, 3)))]
 
 
+@case("head-view-matmul", {"transpose", "reshape", "matmul", "add"}, (F32, F64), tol=4)
+def _head_view_matmul(g):
+    """Attention's head views: matmul operands that are reshapes and transposes of computed
+    values (read through index arithmetic), batch and row parts of several digits."""
+    x, w, b = g.input((2 * 5, 6)), g.input((6, 3 * 4)), g.input((12,))
+    flat = x @ w + b                                                  # (batch * steps, h * d)
+    heads = gc.reshape(gc.transpose(gc.reshape(flat, (2, 5, 3, 4)), (0, 2, 1, 3)), (6, 5, 4))
+    scores = heads @ gc.transpose(heads, (0, 2, 1))                   # (6, 5, 5)
+    mixed = scores @ heads                                            # (6, 5, 4)
+    merged = gc.reshape(gc.transpose(gc.reshape(mixed, (2, 3, 5, 4)), (0, 2, 1, 3)), (10, 12))
+    return [scores, merged @ gc.transpose(w), gc.transpose(merged) @ x,
+            gc.transpose(gc.reshape(x, (2, 5, 6)), (0, 2, 1)) @ gc.reshape(flat, (2, 5, 12))]
+
+
 @case("view-softmax-pool", {"transpose", "softmax", "max_pool2d", "reshape"}, (F32,))
 def _view_softmax_pool(g):
     x = g.input((7, 5))
@@ -590,6 +606,18 @@ def _grad_softmax(g):
     x, y = g.input((5, 7)), g.input((5, 7), low=0, high=1)
     loss = gc.sum(gc.softmax(x) * y) + gc.sum(gc.log_softmax(x, axis=0) * y)
     return [gc.grad(loss, x)]
+
+
+@case("layer-norm", {"layer_norm", "layer_norm_grad"}, FLOATS, tol=4)
+def _layer_norm(g):
+    """Rows of 13 (a vector and a remainder), of 16, of 3 (no vector); the gradient by x,
+    gamma and beta under a fed direction."""
+    x, gamma, beta = g.input((5, 13), low=-3, high=4), g.input((13,)), g.input((13,))
+    y = gc.layer_norm(x, gamma, beta, epsilon=1e-3)
+    z = g.input((2, 3, 16), low=-2, high=2)
+    loss = gc.sum(y * g.input((5, 13)))
+    return [y, gc.layer_norm(z, epsilon=1e-5), gc.layer_norm(g.input((4, 3)))] \
+        + gc.grad(loss, [x, gamma, beta])
 
 
 @case("grad-take", {"take", "take_grad", "one_hot"}, (F32, F64))

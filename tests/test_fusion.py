@@ -118,6 +118,47 @@ def test_movement_ops_cost_no_kernel(cl_device):
     assert fn.kernel_count == 1
 
 
+def test_attention_head_views_cost_no_copy_kernel(cl_device):
+    """Heads moved next to the batch and back (reshapes and transposes no layout flag
+    describes) are read by the GEMMs in place: projections (bias in their store), scores,
+    softmax, value product and output projection, seven kernels."""
+    batch, steps, heads, dim = 2, 5, 3, 4
+    x = gc.placeholder((batch * steps, heads * dim), gc.float32, name="x")
+    weights = [gc.constant(uniform((heads * dim, heads * dim))) for _ in range(4)]
+    bias = gc.constant(uniform((heads * dim,)))
+
+    def split(w):
+        flat = gc.reshape(x @ w + bias, (batch, steps, heads, dim))
+        return gc.reshape(gc.transpose(flat, (0, 2, 1, 3)), (batch * heads, steps, dim))
+
+    q, k, v = (split(w) for w in weights[:3])
+    mixed = gc.softmax(q @ gc.transpose(k, (0, 2, 1))) @ v
+    merged = gc.transpose(gc.reshape(mixed, (batch, heads, steps, dim)), (0, 2, 1, 3))
+    out = gc.reshape(merged, (batch * steps, heads * dim)) @ weights[3]
+    fn = run_and_compare([x], [out], [uniform((batch * steps, heads * dim))])
+    assert fn.kernel_count == 7, fn.dump()
+
+
+def test_residual_add_after_a_dense_layer_on_sequences_is_its_epilogue(cl_device):
+    """Dense on (batch, steps, features) multiplies rows (a reshape to 2-D and back): the
+    residual add reads the product through that reshape at its own position, so it is
+    stored by the GEMM, one kernel."""
+    x = gc.placeholder((3, 5, 8), gc.float32, name="x")
+    dense = gc.nn.Dense(8, activation="relu")
+    out = x + dense(x)
+    dense.kernel.set_value(uniform((8, 8)))
+    fn = run_and_compare([x], [out], [uniform((3, 5, 8))])
+    assert fn.kernel_count == 1, fn.dump()
+
+
+def test_index_forms_recombine_across_reshapes():
+    from graphc.codegen.index import flatten, render, unflatten, var
+    i, j = var("i", 64), var("j", 64)
+    split = unflatten(flatten([i, j], (64, 64)), (64, 4, 16))
+    assert [render(f) for f in split] == ["i", "((j) / 16)", "((j) % 16)"]
+    assert [render(f) for f in unflatten(flatten(split, (64, 4, 16)), (64, 64))] == ["i", "j"]
+
+
 # ---- the MLP training step ----
 
 def mlp_step(batch=8, dims=(16, 12, 12, 10), lr=0.1):
@@ -177,6 +218,25 @@ def test_mlp_training_steps_keep_matching_the_interpreter(cl_device):
         np.testing.assert_allclose(got_loss, want_loss, rtol=1e-5, atol=1e-6)
         for p, want in zip(params, want_params):
             np.testing.assert_allclose(p.get_value(), want, rtol=1e-5, atol=1e-6)
+
+
+def test_a_weight_used_through_a_reshape_is_updated_in_its_gradients_gemm(cl_device):
+    """MultiHeadAttention's (features, heads, dim) kernels are multiplied as (features,
+    heads * dim): the SGD update, of the weight's shape, is stored by the weight gradient's
+    GEMM straight into the variable, with no copy kernel."""
+    x = gc.placeholder((6, 4), gc.float32, name="x")
+    w = gc.variable(uniform((4, 2, 3)), name="w")
+    loss = gc.sum(gc.square(x @ gc.reshape(w, (4, 6))))
+    (grad,) = gc.grad(loss, [w])
+    step = gc.function([x], [loss], updates=[(w, w - 0.1 * grad)])
+    before, feed = w.get_value(), uniform((6, 4))
+    want = gc.interpret([loss, w - 0.1 * grad], {x: feed})
+    step(feed)
+    np.testing.assert_allclose(w.get_value(), want[1], rtol=1e-5, atol=1e-6)
+    writers = writers_of(step, {p: b for b, p in step.compiled.leaves.items()}[w])
+    assert len(writers) == 1 and step.compiled.kernels[writers[0]].name.startswith("MM"), \
+        step.dump()
+    assert not np.array_equal(before, w.get_value())
 
 
 def test_sgd_updates_are_written_in_place_by_the_kernels_that_compute_them(cl_device):

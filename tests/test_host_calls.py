@@ -191,3 +191,12 @@ def test_an_allreduce_of_an_allreduce_keeps_its_own_call():
     bucketed = bucket_allreduces(_graph([second, third]))
     assert _allreduce_count(bucketed) == 2          # first and third share a bucket
     gc.verify(bucketed)
+
+
+@pytest.mark.opencl
+def test_a_function_with_collectives_is_not_exported(cl_device, tmp_path):
+    x = gc.placeholder((3,), name="x")
+    fn = gc.function([x], gc.distributed.allreduce(x * 2.0), name="reduced")
+    with pytest.raises(gc.ExportError, match="'reduced': it runs collectives on the host"):
+        fn.export(tmp_path / "reduced")
+    assert not (tmp_path / "reduced").exists()

@@ -1,7 +1,7 @@
 """The example models (graphc.models) train to stated quality on scikit-learn's 8x8 digits.
 
 Each trains for a few epochs on the OpenCL device through its real `train` entry point.
-Bounds: mlp >= 95% test accuracy, lenet >= 97%, lstm >= 90%; the autoencoder's test
+Bounds: mlp >= 95% test accuracy, lenet >= 97%, lstm >= 90%, vit >= 90%; the autoencoder's test
 reconstruction MSE < 0.025 (about a third of the 0.073 a constant mean image gets); the
 VAE's test ELBO rises by >= 2 nats per image from the end of its first epoch.
 """
@@ -81,7 +81,7 @@ def test_dropout_model_is_reproducible(cl_device):
 
 @pytest.mark.parametrize("name, flat", [("mlp", True), ("mlp_adam", True), ("lenet", False),
                                         ("lstm", False), ("autoencoder", True),
-                                        ("vae", True), ("linreg", True)])
+                                        ("vae", True), ("linreg", True), ("vit", False)])
 def test_build_returns_compiled_model(name, flat):
     module = importlib.import_module(f"graphc.models.{name}")
     shape = (64,) if flat else (1, 8, 8)
@@ -149,8 +149,41 @@ def test_device_training_matches_interpreter(cl_device, name):
     np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
 
 
+def test_vit_is_a_transformer_of_the_layer_api():
+    from graphc.models import vit
+    model = vit.build((1, 28, 28), 10, 0)
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds.count("MultiHeadAttention") == 3 and kinds.count("LayerNormalization") == 7
+    assert model.get_layer("positions").embeddings.shape == (49, 64)       # 4x4 patches
+    assert model.get_layer("block0_mlp1").activation is nn.activations.gelu
+    with pytest.raises(ValueError, match="does not divide"):
+        vit.vit((1, 30, 30), patch=4)
+
+
+@pytest.mark.slow
+def test_vit_device_training_matches_interpreter(cl_device):
+    """A small ViT (one block), AdamW, two steps: the same losses on both."""
+    from graphc.models import vit
+    x, y = gc.data.load_digits()
+    losses = []
+    for device in (cl_device, "interpret"):
+        gc.random.set_seed(0)
+        model = vit.vit(x.shape[1:], dim=16, depth=1, heads=2, mlp=32)
+        model.compile(gc.optim.AdamW(1e-3), nn.losses.SparseCategoricalCrossentropy(
+            from_logits=True), device=device)
+        history = model.fit(x[:64], y[:64], batch_size=32, epochs=2, verbose=0, seed=0)
+        losses.append(history.history["loss"])
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_vit_learns_digits(cl_device):
+    metrics = train("vit", cl_device, dataset="digits", epochs=12, batch_size=32)
+    assert metrics["test_accuracy"] >= 0.9, metrics
+
+
 def test_cli_train_reports_missing_data(tmp_path, capsys):
     code = cli_main(["train", "mlp", "--dataset", "mnist", "--data-dir", str(tmp_path)])
     assert code == 2
     error = capsys.readouterr().err
-    assert "graphc train: digits-mnist IDX files" in error and str(tmp_path) in error
+    assert "graphc train: error: digits-mnist IDX files" in error and str(tmp_path) in error

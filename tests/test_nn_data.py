@@ -206,7 +206,8 @@ def test_probability_loss_on_unbounded_outputs_warns_once():
 
 
 def test_no_device_is_said_once(monkeypatch):
-    monkeypatch.setattr(gc, "devices", lambda: [])
+    monkeypatch.setattr("graphc.runtime.device.devices", lambda: [])
+    monkeypatch.delenv("GRAPHC_DEVICE", raising=False)
     monkeypatch.setattr(nn_model, "_warned_no_device", False)
     with pytest.warns(nn_model.NoDeviceWarning, match="no OpenCL device.*interpreter") as w:
         for seed in (0, 1):

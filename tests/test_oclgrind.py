@@ -114,6 +114,20 @@ def test_horizontally_merged_kernels_run_clean_under_oclgrind(oclgrind, tmp_path
     assert_clean(result, log)
 
 
+@pytest.mark.opencl
+@pytest.mark.slow
+def test_64_bit_kernels_and_float16_run_clean_under_oclgrind(oclgrind, tmp_path):
+    """Every kernel kind in its 64-bit form (test_index_width.py lowers the 32-bit limit to
+    1000) and float16 stored as half (test_device_dtypes.py), under the memory checks."""
+    log = tmp_path / "oclgrind.log"
+    tests = Path(__file__).parent
+    env = {**oclgrind_env(log), "PYTEST_ADDOPTS": "-k '64_bit_form or merged_range or "
+                                                  "float16_graphs or float16_rounds'"}
+    for suite in ("test_index_width.py", "test_device_dtypes.py"):
+        result = run_suite(env, suite=tests / suite)
+        assert_clean(result, log)
+
+
 def test_api_error_filter_keeps_what_is_not_a_pyopencl_probe():
     probe = ("Oclgrind - OpenCL runtime error detected\n\tFunction: clCreateKernel\n"
              "\tError:    CL_INVALID_KERNEL_NAME\n\tKernel '_source' not found\n")

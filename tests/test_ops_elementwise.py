@@ -1,5 +1,6 @@
 """Elementwise ops: the interpreter against independent numpy expressions, and bad input."""
 import inspect
+import math
 import re
 
 import numpy as np
@@ -36,6 +37,7 @@ UNARY = [  # function, independent numpy expression, domain, dtypes
     (gc.relu, lambda x: x * (x > 0), "any", ("float32", "float64", "int32")),
     (gc.sin, np.sin, "any", ("float32", "float64")),
     (gc.cos, np.cos, "any", ("float32", "float64")),
+    (gc.erf, np.vectorize(math.erf, otypes=[float]), "any", ("float32", "float64")),
     (gc.square, lambda x: x * x, "any", ("float32", "int32", "int64")),
     (gc.logical_not, lambda x: ~x, "any", ("bool",)),
 ]

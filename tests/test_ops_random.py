@@ -138,7 +138,9 @@ RANDOM_BAD = [  # function, arguments, error class, op named in the message, wor
 ]
 
 
-@pytest.mark.parametrize("fn,args,error,op,words", RANDOM_BAD, ids=str)
+# ids by name: str(function) holds an address, which differs between pytest-xdist's workers
+@pytest.mark.parametrize("fn,args,error,op,words", RANDOM_BAD,
+                         ids=lambda value: getattr(value, "__name__", None) or str(value))
 def test_bad_input_names_op_and_line(fn, args, error, op, words):
     with pytest.raises(error) as excinfo:
         line = inspect.currentframe().f_lineno + 1

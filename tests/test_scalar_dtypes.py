@@ -78,12 +78,14 @@ def _model(layers, shape, dtype="float32"):
     return model
 
 
+SOFTMAX = {"activation": "softmax"}     # the probability loss below expects probabilities
 MODELS = {
     "dense": (lambda: [gc.nn.Dense(8, activation="relu"), gc.nn.Dropout(0.25),
-                       gc.nn.BatchNormalization(), gc.nn.Dense(3)], (5,), "float32"),
-    "conv": (lambda: [gc.nn.Conv2D(4, 3, padding="same", activation="relu"),
-                      gc.nn.MaxPool2D(2), gc.nn.Flatten(), gc.nn.Dense(3)], (1, 6, 6), "float32"),
-    "lstm": (lambda: [gc.nn.Embedding(11, 4), gc.nn.LSTM(5), gc.nn.Dense(3)], (7,), "int32"),
+                       gc.nn.BatchNormalization(), gc.nn.Dense(3, **SOFTMAX)], (5,), "float32"),
+    "conv": (lambda: [gc.nn.Conv2D(4, 3, padding="same", activation="relu"), gc.nn.MaxPool2D(2),
+                      gc.nn.Flatten(), gc.nn.Dense(3, **SOFTMAX)], (1, 6, 6), "float32"),
+    "lstm": (lambda: [gc.nn.Embedding(11, 4), gc.nn.LSTM(5), gc.nn.Dense(3, **SOFTMAX)], (7,),
+             "int32"),
 }
 OPTIMIZERS = ["sgd", "adam", "rmsprop", "adagrad",
               lambda: gc.optim.SGD(0.1, momentum=0.9, nesterov=True),

@@ -18,6 +18,7 @@ from graphc.codegen.gemm_epilogue import build_gemm, gemm_operands
 from graphc.codegen.raw import raw_kernel
 from graphc.codegen.reductions import loop_spec
 from graphc.codegen.stores import store_targets
+from graphc.codegen.width import kernel_is_wide
 from graphc.ir import Tensor
 from graphc.passes.fuse import Group
 
@@ -28,7 +29,8 @@ PREFIX = {"elementwise": "E", "reduce_sum": "R", "reduce_max": "R", "reduce_min"
           "max_pool2d": "MAXPOOL", "avg_pool2d": "AVGPOOL", "avg_pool2d_grad": "AVGPOOLDX",
           "max_pool2d_grad": "MAXPOOLDX", "max_pool2d_select": "MAXPOOLSEL",
           "softmax": "SOFTMAX", "log_softmax": "LOGSOFTMAX", "take_grad": "SCATTER",
-          "softmax_cross_entropy": "XENT", "softmax_cross_entropy_grad": "XENTDX"}
+          "softmax_cross_entropy": "XENT", "softmax_cross_entropy_grad": "XENTDX",
+          "layer_norm": "LAYERNORM", "layer_norm_grad": "LAYERNORMDX"}
 
 
 @dataclass(frozen=True)
@@ -62,15 +64,19 @@ def build_kernels(group: Group, buffer_of: dict[Tensor, str], dtype_of: dict,
                   device_info=None, tune=None, private_name: str = "p",
                   per_item: int = 1) -> list[BuiltKernel]:
     """Lower one group to source: usually one kernel; a long reduction with few outputs
-    becomes two (partial results over chunks of the loop, then their combination). An
-    elementwise kernel's work items take `per_item` elements each, a column reduction's
-    `per_item` outputs (see reads_follow_outputs)."""
+    becomes two (partial results over chunks of the loop, then their combination); none
+    for a group of empty values (nothing to compute: a conv2d with no output channels, a
+    batch of 0). An elementwise kernel's work items take `per_item` elements each, a column
+    reduction's `per_item` outputs (see reads_follow_outputs)."""
+    if group.root.size == 0 and all(t.size == 0 for t in group.stores):
+        return []
     if group.kind == "raw":
         return [_build_raw(group, buffer_of, dtype_of)]
     if device_info is not None and group.kind == "loop" and group.root.producer.op == "matmul":
         operands = gemm_operands(group.root, buffer_of)
-        if operands is not None:
-            return [build_gemm(group, buffer_of, dtype_of, device_info, operands, tune)]
+        gemm = operands and build_gemm(group, buffer_of, dtype_of, device_info, operands, tune)
+        if gemm is not None:
+            return [gemm]
     if device_info is not None and group.kind == "loop":
         conv = build_conv_gemm(group, buffer_of, dtype_of, device_info, private_name)
         if conv is not None:
@@ -109,8 +115,8 @@ def _stores(group: Group, low: Lowering, idx, buffer_of) -> tuple[Store, ...]:
     stores = []
     for t in group.stores:
         buffer = low.local(buffer_of[t], t.dtype)
-        for part, index in store_targets(t, idx, group.root.shape):
-            stores.append(Store(buffer, flatten(index, t.shape), low.at(part, idx)))
+        for part, at, index in store_targets(t, idx, group.root.shape):
+            stores.append(Store(buffer, flatten(index, t.shape), low.at(part, at)))
     return tuple(stores)
 
 
@@ -131,8 +137,13 @@ def _loop_kernel(group: Group, low: Lowering, buffer_of) -> Kernel:
     value = spec.finish(acc, out) if spec.finish else acc
     low.accumulated = (t, tuple(out), value)
     stores = _stores(group, low, out, buffer_of)
-    reduce = Reduce(spec.space, "r", spec.combiner, body, spec.acc_dtype)
+    reduce = Reduce(spec.space, "r", spec.combiner, body, spec.acc_dtype, _compensated(t))
     return Kernel("K", t.shape, stores, _params(low, group, buffer_of), reduce, low.uses_step)
+
+
+def _compensated(t: Tensor) -> bool:
+    """Are `t`'s sums added up with compensation (reductions: codegen/loops.py)?"""
+    return t.producer.op == "reduce_sum"
 
 
 def _split_loop(group: Group, spec, split: int, buffer_of, nbytes, private: str,
@@ -150,7 +161,8 @@ def _split_loop(group: Group, spec, split: int, buffer_of, nbytes, private: str,
     params = tuple(Param(name, low.dtypes[b], b == private) for b, name in low.locals.items())
     space = _chunk_space(split, spec.space)
     first = Kernel("K", (t.size * split,), (store,), params,
-                   Reduce(space, "r", spec.combiner, body, spec.acc_dtype), low.uses_step)
+                   Reduce(space, "r", spec.combiner, body, spec.acc_dtype, _compensated(t)),
+                   low.uses_step)
     size = t.size * split * spec.acc_dtype.itemsize
     args = tuple(low.locals) + ((STEP_BUFFER,) if low.uses_step else ())
     partials = replace(_finish(first, args, group, low, nbytes, "P", per_item),
@@ -174,7 +186,7 @@ def _combine_partials(group: Group, spec, split: int, private: str, buffer_of, n
     acc = Acc(spec.acc_dtype)
     low.accumulated = (t, tuple(out), spec.finish(acc, out) if spec.finish else acc)
     stores = _stores(group, low, out, buffer_of)
-    reduce = Reduce((split,), "r", spec.combiner, body, spec.acc_dtype)
+    reduce = Reduce((split,), "r", spec.combiner, body, spec.acc_dtype, _compensated(t))
     kernel = Kernel("K", t.shape, stores, _params(low, group, buffer_of), reduce, low.uses_step)
     args = tuple(low.locals) + ((STEP_BUFFER,) if low.uses_step else ())
     return _finish(kernel, args, group, low, nbytes, per_item=per_item)
@@ -215,7 +227,10 @@ def _finish(kernel: Kernel, args, group: Group, low: Lowering, dtype_of,
     dims = "_".join(map(str, group.root.shape)) or "1"
     if kernel.reduce is not None:
         dims += "_" + "_".join(map(str, kernel.reduce.space))
-    kernel, scalars = lift_offsets(kernel)
+    if kernel_is_wide(kernel, per_item):   # offsets stay in the indices, computed in long
+        kernel, scalars = replace(kernel, wide=True), ()
+    else:
+        kernel, scalars = lift_offsets(kernel)
     if kernel.reduce is not None and per_item > 1 and not reads_follow_outputs(kernel, per_item):
         per_item = 1
     body = render_kernel(kernel, per_item)

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphc.codegen.gemm import INT_MAX, Epilogue, GemmSpec, gemm_kernel
+from graphc.codegen import gemm as gemm_limits
+from graphc.codegen.gemm import Epilogue, GemmSpec, gemm_kernel
 from graphc.codegen.gemm_epilogue import C_TYPES, built_gemm, operand_view
 from graphc.codegen.gemm_gather import Gather
 from graphc.codegen.index import floordiv, var
@@ -41,8 +42,8 @@ def build_conv_gemm(group, buffer_of, nbytes, device_info, private: str):
     node = t.producer
     sizes = [x.size for x in node.inputs] + [t.size]
     if node.op not in PREFIX or t.dtype.name not in C_TYPES or min(sizes) < 1 \
-            or max(sizes) > INT_MAX:
-        return None
+            or max(sizes) > gemm_limits.INT_MAX // 2:   # headroom: padded rows, partial
+        return None                     # sums (past it: the loop kernel, 64-bit indices)
     views = [operand_view(x, buffer_of.__contains__) for x in node.inputs]
     if any(view is None or view[1] for view in views):
         return None
@@ -56,8 +57,8 @@ def build_conv_gemm(group, buffer_of, nbytes, device_info, private: str):
         return _split_weight_gradient(group, buffer_of, nbytes, device_info, operands, label,
                                       split, private)
     columns = (spec.b_gather.run, t.shape[3]) if spec.b_gather.run > t.shape[3] else None
-    return [built_gemm(group, buffer_of, nbytes, device_info, spec, operands, out, label,
-                       columns)]
+    gemm = built_gemm(group, buffer_of, nbytes, device_info, spec, operands, out, label, columns)
+    return None if gemm is None else [gemm]
 
 
 def weight_split(spec: GemmSpec, node, device_info) -> int:
@@ -68,7 +69,8 @@ def weight_split(spec: GemmSpec, node, device_info) -> int:
     launch = gemm_kernel("K", spec, Epilogue(), device_info)
     blocks = int(np.prod(launch.global_size)) // int(np.prod(launch.local_size or (1,)))
     images = node.inputs[0].shape[0]
-    if 4 * blocks > device_info.compute_units:
+    partials = node.outputs[0].size * images
+    if 4 * blocks > device_info.compute_units or partials > gemm_limits.INT_MAX:
         return 1
     wanted = min(-(-device_info.compute_units // blocks), spec.k // SPLIT_MIN_DEPTH)
     return max((s for s in range(1, wanted + 1) if images % s == 0), default=1)

@@ -68,11 +68,23 @@ def spec_problems(spec: GemmSpec) -> list[str]:
         problems.append(f"dtype must be one of {sorted(ITEMSIZE)}, not {spec.dtype!r}")
     if min(spec.a_batch_stride, spec.b_batch_stride) < 0:
         problems.append("batch strides must be >= 0")
-    extents = (spec.batch * spec.m * spec.n, spec.a_batch_stride * spec.batch + spec.m * spec.k,
-               spec.b_batch_stride * spec.batch + spec.k * spec.n)
-    if not problems and max(extents) > INT_MAX:
+    if not problems and not fits_32bit(spec.batch, spec.m, spec.n, spec.k, spec.a_batch_stride,
+                                       spec.b_batch_stride, spec.a_gather is not None,
+                                       spec.b_gather is not None):
         problems.append("sizes exceed 32-bit indexing")
     return problems
+
+
+def fits_32bit(batch: int, m: int, n: int, k: int, a_stride: int, b_stride: int,
+               a_gathered: bool = False, b_gathered: bool = False) -> bool:
+    """Can the templates index C and the operands with int? (A gathered operand's positions
+    come from its gather's helpers, which index the tensor it gathers from.)"""
+    extents = [batch * m * n]
+    if not a_gathered:
+        extents.append(a_stride * batch + m * k)
+    if not b_gathered:
+        extents.append(b_stride * batch + k * n)
+    return max(extents) <= INT_MAX
 
 
 @dataclass(frozen=True)

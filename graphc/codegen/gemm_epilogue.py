@@ -1,7 +1,8 @@
 """Matmuls through the GEMM generator (gemm.py), with the fused epilogue as its store.
 
 A matmul qualifies when each operand is a buffer, or a transpose of a buffer's last two
-axes (a layout flag, not a copy), and its batch dims are either all present or absent.
+axes (a layout flag, not a copy), or another strided view of a buffer (read through index
+arithmetic), and its batch dims are either all present or absent.
 The epilogue (bias, activation, the optimizer update writing a variable in place...) is
 the same kernel IR as elsewhere, rendered into the GEMM's store statement.
 """
@@ -9,12 +10,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphc.codegen.gemm import Epilogue, GemmSpec, gemm_kernel
+from graphc.codegen.ctext import rounded, store_text
+from graphc.codegen.gather_views import strided_gather
+from graphc.codegen.gemm import Epilogue, GemmSpec, fits_32bit, gemm_kernel
 from graphc.codegen.index import Lin, flatten, unflatten, var
 from graphc.codegen.kernel import Acc
 from graphc.codegen.lower import Lowering
 from graphc.codegen.opencl import Emitter, c_type
 from graphc.codegen.stores import store_targets
+from graphc.codegen.width import exprs_fit, fits
 from graphc.ir import Tensor
 
 C_TYPES = {"float32": "float", "float64": "double"}
@@ -40,29 +44,43 @@ def operand_view(t: Tensor, is_buffer) -> tuple[Tensor, bool] | None:
 
 
 def gemm_operands(t: Tensor, buffer_of) -> tuple | None:
-    """((a_buffer, a_trans, a_stride), (b_buffer, b_trans, b_stride)) when the GEMM fits."""
+    """((a_buffer, a_trans, a_stride, a_gather), (b_...)) when the GEMM fits: each operand
+    a buffer, a reshape of one or a transpose of its last two axes (layout flags), or any
+    other strided view of one, read through index arithmetic (codegen/gather_views.py)."""
     a, b = t.producer.inputs
-    if t.dtype.name not in C_TYPES or min(a.shape[-2:] + b.shape[-1:]) < 1:
+    if t.dtype.name not in C_TYPES or t.size == 0 or min(a.shape[-2:] + b.shape[-1:]) < 1:
         return None
     found = []
-    for operand in (a, b):
-        resolved = operand_view(operand, buffer_of.__contains__)
-        if resolved is None or operand.shape[:-2] not in ((), t.shape[:-2]):
+    for operand, role in ((a, "a"), (b, "b")):
+        if operand.shape[:-2] not in ((), t.shape[:-2]):
             return None
+        resolved = operand_view(operand, buffer_of.__contains__)
+        if resolved is None:
+            gathered = strided_gather(operand, buffer_of.__contains__, role)
+            if gathered is None:
+                return None
+            found.append((gathered[0], False, 0, gathered[1]))
+            continue
         rows, cols = operand.shape[-2:]
         stride = rows * cols if operand.shape[:-2] else 0
-        found.append((resolved[0], resolved[1], stride))
+        found.append((resolved[0], resolved[1], stride, None))
+    batch = int(np.prod(t.shape[:-2], dtype=np.int64))
+    if not fits_32bit(batch, a.shape[-2], b.shape[-1], a.shape[-1], found[0][2], found[1][2],
+                      found[0][3] is not None, found[1][3] is not None):
+        return None         # the loop kernel, with 64-bit indices
     return tuple(found)
 
 
 def build_gemm(group, buffer_of, nbytes, device_info, operands, tune=None):
-    """A BuiltKernel for a matmul group through the GEMM generator."""
+    """A BuiltKernel for a matmul group through the GEMM generator (None where its epilogue
+    would index past 32 bits)."""
     t = group.root
-    (a, a_trans, a_stride), (b, b_trans, b_stride) = operands
+    (a, a_trans, a_stride, a_gather), (b, b_trans, b_stride, b_gather) = operands
     m, k = t.producer.inputs[0].shape[-2:]
     n = t.shape[-1]
     batch = int(np.prod(t.shape[:-2], dtype=np.int64))
-    spec = GemmSpec(batch, m, n, k, C_TYPES[t.dtype.name], a_trans, b_trans, a_stride, b_stride)
+    spec = GemmSpec(batch, m, n, k, C_TYPES[t.dtype.name], a_trans, b_trans, a_stride, b_stride,
+                    a_gather, b_gather)
     if tune is not None:
         device_info = tune(spec, device_info)       # tuned tiles, when known
     out = unflatten(var("gb", batch), t.shape[:-2]) + [var("gi", m), var("gj", n)]
@@ -74,12 +92,15 @@ def built_gemm(group, buffer_of, nbytes, device_info, spec: GemmSpec, operands, 
                label: str, columns: tuple[int, int] | None = None):
     """The BuiltKernel of `spec` on the buffers of `operands` (A, B), storing the group's
     values at the root's index `out` (linear forms of gb, gi, gj), named `label`_digest.
-    With `columns` (pitch, width), only columns j with j % pitch < width are stored."""
+    With `columns` (pitch, width), only columns j with j % pitch < width are stored. None
+    where the epilogue would index past 32 bits (the loop kernel then indexes in 64)."""
     from graphc.codegen.build import BuiltKernel, _digest, _ops_of, _traffic
     t = group.root
     low = Lowering(buffer_of)
     low.computing = set(group.stores) - {t}
     epilogue = _epilogue(group, low, buffer_of, t, out)
+    if epilogue is None:
+        return None
     if columns is not None:
         epilogue = Epilogue(epilogue.params, f"if ({{j}} % {columns[0]} < {columns[1]}) "
                             + epilogue.store)
@@ -93,15 +114,21 @@ def built_gemm(group, buffer_of, nbytes, device_info, spec: GemmSpec, operands, 
                        *_traffic(args, group, nbytes), probe.global_size, probe.local_size)
 
 
-def _epilogue(group, low: Lowering, buffer_of, t: Tensor, out: list) -> Epilogue:
+def _epilogue(group, low: Lowering, buffer_of, t: Tensor, out: list) -> Epilogue | None:
     low.accumulated = (t, tuple(out), Acc(t.dtype))
     emitter = Emitter("  ")
-    stores = []
+    stores, computed = [], []
     for value in group.stores:
         name = low.local(buffer_of[value], value.dtype)
-        for part, index in store_targets(value, out, t.shape):
-            stores.append(f"  {name}[{_index(flatten(index, value.shape))}] = "
-                          f"{_stored(emitter.value(low.at(part, out)), value.dtype)};")
+        for part, at, index in store_targets(value, out, t.shape):
+            computed.append(low.at(part, at))
+            target = flatten(index, value.shape)
+            if not fits(target):
+                return None
+            stored = rounded(emitter.value(computed[-1]), value.dtype)
+            stores.append("  " + store_text(name, _index(target), stored, value.dtype))
+    if not exprs_fit(computed):
+        return None
     T = c_type(t.dtype)
     head = [f"const int gb = {{b}}; const int gi = {{i}}; const int gj = {{j}}; "
             f"const {T} acc = {{acc}};"]
@@ -127,7 +154,3 @@ def _params(low: Lowering, group, buffer_of) -> tuple[str, ...]:
 def _index(form: Lin) -> str:
     from graphc.codegen.index import render
     return render(form)
-
-
-def _stored(value: str, dtype) -> str:
-    return f"(uchar)({value})" if np.dtype(dtype).kind == "b" else value

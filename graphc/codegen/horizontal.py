@@ -1,5 +1,6 @@
 """One kernel for independent kernels: their ranges concatenated, each padded to the
 work-group size so every work-group runs one member's body (no divergence inside a group).
+The merged range's work item id is a long where the ranges together pass 2^31 - 1.
 
 Each member's kernel becomes a function of its own parameters and its work item id; the
 merged kernel takes every member's arguments in turn (buffers, then the lifted offsets) and
@@ -12,13 +13,15 @@ import re
 from dataclasses import replace
 
 from graphc.codegen.build import BuiltKernel
+from graphc.codegen.width import beyond_int, index_type
 
 # OpenCL promises every device 1,024 bytes of kernel parameters (CL_DEVICE_MAX_PARAMETER_SIZE;
 # PoCL reports just that): a merge stops before its pointers and ints pass it. A merge also
 # stops at MAX_MERGED_SOURCE bytes of source, so no launch saved costs a long build.
 MAX_PARAMETER_BYTES = 1024
 MAX_MERGED_SOURCE = 64 * 1024
-_HEADER = re.compile(r"__kernel void (\w+)\(([^)]*)\) \{\n  const int gid = get_global_id\(0\);\n")
+_HEADER = re.compile(r"__kernel void (\w+)\(([^)]*)\) \{\n  const (int|long) gid = "
+                     r"get_global_id\(0\);\n")
 NAME = "HKERNEL"            # the merged kernel's name until its digest is known
 
 
@@ -68,7 +71,8 @@ def merge_kernels(kernels: list[BuiltKernel], group_size: int) -> BuiltKernel:
         start += span
     source = "\n".join(_function(member, name) for member, name in functions.items()) + \
         f"\n__kernel void {NAME}({', '.join(buffer_params + scalar_params)}) {{\n" \
-        "  const int gid = get_global_id(0);\n" + "\n".join(calls) + "\n}\n"
+        f"  const {index_type(beyond_int(start))} gid = get_global_id(0);\n" + \
+        "\n".join(calls) + "\n}\n"
     name = f"H_{hashlib.sha1(source.encode()).hexdigest()[:6]}"
     return _combined(kernels, name, source.replace(NAME, name), start)
 
@@ -79,8 +83,9 @@ def _params(source: str) -> list[str]:
 
 
 def _function(source: str, name: str) -> str:
-    """A member kernel as a function of its parameters and its work item id."""
-    params = ", ".join(_params(source) + ["const int gid"])
+    """A member kernel as a function of its parameters and its work item id (int, or long
+    in a wide member)."""
+    params = ", ".join(_params(source) + [f"const {_HEADER.match(source).group(3)} gid"])
     return f"void {name}({params}) {{\n" + source[_HEADER.match(source).end():]
 
 

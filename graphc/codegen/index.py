@@ -152,6 +152,9 @@ def floordiv(form: Lin, divisor: int) -> Lin:
     r_lo, r_hi = rest.bounds
     if exact and 0 <= r_lo and r_hi < divisor:          # (a*d + r) // d == a when 0 <= r < d
         return _make(tuple((a, c // divisor) for a, c in exact), 0)
+    whole = _make(tuple((a, c // divisor) for a, c in exact), 0)
+    if exact and 0 <= r_lo and whole.bounds[0] >= 0:     # (a*d + r) // d == a + r // d
+        return whole + floordiv(rest, divisor)          # (r >= 0: C's / is floor there)
     if form.is_const:
         return _make((), form.const // divisor)
     return lin(Div(form, divisor))

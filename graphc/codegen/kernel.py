@@ -180,6 +180,7 @@ class Reduce:
     combiner: str                   # sum | max | min | argmax | argmin
     body: Expr
     acc_dtype: np.dtype
+    compensated: bool = False       # a float sum in blocks, added up with compensation
 
 
 @dataclass(frozen=True)
@@ -212,6 +213,7 @@ class Kernel:
     reduce: Reduce | None = None
     uses_step: bool = False
     offsets: tuple[str, ...] = ()       # scalar int arguments, after the buffers
+    wide: bool = False                  # 64-bit indices (some index passes 2^31 - 1)
     ops: tuple[str, ...] = field(default=(), compare=False)
     flops: int = field(default=0, compare=False)
 

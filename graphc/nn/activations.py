@@ -1,8 +1,8 @@
 """Activations by name, built from graphc's ops: `get('relu')(x)`.
 
-gelu uses the tanh approximation (graphc has no erf); softmax and log_softmax act on the
-last axis. elu/selu evaluate exp only on the non-positive side, so no inf reaches a
-gradient.
+gelu is exact (erf), as Keras 3's default; gelu(x, approximate=True) is the tanh form.
+softmax and log_softmax act on the last axis. elu/selu evaluate exp only on the
+non-positive side, so no inf reaches a gradient.
 """
 from __future__ import annotations
 
@@ -75,10 +75,13 @@ def silu(x: Tensor) -> Tensor:
     return x * gc.sigmoid(x)
 
 
-def gelu(x: Tensor) -> Tensor:
-    """0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))): the tanh approximation."""
-    inner = math.sqrt(2.0 / math.pi) * (x + 0.044715 * x * x * x)
-    return 0.5 * x * (1.0 + gc.tanh(inner))
+def gelu(x: Tensor, approximate: bool = False) -> Tensor:
+    """x * Phi(x) = 0.5 x (1 + erf(x / sqrt(2))) (Keras 3's default); with approximate,
+    0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+    if approximate:
+        inner = math.sqrt(2.0 / math.pi) * (x + 0.044715 * x * x * x)
+        return 0.5 * x * (1.0 + gc.tanh(inner))
+    return 0.5 * x * (1.0 + gc.erf(x * (1.0 / math.sqrt(2.0))))
 
 
 def exponential(x: Tensor) -> Tensor:

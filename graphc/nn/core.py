@@ -42,10 +42,12 @@ class Dense(Layer):
                                         dtype=self.dtype)
 
     def call(self, x: gc.Tensor, training: bool = False) -> gc.Tensor:
-        out = gc.matmul(x, self.kernel)
+        rows = x if x.ndim <= 2 else gc.reshape(x, (-1, x.shape[-1]))
+        out = gc.matmul(rows, self.kernel)       # (batch, steps, f) as one product of rows
         if self.bias is not None:
             out = out + self.bias
-        return self.activation(out)
+        out = self.activation(out)
+        return out if x.ndim <= 2 else gc.reshape(out, x.shape[:-1] + (self.units,))
 
     def get_config(self) -> dict:
         return {**super().get_config(), "units": self.units,

@@ -1,4 +1,5 @@
-"""BatchNormalization over the channel axis (axis 1 of NCHW images or of (batch, features))."""
+"""BatchNormalization over the channel axis (axis 1 of NCHW images or of (batch, features)),
+and LayerNormalization over the features of each example."""
 from __future__ import annotations
 
 import numpy as np
@@ -99,4 +100,72 @@ class BatchNormalization(Layer):
                 "moving_mean_initializer": initializers.serialize(self.moving_mean_initializer),
                 "moving_variance_initializer":
                     initializers.serialize(self.moving_variance_initializer),
+                "dtype": self.dtype.name}
+
+
+@register_layer
+class LayerNormalization(Layer):
+    """Keras's LayerNormalization: each example normalized over `axis` (default the last).
+
+    out = gamma * (x - mean) / sqrt(var + epsilon) + beta, mean and the biased variance
+    taken over `axis` of each example; gamma and beta have the shape of those axes. With
+    rms_scaling: out = gamma * x / sqrt(mean(x^2) + epsilon), and no beta. Over the last
+    axis it is gc.layer_norm (one row kernel forward, one back); over other axes it is
+    composed of graphc's reductions.
+    """
+
+    def __init__(self, axis=-1, epsilon: float = 1e-3, center: bool = True,
+                 scale: bool = True, rms_scaling: bool = False, beta_initializer="zeros",
+                 gamma_initializer="ones", dtype="float32", name: str | None = None,
+                 input_shape=None):
+        super().__init__(name, input_shape)
+        self.axis = [int(a) for a in axis] if isinstance(axis, (list, tuple)) else int(axis)
+        self.epsilon = float(epsilon)
+        self.center, self.scale, self.rms_scaling = bool(center), bool(scale), bool(rms_scaling)
+        self.beta_initializer = initializers.get(beta_initializer)
+        self.gamma_initializer = initializers.get(gamma_initializer)
+        self.dtype = np.dtype(dtype)
+
+    def _axes(self, ndim: int) -> tuple[int, ...]:
+        """The normalized axes of a batch of `ndim` axes (never the batch axis)."""
+        wanted = self.axis if isinstance(self.axis, list) else [self.axis]
+        axes = sorted({a + ndim if a < 0 else a for a in wanted})
+        if not axes or axes[0] < 1 or axes[-1] >= ndim:
+            raise gc.ShapeError(f"LayerNormalization {self.name}: axis {self.axis} is not a "
+                                f"feature axis of a {ndim}-d input")
+        return tuple(axes)
+
+    def build(self, input_shape: tuple[int, ...]) -> None:
+        """gamma and beta over the normalized axes."""
+        ndim = len(input_shape) + 1
+        size = tuple(input_shape[a - 1] for a in self._axes(ndim))
+        self.gamma = self.add_weight("gamma", size, self.gamma_initializer, True, self.dtype) \
+            if self.scale else None
+        self.beta = self.add_weight("beta", size, self.beta_initializer, True, self.dtype) \
+            if self.center and not self.rms_scaling else None
+
+    def call(self, x: gc.Tensor, training: bool = False) -> gc.Tensor:
+        axes = self._axes(x.ndim)
+        if axes == (x.ndim - 1,) and not self.rms_scaling:      # one row kernel each way
+            return gc.layer_norm(x, self.gamma, self.beta, self.epsilon)
+        if self.rms_scaling:
+            out = x * (1.0 / gc.sqrt(gc.mean(gc.square(x), axis=axes, keepdims=True)
+                                     + self.epsilon))
+        else:
+            centered = x - gc.mean(x, axis=axes, keepdims=True)
+            variance = gc.mean(gc.square(centered), axis=axes, keepdims=True)
+            out = centered * (1.0 / gc.sqrt(variance + self.epsilon))
+        shape = tuple(x.shape[a] if a in axes else 1 for a in range(x.ndim))
+        if self.gamma is not None:
+            out = out * gc.reshape(self.gamma, shape)
+        return out if self.beta is None else out + gc.reshape(self.beta, shape)
+
+    def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(input_shape)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "axis": self.axis, "epsilon": self.epsilon,
+                "center": self.center, "scale": self.scale, "rms_scaling": self.rms_scaling,
+                "beta_initializer": initializers.serialize(self.beta_initializer),
+                "gamma_initializer": initializers.serialize(self.gamma_initializer),
                 "dtype": self.dtype.name}

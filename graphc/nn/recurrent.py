@@ -27,10 +27,12 @@ class _Recurrent(Layer):
     def __init__(self, units: int, activation="tanh", use_bias: bool = True,
                  return_sequences: bool = False, kernel_initializer="glorot_uniform",
                  recurrent_initializer="orthogonal", bias_initializer="zeros",
-                 dtype="float32", name: str | None = None, input_shape=None):
+                 go_backwards: bool = False, dtype="float32", name: str | None = None,
+                 input_shape=None):
         super().__init__(name, input_shape)
         self.units, self.use_bias = int(units), bool(use_bias)
         self.return_sequences = bool(return_sequences)
+        self.go_backwards = bool(go_backwards)
         self.activation = activations.get(activation)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.recurrent_initializer = initializers.get(recurrent_initializer)
@@ -65,6 +67,8 @@ class _Recurrent(Layer):
     def call(self, x: gc.Tensor, training: bool = False) -> gc.Tensor:
         if x.ndim == 3:
             check_unroll(self.name, x.shape[1])
+            if self.go_backwards:           # Keras: the last step first; outputs in that order
+                x = x[:, ::-1]
         projected = self._project(x)
         batch = x.shape[0]
         state: State = None
@@ -106,7 +110,7 @@ class _Recurrent(Layer):
     def get_config(self) -> dict:
         return {**super().get_config(), "units": self.units,
                 "activation": activations.serialize(self.activation), "use_bias": self.use_bias,
-                "return_sequences": self.return_sequences,
+                "return_sequences": self.return_sequences, "go_backwards": self.go_backwards,
                 "kernel_initializer": initializers.serialize(self.kernel_initializer),
                 "recurrent_initializer": initializers.serialize(self.recurrent_initializer),
                 "bias_initializer": initializers.serialize(self.bias_initializer),

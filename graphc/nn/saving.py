@@ -339,7 +339,7 @@ def _optimizer_state(npz: SafeNpz, model, keys: list[str]) -> dict[str, np.ndarr
     optimizer = model.optimizer
     state = {}
     for key in keys:
-        target = _state_target(optimizer, params, key)
+        target = optimizer.state_target(params, key)
         if target is None:
             raise npz.error(f"is no state of {type(optimizer).__name__} for this model",
                             f"optimizer/{key}")
@@ -352,28 +352,18 @@ def _optimizer_state(npz: SafeNpz, model, keys: list[str]) -> dict[str, np.ndarr
     return state
 
 
-def _state_target(optimizer, params, key: str):
-    """(shape, dtype) of optimizer state `key`, or None for a key it has no variable for."""
-    if key == "iterations":
-        return (), optimizer.iterations.dtype
-    if key == "learning_rate":
-        return ((), np.dtype(np.float32)) if optimizer._lr_variable is not None else None
-    match = re.fullmatch(r"slots/(\d+)/(\w+)", key)
-    if match is None or int(match.group(1)) >= len(params) or \
-            match.group(2) not in optimizer.slot_names:
-        return None
-    param = params[int(match.group(1))]
-    return tuple(param.shape), param.dtype
-
-
 def load_model(path, custom_objects: dict | None = None, compile: bool = True):
     """The model `save` wrote: same architecture, weights and (compiled) optimizer state.
 
-    `custom_objects` maps names to loss functions and layer classes the file refers to.
+    `custom_objects` maps names to loss functions, layer classes and Lambda layers'
+    functions the file refers to.
     """
+    from graphc.nn.reshaping import register_function
     for obj in (custom_objects or {}).values():
         if isinstance(obj, type) and issubclass(obj, Layer):
             register_layer(obj)
+        elif callable(obj) and "<" not in getattr(obj, "__qualname__", "<"):
+            register_function(obj)          # a Lambda layer's function, found by name
     with _open(path) as npz:
         meta = _metadata(npz, MODEL_FORMAT)
         model = _architecture(npz, meta)

@@ -98,6 +98,6 @@ def get_op(name: str) -> OpDef:
 
 def load_all() -> dict[str, OpDef]:
     """Import every op family so the registry is complete."""
-    from graphc.ops import (collective, elementwise, linalg, movement, nn,  # noqa: F401
-                            random, reduction)
+    from graphc.ops import (collective, elementwise, layer_norm, linalg,  # noqa: F401
+                            movement, nn, random, reduction)
     return REGISTRY

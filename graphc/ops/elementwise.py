@@ -6,6 +6,8 @@ shape; autodiff sums them back to each input's shape.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 import graphc.builder as B
@@ -81,6 +83,19 @@ def _relu_ref(x):
     return np.maximum(x, np.zeros((), x.dtype))
 
 
+_erf_scalar = np.frompyfunc(math.erf, 1, 1)
+
+
+def _erf_ref(x):
+    """math.erf elementwise (numpy has no erf; math's is correctly rounded in float64)."""
+    return np.asarray(_erf_scalar(np.asarray(x, np.float64)), np.float64).astype(x.dtype)
+
+
+def _erf_vjp(g, y, x):
+    """d erf(x) / dx = 2 / sqrt(pi) * exp(-x^2)."""
+    return [g * (2.0 / math.sqrt(math.pi)) * B.apply("exp", [-(x * x)])]
+
+
 def _max_share(a, b):
     """1 where a wins, 0.5 at ties, 0 where b wins: ties split the gradient evenly."""
     import graphc as gc
@@ -121,6 +136,8 @@ _unary("relu", NUMERIC, _relu_ref,
        lambda g, y, x: [g * B.cast(B.apply("greater", [x, B.constant(0, x.dtype)]), g.dtype)],
        "(({0} > ({T})0 || {0} != {0}) ? {0} : ({T})0)",
        "max(x, 0); gradient 0 at 0; NaN stays NaN.")
+_unary("erf", FLOAT_ONLY, _erf_ref, _erf_vjp, "graphc_erf_{T}({0})",   # kernels_cl/erf.cl
+       "The error function 2/sqrt(pi) * integral of exp(-t^2) from 0 to x (exact GELU).")
 _unary("sin", FLOAT_ONLY, np.sin, lambda g, y, x: [g * B.apply("cos", [x])], "sin({0})", "sin.")
 _unary("cos", FLOAT_ONLY, np.cos, lambda g, y, x: [-g * B.apply("sin", [x])], "cos({0})", "cos.")
 _unary("square", NUMERIC, np.square, lambda g, y, x: [2 * g * x], "({0} * {0})", "x*x.")

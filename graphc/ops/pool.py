@@ -97,7 +97,7 @@ def _avg_pool_ref(x, kernel, stride, padding, count_include_pad):
 def _argmax_index(x, kernel, stride, padding) -> tuple[np.ndarray, ...]:
     """Index arrays (n, c, row, col) into the padded input of each window's first maximum."""
     windows = _windows(x, kernel, stride, padding, -np.inf)
-    first = windows.reshape(windows.shape[:4] + (-1,)).argmax(axis=-1)
+    first = windows.reshape(windows.shape[:4] + (kernel[0] * kernel[1],)).argmax(axis=-1)
     n, c, oh, ow = np.indices(first.shape, sparse=True)
     return n, c, oh * stride[0] + first // kernel[1], ow * stride[1] + first % kernel[1]
 

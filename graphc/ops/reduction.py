@@ -171,12 +171,16 @@ def _count(x: Tensor, axes: tuple[int, ...]) -> int:
 
 
 def mean(x, axis=None, keepdims: bool = False) -> Tensor:
-    """Mean over `axis`; integer and bool inputs give float32; float16 sums in float32."""
+    """Mean over `axis`; integer and bool inputs give float32 (their sum is exact: int64,
+    divided once); float16 sums in float32."""
     x = as_tensor(x)
     axes = _axes_for("mean", x, axis)
-    out_dtype = x.dtype if dtypes.is_float(x.dtype) else dtypes.DEFAULT_FLOAT
-    wide = cast(x, dtypes.float32 if out_dtype == dtypes.float16 else out_dtype)
-    return cast(sum(wide, axes, keepdims) / float(_count(x, axes)), out_dtype)
+    count = float(_count(x, axes))
+    if not dtypes.is_float(x.dtype):
+        total = sum(cast(x, dtypes.int64), axes, keepdims)
+        return cast(total, dtypes.DEFAULT_FLOAT) / count
+    wide = cast(x, dtypes.float32 if x.dtype == dtypes.float16 else x.dtype)
+    return cast(sum(wide, axes, keepdims) / count, x.dtype)
 
 
 def _arg(op: str, x, axis, keepdims: bool) -> Tensor:

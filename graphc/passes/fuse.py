@@ -166,12 +166,18 @@ def _loop_inputs(t: Tensor, stored: set, groups: dict, strict: bool = False) -> 
 
 
 def _read_at_own_index(t: Tensor, loop: Tensor, computed: set) -> bool:
-    """Does every path from `t` to `loop` run through elementwise ops of `t`'s shape?"""
+    """Does every path from `t` to `loop` run through elementwise ops of `t`'s shape, or
+    reshapes of `t`'s size (which keep each element's row-major position: a Dense layer's
+    (batch * steps, units) rows seen as (batch, steps, units) by a residual add)?"""
     reaching = _reaching(t, loop, computed)
     for value, hit in reaching.items():
         node = value.producer
-        if hit and (get_op(node.op).kind != "elementwise" or value.shape != t.shape
-                    or (is_among(loop, node.inputs) and loop.shape != t.shape)):
+        if not hit:
+            continue
+        if value.size != t.size or node.op != "reshape" and (
+                get_op(node.op).kind != "elementwise"
+                or any(i.shape != value.shape for i in node.inputs
+                       if i is loop or reaching.get(i, False))):
             return False
     return True
 

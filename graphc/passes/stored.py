@@ -10,6 +10,7 @@ does arithmetic, or when hand-written code reads it from memory.
 from __future__ import annotations
 
 from graphc.codegen.cross_entropy import INLINE_OPERANDS, XENT_OPS
+from graphc.codegen.gather_views import movement_root, strided_gather
 from graphc.codegen.gemm_epilogue import operand_view
 from graphc.codegen.host import GATHERING_OPS, HOST_OPS, gathered_pieces
 from graphc.codegen.lower import inlinable
@@ -21,13 +22,14 @@ from graphc.passes.kernel_size import InlineSizes
 
 RECOMPUTE_BUDGET = 8
 TRANSCENDENTAL_COST = 4
-TRANSCENDENTAL = {"exp", "log", "sqrt", "tanh", "sigmoid", "sin", "cos", "power"}
+TRANSCENDENTAL = {"exp", "log", "sqrt", "tanh", "sigmoid", "sin", "cos", "power", "erf"}
 REREADING_OPS = {"matmul", "conv2d", "conv2d_grad_input", "conv2d_grad_weight",
                  "max_pool2d", "avg_pool2d", "avg_pool2d_grad", "take_grad"} | RAW_OPS
 # operands read directly by hand-written code, or by the host (collectives)
 BUFFER_OPERAND_OPS = RAW_OPS | {"take"} | HOST_OPS
 COMPUTED_OPERANDS = {"take": (1,), **INLINE_OPERANDS}   # ...except these positions
 RESHAPE_READERS = (RAW_OPS - XENT_OPS) | HOST_OPS   # read a reshaped buffer's bytes in place
+CONV_OPS = ("conv2d", "conv2d_grad_input", "conv2d_grad_weight")
 
 
 def node_cost(t: Tensor) -> int:
@@ -108,6 +110,8 @@ def choose_stored(graph: Graph, outputs: list[Tensor]) -> set[Tensor]:
         for t in node.outputs:
             if not inlinable(t):
                 stored.add(t)
+        if node.op == "matmul":
+            stored.update(_gathered_roots(node))
     sizes = InlineSizes(stored)
     for node in graph.nodes:        # producers first, so a cone's cost is known when asked
         for t in node.outputs:
@@ -118,6 +122,8 @@ def choose_stored(graph: Graph, outputs: list[Tensor]) -> set[Tensor]:
         sizes.cap(node)
         if node.op == "matmul":
             _store_gemm_operands(node, stored)
+        elif node.op in CONV_OPS:
+            _store_conv_operands(node, stored)
     return stored
 
 
@@ -134,14 +140,46 @@ def _store_bucket_pieces(t: Tensor, stored: set) -> None:
             stored.add(piece)
 
 
+def _gathered_roots(node) -> list[Tensor]:
+    """The computed values under a matmul's operands that are reshapes and transposes of
+    them: stored, the GEMM reads the views in place (codegen/gather_views.py), where
+    storing a view itself would cost a copy kernel."""
+    roots = []
+    for operand in node.inputs:
+        under = movement_root(operand, lambda v: v.producer is None)
+        if under is None or under[0].producer is None:
+            continue
+        root = under[0]
+        if strided_gather(operand, lambda v, r=root: v is r or v.producer is None) is not None:
+            roots.append(root)
+    return roots
+
+
+def _store_conv_operands(node, stored: set) -> None:
+    """The implicit-GEMM convolutions gather windows from a buffer or a reshape of one
+    (codegen/conv_gemm.py); any other operand (a channels_last image seen channels_first,
+    a transposed view) is stored first, else the convolution falls back to its loop kernel."""
+    def is_buffer(v):
+        return v in stored or v.producer is None
+    for operand in node.inputs:
+        view = operand_view(operand, is_buffer)
+        if view is None or view[1]:
+            stored.add(operand)
+
+
 def _store_gemm_operands(node, stored: set) -> None:
     """The tiled GEMM reads its operands from memory: buffers, reshapes of buffers, and
-    transposes of those (a layout flag). Anything else (a concatenation, a sum...) is
-    stored first; for a transpose, the value under it, so the transpose stays free."""
+    transposes of those (a layout flag), or other reshapes and transposes of a buffer
+    (codegen/gather_views.py). Anything else (a concatenation, a sum...) is stored first;
+    under a chain of reshapes and transposes, the value under it, so the chain stays free."""
     def is_buffer(v):
         return v in stored or v.producer is None
     for operand in node.inputs:
         if operand_view(operand, is_buffer) is not None:
+            continue
+        under = movement_root(operand, is_buffer)
+        if under is not None and under[0] in stored and \
+                strided_gather(operand, is_buffer) is not None:
             continue
         producer = operand.producer
         if producer.op == "transpose" and operand_view(producer.inputs[0], is_buffer) is None:
