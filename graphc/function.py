@@ -40,7 +40,7 @@ class Function:
         started = time.perf_counter()
         with _collector_paused():
             self.compiled: Compiled = compile_graph(self.inputs, self.outputs, self.updates,
-                                                    self.device)
+                                                    self.device, name)
             with self.device.lock:      # one ResidentArray per variable and device
                 residents = self._residents()
             self.executable = Executable(self.device, self.compiled.plan, residents)

@@ -9,6 +9,7 @@ import numpy as np
 from ._opencl import require_cl
 from .device import Device
 from .errors import DeviceError, launch_error
+from .host import HostSteps, host_function
 from .launch import BufferArg, IOBinding, KernelLaunch, Plan, plan_problems
 from .limits import check_plan_fits
 from .resident import ResidentArray
@@ -20,6 +21,8 @@ class Executable:
     def __init__(self, device: Device, plan: Plan,
                  variables: Mapping[str, ResidentArray] | None = None) -> None:
         problems = plan_problems(plan)
+        for call in plan.host_calls:
+            host_function(call.function)        # registered? (KeyError naming it)
         if problems:
             raise ValueError("invalid plan:\n  " + "\n  ".join(problems))
         self.device = device
@@ -32,6 +35,7 @@ class Executable:
             self.buffers = self._allocate_buffers()
             self._kernels = [self._bind_kernel(launch) for launch in plan.launches]
         self.last_profile: list[tuple[str, float]] = []
+        self.last_host_seconds = 0.0    # time the last run spent in host functions
 
     @property
     def buffer_bytes(self) -> int:
@@ -64,7 +68,10 @@ class Executable:
         transfers = [self._write_input(b, f) for b, f in zip(self.plan.inputs, feeds)]
         for resident in self.variables.values():
             resident.buffer  # uploads a value written on the host since the last run
-        events = [self._enqueue_then(i, after_launch) for i in range(len(self._kernels))]
+        if self.plan.host_calls:
+            events = self._enqueue_with_host_calls(after_launch, transfers)
+        else:
+            events = [self._enqueue_then(i, after_launch) for i in range(len(self._kernels))]
         outputs, reads = self._read_outputs()
         self._wait(reads)
         for resident in self.variables.values():
@@ -73,6 +80,24 @@ class Executable:
             self.last_profile = _event_times(self.plan.launches, events)
         transfers.clear()  # finished before the reads did (in-order queue)
         return outputs
+
+    def _enqueue_with_host_calls(self, after_launch: Callable[[int], None] | None,
+                                 transfers: list) -> list:
+        """Every launch, with the plan's host calls between them (runtime/host.py); the
+        copies of their results to the device join `transfers`."""
+        host = HostSteps(self.plan, self.device, self.buffers, after_launch is not None)
+        events = []
+        try:
+            for index in range(len(self._kernels)):
+                host.before(index)
+                events.append(self._enqueue_then(index, after_launch))
+            host.before(len(self._kernels))
+        except BaseException:
+            host.drain()
+            raise
+        self.last_host_seconds = host.seconds
+        transfers.extend(host.keep)
+        return events
 
     def _allocate_buffers(self) -> dict[str, Any]:
         """One cl.Buffer per plan buffer; variable buffers come from their ResidentArray."""
