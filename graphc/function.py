@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -42,6 +43,8 @@ class Function:
         self.compile_seconds = time.perf_counter() - started
         self.calls = 0
         self.last_profile: list[tuple[str, float]] = []
+        self.last_timing = None     # a StepTiming after profile()
+        self._reads_step = any(b.name == "graphc_step" for b in self.compiled.plan.inputs)
         if config.debug_level() >= 1:
             print(self.summary())
         if config.debug_level() >= 4:
@@ -92,17 +95,21 @@ class Function:
     def _with_step(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         """The feeds plus the call counter random ops read (under the device lock, so no
         two calls draw the same numbers)."""
-        if any(b.name == "graphc_step" for b in self.compiled.plan.inputs):
+        if self._reads_step:
             return arrays + [np.array([self.calls], np.uint64)]
         return arrays
 
     def profile(self, *feeds) -> list[tuple[str, float]]:
-        """Run once with OpenCL event timing; per-kernel (name, seconds) in launch order."""
+        """Run once with OpenCL event timing; per-kernel (name, seconds) in launch order.
+        `last_timing` then holds the call's wall time (from this method's start, feed
+        checks included), the device's busy time and their difference, the host overhead."""
+        started = time.perf_counter()
         arrays = self._checked(feeds)
         with self.device.lock:
             self.executable.run(self._with_step(arrays), profile=True)
             self.calls += 1
             self.last_profile = list(self.executable.last_profile)
+            self.last_timing = replace(self.executable.last_timing, started=started)
             return self.last_profile
 
     def export(self, path, **options):

@@ -1,8 +1,9 @@
 """graphc.runtime: runs compiled plans on OpenCL devices; never imports the compiler."""
 from .device import Device, devices, format_device_table, select_device
 from .errors import CompileError, DeviceError, ExportError, FeedError, GraphcError, LaunchError
-from .executable import Executable
+from .executable import Executable, StepTiming
 from .export_format import TensorSpec
+from .host_io import aligned_empty
 from .launch import BufferArg, BufferSpec, IOBinding, KernelLaunch, Plan, ScalarArg
 from .loaded import LoadedFunction, load
 from .profiling import KernelTiming, format_profile, kernel_timings
@@ -13,6 +14,6 @@ __all__ = [
     "BufferArg", "BufferSpec", "BuildRecord", "CacheWarning", "CompileError", "Device",
     "DeviceError", "Executable", "ExportError", "FeedError", "GraphcError", "IOBinding",
     "KernelLaunch", "KernelTiming", "LaunchError", "LoadedFunction", "Plan", "ResidentArray",
-    "ScalarArg", "TensorSpec", "cache_dir", "devices", "format_device_table",
-    "format_profile", "kernel_timings", "load", "select_device",
+    "ScalarArg", "StepTiming", "TensorSpec", "aligned_empty", "cache_dir", "devices",
+    "format_device_table", "format_profile", "kernel_timings", "load", "select_device",
 ]
