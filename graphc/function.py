@@ -81,6 +81,22 @@ class Function:
                 print(format_profile(self.compiled.plan.launches, self.last_profile))
         return results[0] if self.single else results
 
+    def call_async(self, *feeds) -> "PendingCall":
+        """Enqueue a call and return at once; `.result()` waits and returns what calling
+        would. Calls run in order on the device, so the next call (or a variable's
+        get_value) sees this one's updates, and the host can prepare the next batch while
+        the device works. The fed arrays must not change until result() returns. Debugging
+        and profiling modes (GRAPHC_DEBUG >= 2, GRAPHC_CHECK_NUMERICS, ...) run it at once."""
+        if config.debug_level() >= 2:
+            return PendingCall(self.single, None, self(*feeds), unwrap=False)
+        arrays = self._checked(feeds)
+        with self.device.lock:
+            arrays = self._with_step(arrays)
+            results = debug.on_function_called(self, arrays)
+            pending = self.executable.run_async(arrays) if results is None else None
+            self.calls += 1
+        return PendingCall(self.single, pending, results)
+
     def _check_feeds(self, feeds) -> list[np.ndarray]:
         """The checked feeds, with the call counter when the plan reads one."""
         return self._with_step(self._checked(feeds))
@@ -132,6 +148,20 @@ class Function:
         """Each kernel with its fused ops and their lines, the buffer plan, the peak memory."""
         from graphc.dump import format_function
         return format_function(self, source=source)
+
+
+class PendingCall:
+    """A call enqueued by Function.call_async."""
+
+    def __init__(self, single: bool, pending, results, unwrap: bool = True):
+        self._single = single and unwrap
+        self._pending = pending
+        self._results = results
+
+    def result(self):
+        """The outputs (one array when the function has one output), waiting for them."""
+        results = self._results if self._pending is None else self._pending.result()
+        return results[0] if self._single else results
 
 
 @contextlib.contextmanager

@@ -38,6 +38,30 @@ class StepTiming:
         return max(self.wall_seconds - self.device_seconds, 0.0)
 
 
+class PendingRun:
+    """A run enqueued by Executable.run_async: `result()` waits and gives its outputs."""
+
+    def __init__(self, executable: Executable, outputs: list[np.ndarray], reads: list[Any],
+                 kept: list[Any]) -> None:
+        self._executable = executable
+        self._outputs = outputs
+        self._reads = reads
+        self._kept = kept       # transfer events and wrappers: alive until the run is done
+
+    @property
+    def done(self) -> bool:
+        """True once the outputs have been read back (result() then returns at once)."""
+        return self._kept is None
+
+    def result(self) -> list[np.ndarray]:
+        """The run's outputs, waiting for them the first time."""
+        if self._kept is not None:
+            self._executable._wait(self._reads)
+            self._kept = None
+            self._reads = []
+        return self._outputs
+
+
 class Executable:
     """Runs one Plan on one device: feeds in, kernels in order, outputs out."""
 
@@ -83,22 +107,44 @@ class Executable:
 
         Runs hold the device's lock: the executable's buffers serve one run at a time, and
         the variables it shares with other executables are read and written in turn."""
+        self._check_count(feeds)
+        with self.device.lock:
+            return self._run(feeds, profile, after_launch)
+
+    def run_async(self, feeds: Sequence[np.ndarray]) -> PendingRun:
+        """Enqueue a run and return at once; `.result()` waits for its outputs. Runs on the
+        device's one in-order queue, so a later run or variable read sees this one's
+        writes. The fed arrays must stay unchanged until `result()` returns (the device
+        reads them in place, or copies them, when it gets to them)."""
+        self._check_count(feeds)
+        with self.device.lock:
+            kept = self._feed(feeds, in_place=True)
+            self._enqueue_ready()
+            outputs, reads = self._read_outputs()
+            for resident in self._residents:
+                resident.mark_device_dirty()
+            done = reads or [require_cl().enqueue_marker(self.device.queue)]
+            return PendingRun(self, outputs, done, kept)
+
+    def _check_count(self, feeds: Sequence[np.ndarray]) -> None:
         if len(feeds) != len(self.plan.inputs):
             raise ValueError(f"expected {len(self.plan.inputs)} feeds "
                              f"({[b.name for b in self.plan.inputs]}), got {len(feeds)}")
-        with self.device.lock:
-            return self._run(feeds, profile, after_launch)
+
+    def _feed(self, feeds: Sequence[np.ndarray], in_place: bool) -> list[Any]:
+        """Every feed to its input, and shared variables written on the host uploaded;
+        what must live until the run is done (transfer events, zero-copy wrappers)."""
+        kept = [slot.feed(self._prepared(slot.binding, feed), in_place)
+                for slot, feed in zip(self._slots, feeds)]
+        for resident in self._residents:
+            resident.buffer  # uploads a value written on the host since the last run
+        return kept
 
     def _run(self, feeds: Sequence[np.ndarray], profile: bool,
              after_launch: Callable[[int], None] | None) -> list[np.ndarray]:
         started = time.perf_counter()
         # A debugging callback reads the input buffers themselves: no zero-copy feeds then.
-        # What feed() returns (transfer events, wrappers) lives until the reads are done.
-        in_place = after_launch is None
-        kept = [slot.feed(self._prepared(slot.binding, feed), in_place)
-                for slot, feed in zip(self._slots, feeds)]
-        for resident in self._residents:
-            resident.buffer  # uploads a value written on the host since the last run
+        kept = self._feed(feeds, in_place=after_launch is None)
         if profile or after_launch is not None:
             events = [self._enqueue_then(i, after_launch) for i in range(len(self._kernels))]
         else:
