@@ -15,7 +15,7 @@ PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.graphc-installed
-EXTRAS := dev,progress,data,plot,serve
+EXTRAS := dev,progress,data,plot,serve,onnx,bench,distributed
 
 # Exits 0 when pyopencl finds a real device; simulators (the dev extra's Oclgrind, whose
 # ICD pyopencl always finds) do not count. tests/test_packaging.py tests its logic.
@@ -29,7 +29,7 @@ PROBE := $(VPY) -m graphc.runtime.probe
 PYTEST_WORKERS ?= auto
 PYTEST_ARGS := -n $(PYTEST_WORKERS) --dist loadfile
 
-.PHONY: venv demo test test-slow test-all bench clean
+.PHONY: venv demo test test-slow test-all bench onnx-conformance torch clean
 
 venv: $(STAMP)
 
@@ -60,6 +60,16 @@ test-all: test test-slow
 
 bench: venv
 	$(VPY) bench/run.py
+
+# ONNX's node test cases through graphc.onnx.backend on the OpenCL device (~30 min on
+# 2 cores); the pass rate overall and per op. MODE=interpret checks the conversion alone.
+onnx-conformance: venv
+	$(VPY) -m graphc.onnx.conformance --mode $(or $(MODE),device) --failures
+
+# torch, for the ONNX tests with real exported models and bench/onnx_import.py: pinned to
+# the CPU build that lies on the machines' disk (an unpinned torch pulls a CUDA build).
+torch: venv
+	$(VPY) -c "import torch" 2>/dev/null || $(VPY) -m pip install -q torch==2.13.0
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -1,7 +1,7 @@
 """`make bench`: one Markdown table of graphc against numpy and torch, measured in one run.
 
     python bench/run.py [--only sgemm,reduce,mlp,lenet,lstm,lstm_primitives,vit,neighbours,
-                        scaling] [--repeats 30] [--starts 3] [--torch-threads 2]
+                        scaling,onnx] [--repeats 30] [--starts 3] [--torch-threads 2]
                         [--no-torch-compile] [--scaling-repeats 10] [--quick-scaling]
     python bench/run.py --only serve       bench/serve.py's load test of `graphc serve`
 
@@ -21,6 +21,8 @@ times the imports, and lists program-cache hits), and the cost curves (bench/sca
 sweeps of batch, width and sequence length against torch eager, plotted to
 bench/scaling.png; forward latency at batch 1 and throughput at batch 256). Each goal of the
 performance issues is printed as met / not met with its figure.
+`onnx`: inference of torch models imported through graphc.onnx against onnxruntime
+(bench/onnx_import.py), its own table after the main one.
 """
 from __future__ import annotations
 
@@ -285,8 +287,8 @@ def header(repeats: int, pairs: int, torch_threads: int) -> list[str]:
 
 # ---- main ----
 
-DEFAULT_ONLY = "sgemm,reduce,mlp,lenet,lstm,lstm_primitives,vit,neighbours,scaling"
-EXTRAS = ("sgemm", "reduce", "serve", "neighbours", "scaling")
+DEFAULT_ONLY = "sgemm,reduce,mlp,lenet,lstm,lstm_primitives,vit,onnx,neighbours,scaling"
+EXTRAS = ("sgemm", "reduce", "serve", "onnx", "neighbours", "scaling")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -347,6 +349,10 @@ def main(argv: list[str] | None = None) -> int:
         details += ["", paragraph]
     print("\n".join(lines + ([""] + table(rows) if rows else []) + details
                     + (["", "Goals:"] + goals if goals else [])))
+    if "onnx" in args.only:
+        import onnx_import
+        print("\n" + onnx_import.report(list(onnx_import.GOALS) + ["lstm", "transformer"],
+                                        args.repeats, args.torch_threads))
     if "mlp" in args.only and args.starts:
         print("\nbench/warm_start.py (MLP; its times include importing graphc):")
         print(warm_start_report(args.starts))

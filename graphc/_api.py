@@ -33,9 +33,12 @@ from graphc import random              # noqa: E402  gc.random.uniform/normal/be
 from graphc import losses              # noqa: E402  Keras-style losses
 from graphc import nn, optim           # noqa: E402  Keras-style layers, models; optimizers
 from graphc import data                # noqa: E402  gc.data: data sets, splits, augmentation
+from graphc import distributed         # noqa: E402  gc.distributed: data-parallel on MPI
 from graphc.parser import parse
 import graphc.dump  # noqa: F401,E402  (imported before gc.dump, the function, is bound)
 from graphc.printer import debugprint, dump
+from graphc.scan import scan
+from graphc.substitute import clone
 from graphc.report import report
 from graphc.verify import verify
 

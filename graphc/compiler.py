@@ -7,7 +7,7 @@ kernel reads the variable only at the index it writes, else through a final copy
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import networkx as nx
 
@@ -16,8 +16,10 @@ from graphc.builder import apply
 from graphc.codegen.build import STEP_BUFFER, BuiltKernel, build_kernels
 from graphc.codegen.capabilities import check_device_dtypes
 from graphc.codegen.horizontal import merge_within_caps, mergeable_kernel
+from graphc.codegen.host import HostStep, collectives_early, host_calls, host_leaves
 from graphc.codegen.opencl import program_source
 from graphc.device_limits import check_kernels, check_memory_plan
+from graphc.distributed.fingerprint import graph_fingerprint
 from graphc.errors import FeedError, ShapeError
 from graphc.ir import Graph, Tensor, is_among
 from graphc.ops import get_op
@@ -46,9 +48,10 @@ class Compiled:
     pass_records: list
     leaves: dict                    # plan buffer -> variable or constant tensor
     output_buffers: list[str]
+    host_values: list = field(default_factory=list)  # the value each host call writes
 
 
-def compile_graph(inputs, outputs, updates, device) -> Compiled:
+def compile_graph(inputs, outputs, updates, device, name: str = "function") -> Compiled:
     """Optimize, fuse, schedule and generate code for `outputs` and `updates`."""
     n_out = len(outputs)
     targets = [v for v, _ in updates]
@@ -66,18 +69,23 @@ def compile_graph(inputs, outputs, updates, device) -> Compiled:
     groups, buffer_of, in_place = _fuse(graph, outs, targets, new_values, leaf_names)
     stored = {t for g in groups for t in g.stores} | set(buffer_of)
     dag = kernel_dag(groups, in_place, stored)
-    order = schedule(groups, dag)
+    order = schedule(collectives_early(groups, dag), dag)
     steps = bundle_steps(order, dag)
     scratch = {t for g in groups for t in g.stores} - set(buffer_of)
     memory = plan_memory(steps, scratch, stored, buffer_of)
+    read_by_host = host_leaves(groups)
     leaf_map = {leaf: leaf_names[leaf] for leaf in graph.inputs
-                if not (leaf.role == "constant" and leaf.size == 1)}
+                if not (leaf.role == "constant" and leaf.size == 1) or leaf in read_by_host}
     held = check_memory_plan(device, inputs, memory, leaf_map)   # before generating code
-    kernels = _build_kernels(steps, {**memory.buffer_of, **leaf_map}, device)
-    plan, leaves = _plan(graph, inputs, outs, kernels, memory, leaf_map, device)
+    hosts: list[HostStep] = []
+    kernels = _build_kernels(steps, {**memory.buffer_of, **leaf_map}, device, hosts)
+    plan, leaves = _plan(graph, inputs, outs, kernels, memory, leaf_map, device,
+                         {leaf_map[leaf] for leaf in read_by_host})
+    if hosts:
+        plan = _with_host_calls(plan, hosts, {**memory.buffer_of, **leaf_map}, name, graph)
     check_kernels(device, plan, kernels, held)                   # before building it
     return Compiled(plan, kernels, memory, graph, records, leaves,
-                    [memory.buffer_of[t] for t in outs])
+                    [memory.buffer_of[t] for t in outs], [h.group.root for h in hosts])
 
 
 def _check_inputs(graph: Graph, inputs) -> None:
@@ -139,7 +147,10 @@ def _in_place_ok(variable: Tensor, group: Group, groups, stored: set, dag, reads
     variable in it is at the very element its own work item writes (an elementwise value of
     the variable's shape, in a kernel over the same number of elements: a GEMM epilogue
     through reshapes stores each value at the position of its own element), and no kernel
-    that needs the old value has to wait for this one."""
+    that needs the old value has to wait for this one. A collective never does: its result
+    is written back while later kernels may still read the old value."""
+    if group.kind == "host":
+        return False
     body = set(cone(group.root, stored)) if group.kind != "elementwise" else set()
     for t in [group.root] + group.stores:
         for value in cone(t, stored):
@@ -166,7 +177,9 @@ def _materializable_copy(value: Tensor) -> Tensor:
         return apply("reshape", [value], shape=value.shape)
 
 
-def _build_kernels(steps, buffer_of, device) -> list[BuiltKernel]:
+def _build_kernels(steps, buffer_of, device, hosts: list) -> list[BuiltKernel]:
+    """The kernels of the scheduled steps; each collective's step joins `hosts` with the
+    number of kernels before it."""
     from graphc.codegen.gemm import device_info_from
     info = device_info_from(device)
     nbytes = {}
@@ -179,6 +192,8 @@ def _build_kernels(steps, buffer_of, device) -> list[BuiltKernel]:
             built = [build_kernels(g, buffer_of, nbytes, info, tuner, f"partial{i}_{j}")
                      for j, g in enumerate(step.members)]
             kernels += _merged(built, _work_group(device))
+        elif step.kind == "host":
+            hosts.append(HostStep(step, len(kernels)))
         elif step.kind != "alias":
             kernels += build_kernels(step, buffer_of, nbytes, info, tuner, f"partial{i}",
                                      _items_per_work_item(device))
@@ -231,7 +246,8 @@ def _tuner(device):
     return tuned
 
 
-def _plan(graph, inputs, outs, kernels, memory, leaf_map, device) -> tuple[Plan, dict]:
+def _plan(graph, inputs, outs, kernels, memory, leaf_map, device,
+          read_by_host=frozenset()) -> tuple[Plan, dict]:
     buffers, leaves = {}, {}
     input_bindings = []
     for p in inputs:
@@ -247,7 +263,7 @@ def _plan(graph, inputs, outs, kernels, memory, leaf_map, device) -> tuple[Plan,
             buffers[name] = BufferSpec(name, nbytes, role, parent, offset)
         elif name not in buffers or buffers[name].nbytes < size:
             buffers[name] = BufferSpec(name, size, role)
-    variable_bindings = _leaf_buffers(leaf_map, buffers, leaves, kernels)
+    variable_bindings = _leaf_buffers(leaf_map, buffers, leaves, kernels, read_by_host)
     for kernel in kernels:
         for name, nbytes in kernel.private:
             buffers[name] = BufferSpec(name, nbytes, "scratch")
@@ -263,9 +279,17 @@ def _plan(graph, inputs, outs, kernels, memory, leaf_map, device) -> tuple[Plan,
     return plan, leaves
 
 
-def _leaf_buffers(leaf_map, buffers, leaves, kernels) -> list:
-    """Variables and constants the kernels use: device-resident, bound by name."""
-    used = {a for k in kernels for a in k.args}
+def _with_host_calls(plan: Plan, hosts: list[HostStep], buffer_of: dict, name: str,
+                     graph: Graph) -> Plan:
+    """The plan with its collectives as host calls (codegen/host.py)."""
+    buffers = {spec.name: spec for spec in plan.buffers}
+    calls = host_calls(hosts, buffer_of, plan.launches, buffers, name, graph_fingerprint(graph))
+    return replace(plan, host_calls=calls)
+
+
+def _leaf_buffers(leaf_map, buffers, leaves, kernels, read_by_host=frozenset()) -> list:
+    """Variables and constants the kernels or host calls use: device-resident, bound by name."""
+    used = {a for k in kernels for a in k.args} | set(read_by_host)
     bindings = []
     for leaf, name in leaf_map.items():
         if leaf.role == "placeholder" or name not in used:

@@ -13,6 +13,7 @@ import types
 from collections import Counter
 from dataclasses import dataclass
 
+from graphc.codegen.host import host_call_lines, host_writes
 from graphc.ir import Graph, Node, Tensor, position_of
 from graphc.passes.fuse import cone
 from graphc.printer import assign_names, format_equation, generated_names, with_sites
@@ -161,6 +162,9 @@ def plan_hazards(compiled, views: list[KernelView] | None = None) -> list[str]:
     writer = {t: v.index for v in views for t in v.writes.values()}
     region = _regions(compiled)
     writes = [(view.index, region(buffer)) for view in views for buffer in view.writes]
+    for call, t in host_writes(compiled):       # a collective writes between two kernels
+        writer[t] = call.start - 0.5
+        writes += [(call.start - 0.5, region(b.buffer)) for b in call.outputs]
     leaf_buffer = {leaf: name for name, leaf in compiled.leaves.items()}
     problems = []
     for view in views:
@@ -249,6 +253,8 @@ def format_kernels(compiled, name: str = "function", device: str | None = None,
              f"buffers, planned peak {_mib(plan_bytes(compiled))}"]
     for view in views:
         lines += ["", *kernel_lines(view, names, labels)]
+    hosts = host_call_lines(compiled, names, labels)
+    lines += ["", "collectives (run by the host):", *hosts] if hosts else []
     lines += ["", *buffer_lines(compiled, names, labels)]
     lines += [f"HAZARD: {problem}" for problem in plan_hazards(compiled, views)]
     if source:

@@ -18,25 +18,30 @@ from graphc.runtime import Executable, ResidentArray, select_device
 from graphc.runtime.profiling import format_profile
 
 
-def function(inputs, outputs, updates=None, device=None, name: str = "function") -> "Function":
-    """Compile `outputs` (a tensor or a list) and `updates` [(variable, new value)] of `inputs`."""
-    return Function(inputs, outputs, updates or [], device, name)
+def function(inputs, outputs, updates=None, device=None, name: str = "function",
+             givens=None) -> "Function":
+    """Compile `outputs` (a tensor or a list) and `updates` [(variable, new value)] of `inputs`.
+    `givens` ({old: new} or pairs, Theano's) substitutes subgraphs before compiling."""
+    return Function(inputs, outputs, updates or [], device, name, givens)
 
 
 class Function:
-    """A compiled graph: call it with one numpy array per input."""
+    """A compiled graph: call it with one numpy array per input, by position or by the
+    placeholder's name (`f(x=..., y=...)`)."""
 
-    def __init__(self, inputs, outputs, updates, device, name):
+    def __init__(self, inputs, outputs, updates, device, name, givens=None):
         self.name = name
         self.inputs = _check_placeholders(inputs)
         self.single = isinstance(outputs, Tensor)
         self.outputs = [as_tensor(o) for o in ([outputs] if self.single else outputs)]
         self.updates = [_check_update(v, u) for v, u in updates]
+        if givens:
+            self._substitute(givens)
         self.device = select_device(device)
         started = time.perf_counter()
         with _collector_paused():
             self.compiled: Compiled = compile_graph(self.inputs, self.outputs, self.updates,
-                                                    self.device)
+                                                    self.device, name)
             with self.device.lock:      # one ResidentArray per variable and device
                 residents = self._residents()
             self.executable = Executable(self.device, self.compiled.plan, residents)
@@ -63,12 +68,52 @@ class Function:
                 residents[name] = ResidentArray(self.device, leaf.data, name)
         return residents
 
-    def __call__(self, *feeds):
+    def _substitute(self, givens) -> None:
+        """Theano's givens: outputs and update values rebuilt over the replacements."""
+        from graphc.substitute import replacement_pairs, substitute
+        pairs = replacement_pairs(givens)
+        inputs = {id(p) for p in self.inputs}
+        for old, _ in pairs:
+            if id(old) in inputs:
+                raise GraphcError(f"function {self.name!r}: input {old.name!r} cannot also be"
+                                  f" replaced by givens (drop it from the inputs)")
+        values = substitute(self.outputs + [u for _, u in self.updates],
+                            {id(old): new for old, new in pairs})
+        self.outputs = values[:len(self.outputs)]
+        self.updates = [(v, u) for (v, _), u in zip(self.updates, values[len(self.outputs):])]
+
+    def _bind(self, feeds, named: dict) -> list:
+        """Positional feeds, then keyword feeds by placeholder name, in input order."""
+        if not named:
+            return list(feeds)
+        if len(feeds) > len(self.inputs):
+            return list(feeds) + list(named.values())     # _checked says how many
+        names = [p.name for p in self.inputs]
+        bound: list = list(feeds) + [_MISSING] * (len(self.inputs) - len(feeds))
+        for key, value in named.items():
+            if names.count(key) != 1:
+                listed = ", ".join(str(n) for n in names)
+                problem = "has several inputs named" if names.count(key) else \
+                    "has no input named"
+                raise FeedError(f"function {self.name!r} {problem} {key!r} (inputs: "
+                                f"{listed}); pass it by position")
+            index = names.index(key)
+            if bound[index] is not _MISSING:
+                raise FeedError(f"function {self.name!r}: input {key!r} is given twice (by "
+                                f"position and by name)")
+            bound[index] = value
+        missing = [str(n) for n, v in zip(names, bound) if v is _MISSING]
+        if missing:
+            raise FeedError(f"function {self.name!r}: no value for input(s) "
+                            f"{', '.join(missing)}")
+        return bound
+
+    def __call__(self, *feeds, **named):
         """Run once; returns the outputs (a list, or one array when outputs was a tensor).
 
         Thread-safe: calls on one device run one at a time (Device.lock), because a call
         writes the function's own input, output and scratch buffers and its variables."""
-        arrays = self._checked(feeds)
+        arrays = self._checked(self._bind(feeds, named))
         profile = config.debug_level() >= 2
         with self.device.lock:
             arrays = self._with_step(arrays)
@@ -81,15 +126,15 @@ class Function:
                 print(format_profile(self.compiled.plan.launches, self.last_profile))
         return results[0] if self.single else results
 
-    def call_async(self, *feeds) -> "PendingCall":
+    def call_async(self, *feeds, **named) -> "PendingCall":
         """Enqueue a call and return at once; `.result()` waits and returns what calling
         would. Calls run in order on the device, so the next call (or a variable's
         get_value) sees this one's updates, and the host can prepare the next batch while
         the device works. The fed arrays must not change until result() returns. Debugging
         and profiling modes (GRAPHC_DEBUG >= 2, GRAPHC_CHECK_NUMERICS, ...) run it at once."""
         if config.debug_level() >= 2:
-            return PendingCall(self.single, None, self(*feeds), unwrap=False)
-        arrays = self._checked(feeds)
+            return PendingCall(self.single, None, self(*feeds, **named), unwrap=False)
+        arrays = self._checked(self._bind(feeds, named))
         with self.device.lock:
             arrays = self._with_step(arrays)
             results = debug.on_function_called(self, arrays)
@@ -115,12 +160,12 @@ class Function:
             return arrays + [np.array([self.calls], np.uint64)]
         return arrays
 
-    def profile(self, *feeds) -> list[tuple[str, float]]:
+    def profile(self, *feeds, **named) -> list[tuple[str, float]]:
         """Run once with OpenCL event timing; per-kernel (name, seconds) in launch order.
         `last_timing` then holds the call's wall time (from this method's start, feed
         checks included), the device's busy time and their difference, the host overhead."""
         started = time.perf_counter()
-        arrays = self._checked(feeds)
+        arrays = self._checked(self._bind(feeds, named))
         with self.device.lock:
             self.executable.run(self._with_step(arrays), profile=True)
             self.calls += 1
@@ -162,6 +207,9 @@ class PendingCall:
         """The outputs (one array when the function has one output), waiting for them."""
         results = self._results if self._pending is None else self._pending.result()
         return results[0] if self._single else results
+
+
+_MISSING = object()
 
 
 @contextlib.contextmanager

@@ -67,3 +67,59 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits: bool = False, a
         return gc.softmax_cross_entropy(y_pred, labels, axis=axis)
     onehot = gc.one_hot(labels, y_pred.shape[axis], dtype=y_pred.dtype, axis=axis)
     return categorical_crossentropy(onehot, y_pred, axis=axis)
+
+
+def huber(y_true, y_pred, delta: float = 1.0):
+    """Mean over the last axis of 0.5 e**2 where |e| <= delta, else delta |e| - 0.5 delta**2
+    (e = y_pred - y_true)."""
+    y_pred = as_tensor(y_pred)
+    error = y_pred - as_tensor(y_true, y_pred.dtype)
+    size = gc.abs(error)
+    values = gc.where(gc.less_equal(size, delta), 0.5 * gc.square(error),
+                      delta * size - 0.5 * delta * delta)
+    return _last_axis_mean(values)
+
+
+def kl_divergence(y_true, y_pred):
+    """sum(y_true * log(y_true / y_pred)) over the last axis, both clipped to [eps, 1]."""
+    y_pred = as_tensor(y_pred)
+    y = gc.clip(gc.cast(as_tensor(y_true), y_pred.dtype), EPSILON, 1.0)
+    p = gc.clip(y_pred, EPSILON, 1.0)
+    values = y * gc.log(y / p)
+    return gc.sum(values, axis=-1) if values.ndim else values
+
+
+def poisson(y_true, y_pred):
+    """Mean over the last axis of y_pred - y_true * log(y_pred + eps)."""
+    y_pred = as_tensor(y_pred)
+    y = gc.cast(as_tensor(y_true), y_pred.dtype)
+    return _last_axis_mean(y_pred - y * gc.log(y_pred + EPSILON))
+
+
+def _hinge_labels(y):
+    """Keras's rule: labels that are all 0 or 1 (in this batch) become -1 / 1."""
+    binary = gc.logical_or(gc.equal(y, 0.0), gc.equal(y, 1.0))
+    all_binary = gc.greater(gc.min(gc.cast(binary, y.dtype)), 0.5)
+    return gc.where(all_binary, 2.0 * y - 1.0, y)
+
+
+def hinge(y_true, y_pred):
+    """Mean over the last axis of max(1 - y_true * y_pred, 0); 0/1 labels count as -1/1."""
+    y_pred = as_tensor(y_pred)
+    y = _hinge_labels(gc.cast(as_tensor(y_true), y_pred.dtype))
+    return _last_axis_mean(gc.maximum(1.0 - y * y_pred, 0.0))
+
+
+def l2_normalize(x, axis: int = -1):
+    """x / ||x|| along `axis`; the squared norm is held above eps**2 (zero stays zero)."""
+    x = as_tensor(x)
+    squares = gc.sum(gc.square(x), axis=axis, keepdims=True)
+    return x / gc.sqrt(gc.maximum(squares, EPSILON * EPSILON))
+
+
+def cosine_similarity(y_true, y_pred, axis: int = -1):
+    """-sum(l2_normalize(y_true) * l2_normalize(y_pred)) over `axis` (-1 for the same
+    direction, 0 orthogonal or a zero vector)."""
+    y_pred = as_tensor(y_pred)
+    y = gc.cast(as_tensor(y_true), y_pred.dtype)
+    return -gc.sum(l2_normalize(y, axis) * l2_normalize(y_pred, axis), axis=axis)

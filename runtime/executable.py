@@ -11,6 +11,7 @@ import numpy as np
 from ._opencl import require_cl
 from .device import Device
 from .errors import DeviceError, launch_error
+from .host import HostSteps, host_function
 from .host_io import input_slots
 from .launch import BufferArg, IOBinding, KernelLaunch, Plan, plan_problems
 from .limits import check_plan_fits
@@ -68,6 +69,8 @@ class Executable:
     def __init__(self, device: Device, plan: Plan,
                  variables: Mapping[str, ResidentArray] | None = None) -> None:
         problems = plan_problems(plan)
+        for call in plan.host_calls:
+            host_function(call.function)        # registered? (KeyError naming it)
         if problems:
             raise ValueError("invalid plan:\n  " + "\n  ".join(problems))
         self.device = device
@@ -87,6 +90,7 @@ class Executable:
                        if 0 not in launch.global_size]
         self.last_profile: list[tuple[str, float]] = []
         self.last_timing: StepTiming | None = None
+        self.last_host_seconds = 0.0    # time the last run spent in host functions
 
     @property
     def buffer_bytes(self) -> int:
@@ -118,6 +122,8 @@ class Executable:
         reads them in place, or copies them, when it gets to them)."""
         self._check_count(feeds)
         with self.device.lock:
+            if self.plan.host_calls:        # the host takes part in the run: done at once
+                return PendingRun(self, self._run(feeds, False, None), [], None)
             kept = self._feed(feeds, in_place=True)
             self._enqueue_ready()
             outputs, reads = self._read_outputs()
@@ -145,7 +151,9 @@ class Executable:
         started = time.perf_counter()
         # A debugging callback reads the input buffers themselves: no zero-copy feeds then.
         kept = self._feed(feeds, in_place=after_launch is None)
-        if profile or after_launch is not None:
+        if self.plan.host_calls:
+            events = self._enqueue_with_host_calls(after_launch, kept)
+        elif profile or after_launch is not None:
             events = [self._enqueue_then(i, after_launch) for i in range(len(self._kernels))]
         else:
             events = None
@@ -177,6 +185,24 @@ class Executable:
     def in_place_feeds(self) -> dict[str, int]:
         """Per input: how many calls read the caller's array in place (zero-copy)."""
         return {slot.binding.name: slot.in_place_calls for slot in self._slots}
+
+    def _enqueue_with_host_calls(self, after_launch: Callable[[int], None] | None,
+                                 transfers: list) -> list:
+        """Every launch, with the plan's host calls between them (runtime/host.py); the
+        copies of their results to the device join `transfers`."""
+        host = HostSteps(self.plan, self.device, self.buffers, after_launch is not None)
+        events = []
+        try:
+            for index in range(len(self._kernels)):
+                host.before(index)
+                events.append(self._enqueue_then(index, after_launch))
+            host.before(len(self._kernels))
+        except BaseException:
+            host.drain()
+            raise
+        self.last_host_seconds = host.seconds
+        transfers.extend(host.keep)
+        return events
 
     def _allocate_buffers(self) -> dict[str, Any]:
         """One cl.Buffer per plan buffer; variable buffers come from their ResidentArray."""

@@ -105,9 +105,10 @@ def input_slots(device: Device, plan: Plan, buffers: dict[str, Any],
                 kernels: list[Any]) -> list[InputSlot]:
     """One InputSlot per input binding of `plan`, in order. Zero-copy is offered for inputs
     of a unified-memory device whose buffer no view of the plan carves up and no other
-    binding shares."""
+    binding (an output, a host call's argument) names."""
     parents = {spec.parent for spec in plan.buffers if spec.parent}
     named = [b.buffer for b in plan.inputs + plan.outputs + plan.variables]
+    named += [b.buffer for call in plan.host_calls for b in call.inputs + call.outputs]
     slots = []
     for binding in plan.inputs:
         sites = [(kernel, index) for kernel, launch in zip(kernels, plan.launches)

@@ -310,9 +310,9 @@ def test_errors_are_clear():
     with pytest.raises(RuntimeError, match="must be compiled"):
         model.fit(*_blobs(8), verbose=0)
     with pytest.raises(ValueError, match="unknown loss"):
-        model.compile("sgd", "hinge")
+        model.compile("sgd", "hinge_of_fate")
     with pytest.raises(ValueError, match="unknown metric"):
-        model.compile("sgd", "mse", ["auc"])
+        model.compile("sgd", "mse", ["auc_of_fate"])
     with pytest.raises(ValueError, match="needs targets"):
         model.fit(np.zeros((4, 6), np.float32), verbose=0)
     with pytest.raises(ValueError, match="same length"):

@@ -89,6 +89,8 @@ def _np_update(kind, cfg, w, g, s, t, lr):
             s["m"] = mom * s.get("m", 0 * w) + inc
             return w - s["m"]
         return w - inc
+    if kind in ("nadam", "adamax", "lion"):
+        return _np_update_more(kind, cfg, w, g, s, t, lr)
     b1, b2, eps = cfg.get("beta_1", 0.9), cfg.get("beta_2", 0.999), cfg.get("epsilon", 1e-7)
     if kind == "adamw":
         w = w - w * cfg.get("weight_decay", 0.004) * lr
@@ -100,6 +102,26 @@ def _np_update(kind, cfg, w, g, s, t, lr):
         v = s["vhat"]
     alpha = lr * math.sqrt(1 - b2 ** t) / (1 - b1 ** t)
     return w - s["m"] * alpha / (np.sqrt(v) + eps)
+
+
+def _np_update_more(kind, cfg, w, g, s, t, lr):
+    """Keras 3's Nadam, Adamax and Lion, transcribed from their docstrings and sources."""
+    b1, eps = cfg.get("beta_1", 0.9), cfg.get("epsilon", 1e-7)
+    if kind == "lion":
+        b2 = cfg.get("beta_2", 0.99)
+        m = s.get("m", 0 * w)
+        s["m"] = b2 * m + (1 - b2) * g
+        return w - lr * np.sign(b1 * m + (1 - b1) * g)
+    b2 = cfg.get("beta_2", 0.999)
+    s["m"] = s.get("m", 0 * w) + (g - s.get("m", 0 * w)) * (1 - b1)
+    if kind == "adamax":
+        s["u"] = np.maximum(b2 * s.get("u", 0 * w), np.abs(g))
+        return w - lr * s["m"] / ((1 - b1 ** t) * (s["u"] + eps))
+    u_t, u_next = b1 * (1 - 0.5 * 0.96 ** t), b1 * (1 - 0.5 * 0.96 ** (t + 1))
+    s["product"] = s.get("product", 1.0) * u_t
+    s["v"] = s.get("v", 0 * w) + (g * g - s.get("v", 0 * w)) * (1 - b2)
+    m_hat = u_next * s["m"] / (1 - s["product"] * u_next) + (1 - u_t) * g / (1 - s["product"])
+    return w - lr * m_hat / (np.sqrt(s["v"] / (1 - b2 ** t)) + eps)
 
 
 def _numpy_run(kind, cfg, init, coef, lr_at, steps=STEPS):
@@ -128,6 +150,12 @@ CASES = [
     ("sgd", optim.SGD, {"lr": 0.1, "clipnorm": 1.0}),
     ("adam", optim.Adam, {"lr": 0.1, "global_clipnorm": 0.5}),
     ("rmsprop", optim.RMSprop, {"lr": 0.05, "clipvalue": 0.3}),
+    ("nadam", optim.Nadam, {"lr": 0.1}),
+    ("nadam", optim.Nadam, {"lr": 0.05, "beta_1": 0.8, "beta_2": 0.99, "epsilon": 1e-3}),
+    ("adamax", optim.Adamax, {"lr": 0.1}),
+    ("adamax", optim.Adamax, {"lr": 0.1, "beta_1": 0.5, "beta_2": 0.9, "clipnorm": 1.0}),
+    ("lion", optim.Lion, {"lr": 0.05}),
+    ("lion", optim.Lion, {"lr": 0.05, "beta_1": 0.5, "beta_2": 0.9}),
 ]
 IDS = [f"{cls.__name__}-{'-'.join(f'{k}={v}' for k, v in cfg.items())}" for _, cls, cfg in CASES]
 
@@ -274,6 +302,9 @@ def test_exclude_from_weight_decay():
     optim.RMSprop(0.01, centered=True),
     optim.Adam(optim.PiecewiseConstant([3], [0.1, 0.01]), amsgrad=True),
     optim.AdamW(1e-3, weight_decay=0.01, global_clipnorm=1.0),
+    optim.Nadam(2e-3, beta_2=0.99),
+    optim.Adamax(2e-3, epsilon=1e-6),
+    optim.Lion(1e-4, beta_1=0.95, weight_decay=0.1),
 ], ids=lambda o: type(o).__name__)
 def test_config_round_trip(opt):
     again = optim.deserialize(optim.serialize(opt))
@@ -290,3 +321,56 @@ def test_get_by_name_and_errors():
         optim.SGD(0.1, momentum=1.5)
     with pytest.raises(gc.GraphcError, match="float variables"):
         optim.SGD().build([gc.variable(np.zeros(2, np.int32), name="counts")])
+
+
+# ---- torch's implementations as a second reference ----
+
+def _torch_run(make, init, coef, steps=STEPS):
+    torch = pytest.importorskip("torch")
+    params = [torch.tensor(w.astype(np.float64), requires_grad=True) for w in init]
+    opt = make(torch.optim, params)
+    history = []
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = sum((0.5 * torch.tensor(c, dtype=torch.float64) * p * p
+                    + torch.tensor(d, dtype=torch.float64) * p).sum()
+                   for p, (c, d) in zip(params, coef))
+        loss.backward()
+        opt.step()
+        history.append([p.detach().numpy().copy() for p in params])
+    return history
+
+
+@pytest.mark.parametrize("ours,theirs", [
+    # torch's NAdam with momentum_decay=1 is Keras's 0.96**t schedule
+    (lambda: optim.Nadam(0.1, epsilon=1e-7),
+     lambda t, p: t.NAdam(p, lr=0.1, eps=1e-7, momentum_decay=1.0)),
+    # torch adds eps inside the max: equal when eps is negligible against |g|
+    (lambda: optim.Adamax(0.1, epsilon=1e-12),
+     lambda t, p: t.Adamax(p, lr=0.1, eps=1e-12)),
+], ids=["Nadam", "Adamax"])
+def test_rule_matches_torch(ours, theirs):
+    init, coef = _problem(3)
+    _assert_histories(_run(ours(), init, coef, None), _torch_run(theirs, init, coef))
+
+
+def test_nadam_u_product_is_saved_state():
+    init, coef = _problem()
+    opt = optim.Nadam(0.1)
+    params, loss = _graph(init, coef)
+    updates = opt.updates(loss, params)
+    for _ in range(3):
+        _interpret_step(loss, updates)
+    state = opt.state_arrays(params)
+    expected = np.prod([0.9 * (1 - 0.5 * 0.96 ** t) for t in (1, 2, 3)])
+    assert state["state/u_product"] == pytest.approx(expected, rel=1e-6)
+    again = optim.Nadam(0.1)
+    assert again.state_target(params, "state/u_product") == ((), np.float32)
+    assert again.state_target(params, "state/nothing") is None
+    again.load_state_arrays(params, state)
+    assert again.u_product.get_value() == pytest.approx(expected, rel=1e-6)
+
+
+def test_lion_refuses_beta_1_outside_unit_interval():
+    with pytest.raises(ValueError, match="sign SGD"):
+        optim.Lion(beta_1=0.0)

@@ -117,6 +117,37 @@ def sample_weights(weights, n: int, what: str = "sample_weight") -> np.ndarray |
     return array
 
 
+def class_weights(class_weight, y: np.ndarray, what: str = "class_weight") -> np.ndarray:
+    """Keras's per-example weights from {class index: weight}: the class of a row is its
+    integer label, the argmax of a one-hot row, or the rounded value of a single column;
+    classes not in the dict weigh 1."""
+    if not hasattr(class_weight, "items"):
+        raise ValueError(f"{what}: a dict {{class index: weight}} is wanted, got "
+                         f"{type(class_weight).__name__}")
+    table = {}
+    for key, value in class_weight.items():
+        try:
+            index = int(key)
+        except (TypeError, ValueError):
+            raise ValueError(f"{what}: keys are class indices, got {key!r}") from None
+        if isinstance(key, (float, np.floating)) and key != index:
+            raise ValueError(f"{what}: keys are class indices, got {key!r}")
+        weight = float(value)
+        if not math.isfinite(weight) or weight < 0:
+            raise ValueError(f"{what}: the weight of class {index} is {value!r}; weights are"
+                             f" finite and >= 0")
+        table[index] = weight
+    labels = np.asarray(y)
+    if labels.ndim > 2 or (labels.ndim == 2 and labels.shape[-1] != 1 and
+                           labels.dtype.kind in "iub"):
+        raise ValueError(f"{what}: takes one class per example (labels, one-hot rows or one"
+                         f" column), got targets of shape {labels.shape}; pass sample_weight")
+    if labels.ndim == 2:
+        labels = labels.argmax(-1) if labels.shape[-1] != 1 else labels[:, 0]
+    labels = np.round(labels).astype(np.int64)
+    return np.array([table.get(int(label), 1.0) for label in labels], np.float32)
+
+
 def same_length(xs, y, weights) -> int:
     """The common number of examples (ValueError naming every length otherwise)."""
     sizes = [len(x) if x.ndim else 0 for x in xs] + ([len(y)] if y is not None else []) + \
@@ -141,18 +172,31 @@ def pad_index(index: np.ndarray, batch: int, pool: np.ndarray) -> tuple[np.ndarr
 # ---- arrays ----
 
 class ArrayData:
-    """Batches of arrays of one size; the last one padded; shuffled per epoch if asked."""
+    """Batches of arrays of one size; the last one padded; shuffled per pass if asked.
 
-    def __init__(self, xs, y, weights, batch_size, shuffle: bool = False, steps=None):
+    With `steps` and `cycle` (fit's steps_per_epoch), an epoch is `steps` batches and the
+    next epoch continues where it stopped, starting a new (reshuffled) pass through the
+    data when one ends: every example is seen, however steps_per_epoch divides the data.
+    Otherwise each epoch is one pass (its first `steps` batches, for evaluate's steps).
+    """
+
+    def __init__(self, xs, y, weights, batch_size, shuffle: bool = False, steps=None,
+                 cycle: bool = False):
         self.xs, self.y, self.weights = xs, y, weights
         self.batch = int(batch_size or DEFAULT_BATCH_SIZE)
         if self.batch <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if steps is not None and int(steps) <= 0:
+            raise ValueError(f"steps must be positive, got {steps}")
         self.n = same_length(xs, y, weights)
         self.shuffle, self.steps = shuffle, steps
+        self.cycle = bool(cycle and steps)
+        self._passes = None
 
     def count(self) -> int:
         """Batches per epoch."""
+        if self.cycle:
+            return int(self.steps)
         count = math.ceil(self.n / self.batch)
         return min(count, self.steps) if self.steps else count
 
@@ -164,11 +208,24 @@ class ArrayData:
 
     def epoch(self, rng: np.random.Generator | None = None):
         """Yield a Batch per step."""
-        order = rng.permutation(self.n) if (self.shuffle and rng is not None) else \
-            np.arange(self.n)
-        for step, start in enumerate(range(0, self.n, self.batch)):
+        if self.cycle:
+            if self._passes is None:
+                self._passes = self._endless(rng)
+            yield from itertools.islice(self._passes, int(self.steps))
+            return
+        for step, batch in enumerate(self._one_pass(rng)):
             if self.steps and step >= self.steps:
                 return
+            yield batch
+
+    def _endless(self, rng):
+        while True:
+            yield from self._one_pass(rng)
+
+    def _one_pass(self, rng):
+        order = rng.permutation(self.n) if (self.shuffle and rng is not None) else \
+            np.arange(self.n)
+        for start in range(0, self.n, self.batch):
             index, mask = pad_index(order[start:start + self.batch], self.batch, order)
             yield Batch([x[index] for x in self.xs],
                         None if self.y is None else self.y[index], mask,

@@ -18,6 +18,7 @@ import re
 import numpy as np
 
 import graphc as gc
+from graphc.nn import initializers, layer_options, mixed_precision
 from graphc.nn.functional import call_symbolic, is_symbolic
 from graphc.sites import creation_site, name_scope
 
@@ -106,7 +107,18 @@ def _example_shape(x):
 
 
 class Layer:
-    """Base class: settings in __init__, variables in build, the computation in call."""
+    """Base class: settings in __init__, variables in build, the computation in call.
+
+    Every layer also takes Keras's `kernel_regularizer`, `bias_regularizer`,
+    `activity_regularizer`, `kernel_constraint`, ... and `dtype` (a dtype policy) without
+    declaring them (graphc.nn.layer_options).
+    """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is not None and not getattr(init, "__graphc_options__", False):
+            cls.__init__ = layer_options.accepting_options(init)
 
     def __init__(self, name: str | None = None, input_shape=None):
         self.name = name or f"{_snake(type(self).__name__)}_{next(_layer_ids)}"
@@ -119,6 +131,21 @@ class Layer:
         self._weights: list[tuple[str, gc.Tensor, bool]] = []
         self._updates: list[tuple[gc.Tensor, gc.Tensor]] = []
         self._losses: list[gc.Tensor] = []
+        self.dtype_policy = mixed_precision.global_policy()
+        self._weight_options: dict = {}
+        self._regularized: list = []          # (variable, regularizer)
+        self._constrained: list = []          # (variable, constraint, Keras-layout view)
+        self._no_autocast: set[int] = set()
+
+    @property
+    def compute_dtype(self) -> np.dtype:
+        """The dtype of the layer's math (its policy's)."""
+        return self.dtype_policy.compute_dtype
+
+    @property
+    def variable_dtype(self) -> np.dtype:
+        """The dtype of the layer's weights (its policy's)."""
+        return self.dtype_policy.variable_dtype
 
     # ---- to override ----
 
@@ -136,7 +163,7 @@ class Layer:
 
     def get_config(self) -> dict:
         """JSON-serializable constructor arguments."""
-        return {"name": self.name}
+        return {"name": self.name, **layer_options.options_config(self)}
 
     # ---- shared machinery ----
 
@@ -149,18 +176,56 @@ class Layer:
                 self.input_shape = _example_shape(x)
                 self.build(self.input_shape)
                 self.built = True
-            return self.call(x, training=training)
+                layer_options.check_options_used(self)
+            return layer_options.run_call(self, x, training)
 
-    def add_weight(self, name: str, shape, initializer, trainable: bool = True,
-                   dtype=np.float32) -> gc.Tensor:
-        """A variable owned by this layer, initialized by `initializer(shape)`."""
+    def add_weight(self, *args, shape=None, initializer=None, dtype=None,
+                   trainable: bool = True, autocast: bool = True, regularizer=None,
+                   constraint=None, name: str | None = None) -> gc.Tensor:
+        """A variable owned by this layer, Keras's signature: `shape`, `initializer` (a name
+        such as 'random_normal', an Initializer or a function of the shape; default
+        glorot_uniform, zeros for integers), `dtype` (default the policy's variable dtype),
+        `trainable`, `autocast` (read in the compute dtype under a mixed policy),
+        `regularizer`, `constraint`, `name`. graphc's older positional form
+        add_weight(name, shape, initializer, trainable, dtype) is accepted too."""
+        if args:
+            keys = ("name", "shape", "initializer", "trainable", "dtype") \
+                if isinstance(args[0], str) else ("shape", "initializer", "dtype")
+            if len(args) > len(keys):
+                raise TypeError(f"add_weight takes at most {len(keys)} positional arguments "
+                                f"({', '.join(keys)}), got {len(args)}")
+            given = dict(zip(keys, args))
+            name, shape = given.get("name", name), given.get("shape", shape)
+            initializer = given.get("initializer", initializer)
+            dtype, trainable = given.get("dtype", dtype), given.get("trainable", trainable)
+        name = name or (f"variable_{len(self._weights)}" if self._weights else "variable")
+        shape = tuple(int(d) for d in (() if shape is None else shape))
+        dtype = np.dtype(self.variable_dtype if dtype is None else dtype)
+        initializer = initializers.get(initializer if initializer is not None else
+                                       "glorot_uniform" if dtype.kind == "f" else "zeros")
         limits = _load_limits.get()
         if limits is not None:          # before the initializer allocates anything
             limits.weight(self.name, name, shape)
-        value = np.asarray(initializer(tuple(shape)), dtype=dtype)
+        value = np.asarray(initializer(shape), dtype=dtype)
         variable = gc.variable(value, name=f"{self.name}/{name}")
-        self._weights.append((name, variable, trainable))
+        self._weights.append((name, variable, bool(trainable)))
+        self._track_weight(name, variable, regularizer, constraint, autocast)
         return variable
+
+    def _track_weight(self, name: str, variable, regularizer, constraint, autocast) -> None:
+        """Regularizer and constraint (given, or from the layer's settings), autocast."""
+        from graphc.nn import constraints, regularizers
+        regularizer = regularizers.get(regularizer) or \
+            layer_options.option_for(self, name, "regularizer")
+        constraint = constraints.get(constraint) or \
+            layer_options.option_for(self, name, "constraint")
+        if regularizer is not None:
+            self._regularized.append((variable, regularizer))
+        if constraint is not None:
+            view = layer_options.keras_view(self, name, tuple(variable.shape))
+            self._constrained.append((variable, constraint, view))
+        if not autocast:
+            self._no_autocast.add(id(variable))
 
     def add_update(self, variable: gc.Tensor, value: gc.Tensor) -> None:
         """A state update applied by each training step (e.g. running statistics)."""
@@ -208,3 +273,6 @@ class Layer:
     @classmethod
     def from_config(cls, config: dict) -> "Layer":
         return cls(**config)
+
+
+Layer.__init__ = layer_options.accepting_options(Layer.__init__)

@@ -5,12 +5,22 @@ setting `model.stop_training = True`.
 """
 from __future__ import annotations
 
+import csv
+import inspect
 import math
+import os
 import warnings
 
 import numpy as np
 
-_MAXIMIZED = ("acc", "accuracy", "precision", "recall", "f1", "auc")
+_MAXIMIZED = ("acc", "precision", "recall", "f1", "f1_score", "auc")
+
+
+def maximized(monitor: str) -> bool:
+    """Whether larger is better for a logged value (mode='auto'): accuracies, AUC and the
+    confusion scores."""
+    name = monitor[4:] if monitor.startswith("val_") else monitor
+    return name in _MAXIMIZED or name.endswith("accuracy") or name.startswith("auc")
 
 
 class Callback:
@@ -81,8 +91,7 @@ class _Monitor(Callback):
         if mode not in ("auto", "min", "max"):
             raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
         self.monitor = monitor
-        name = monitor[4:] if monitor.startswith("val_") else monitor
-        self.maximize = mode == "max" or (mode == "auto" and name in _MAXIMIZED)
+        self.maximize = mode == "max" or (mode == "auto" and maximized(monitor))
         self.min_delta = abs(float(min_delta))
 
     def improved(self, current: float, reference: float | None) -> bool:
@@ -196,3 +205,134 @@ class TerminateOnNaN(Callback):
         if loss is not None and not math.isfinite(loss):
             print(f"Batch {batch}: invalid loss, terminating training")
             self.model.stop_training = True
+
+
+class ReduceLROnPlateau(_Monitor):
+    """Multiply the learning rate by `factor` when `monitor` has not improved by
+    `min_delta` for `patience` epochs, then wait `cooldown` epochs; never below `min_lr`
+    (Keras 3's rule). Adds `learning_rate` to the epoch's logs."""
+
+    def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10,
+                 verbose: int = 0, mode: str = "auto", min_delta: float = 1e-4,
+                 cooldown: int = 0, min_lr: float = 0.0):
+        super().__init__(monitor, mode, min_delta)
+        if float(factor) >= 1.0:
+            raise ValueError(f"ReduceLROnPlateau: factor must be below 1, got {factor}")
+        self.factor, self.patience, self.verbose = float(factor), int(patience), verbose
+        self.cooldown, self.min_lr = int(cooldown), float(min_lr)
+        self._reset()
+
+    def _reset(self) -> None:
+        self.best: float | None = None
+        self.wait = self.cooldown_counter = 0
+
+    def on_train_begin(self, logs=None):
+        self._reset()
+
+    def in_cooldown(self) -> bool:
+        return self.cooldown_counter > 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        optimizer = self.model.optimizer
+        logs["learning_rate"] = float(optimizer.learning_rate)
+        current = self.current(logs)
+        if current is None:
+            return
+        if self.in_cooldown():
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if self.improved(current, self.best):
+            self.best, self.wait = current, 0
+        elif not self.in_cooldown():
+            self.wait += 1
+            if self.wait >= self.patience and self._reduce(optimizer, epoch):
+                self.cooldown_counter, self.wait = self.cooldown, 0
+
+    def _reduce(self, optimizer, epoch: int) -> bool:
+        old = float(optimizer.learning_rate)
+        if not old > np.float32(self.min_lr):
+            return False
+        new = max(old * self.factor, self.min_lr)
+        optimizer.learning_rate = new
+        if self.verbose:
+            print(f"Epoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new}.")
+        return True
+
+
+class LearningRateScheduler(Callback):
+    """Set the learning rate before each epoch to `schedule(epoch, lr)` (or
+    `schedule(epoch)`); adds `learning_rate` to the epoch's logs."""
+
+    def __init__(self, schedule, verbose: int = 0):
+        super().__init__()
+        self.schedule, self.verbose = schedule, verbose
+        self._takes_lr = _positional_count(schedule) >= 2
+
+    def on_epoch_begin(self, epoch, logs=None):
+        optimizer = self.model.optimizer
+        rate = self.schedule(epoch, float(optimizer.learning_rate)) if self._takes_lr \
+            else self.schedule(epoch)
+        if not isinstance(rate, (int, float, np.floating, np.integer)) or \
+                isinstance(rate, bool) or not math.isfinite(float(rate)):
+            raise ValueError(f"LearningRateScheduler: schedule({epoch}) gave {rate!r}; it "
+                             f"must return a finite number")
+        optimizer.learning_rate = float(rate)
+        if self.verbose:
+            print(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to "
+                  f"{float(rate)}.")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(self.model.optimizer.learning_rate)
+
+
+def _positional_count(function) -> int:
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):           # a builtin without a signature
+        return 2
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if any(p.kind == inspect.Parameter.VAR_POSITIONAL for p in parameters):
+        return 2
+    return sum(p.kind in kinds for p in parameters)
+
+
+class CSVLogger(Callback):
+    """One CSV row per epoch: `epoch` then the logs' keys (sorted, fixed by the first
+    epoch). `append=True` continues an existing file without a second header."""
+
+    def __init__(self, filename, separator: str = ",", append: bool = False):
+        super().__init__()
+        self.filename, self.separator, self.append = os.fspath(filename), separator, append
+        self.keys: list[str] | None = None
+        self._file = None
+        self._writer = None
+
+    def on_train_begin(self, logs=None):
+        header_needed = not (self.append and os.path.exists(self.filename) and
+                             os.path.getsize(self.filename) > 0)
+        self._file = open(self.filename, "a" if self.append else "w", newline="",
+                          encoding="utf-8")
+        self._header_needed = header_needed
+        self.keys, self._writer = None, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        if self.keys is None:
+            self.keys = sorted(logs)
+            self._writer = csv.DictWriter(self._file, fieldnames=["epoch"] + self.keys,
+                                          delimiter=self.separator, extrasaction="ignore")
+            if self._header_needed:
+                self._writer.writeheader()
+        row = {"epoch": epoch, **{k: logs.get(k, "NA") for k in self.keys}}
+        self._writer.writerow(row)
+        self._file.flush()
+
+    def on_train_end(self, logs=None):
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+from graphc.nn.eventlog import TensorBoard  # noqa: E402,F401  (it builds on Callback)

@@ -26,7 +26,9 @@ _UNBOUNDED_OPS = frozenset({"matmul", "conv2d", "add", "subtract", "negative", "
                             "tanh", "exp", "log", "log_softmax"})
 _SHAPED_LOSSES = (nn_losses.MeanSquaredError, nn_losses.MeanAbsoluteError,
                   nn_losses.BinaryCrossentropy, nn_losses.CategoricalCrossentropy,
-                  nn_losses.SparseCategoricalCrossentropy)
+                  nn_losses.SparseCategoricalCrossentropy, nn_losses.Huber,
+                  nn_losses.KLDivergence, nn_losses.Poisson, nn_losses.Hinge,
+                  nn_losses.CosineSimilarity)
 _PROBABILITY_LOSSES = (nn_losses.BinaryCrossentropy, nn_losses.CategoricalCrossentropy,
                        nn_losses.SparseCategoricalCrossentropy)
 

@@ -12,8 +12,9 @@ import warnings
 
 import numpy as np
 
-from graphc.nn.adapters import (ArrayData, StreamData, is_stream, model_inputs, model_targets,
-                                refuse, same_length, sample_weights)
+from graphc.distributed import keras as on_ranks
+from graphc.nn.adapters import (ArrayData, StreamData, class_weights, is_stream, model_inputs,
+                                model_targets, refuse, same_length, sample_weights)
 from graphc.nn.callbacks import CallbackList, History
 from graphc.nn.checks import DataChecks, check_input_arrays
 from graphc.nn.training import Totals
@@ -48,8 +49,9 @@ def _arrays(model, x, y, weights, needs_targets: bool, prefix: str = ""):
     return xs, y, sample_weights(weights, n, f"{prefix}sample_weight")
 
 
-def _preparer(model, checks: DataChecks, needs_targets: bool):
-    """What a stream's batches go through: the checks arrays get, batch by batch."""
+def _preparer(model, checks: DataChecks, needs_targets: bool, class_weight=None):
+    """What a stream's batches go through: the checks arrays get, batch by batch (and
+    class weights made into sample weights)."""
     def prepare(x, y, weights, first: int, what: str):
         xs = check_input_arrays(model, model_inputs(model, x, f"{what}: x"), f"{what}: x")
         if needs_targets and y is None:
@@ -61,12 +63,21 @@ def _preparer(model, checks: DataChecks, needs_targets: bool):
             else None
         checks.inputs(xs, first, what)
         checks.targets(y, first, what)
+        if class_weight is not None:
+            weights = _weights_of_classes(class_weight, y, weights, what)
         return xs, y, weights
     return prepare
 
 
+def _weights_of_classes(class_weight, y, weights, what: str):
+    if weights is not None:
+        raise ValueError(f"{what}: class_weight and sample_weight cannot both be given "
+                         f"(multiply them into sample_weight)")
+    return class_weights(class_weight, y, f"class_weight (for {what})")
+
+
 def make_data(model, x, y, weights, batch_size, shuffle: bool, steps, needs_targets: bool,
-              name: str = "data", prefix: str = ""):
+              name: str = "data", prefix: str = "", class_weight=None, cycle: bool = False):
     """ArrayData (checked whole) or StreamData (checked per batch) for `x`."""
     if is_stream(x):
         if y is not None or weights is not None:
@@ -74,7 +85,8 @@ def make_data(model, x, y, weights, batch_size, shuffle: bool, steps, needs_targ
                              f" generator yields; pass y=None")
         data = StreamData(x, batch_size, steps, name)
         model.build_from_data(model_inputs(model, data.first_inputs(), f"{name}: x"))
-        data.prepare = _preparer(model, DataChecks(model, model.loss), needs_targets)
+        data.prepare = _preparer(model, DataChecks(model, model.loss), needs_targets,
+                                 class_weight)
         return data
     if x is None:
         raise refuse(x, f"{prefix}x")
@@ -82,7 +94,9 @@ def make_data(model, x, y, weights, batch_size, shuffle: bool, steps, needs_targ
     checks = DataChecks(model, model.loss)
     checks.inputs(xs, 0, f"{prefix}x")
     checks.targets(y, 0, f"{prefix}y")
-    return ArrayData(xs, y, weights, batch_size, shuffle, steps)
+    if class_weight is not None:
+        weights = _weights_of_classes(class_weight, y, weights, f"{prefix}y")
+    return ArrayData(xs, y, weights, batch_size, shuffle, steps, cycle)
 
 
 def _require_targets(x, y, what: str) -> None:
@@ -189,25 +203,40 @@ def run_eval(model, data) -> Totals:
     for batch in data.epoch():
         step = steps.evaluate(data.batch, y_spec_of(batch.y), batch.sample_weight is not None)
         totals.add(step(*_feeds(model, batch)))
-    return totals
+    return on_ranks.summed_over_ranks(totals)
 
 
 def fit(model, x, y=None, batch_size=None, epochs: int = 1, verbose=1, callbacks=None,
         validation_split: float = 0.0, validation_data=None, shuffle: bool = True,
         initial_epoch: int = 0, seed: int | None = None, sample_weight=None,
-        steps_per_epoch: int | None = None, validation_steps: int | None = None) -> History:
+        steps_per_epoch: int | None = None, validation_steps: int | None = None,
+        class_weight=None) -> History:
     """Keras's fit; see Model.fit."""
     verbose = 1 if verbose == "auto" else int(verbose)
     _require_targets(x, y, "fit")
     model.compiled_steps()              # compiled? (before any data is looked at)
+    if not 0 <= int(initial_epoch) <= int(epochs):
+        raise ValueError(f"fit: initial_epoch={initial_epoch} must be in [0, epochs={epochs}]"
+                         f" (epochs is the index of the last epoch, as in Keras)")
+    ranks = on_ranks.ranks_of_fit()     # under mpirun: (rank, size); see distributed/keras.py
+    if ranks:
+        on_ranks.check_optimizer(model)
+        verbose, callbacks = on_ranks.rank_zero_only(verbose, callbacks, ranks[0])
     if validation_split and validation_data is None:
         (x, y, sample_weight), validation_data = _split(model, x, y, sample_weight,
                                                         validation_split)
-    data = make_data(model, x, y, sample_weight, batch_size, shuffle, steps_per_epoch, True)
+    if ranks:
+        x, y, sample_weight = on_ranks.shard_training(x, y, sample_weight, *ranks)
+        validation_data = on_ranks.shard_validation(validation_data, *ranks)
+    data = make_data(model, x, y, sample_weight, batch_size, shuffle, steps_per_epoch, True,
+                     class_weight=class_weight, cycle=True)
+    if ranks:
+        on_ranks.broadcast_state(model)
     val_data = _validation(model, validation_data, data.batch, validation_steps)
     rng = np.random.default_rng(seed if seed is not None else _derived_seed(None))
     history = History()
-    hooks = CallbackList([history] + list(callbacks or []), model,
+    # History last, as in Keras: it records what earlier callbacks add (learning_rate)
+    hooks = CallbackList(list(callbacks or []) + [history], model,
                          {"epochs": epochs, "steps": data.count(), "verbose": verbose})
     model.stop_training = False
     hooks.on_train_begin()
@@ -250,7 +279,7 @@ def _train_epoch(model, data, val_data, rng, hooks, progress, epoch: int) -> dic
         hooks.on_train_batch_end(index, logs)
         if model.stop_training:
             break
-    logs = totals.logs()
+    logs = on_ranks.summed_over_ranks(totals).logs()
     if val_data is not None:
         logs.update(run_eval(model, val_data).logs("val_"))
     progress.close(logs)
@@ -286,3 +315,58 @@ def predict(model, x, batch_size=None, verbose=0, steps: int | None = None):
     if verbose:
         print(f"predicted {len(results[0])} examples", flush=True)
     return results[0] if len(results) == 1 else results
+
+
+# ---- one batch (Keras's *_on_batch) ----
+
+def _whole_batch(model, x, y, weights, needs_targets: bool, what: str, class_weight=None):
+    """The arrays as one batch of their own size (one compiled step per size)."""
+    if is_stream(x):
+        raise refuse(x, f"{what}: x")
+    if x is None:
+        raise refuse(x, f"{what}: x")
+    data = make_data(model, x, y, weights, 1, False, None, needs_targets, prefix=f"{what}: ",
+                     class_weight=class_weight)
+    data.batch = data.n
+    return data, next(iter(data.epoch()))
+
+
+def _returned(logs: dict, return_dict: bool):
+    if return_dict:
+        return logs
+    values = list(logs.values())
+    return values[0] if len(values) == 1 else values
+
+
+def train_on_batch(model, x, y=None, sample_weight=None, class_weight=None,
+                   return_dict: bool = False):
+    """One training step on exactly this batch: its loss (and metrics, of this batch)."""
+    _require_targets(x, y, "train_on_batch")
+    steps = model.compiled_steps()
+    data, batch = _whole_batch(model, x, y, sample_weight, True, "train_on_batch",
+                               class_weight)
+    step = steps.train(data.batch, y_spec_of(batch.y), batch.sample_weight is not None)
+    step.calls = int(steps.optimizer.iterations.get_value())
+    totals = Totals(steps.metrics)
+    totals.add(step(*_feeds(model, batch)))
+    return _returned(totals.logs(), return_dict)
+
+
+def test_on_batch(model, x, y=None, sample_weight=None, return_dict: bool = False):
+    """The loss (and metrics) of this batch, nothing updated."""
+    _require_targets(x, y, "test_on_batch")
+    steps = model.compiled_steps()
+    data, batch = _whole_batch(model, x, y, sample_weight, True, "test_on_batch")
+    step = steps.evaluate(data.batch, y_spec_of(batch.y), batch.sample_weight is not None)
+    totals = Totals(steps.metrics)
+    totals.add(step(*_feeds(model, batch)))
+    return _returned(totals.logs(), return_dict)
+
+
+def predict_on_batch(model, x):
+    """The model's outputs for this batch (a list for several outputs)."""
+    data, batch = _whole_batch(model, x, None, None, False, "predict_on_batch")
+    compiled = model.compiled_steps(allow_uncompiled=True)
+    outputs = [np.asarray(o) for o in compiled.predict(data.batch)(
+        *model.convert_inputs(batch.xs))]
+    return outputs[0] if len(outputs) == 1 else outputs

@@ -88,6 +88,63 @@ class SparseCategoricalCrossentropy(_LogitsLoss):
                                                   from_logits=self.from_logits)
 
 
+class Huber(Loss):
+    """0.5 e**2 for |e| <= delta, delta |e| - 0.5 delta**2 beyond, averaged over the last axis."""
+
+    name = "huber_loss"
+
+    def __init__(self, delta: float = 1.0):
+        self.delta = float(delta)
+
+    def call(self, y_true, y_pred) -> Tensor:
+        return fn.huber(y_true, y_pred, self.delta)
+
+    def get_config(self) -> dict:
+        return {"delta": self.delta}
+
+
+class KLDivergence(Loss):
+    """sum(y_true * log(y_true / y_pred)) over the last axis (both clipped to [eps, 1])."""
+
+    name = "kl_divergence"
+
+    def call(self, y_true, y_pred) -> Tensor:
+        return fn.kl_divergence(y_true, y_pred)
+
+
+class Poisson(Loss):
+    """y_pred - y_true * log(y_pred + eps), averaged over the last axis."""
+
+    name = "poisson"
+
+    def call(self, y_true, y_pred) -> Tensor:
+        return fn.poisson(y_true, y_pred)
+
+
+class Hinge(Loss):
+    """max(1 - y_true * y_pred, 0) averaged over the last axis; 0/1 labels become -1/1."""
+
+    name = "hinge"
+
+    def call(self, y_true, y_pred) -> Tensor:
+        return fn.hinge(y_true, y_pred)
+
+
+class CosineSimilarity(Loss):
+    """-cos(y_true, y_pred) along `axis`: -1 when they point the same way."""
+
+    name = "cosine_similarity"
+
+    def __init__(self, axis: int = -1):
+        self.axis = int(axis)
+
+    def call(self, y_true, y_pred) -> Tensor:
+        return fn.cosine_similarity(y_true, y_pred, self.axis)
+
+    def get_config(self) -> dict:
+        return {"axis": self.axis}
+
+
 class LossFunction(Loss):
     """A user function `fn(y_true, y_pred) -> per-example values` as a loss."""
 
@@ -104,12 +161,16 @@ class LossFunction(Loss):
 
 
 LOSSES = {cls.__name__: cls for cls in (MeanSquaredError, MeanAbsoluteError, BinaryCrossentropy,
-                                        CategoricalCrossentropy, SparseCategoricalCrossentropy)}
+                                        CategoricalCrossentropy, SparseCategoricalCrossentropy,
+                                        Huber, KLDivergence, Poisson, Hinge, CosineSimilarity)}
 ALIASES = {"mse": MeanSquaredError, "mean_squared_error": MeanSquaredError,
            "mae": MeanAbsoluteError, "mean_absolute_error": MeanAbsoluteError,
            "binary_crossentropy": BinaryCrossentropy, "bce": BinaryCrossentropy,
            "categorical_crossentropy": CategoricalCrossentropy,
-           "sparse_categorical_crossentropy": SparseCategoricalCrossentropy}
+           "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
+           "huber": Huber, "huber_loss": Huber, "kl_divergence": KLDivergence,
+           "kld": KLDivergence, "kullback_leibler_divergence": KLDivergence,
+           "poisson": Poisson, "hinge": Hinge, "cosine_similarity": CosineSimilarity}
 
 
 def get(identifier) -> Loss:

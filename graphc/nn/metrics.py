@@ -111,6 +111,62 @@ class Accuracy(Metric):
         return _ratio(totals[0], totals[1])
 
 
+class BinaryAccuracy(Accuracy):
+    """Keras's binary_accuracy: predictions above `threshold` are positive."""
+
+    default_name = "binary_accuracy"
+
+    def __init__(self, name: str | None = None, threshold: float = 0.5):
+        super().__init__(name, kind="binary")
+        self.threshold = float(threshold)
+
+    def counts(self, y_true, y_pred, w):
+        if y_true.shape != y_pred.shape and y_true.size == y_pred.size:
+            y_true = gc.reshape(y_true, y_pred.shape)
+        predicted = gc.greater(y_pred, self.threshold)
+        actual = gc.greater(gc.cast(y_true, gc.float32), self.threshold)
+        hits = gc.cast(gc.equal(predicted, actual), gc.float32)
+        weights = _example_weights(w, hits) * gc.ones_like(hits)
+        return [gc.sum(hits * weights), gc.sum(weights)]
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "threshold": self.threshold}
+
+
+class TopKCategoricalAccuracy(Accuracy):
+    """The true class is among the k highest scores: fewer than k classes score strictly
+    higher (ties at the boundary count as in the top k, as tf.math.in_top_k)."""
+
+    default_name = "top_k_categorical_accuracy"
+    sparse = False
+
+    def __init__(self, k: int = 5, name: str | None = None):
+        super().__init__(name, kind="sparse" if self.sparse else "categorical")
+        if int(k) < 1:
+            raise ValueError(f"{type(self).__name__}: k must be at least 1, got {k}")
+        self.k = int(k)
+
+    def counts(self, y_true, y_pred, w):
+        classes = y_pred.shape[-1]
+        _, actual = _class_indices(self.kind, y_true, y_pred)
+        true_score = gc.sum(y_pred * gc.one_hot(actual, classes, dtype=y_pred.dtype), axis=-1,
+                            keepdims=True)
+        higher = gc.sum(gc.cast(gc.greater(y_pred, true_score), gc.float32), axis=-1)
+        hits = gc.cast(gc.less(higher, float(self.k)), gc.float32)
+        weights = _example_weights(w, hits) * gc.ones_like(hits)
+        return [gc.sum(hits * weights), gc.sum(weights)]
+
+    def get_config(self) -> dict:
+        return {"k": self.k, "name": self.name}
+
+
+class SparseTopKCategoricalAccuracy(TopKCategoricalAccuracy):
+    """Top-k accuracy of integer labels."""
+
+    default_name = "sparse_top_k_categorical_accuracy"
+    sparse = True
+
+
 class _Confusion(Metric):
     """True positives, false positives, false negatives: scalars, or per class."""
 
@@ -191,7 +247,13 @@ class MeanMetric(Metric):
 
 FACTORIES = {
     "accuracy": Accuracy, "acc": Accuracy,
+    "sparse_categorical_accuracy": lambda name: Accuracy(name, kind="sparse"),
+    "categorical_accuracy": lambda name: Accuracy(name, kind="categorical"),
+    "binary_accuracy": BinaryAccuracy,
+    "top_k_categorical_accuracy": lambda name: TopKCategoricalAccuracy(name=name),
+    "sparse_top_k_categorical_accuracy": lambda name: SparseTopKCategoricalAccuracy(name=name),
     "precision": Precision, "recall": Recall, "f1": F1Score, "f1_score": F1Score,
+    "auc": lambda name: AUC(name=name),
     "mse": lambda name: MeanMetric(loss_fns.mse, name),
     "mean_squared_error": lambda name: MeanMetric(loss_fns.mse, name),
     "mae": lambda name: MeanMetric(loss_fns.mae, name),
@@ -200,8 +262,8 @@ FACTORIES = {
 
 
 def get(identifier) -> Metric:
-    """A metric from a name ('accuracy', 'precision', 'recall', 'f1', 'mse', 'mae'), a saved
-    config, or a Metric (as is)."""
+    """A metric from a Keras name ('accuracy', 'sparse_categorical_accuracy', 'auc', ...), a
+    saved config, or a Metric (as is)."""
     if isinstance(identifier, Metric):
         return identifier
     if isinstance(identifier, str) and identifier in FACTORIES:
@@ -211,13 +273,19 @@ def get(identifier) -> Metric:
     raise ValueError(f"unknown metric {identifier!r} (known: {', '.join(FACTORIES)})")
 
 
-CLASSES = {cls.__name__: cls for cls in (Accuracy, Precision, Recall, F1Score)}
+from graphc.nn.auc import AUC  # noqa: E402  (it builds on Metric)
+
+CLASSES = {cls.__name__: cls for cls in (
+    Accuracy, BinaryAccuracy, TopKCategoricalAccuracy, SparseTopKCategoricalAccuracy,
+    Precision, Recall, F1Score, AUC)}
 
 
 def serialize(metric: Metric):
-    """A built-in metric's name, or its class and settings."""
-    if metric.name in FACTORIES and type(FACTORIES[metric.name](name=metric.name)) is \
-            type(metric) and metric.kind is None:
+    """A built-in metric's name when it has that name's settings, else its class and
+    settings."""
+    made = FACTORIES[metric.name](name=metric.name) if metric.name in FACTORIES else None
+    if made is not None and type(made) is type(metric) and \
+            made.get_config() == metric.get_config():
         return metric.name
     if type(metric).__name__ not in CLASSES:
         raise ValueError(f"cannot save metric {metric.name!r}: only built-in metrics are saved")

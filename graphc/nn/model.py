@@ -20,10 +20,11 @@ import graphc as gc
 from graphc import optim
 from graphc.ir import Tensor
 from graphc.runtime.device import DEVICE_ENV, real_devices
-from graphc.nn import loops
+from graphc.nn import loops, mixed_precision
 from graphc.nn import metrics as nn_metrics
 from graphc.nn.base import Layer, deserialize_layer, register_layer, serialize_layer
 from graphc.nn.functional import Input, KerasTensor, nodes_between, run_nodes
+from graphc.nn.summary import model_summary
 from graphc.nn.training import DEVICE_INTERPRET, Steps, resolve_loss
 from graphc.nn import losses as nn_losses
 from graphc.sites import user_site, user_stacklevel
@@ -125,13 +126,22 @@ class Model(Layer):
     def pop_losses(self) -> list[Tensor]:
         return [v for layer in self.layers for v in layer.pop_losses()] + super().pop_losses()
 
-    def get_layer(self, name: str) -> Layer:
-        """The layer called `name`."""
-        for layer in self.layers:
+    def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
+        """The layer called `name`, or model.layers[index] (graphc's layers hold no
+        InputLayer, so index 0 is the first real layer)."""
+        layers = self.layers
+        if (name is None) == (index is None):
+            raise ValueError("get_layer takes a name or an index (one of them)")
+        if index is not None:
+            if not -len(layers) <= int(index) < len(layers):
+                raise ValueError(f"get_layer: index {index} is out of range: model "
+                                 f"{self.name} has {len(layers)} layers")
+            return layers[int(index)]
+        for layer in layers:
             if layer.name == name:
                 return layer
         raise ValueError(f"no layer named {name!r} in {self.name} (layers: "
-                         f"{', '.join(layer.name for layer in self.layers)})")
+                         f"{', '.join(layer.name for layer in layers)})")
 
     # ---- the computation ----
 
@@ -160,9 +170,15 @@ class Model(Layer):
 
     # ---- training ----
 
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None, device=None) -> None:
-        """Choose the optimizer, the loss and metrics, and the device (or 'interpret')."""
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, device=None,
+                auto_scale_loss: bool = True) -> None:
+        """Choose the optimizer, the loss and metrics, and the device (or 'interpret').
+        Under the mixed_float16 policy the optimizer is wrapped in a LossScaleOptimizer
+        (unless auto_scale_loss=False), as Keras does."""
         optimizer, loss = optim.get(optimizer), resolve_loss(loss)
+        if auto_scale_loss and mixed_precision.uses_policy(self, "mixed_float16") and \
+                not isinstance(optimizer, optim.LossScaleOptimizer):
+            optimizer = optim.LossScaleOptimizer(optimizer)
         metrics = [nn_metrics.get(m) for m in (metrics or [])]
         self.compile_config = {
             "optimizer": optim.serialize(optimizer), "loss": nn_losses.serialize(loss),
@@ -188,15 +204,17 @@ class Model(Layer):
             verbose="auto", callbacks=None, validation_split: float = 0.0,
             validation_data=None, shuffle: bool = True, initial_epoch: int = 0,
             seed: int | None = None, sample_weight=None, steps_per_epoch: int | None = None,
-            validation_steps: int | None = None):
-        """Train for `epochs`; returns a History. `x` and `y` are arrays (a list or a dict
-        by input name for several inputs; y may be a dict by output name), or `x` is a
-        loader, iterator or generator of (x, y) or (x, y, sample_weight) batches, then
-        `steps_per_epoch` bounds an epoch. The shuffle order is seeded by `seed` (or by
-        gc.random's global seed), and a last partial batch is padded, not recompiled."""
+            validation_steps: int | None = None, class_weight=None):
+        """Train epochs initial_epoch..epochs-1; returns a History. `x` and `y` are arrays (a
+        list or a dict by input name for several inputs; y may be a dict by output name), or
+        `x` is a loader, iterator or generator of (x, y) or (x, y, sample_weight) batches.
+        `steps_per_epoch` bounds an epoch (on arrays the next epoch continues where it
+        stopped). `class_weight` {class: weight} weighs each example by its class. The
+        shuffle order is seeded by `seed` (or by gc.random's global seed), and a last
+        partial batch is padded, not recompiled."""
         return loops.fit(self, x, y, batch_size, epochs, verbose, callbacks, validation_split,
                          validation_data, shuffle, initial_epoch, seed, sample_weight,
-                         steps_per_epoch, validation_steps)
+                         steps_per_epoch, validation_steps, class_weight)
 
     def evaluate(self, x=None, y=None, batch_size: int | None = None, verbose=0,
                  return_dict: bool = False, sample_weight=None, steps: int | None = None):
@@ -208,38 +226,30 @@ class Model(Layer):
         """The model's outputs for every example, in order (x as fit's, without targets)."""
         return loops.predict(self, x, batch_size, verbose, steps)
 
-    # ---- description ----
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None,
+                       return_dict: bool = False):
+        """One training step on this batch (its own compiled size): the batch's loss, or
+        [loss, *metrics], or a dict."""
+        return loops.train_on_batch(self, x, y, sample_weight, class_weight, return_dict)
 
-    def _output_shapes(self) -> dict[int, object]:
-        shapes: dict[int, object] = {}
-        for node in self._nodes:
-            out = [t.shape for t in node.outputs]
-            shapes.setdefault(id(node.layer), out if node.list_output else out[0])
-        return shapes
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict: bool = False):
+        """The loss (and metrics) of this batch; nothing is updated."""
+        return loops.test_on_batch(self, x, y, sample_weight, return_dict)
+
+    def predict_on_batch(self, x):
+        """The outputs for this batch."""
+        return loops.predict_on_batch(self, x)
+
+    # ---- description ----
 
     def summary(self, print_fn=print) -> str:
         """A table of layers (name and type), output shapes and parameter counts."""
-        if not self.built:
-            raise RuntimeError(f"model {self.name} is not built yet: call build(input_shape),"
-                               f" or fit/predict on data, before summary()")
-        rows = [(f"{t.name} (InputLayer)", str(t.shape), "0") for t in self._summary_inputs()]
-        shapes = self._output_shapes()
-        rows += [(f"{layer.name} ({type(layer).__name__})", str(shapes[id(layer)]),
-                  f"{layer.count_params():,}") for layer in self.layers]
-        text = _table(f'Model: "{self.name}"', rows, self._param_totals())
+        text = model_summary(self)
         print_fn(text)
         return text
 
     def _summary_inputs(self) -> list[KerasTensor]:
         return self.inputs
-
-    def _param_totals(self) -> list[str]:
-        trainable = int(sum(v.size for v in self.trainable_weights))
-        total = int(sum(v.size for v in self.weights))
-        size = sum(v.size * v.dtype.itemsize for v in self.weights)
-        return [f"Total params: {total:,} ({size / 1024:.2f} KB)",
-                f"Trainable params: {trainable:,}",
-                f"Non-trainable params: {total - trainable:,}"]
 
     # ---- saving ----
 
@@ -279,6 +289,11 @@ class Model(Layer):
         return cls(inputs[0] if config["single_input"] else inputs,
                    outputs[0] if config["single_output"] else outputs, name=config["name"])
 
+    def to_json(self, **kwargs) -> str:
+        """The architecture as JSON text (no weights); gc.nn.model_from_json reads it."""
+        from graphc.nn.model_json import to_json
+        return to_json(self, **kwargs)
+
     def save(self, path) -> None:
         """Architecture, weights and optimizer state in one .npz file, written atomically."""
         from graphc.nn.saving import save_model
@@ -299,19 +314,6 @@ class Model(Layer):
         graphc.runtime.load runs and graphc serve serves (graphc/export.py)."""
         from graphc.export import export_model
         return export_model(self, path, batch_size)
-
-
-def _table(title: str, rows: list[tuple[str, str, str]], totals: list[str]) -> str:
-    widths = [max(len(r[i]) for r in rows + [("Layer (type)", "Output Shape", "Param #")]) + 3
-              for i in range(3)]
-    width = sum(widths)
-    header = ("Layer (type)", "Output Shape", "Param #")
-
-    def line(row) -> str:
-        return " " + "".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
-
-    return "\n".join([title, "_" * width, line(header), "=" * width]
-                     + [line(r) for r in rows] + ["=" * width] + totals + ["_" * width])
 
 
 @register_layer

@@ -339,7 +339,7 @@ def _optimizer_state(npz: SafeNpz, model, keys: list[str]) -> dict[str, np.ndarr
     optimizer = model.optimizer
     state = {}
     for key in keys:
-        target = _state_target(optimizer, params, key)
+        target = optimizer.state_target(params, key)
         if target is None:
             raise npz.error(f"is no state of {type(optimizer).__name__} for this model",
                             f"optimizer/{key}")
@@ -350,20 +350,6 @@ def _optimizer_state(npz: SafeNpz, model, keys: list[str]) -> dict[str, np.ndarr
                             f"{key} has shape {shape}", entry)
         state[key] = _fit_dtype(npz, entry, npz.array(entry), dtype, f"optimizer {key}")
     return state
-
-
-def _state_target(optimizer, params, key: str):
-    """(shape, dtype) of optimizer state `key`, or None for a key it has no variable for."""
-    if key == "iterations":
-        return (), optimizer.iterations.dtype
-    if key == "learning_rate":
-        return ((), np.dtype(np.float32)) if optimizer._lr_variable is not None else None
-    match = re.fullmatch(r"slots/(\d+)/(\w+)", key)
-    if match is None or int(match.group(1)) >= len(params) or \
-            match.group(2) not in optimizer.slot_names:
-        return None
-    param = params[int(match.group(1))]
-    return tuple(param.shape), param.dtype
 
 
 def load_model(path, custom_objects: dict | None = None, compile: bool = True):

@@ -16,6 +16,7 @@ import numpy as np
 import graphc as gc
 from graphc.errors import GraphcError
 from graphc.ir import Tensor
+from graphc.nn import layer_options, mixed_precision, regularizers
 from graphc.nn import losses as nn_losses
 from graphc.nn.checks import output_names, warn_if_not_probabilities
 from graphc.sites import name_scope
@@ -46,7 +47,7 @@ class InterpretedFunction:
 
 def compile_function(inputs, outputs, updates, device, name: str):
     """gc.function on `device`, or the interpreter for device='interpret'."""
-    if device == DEVICE_INTERPRET:
+    if isinstance(device, str) and device == DEVICE_INTERPRET:
         return InterpretedFunction(inputs, outputs, updates, name)
     return gc.function(inputs, outputs, updates=updates, device=device, name=name)
 
@@ -75,6 +76,9 @@ class Steps:
         self.eval_cache: dict = {}
         self.predict_cache: dict = {}
         self.checked_probabilities = False
+        interpreted = isinstance(device, str) and device == DEVICE_INTERPRET
+        if not interpreted and mixed_precision.computes_in_float16(model):
+            mixed_precision.check_float16_device(device)
 
     def _placeholders(self, batch: int) -> list[Tensor]:
         """One per model input, named as the input (feed errors then name it)."""
@@ -82,18 +86,23 @@ class Steps:
                 for i, t in enumerate(self.model.inputs)]
 
     def _loss_and_counts(self, xs, y, mask, weights, training: bool):
-        """The batch loss plus the layers' added losses, and the counts the host adds up."""
+        """The batch loss plus the layers' added losses and weight penalties, and the counts
+        the host adds up."""
         self.model.pop_losses()
-        pred = self.model.forward(xs, training=training)[0]
+        with regularizers.example_mask(mask):
+            pred = self.model.forward(xs, training=training)[0]
         self._check_probabilities(pred)
+        if pred.dtype.kind == "f" and pred.dtype.itemsize < 4:
+            pred = gc.cast(pred, gc.float32)        # a float16 model's loss and metrics
         with name_scope(self.loss.name, self.site):
             y = align_targets(y, pred)
             per_example = _per_example(self.loss.call(y, pred), mask.shape[0], self.loss)
             examples = gc.sum(mask)
             weighted = per_example * (mask if weights is None else mask * weights)
             loss = gc.sum(weighted) / examples
-            for added in self.model.pop_losses():
-                loss = loss + gc.cast(gc.sum(added), gc.float32)
+            added = self.model.pop_losses() + layer_options.weight_penalties(self.model)
+            for value in added:
+                loss = loss + gc.cast(gc.sum(value), gc.float32)
             counts = [loss * examples, examples]
         for metric in self.metrics:
             with name_scope(metric.name, self.site):
@@ -137,7 +146,8 @@ class Steps:
             layer_updates = self.model.pop_updates()
             with name_scope(self.optimizer.name, self.site):
                 updates = self.optimizer.updates(loss, self.model.trainable_weights,
-                                                 disconnected="zero") + layer_updates
+                                                 disconnected="zero")
+                updates = layer_options.constrained(self.model, updates) + layer_updates
             self.train_cache[key] = compile_function(self._feeds(xs, y, mask, weights), counts,
                                                      updates, self.device, f"train_step_{batch}")
         return self.train_cache[key]

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
-KINDS = ("elementwise", "reduction", "movement", "contraction", "opaque", "random")
+KINDS = ("elementwise", "reduction", "movement", "contraction", "opaque", "random",
+         "collective")
 
 
 class NonDifferentiable:
@@ -97,6 +98,6 @@ def get_op(name: str) -> OpDef:
 
 def load_all() -> dict[str, OpDef]:
     """Import every op family so the registry is complete."""
-    from graphc.ops import (elementwise, layer_norm, linalg, movement, nn,  # noqa: F401
-                            random, reduction)
+    from graphc.ops import (collective, elementwise, layer_norm, linalg,  # noqa: F401
+                            movement, nn, random, reduction)
     return REGISTRY

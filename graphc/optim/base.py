@@ -45,6 +45,7 @@ class Optimizer:
         self._set_learning_rate(lr)
         self._params: list[Tensor] = []
         self._slots: dict[Tensor, dict[str, Tensor]] = {}
+        self._state: dict[str, Tensor] = {}     # optimizer-wide values (Nadam's u_product)
         self._no_decay_names: list[str] = []
         self._no_decay: set = set()
 
@@ -104,10 +105,18 @@ class Optimizer:
         """The slot variable `slot` of `param`."""
         return self._slots[param][slot]
 
+    def state_variable(self, name: str, value) -> Tensor:
+        """An optimizer-wide state variable (made once; saved as `name`)."""
+        if name not in self._state:
+            self._state[name] = gc.variable(value, name=f"{self.name}/{name}")
+        return self._state[name]
+
     @property
     def variables(self) -> list[Tensor]:
-        """The optimizer's own state: iterations, the rate variable, then slots per param."""
+        """The optimizer's own state: iterations, the rate variable, optimizer-wide state,
+        then slots per param."""
         own = [self.iterations] + ([self._lr_variable] if self._lr_variable is not None else [])
+        own += list(self._state.values())
         return own + [v for p in self._params for v in self._slots[p].values()]
 
     # ---- weight decay ----
@@ -137,7 +146,7 @@ class Optimizer:
         self.build(params)
         grads = self._clip(grads)
         lr = self.learning_rate_tensor()
-        updates: list[Update] = []
+        updates: list[Update] = self.step_state_updates()
         for grad, param in zip(grads, params):
             lr_p = gc.cast(lr, param.dtype)
             start = param - param * (self.weight_decay * lr_p) if self._decays(param) else param
@@ -153,6 +162,11 @@ class Optimizer:
         # cast first: an `iterations + 1` node shared with the counter's own update made
         # the fuser build a kernel cycle (see the report on fusion/schedule)
         return gc.cast(self.iterations, dtype) + 1.0
+
+    def step_state_updates(self) -> list[Update]:
+        """Updates of optimizer-wide state made once per step, before the parameters'
+        (their new values may be read by update_step)."""
+        return []
 
     def update_step(self, grad: Tensor, param: Tensor, slots: dict[str, Tensor],
                     lr: Tensor) -> tuple[Tensor, list[Update]]:
@@ -175,6 +189,8 @@ class Optimizer:
         state = {"iterations": self.iterations.get_value()}
         if self._lr_variable is not None:
             state["learning_rate"] = self._lr_variable.get_value()
+        for name, variable in self._state.items():
+            state[f"state/{name}"] = variable.get_value()
         for i, param in enumerate(params):
             for slot, variable in self._slots.get(param, {}).items():
                 state[f"slots/{i}/{slot}"] = variable.get_value()
@@ -186,6 +202,7 @@ class Optimizer:
         if any(key.startswith("slots/") for key in state):
             self.build(params)
         variables = {"iterations": self.iterations, "learning_rate": self._lr_variable}
+        variables.update({f"state/{name}": v for name, v in self._state.items()})
         for i, param in enumerate(params):
             for slot, variable in self._slots.get(param, {}).items():
                 variables[f"slots/{i}/{slot}"] = variable
@@ -193,6 +210,23 @@ class Optimizer:
             if variables.get(key) is None:
                 raise KeyError(f"{self.name}: no optimizer variable for saved state {key!r}")
             variables[key].set_value(value)
+
+    def state_target(self, params, key: str):
+        """(shape, dtype) of saved state `key` for `params`, or None if it has no variable
+        for it (a file's key is checked against this before its array is read)."""
+        if key == "iterations":
+            return (), self.iterations.dtype
+        if key == "learning_rate":
+            return ((), np.dtype(np.float32)) if self._lr_variable is not None else None
+        if key.startswith("state/"):
+            variable = self._state.get(key[len("state/"):])
+            return None if variable is None else (tuple(variable.shape), variable.dtype)
+        match = re.fullmatch(r"slots/(\d+)/(\w+)", key)
+        if match is None or int(match.group(1)) >= len(params) or \
+                match.group(2) not in self.slot_names:
+            return None
+        param = params[int(match.group(1))]
+        return tuple(param.shape), param.dtype
 
     def get_config(self) -> dict:
         """JSON-serializable constructor arguments (a schedule as its own config)."""

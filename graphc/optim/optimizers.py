@@ -172,8 +172,10 @@ class AdamW(Adam):
                          weight_decay=weight_decay, **kwargs)
 
 
+from graphc.optim.adam_family import Adamax, Lion, Nadam  # noqa: E402  (they import base)
+
 OPTIMIZERS = {"sgd": SGD, "adagrad": Adagrad, "rmsprop": RMSprop, "adam": Adam,
-              "adamw": AdamW}
+              "adamw": AdamW, "nadam": Nadam, "adamax": Adamax, "lion": Lion}
 
 
 def get(identifier) -> Optimizer:
@@ -194,7 +196,9 @@ def serialize(optimizer: Optimizer) -> dict:
 
 def deserialize(config: dict) -> Optimizer:
     """The optimizer `serialize` described."""
+    from graphc.optim.loss_scale import LossScaleOptimizer
     classes = {cls.__name__: cls for cls in OPTIMIZERS.values()}
+    classes["LossScaleOptimizer"] = LossScaleOptimizer
     name = config.get("class_name")
     if name not in classes:
         raise ValueError(f"unknown optimizer class {name!r} (known: {', '.join(classes)})")

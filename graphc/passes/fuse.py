@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from graphc.codegen.cross_entropy import fusable
+from graphc.codegen.host import HOST_OPS
 from graphc.codegen.raw import RAW_OPS
 from graphc.codegen.reductions import LOOP_OPS
 from graphc.ir import Graph, Tensor, is_among
@@ -45,7 +46,7 @@ MERGE_WINDOW = 512     # groups sibling merging compares at once (a training ste
 class Group:
     """One kernel to be: its kind, the value it is built around, and what it stores."""
 
-    kind: str                       # elementwise | loop | raw | alias
+    kind: str                       # elementwise | loop | raw | alias | host (a collective)
     root: Tensor
     stores: list[Tensor] = field(default_factory=list)
     epilogues: list[Tensor] = field(default_factory=list)
@@ -70,7 +71,8 @@ def make_groups(graph: Graph, outputs: list[Tensor]) -> list[Group]:
 
 def _group_for(t: Tensor) -> Group:
     op = t.producer.op
-    kind = "raw" if op in RAW_OPS else "loop" if op in LOOP_OPS else "elementwise"
+    kind = "raw" if op in RAW_OPS else "loop" if op in LOOP_OPS else \
+        "host" if op in HOST_OPS else "elementwise"
     return Group(kind, t, stores=[t])
 
 

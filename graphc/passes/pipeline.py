@@ -14,6 +14,8 @@ Order, and why:
              of an unrolled recurrence);
   cse        after the rewrites, which expose duplicates (two reshapes of one value that
              both collapse to x) and after fold, whose constants it merges;
+  buckets    after cse (an allreduce cse merged is reduced once), fuses allreduces into
+             few collectives over flat buffers;
   dce        last: every pass before it may leave values nobody reads.
 With this order the pipeline is idempotent: a second run changes nothing (tested).
 """
@@ -23,6 +25,7 @@ from typing import Iterable
 
 from graphc.ir import Graph
 from graphc.passes import OnPass, Pass, PassRecord, run_pipeline
+from graphc.passes.buckets import buckets
 from graphc.passes.cse import cse
 from graphc.passes.dce import dce
 from graphc.passes.decompose import decompose
@@ -32,7 +35,7 @@ from graphc.passes.simplify import simplify
 from graphc.passes.stacked_products import stacked_products
 
 GRAPH_PASSES: tuple[Pass, ...] = (decompose, fold, simplify, stacked_products, merge_matmuls,
-                                  cse, dce)
+                                  cse, buckets, dce)
 
 
 def optimize(graph: Graph, verify_each: bool | None = None, on_pass: OnPass | None = None,

@@ -12,7 +12,9 @@ from __future__ import annotations
 from graphc.codegen.cross_entropy import INLINE_OPERANDS, XENT_OPS
 from graphc.codegen.gather_views import movement_root, strided_gather
 from graphc.codegen.gemm_epilogue import operand_view
+from graphc.codegen.host import GATHERING_OPS, HOST_OPS, gathered_pieces
 from graphc.codegen.lower import inlinable
+from graphc.passes.views import contiguous_pieces
 from graphc.codegen.raw import RAW_OPS
 from graphc.ir import Graph, Tensor
 from graphc.ops import get_op
@@ -23,9 +25,10 @@ TRANSCENDENTAL_COST = 4
 TRANSCENDENTAL = {"exp", "log", "sqrt", "tanh", "sigmoid", "sin", "cos", "power", "erf"}
 REREADING_OPS = {"matmul", "conv2d", "conv2d_grad_input", "conv2d_grad_weight",
                  "max_pool2d", "avg_pool2d", "avg_pool2d_grad", "take_grad"} | RAW_OPS
-BUFFER_OPERAND_OPS = RAW_OPS | {"take"}     # operands read directly by hand-written code
+# operands read directly by hand-written code, or by the host (collectives)
+BUFFER_OPERAND_OPS = RAW_OPS | {"take"} | HOST_OPS
 COMPUTED_OPERANDS = {"take": (1,), **INLINE_OPERANDS}   # ...except these positions
-RESHAPE_READERS = RAW_OPS - XENT_OPS     # read a reshaped buffer's bytes in place
+RESHAPE_READERS = (RAW_OPS - XENT_OPS) | HOST_OPS   # read a reshaped buffer's bytes in place
 CONV_OPS = ("conv2d", "conv2d_grad_input", "conv2d_grad_weight")
 
 
@@ -55,6 +58,7 @@ def should_store(t: Tensor, consumers: list, stored: set) -> bool:
     """The recompute-versus-store decision for an inlinable value (see the module doc)."""
     if any(c.op in BUFFER_OPERAND_OPS and _read_from_buffer(c, t)
            and not (c.op in RESHAPE_READERS and _reshaped_buffer(t, stored))
+           and not (c.op in GATHERING_OPS and _gathered(t, stored))
            for c in consumers):
         return True
     if any(c.op in REREADING_OPS for c in consumers):
@@ -87,6 +91,11 @@ def _read_from_buffer(consumer, t: Tensor) -> bool:
     return any(v is t and i not in computed for i, v in enumerate(consumer.inputs))
 
 
+def _gathered(t: Tensor, stored: set) -> bool:
+    """A concatenation of buffers the host gathers itself (codegen/host.py)."""
+    return gathered_pieces(t, lambda v: v in stored or v.producer is None) is not None
+
+
 def _reshaped_buffer(t: Tensor, stored: set) -> bool:
     """A reshape of a buffer: hand-written kernels read its bytes in place."""
     view = operand_view(t, lambda v: v in stored or v.producer is None)
@@ -106,6 +115,8 @@ def choose_stored(graph: Graph, outputs: list[Tensor]) -> set[Tensor]:
     sizes = InlineSizes(stored)
     for node in graph.nodes:        # producers first, so a cone's cost is known when asked
         for t in node.outputs:
+            if node.op == "concatenate" and any(c.op in GATHERING_OPS for c in users.get(t, [])):
+                _store_bucket_pieces(t, stored)
             if t not in stored and should_store(t, users.get(t, []), stored):
                 stored.add(t)
         sizes.cap(node)
@@ -114,6 +125,19 @@ def choose_stored(graph: Graph, outputs: list[Tensor]) -> set[Tensor]:
         elif node.op in CONV_OPS:
             _store_conv_operands(node, stored)
     return stored
+
+
+def _store_bucket_pieces(t: Tensor, stored: set) -> None:
+    """A bucket of allreduces is gathered by the host from its pieces' buffers: a piece
+    computed inline (a loss, an elementwise gradient) is stored, under its reshapes."""
+    if not contiguous_pieces(t):
+        return
+    for piece in t.producer.inputs:
+        while piece.producer is not None and piece.producer.op == "reshape" \
+                and piece not in stored:
+            piece = piece.producer.inputs[0]
+        if piece.producer is not None:
+            stored.add(piece)
 
 
 def _gathered_roots(node) -> list[Tensor]:
