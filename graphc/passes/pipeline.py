@@ -6,6 +6,9 @@ Order, and why:
              scalar, 2 - 1) into the plain constants that simplify's rules match;
   simplify   also folds the constants its own rewrites expose, so it leaves no work for a
              second fold;
+  stack_steps  after simplify (whose reshapes of slices it matches), before
+             matmul_sums: one product of every step's input slice by one matrix
+             (x[:, t] @ W of an unrolled recurrence written by hand);
   matmul_sums  after simplify (which removes the casts and reshapes between the products
              of a sum), before cse; it makes one product of a sum of many (weight gradients
              of an unrolled recurrence);
@@ -29,8 +32,10 @@ from graphc.passes.decompose import decompose
 from graphc.passes.fold import fold
 from graphc.passes.matmul_sums import merge_matmuls
 from graphc.passes.simplify import simplify
+from graphc.passes.stacked_products import stacked_products
 
-GRAPH_PASSES: tuple[Pass, ...] = (decompose, fold, simplify, merge_matmuls, cse, buckets, dce)
+GRAPH_PASSES: tuple[Pass, ...] = (decompose, fold, simplify, stacked_products, merge_matmuls,
+                                  cse, buckets, dce)
 
 
 def optimize(graph: Graph, verify_each: bool | None = None, on_pass: OnPass | None = None,
