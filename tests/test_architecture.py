@@ -40,6 +40,9 @@ ALLOWED_PAIRS = {
         "model.to_json() writes the architecture; reading one back builds a Model",
     frozenset({"graphc.optim.optimizers", "graphc.optim.loss_scale"}):
         "deserialize knows every optimizer; the loss-scale wrapper holds another one",
+    frozenset({"graphc.distributed", "graphc.distributed.optimizer"}):
+        "the package offers DistributedOptimizer, whose update asks the package's size() "
+        "(which joins the world and picks this rank's device)",
 }
 RUNTIME = "graphc.runtime"
 
