@@ -380,8 +380,8 @@ def test_good_files_still_load(tmp_path, good):
 # one child process (tests/test_hostile_cache.py's child_main).
 
 
-def flip_bit(data: bytes, index: int) -> bytes:
-    return data[:index] + bytes([data[index] ^ 0x10]) + data[index + 1:]
+def flip_bit(data: bytes, index: int, mask: int = 0x10) -> bytes:
+    return data[:index] + bytes([data[index] ^ mask]) + data[index + 1:]
 
 
 def with_field(data: bytes, offset: int, fmt: str, value) -> bytes:
@@ -432,7 +432,9 @@ CACHE_CASES = {
                                    "the payload's sha256 differs from the header's"),
     "bit flipped in the header's checksum": (write(lambda d: flip_bit(d, 30)),
                                              "the payload's sha256 differs from the header's"),
-    "bit flipped in the identity": (write(lambda d: flip_bit(d, HEADER + 12)), "built for key"),
+    # (0x01 keeps a hex digit of the key printable and unquoted: 0x10 made a '2' a '"')
+    "bit flipped in the identity": (write(lambda d: flip_bit(d, HEADER + 12, 0x01)),
+                                    "built for key"),
     "wrong magic": (write(lambda d: b"GRAPHCK\0" + d[8:]), "not a graphc cache entry"),
     "wrong format version": (write(lambda d: with_field(d, 8, "<I", 2)),
                              "format version 2, this graphc reads 1"),
