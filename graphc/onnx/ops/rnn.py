@@ -118,6 +118,14 @@ def _biases(node: NodeView, d: int, gates: int, hidden: int):
     return _gate(b[d], 0, gates * hidden), _gate(b[d], 1, gates * hidden)
 
 
+def _summed_biases(node: NodeView, d: int, gates: int, hidden: int) -> Tensor | None:
+    """Wb + Rb, added once to the projection of every step instead of at each step: the
+    steps' kernels then read no bias (torch's exports reorder the gates of B by slices and
+    concatenations, which every step would evaluate again)."""
+    wb, rb = _biases(node, d, gates, hidden)
+    return None if wb is None else wb + rb
+
+
 def _outputs(node: NodeView, setup: _Setup, per_direction: list[list[Tensor]],
              finals: list[list[Tensor]]) -> list[Tensor]:
     """Y (steps, directions, batch, hidden) and the final states, in the node's layout."""
@@ -137,8 +145,7 @@ def _lstm(node: NodeView) -> list[Tensor]:
     hs_all, finals = [], []
     for d in range(len(s.reverse)):
         f, g, h = s.fns[d]
-        wb, rb = _biases(node, d, 4, s.hidden)
-        xw = s.projected(node.input(1)[d], wb)
+        xw = s.projected(node.input(1)[d], _summed_biases(node, d, 4, s.hidden))
         r_t = gc.transpose(node.input(2)[d])
         peep = node.input(7)
         p = [None] * 3 if peep is None else [_gate(peep[d], k, s.hidden) for k in range(3)]
@@ -147,8 +154,6 @@ def _lstm(node: NodeView) -> list[Tensor]:
         hs = [None] * s.steps
         for t in s.order(d):
             z = xw[t] + gc.matmul(ht, r_t)
-            if rb is not None:
-                z = z + rb
             i_in, o_in, f_in, c_in = (_gate(z, k, s.hidden) for k in range(4))
             if p[0] is not None:
                 i_in, f_in = i_in + p[0] * ct, f_in + p[2] * ct
@@ -206,14 +211,12 @@ def _rnn(node: NodeView) -> list[Tensor]:
     hs_all, finals = [], []
     for d in range(len(s.reverse)):
         (f,) = s.fns[d]
-        wb, rb = _biases(node, d, 1, s.hidden)
-        xw = s.projected(node.input(1)[d], wb)
+        xw = s.projected(node.input(1)[d], _summed_biases(node, d, 1, s.hidden))
         r_t = gc.transpose(node.input(2)[d])
         ht = _state(node, 5, d, s)
         hs = [None] * s.steps
         for t in s.order(d):
-            z = xw[t] + gc.matmul(ht, r_t)
-            ht = f(s.clipped(z + rb if rb is not None else z))
+            ht = f(s.clipped(xw[t] + gc.matmul(ht, r_t)))
             hs[t] = ht
         hs_all.append(hs)
         finals.append((ht,))
