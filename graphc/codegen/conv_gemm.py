@@ -33,6 +33,7 @@ from graphc.codegen.lowerings import loop_spec, lowering_of, operand_view
 from graphc.ir import Tensor
 
 RUN_ALIGN = 16              # columns per vector of the CPU GEMM (16 floats, 2 x 8 doubles)
+FORWARD_RUN = 8             # output rows of a multiple of it load as vectors unpadded
 SPLIT_MIN_DEPTH = 4096      # products each partial sum of a split weight gradient adds up
 
 
@@ -101,14 +102,15 @@ def _geometry(stride, padding, dilation):
 
 
 def _forward(t: Tensor, node, stride, padding, dilation, groups, runs=False):
-    """With `runs` and a column stride of 1, the columns walk each output row padded to
+    """With `runs`, a column stride of 1 and rows of other than a multiple of FORWARD_RUN
+    pixels (which load as vectors already), the columns walk each output row padded to
     RUN_ALIGN pixels where that wastes at most a quarter of them (as the input gradient's
     do): vectors of columns then load contiguous elements of an image row."""
     x, w = node.inputs
     (n, c, h, wd), (o, cg, kh, kw), (oh, ow) = x.shape, w.shape, t.shape[2:]
     sh, sw, pt, pl, dh, dw = _geometry(stride, padding, dilation)
     og, k = o // groups, cg * kh * kw
-    pitch = _run_pitch(ow) if runs and sw == 1 else ow
+    pitch = _run_pitch(ow) if runs and sw == 1 and ow % FORWARD_RUN else ow
     weights = None if groups == 1 else Gather(f"{_mod('batch_', groups)} * {og * k}",
                                               (f"r * {k}", "0", "0"), ("c", "0", "0"))
     base = f"{_div('batch_', groups)} * {c * h * wd} + {_mod('batch_', groups)} * {cg * h * wd}"
