@@ -90,11 +90,16 @@ class _Setup:
             raise node.unsupported("sequence_lens shorter than the sequence (padding)")
 
     def projected(self, w: Tensor, bias: Tensor | None) -> Tensor:
-        """x_t W^T + b for every step at once: (steps, batch, gates * hidden)."""
+        """x_t W^T + b for every step at once: (steps, batch, gates * hidden). The bias is
+        one more column of W against a column of ones in x: torch's exports reorder the
+        gates of B by slices and concatenations, which a GEMM epilogue would evaluate for
+        every element of the product instead of once per column (the two operands are
+        copied anyway: x to sequence-first order, W to ONNX's gate order)."""
         flat = gc.reshape(self.x, (self.steps * self.batch, self.x.shape[2]))
-        y = gc.matmul(flat, gc.transpose(w))
         if bias is not None:
-            y = y + bias
+            flat = gc.concatenate([flat, gc.ones((flat.shape[0], 1), flat.dtype)], 1)
+            w = gc.concatenate([w, gc.reshape(bias, (-1, 1))], 1)
+        y = gc.matmul(flat, gc.transpose(w))
         return gc.reshape(y, (self.steps, self.batch, -1))
 
     def zero_state(self) -> Tensor:
