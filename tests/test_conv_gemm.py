@@ -50,6 +50,9 @@ CASES = [
     ((1, 4, 7, 14), (6, 2, 3, 3), dict(stride=(2, 1), padding=(1, 2), dilation=(1, 2),
                                         groups=2), np.float64),
     ((1, 3, 9, 13), (4, 3, 2, 3), dict(padding=(0, 1)), np.float32),
+    # forward convolutions loading pairs of output columns (rows of 10 and 6 pixels)
+    ((2, 6, 14, 14), (16, 6, 5, 5), {}, np.float32),      # LeNet-5's second layer
+    ((2, 2, 5, 8), (3, 2, 2, 3), dict(stride=(2, 1)), np.float64),
 ]
 SMALL = 2000        # x elements of the cases Oclgrind runs
 # Every compiled function stays alive: Oclgrind's uninitialized-value check misreads device
