@@ -15,7 +15,14 @@ from .resident import ResidentArray
 
 
 class Executable:
-    """Runs one Plan on one device: feeds in, kernels in order, outputs out."""
+    """Runs one Plan on one device: feeds in, kernels in order, outputs out. On a Vulkan
+    device, Executable(...) makes a VulkanExecutable (runtime/vulkan_executable.py)."""
+
+    def __new__(cls, device: Device, *args: Any, **kwargs: Any) -> "Executable":
+        if cls is Executable and getattr(device, "backend", "opencl") == "vulkan":
+            from .vulkan_executable import VulkanExecutable
+            return super().__new__(VulkanExecutable)
+        return super().__new__(cls)
 
     def __init__(self, device: Device, plan: Plan,
                  variables: Mapping[str, ResidentArray] | None = None) -> None:
