@@ -19,10 +19,11 @@ from graphc.builder import apply
 from graphc.codegen.build import build_kernels
 from graphc.codegen.built import STEP_BUFFER, BuiltBundle, RenderedKernel
 from graphc.codegen.capabilities import check_device_dtypes
+from graphc.codegen.fallbacks import decompose
 from graphc.codegen.gemm import device_info_from
 from graphc.codegen.kernel_groups import KernelGroup
 from graphc.codegen.program import render_program
-from graphc.codegen.renderer import renderer_for
+from graphc.codegen.renderer import capabilities, renderer_for
 from graphc.device_limits import check_kernels, check_memory_plan
 from graphc.errors import FeedError, ShapeError
 from graphc.ir import Graph, Tensor, is_among
@@ -39,6 +40,7 @@ GPU_GROUP = 64
 # letting the driver choose (kernel time: MLP step 3.2 -> 2.5 ms, LeNet 34 -> 24.5 ms).
 CPU_ITEMS_PER_WORK_ITEM = 16    # a float vector of AVX-512; more measured no faster
 CPU_GROUP = 8
+VULKAN_GROUP = 64
 
 
 @dataclass
@@ -62,6 +64,11 @@ def compile_graph(inputs, outputs, updates, device) -> Compiled:
     _check_inputs(graph, inputs)
     on_pass = _print_pass if config.debug_level() >= 3 else None
     graph, records = optimize(graph, on_pass=on_pass)
+    if not capabilities(device).templates:      # Vulkan: template ops as primitive ops
+        decomposed = decompose(graph)
+        if decomposed is not graph:
+            graph, more = optimize(decomposed, on_pass=on_pass)
+            records = records + more
     check_device_dtypes(graph, device)      # before any kernel is generated or built
     values = [_materializable(v) for v in graph.outputs]
     if any(v is not o for v, o in zip(values, graph.outputs)):    # copies of leaves added
@@ -174,12 +181,13 @@ def _materializable_copy(value: Tensor) -> Tensor:
 
 def _build_kernels(steps, buffer_of, device) -> list:
     """The kernels of each scheduled step, as data: a list of BuiltKernels per group, a
-    BuiltBundle per horizontal bundle (aliases launch nothing)."""
-    info = device_info_from(device)
+    BuiltBundle per horizontal bundle (aliases launch nothing). A Vulkan device has no
+    GEMM template: matrix products and convolutions run as loop kernels."""
+    info = None if _is_vulkan(device) else device_info_from(device)
     nbytes = {}
     for t, b in buffer_of.items():
         nbytes[b] = max(nbytes.get(b, 0), t.type.nbytes)
-    tuner = _tuner(device)
+    tuner = None if _is_vulkan(device) else _tuner(device)
     built = []
     for i, step in enumerate(steps):
         if isinstance(step, Bundle):
@@ -199,13 +207,20 @@ def _kernel_group(group: Group) -> KernelGroup:
 
 def _items_per_work_item(device) -> int:
     """Elements per work item of a (not bundled) elementwise kernel: a loop the CPU compiler
-    vectorizes (codegen/opencl.py items_loop); one on GPUs."""
-    return 1 if device.type == "gpu" else CPU_ITEMS_PER_WORK_ITEM
+    vectorizes (codegen/opencl.py items_loop); one on GPUs and on Vulkan (lavapipe runs a
+    work group's items as SIMD lanes, like a GPU)."""
+    return 1 if device.type == "gpu" or _is_vulkan(device) else CPU_ITEMS_PER_WORK_ITEM
 
 
 def _work_group(device) -> int:
     """Work items per group of the kernels that do not choose their own geometry."""
+    if _is_vulkan(device):
+        return min(VULKAN_GROUP, device.max_work_group_size)
     return min(GPU_GROUP if device.type == "gpu" else CPU_GROUP, device.max_work_group_size)
+
+
+def _is_vulkan(device) -> bool:
+    return getattr(device, "backend", "opencl") == "vulkan"
 
 
 def _tuner(device):

@@ -249,6 +249,6 @@ def pipeline(device, name: str, spirv: bytes, buffers: int, scalars: int,
         v.VkComputePipelineCreateInfo(stage=stage, layout=layout)], None)
     v.vkDestroyShaderModule(logical, module, None)
     cache.dirty = True
-    made[key] = Pipeline(handles[0] if isinstance(handles, list) else handles, layout,
+    made[key] = Pipeline(handles[0], layout,
                          set_layout, len(bindings), push)
     return made[key]
