@@ -31,6 +31,7 @@ from graphc.ops.registry import get_op
 from graphc.passes.fuse import Group, cone, dependency_graph, make_groups, reads_of
 from graphc.passes.pipeline import optimize
 from graphc.passes.horizontal import Bundle, bundle_steps
+from graphc.passes.kernel_size import buffer_limit
 from graphc.passes.schedule import MemoryPlan, kernel_dag, plan_memory, schedule
 from graphc.runtime import BufferArg, BufferSpec, IOBinding, KernelLaunch, Plan, ScalarArg
 from graphc.sites import site_of
@@ -75,7 +76,8 @@ def compile_graph(inputs, outputs, updates, device) -> Compiled:
         graph = Graph.from_outputs(values, inputs=graph.inputs, name=graph.name)
     outs, new_values = values[:n_out], values[n_out:]
     leaf_names = _leaf_names(graph)
-    groups, buffer_of, in_place = _fuse(graph, outs, targets, new_values, leaf_names)
+    with buffer_limit(_buffer_limit(device)):
+        groups, buffer_of, in_place = _fuse(graph, outs, targets, new_values, leaf_names)
     stored = {t for g in groups for t in g.stores} | set(buffer_of)
     dag = kernel_dag(groups, in_place, stored)
     order = schedule(groups, dag)
@@ -217,6 +219,14 @@ def _work_group(device) -> int:
     if _is_vulkan(device):
         return min(VULKAN_GROUP, device.max_work_group_size)
     return min(GPU_GROUP if device.type == "gpu" else CPU_GROUP, device.max_work_group_size)
+
+
+def _buffer_limit(device) -> int | None:
+    """A Vulkan device's storage buffers per shader, less the step counter's binding (fusion
+    keeps every kernel within it: passes/kernel_size.py); None on OpenCL."""
+    if not _is_vulkan(device):
+        return None
+    return max(2, int(device.max_storage_buffers) - 1)
 
 
 def _is_vulkan(device) -> bool:

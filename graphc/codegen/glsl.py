@@ -35,6 +35,7 @@ STORAGE = {"float16": "float16_t", "float32": "float", "float64": "double", "int
 GLSL_TYPES = {"float16": "float", "float32": "float", "float64": "double", "int32": "int",
               "int64": "int64_t", "bool": "bool"}
 ROUND_HALF = "graphc_half"
+ORDERED = frozenset({"less", "less_equal", "greater", "greater_equal"})
 
 
 def glsl_type(dtype) -> str:
@@ -79,7 +80,7 @@ def load_text(buffer: str, index: str, dtype) -> str:
     if dtype == F16:
         return f"float({text})"
     if dtype.kind == "b":
-        return f"({text} != uint8_t(0))"
+        return f"(uint({text}) != 0u)"
     return text
 
 
@@ -143,6 +144,8 @@ def _apply(node: Apply, args: list[str]) -> str:
         if source.kind == "b":
             return f"({args[0]} ? {literal(1, target)} : {literal(0, target)})"
         return rounded(f"{glsl_type(target)}({args[0]})", target)
+    if node.op in ORDERED and np.dtype(node.args[0].dtype).kind == "b":
+        args = [f"int({a})" for a in args]      # GLSL orders no bools
     record = get_op(node.op)
     template = record.templates.get("glsl", record.templates["opencl"])
     return rounded(template.format(*args, T=glsl_type(node.dtype)), node.dtype)

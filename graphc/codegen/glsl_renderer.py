@@ -35,6 +35,14 @@ PRELUDE = """#version 450
 #define NAN uintBitsToFloat(0x7fc00000u)
 #define isfinite(x) (!isinf(x) && !isnan(x))
 float graphc_half(float x) {{ return unpackHalf2x16(packHalf2x16(vec2(x, 0.0))).x; }}
+/* x ** y as C's pow: a negative base takes integer exponents (the sign from their parity) */
+float graphc_pow(float x, float y) {{
+    if (y == 0.0) return 1.0;
+    if (x >= 0.0 || isnan(x)) return x == 0.0 ? (y < 0.0 ? INFINITY : 0.0) : pow(x, y);
+    if (y != trunc(y)) return NAN;
+    float r = (-x == INFINITY) ? (y < 0.0 ? 0.0 : INFINITY) : pow(-x, y);
+    return mod(y, 2.0) == 1.0 ? -r : r;
+}}
 """
 ERF = """float graphc_erf_float(float x) {
     float a = abs(x);

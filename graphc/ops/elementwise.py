@@ -61,9 +61,11 @@ def _unary(name, kind, ref, vjp, template, doc, out_dtype=None, glsl=None):
                    templates, doc))
 
 
-def _binary(name, kind, ref, vjp, template, doc, out_dtype=None, commutative=False):
+def _binary(name, kind, ref, vjp, template, doc, out_dtype=None, commutative=False,
+            glsl=None):
+    templates = {"opencl": template} if glsl is None else {"opencl": template, "glsl": glsl}
     register(OpDef(name, "elementwise", 2, (), nary_infer(kind, out_dtype), ref, vjp,
-                   {"opencl": template}, doc, commutative))
+                   templates, doc, commutative))
 
 
 # ---- gradient rules (g: output cotangent, y: output, x/a/b: inputs) ----
@@ -156,7 +158,8 @@ _binary("multiply", NUMERIC, np.multiply, lambda g, y, a, b: [g * b, g * a], "({
 _binary("divide", FLOAT_ONLY, np.divide, lambda g, y, a, b: [g / b, -g * y / b],
         "({0} / {1})", "a / b (true division; integer operands are cast to float32 first).")
 _binary("power", FLOAT_ONLY, np.power, _pow_vjp, "pow({0}, {1})",
-        "a ** b; the gradient by b is 0 where a <= 0.")
+        "a ** b; the gradient by b is 0 where a <= 0.",
+        glsl="graphc_pow({0}, {1})")   # GLSL's pow leaves a < 0 undefined: glsl_renderer.py
 _binary("maximum", NUMERIC, np.maximum,
         lambda g, y, a, b: [g * _max_share(a, b), g * _max_share(b, a)],
         "(({0} > {1} || {0} != {0}) ? {0} : {1})",
