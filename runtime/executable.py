@@ -201,3 +201,6 @@ def _event_times(launches: Sequence[KernelLaunch],
         seconds = 0.0 if event is None else (event.profile.end - event.profile.start) * 1e-9
         times.append((launch.name, seconds))
     return times
+
+
+check_variables = _check_variables      # the Vulkan executable checks its variables alike

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .errors import DeviceError, launch_error
-from .executable import Executable, _check_variables
+from .executable import Executable, check_variables
 from .launch import BufferArg, IOBinding, KernelLaunch, Plan, ScalarArg, plan_problems
 from .limits import check_plan_fits
 from .resident import ResidentArray
@@ -38,7 +38,7 @@ class VulkanExecutable(Executable):
             raise ValueError("invalid plan:\n  " + "\n  ".join(problems))
         self.device = device
         self.plan = plan
-        self.variables = _check_variables(device, plan, variables or {})
+        self.variables = check_variables(device, plan, variables or {})
         check_plan_fits(device, plan)
         self.program = device.build(plan.source) if plan.launches else None
         self.last_profile: list[tuple[str, float]] = []

@@ -24,7 +24,7 @@ from typing import Any
 
 from . import cache_entry
 from .errors import CompileError, DeviceError, number_source_lines
-from .program_cache import BuildRecord, _set_aside, _store_entry, cache_dir
+from .program_cache import BuildRecord, cache_dir, set_aside, store_entry
 from .vulkan_api import require_vk
 
 KERNEL_MARK = "//@kernel "
@@ -71,7 +71,7 @@ def build_program(device, source: str) -> VulkanProgram:
         origin = "miss"
         compiled = compile_glsl({n: s for n, (s, _) in missing.items()}, device)
         for name, (shader, key) in missing.items():
-            _store_entry(_path(key), _identity(device, key), compiled[name])
+            store_entry(_path(key), _identity(device, key), compiled[name])
             shaders[name] = (shader, compiled[name])
     device.build_stats.append(BuildRecord(_key(device, source)[:16], origin,
                                           time.perf_counter() - start))
@@ -97,10 +97,10 @@ def _read_cached(device, key: str) -> bytes | None:
     try:
         words = cache_entry.read(path, _identity(device, key))
     except cache_entry.CorruptEntry as err:
-        _set_aside(path, f"refused: {err}")
+        set_aside(path, f"refused: {err}")
         return None
     if words is not None and (len(words) % 4 or words[:4] != b"\x03\x02\x23\x07"):
-        _set_aside(path, "its payload is no SPIR-V module")
+        set_aside(path, "its payload is no SPIR-V module")
         return None
     return words
 
@@ -178,7 +178,7 @@ class PipelineCache:
         try:
             return cache_entry.read(self.path, self.identity) or b""
         except cache_entry.CorruptEntry as err:
-            _set_aside(self.path, f"refused: {err}")
+            set_aside(self.path, f"refused: {err}")
             return b""
 
     def save(self) -> None:
@@ -190,7 +190,7 @@ class PipelineCache:
             data = v.vkGetPipelineCacheData(self.logical, self.handle)
         except Exception:       # interpreter shutdown, a lost device: skip the save
             return
-        _store_entry(self.path, self.identity, bytes(v.ffi.buffer(data))
+        store_entry(self.path, self.identity, bytes(v.ffi.buffer(data))
                      if not isinstance(data, (bytes, bytearray)) else bytes(data))
         self.dirty = False
 

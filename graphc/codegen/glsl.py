@@ -26,7 +26,7 @@ from graphc.codegen.ctext import c_type
 from graphc.codegen.index import render as render_index
 from graphc.codegen.kernel import Acc, Apply, Const, IndexValue, Kernel, Load, Random, Select
 from graphc.codegen.loops import reduce_lines
-from graphc.codegen.opencl import Emitter, _conds
+from graphc.codegen.opencl import Emitter
 from graphc.ops.registry import get_op
 
 F16 = np.dtype(np.float16)
@@ -122,6 +122,10 @@ class GlslEmitter(Emitter):
         if isinstance(node, Random):
             return _random(node), f"random {node.dist}"
         return _apply(node, [self.names[a] for a in node.args]), node.op
+
+
+def _conds(conds) -> str:
+    return " && ".join(f"({render_index(c.form)} {c.op} {c.bound})" for c in conds) or "true"
 
 
 def _load(node: Load, names: dict) -> str:
