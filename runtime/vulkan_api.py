@@ -81,8 +81,9 @@ class Instance:
 
     def __init__(self) -> None:
         v = require_vk()
-        extensions = _instance_extensions()
         layers = _instance_layers()
+        extensions = _instance_extensions() | (_instance_extensions(VALIDATION_LAYER)
+                                               if VALIDATION_LAYER in layers else set())
         validate = validation_requested() and VALIDATION_LAYER in layers
         enabled_ext = [e for e in ("VK_EXT_debug_utils", "VK_EXT_validation_features")
                        if validate and e in extensions]
@@ -92,11 +93,10 @@ class Instance:
                                   pEngineName="graphc", engineVersion=1,
                                   apiVersion=v.VK_MAKE_VERSION(1, 3, 0))
         pnext = None
-        if validate and os.environ.get(VALIDATION_ENV) == "gpu" and \
-                "VK_EXT_validation_features" in enabled_ext:
-            pnext = v.VkValidationFeaturesEXT(
-                enabledValidationFeatureCount=1,
-                pEnabledValidationFeatures=[v.VK_VALIDATION_FEATURE_ENABLE_GPU_ASSISTED_EXT])
+        features = _validation_features(v)
+        if validate and features and "VK_EXT_validation_features" in enabled_ext:
+            pnext = v.VkValidationFeaturesEXT(enabledValidationFeatureCount=len(features),
+                                              pEnabledValidationFeatures=features)
         info = v.VkInstanceCreateInfo(pNext=pnext, pApplicationInfo=app,
                                       enabledLayerCount=len(enabled_layers),
                                       ppEnabledLayerNames=enabled_layers or None,
@@ -130,9 +130,19 @@ def _on_message(severity, kinds, data, user) -> int:
     return 0
 
 
-def _instance_extensions() -> set[str]:
+def _validation_features(v) -> list[int]:
+    """The layer's checks beyond the API's rules, by $GRAPHC_VULKAN_VALIDATION: "sync"
+    (synchronization validation: a missing barrier between dependent dispatches), "gpu"
+    (GPU-assisted validation: shader accesses outside a binding), "all" (both; "1" too)."""
+    mode = os.environ.get(VALIDATION_ENV, "").strip().lower()
+    sync = v.VK_VALIDATION_FEATURE_ENABLE_SYNCHRONIZATION_VALIDATION_EXT
+    gpu = v.VK_VALIDATION_FEATURE_ENABLE_GPU_ASSISTED_EXT
+    return {"sync": [sync], "gpu": [gpu], "all": [sync, gpu], "1": [sync, gpu]}.get(mode, [])
+
+
+def _instance_extensions(layer: str | None = None) -> set[str]:
     try:
-        return {e.extensionName for e in vk.vkEnumerateInstanceExtensionProperties(None)}
+        return {e.extensionName for e in vk.vkEnumerateInstanceExtensionProperties(layer)}
     except Exception:       # an old or broken loader
         return set()
 
