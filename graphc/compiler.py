@@ -42,6 +42,7 @@ GPU_GROUP = 64
 CPU_ITEMS_PER_WORK_ITEM = 16    # a float vector of AVX-512; more measured no faster
 CPU_GROUP = 8
 VULKAN_GROUP = 64
+VULKAN_ITEMS_PER_WORK_ITEM = 16     # lavapipe (a CPU): see _items_per_work_item
 
 
 @dataclass
@@ -211,7 +212,9 @@ def _items_per_work_item(device) -> int:
     """Elements per work item of a (not bundled) elementwise kernel: a loop the CPU compiler
     vectorizes (codegen/opencl.py items_loop); one on GPUs and on Vulkan (lavapipe runs a
     work group's items as SIMD lanes, like a GPU)."""
-    return 1 if device.type == "gpu" or _is_vulkan(device) else CPU_ITEMS_PER_WORK_ITEM
+    if _is_vulkan(device):
+        return VULKAN_ITEMS_PER_WORK_ITEM if device.type == "cpu" else 1
+    return 1 if device.type == "gpu" else CPU_ITEMS_PER_WORK_ITEM
 
 
 def _work_group(device) -> int:

@@ -25,7 +25,7 @@ import numpy as np
 from graphc.codegen.ctext import c_type
 from graphc.codegen.index import render as render_index
 from graphc.codegen.kernel import Acc, Apply, Const, IndexValue, Kernel, Load, Random, Select
-from graphc.codegen.loops import reduce_lines
+from graphc.codegen.loops import lanes_lines, reduce_lines
 from graphc.codegen.opencl import Emitter
 from graphc.ops.registry import get_op
 
@@ -194,17 +194,41 @@ def scalar_decls(names, bindings: int, push_bytes: int) -> list[str]:
         + [f"#define {n} su.s[{i // 4}][{i % 4}]" for i, n in enumerate(names)]
 
 
-def kernel_text(kernel: Kernel, push_bytes: int) -> str:
-    """A GLSL compute shader (after the program's prelude) computing `kernel`, one work
-    item per element of its space."""
+def kernel_text(kernel: Kernel, push_bytes: int, per_item: int = 1) -> str:
+    """A GLSL compute shader (after the program's prelude) computing `kernel`: one work item
+    per element of its space, or `per_item` consecutive elements (a reduction: one
+    accumulator per lane, loops.lanes_lines; else a loop over the elements)."""
     total = int(np.prod(kernel.space, dtype=np.int64))
     bindings = len(kernel.params) + (1 if kernel.uses_step else 0)
     lines = buffer_decls(kernel) + scalar_decls(kernel.offsets, bindings, push_bytes)
-    lines += ["void main() {", "  const int gid = GRAPHC_GID;", f"  if (gid >= {total}) return;"]
+    lines.append("void main() {")
+    lanes = per_item > 1 and kernel.reduce is not None
+    looped = per_item > 1 and not lanes
+    if lanes:
+        lanes_count = min(per_item, total)
+        first = f"min(start, {total - lanes_count})" if total % lanes_count else "start"
+        lines += [f"  const int start = GRAPHC_GID * {lanes_count};",
+                  f"  if (start >= {total}) return;", f"  const int first = {first};"]
+    elif looped:
+        lines += [f"  const int first = GRAPHC_GID * {per_item};",
+                  f"  if (first >= {total}) return;",
+                  f"  const int end = min(first + {per_item}, {total});"]
+    else:
+        lines += ["  const int gid = GRAPHC_GID;", f"  if (gid >= {total}) return;"]
     if kernel.uses_step:
         lines.append("  const uint64_t graphc_step = b_graphc_step_buffer[0];")
-    emitter = GlslEmitter("  ")
-    if kernel.reduce is not None:
+    if looped:
+        lines.append("  for (int gid = first; gid < end; ++gid) {")
+    emitter = GlslEmitter("    " if lanes or looped else "  ")
+    if lanes:
+        loop = GlslEmitter("      ")
+        lines += lanes_lines(kernel.reduce, lanes_count, loop, False)
+        emitter.next_temp = loop.next_temp
+        emitter.acc = "best[gid - first]" if kernel.reduce.combiner in ("argmax", "argmin") \
+            else "acc[gid - first]"
+        lines += [f"  const int end = min(start + {lanes_count}, {total});",
+                  "  for (int gid = start; gid < end; ++gid) {"]
+    elif kernel.reduce is not None:
         loop = GlslEmitter("    ")
         lines += reduce_lines(kernel.reduce, loop, False)
         emitter.next_temp = loop.next_temp
@@ -215,8 +239,9 @@ def kernel_text(kernel: Kernel, push_bytes: int) -> str:
     for store in kernel.stores:
         value = emitter.value(store.value)
         index = render_index(store.index) + (f" + {store.offset}" if store.offset else "")
-        stores.append("  " + store_text(store.buffer, index, value, dtypes[store.buffer]))
-    lines += emitter.lines + stores + ["}"]
+        stores.append(emitter.indent + store_text(store.buffer, index, value,
+                                                  dtypes[store.buffer]))
+    lines += emitter.lines + stores + (["  }"] if lanes or looped else []) + ["}"]
     for name in kernel.offsets:
         lines.append(f"#undef {name}")
     return "\n".join(lines) + "\n"

@@ -84,7 +84,7 @@ class GlslRenderer:
                 f"kernel {kernel.name} ({', '.join(kernel.ops) or 'no ops'}) indexes past "
                 f"2^31 - 1 elements; Vulkan shaders index with 32-bit ints (and no binding "
                 f"holds that many elements): split the tensor")
-        text = kernel_text(kernel, self.caps.max_push_bytes)
+        text = kernel_text(kernel, self.caps.max_push_bytes, body.per_item)
         roots = [s.value for s in kernel.stores] + \
             ([kernel.reduce.body] if kernel.reduce else [])
         return KernelSource(lambda name: text, needs=_needs(kernel, roots))
