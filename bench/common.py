@@ -54,13 +54,20 @@ def layers_graph(input_shape: tuple, layers: list, params: Params):
     `input_shape` (batch first), mean softmax cross-entropy against int32 labels y,
     `params` loaded into the layers' weights."""
     import graphc as gc
-    x = gc.placeholder(input_shape, gc.float32, name="x")
+    x, logits, variables = layers_logits(input_shape, layers, params)
     y = gc.placeholder(input_shape[:1], gc.int32, name="y")
+    return x, y, graphc_loss(logits, y), variables
+
+
+def layers_logits(input_shape: tuple, layers: list, params: Params):
+    """(x, logits, variables): `layers` applied in turn to a float32 placeholder x of
+    `input_shape` (batch first), `params` loaded into the layers' weights."""
+    import graphc as gc
+    x = gc.placeholder(input_shape, gc.float32, name="x")
     h = x
     for layer in layers:
         h = layer(h)
-    variables = set_layer_weights(layers, params)
-    return x, y, graphc_loss(h, y), variables
+    return x, h, set_layer_weights(layers, params)
 
 
 def set_layer_weights(layers, params: Params) -> list:
@@ -103,23 +110,42 @@ def numpy_step_fn(workload: ModuleType, params: Params) -> Callable:
     return step
 
 
+_COMPILE_TORCH = [False]              # torch_compiled_step_fn sets it while it builds
+
+
 def torch_sgd_step(forward: Callable, weights: list, to_params: Callable) -> Callable:
-    """step(x, y) of torch eager: forward(x) -> logits, cross-entropy, backward, SGD.
+    """step(x, y) of torch eager: forward(x) -> logits, cross-entropy, backward, SGD; with
+    torch.compile (torch_compiled_step_fn), the forward and loss compiled by inductor (its
+    backward through AOTAutograd), the optimizer step eager.
 
     `step.params()` gives the weights back in graphc's layout (`to_params()`).
     """
     import torch
     opt = torch.optim.SGD(weights, lr=LR)
 
+    def loss_of(x, y):
+        return torch.nn.functional.cross_entropy(forward(x), y)
+    if _COMPILE_TORCH[0]:
+        loss_of = torch.compile(loss_of)
+
     def step(x: np.ndarray, y: np.ndarray) -> float:
-        logits = forward(torch.from_numpy(x))
-        loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(y).long())
+        loss = loss_of(torch.from_numpy(x), torch.from_numpy(y).long())
         opt.zero_grad()
         loss.backward()
         opt.step()
         return loss.item()
     step.params = to_params
+    step.forward = forward          # logits of a batch (bench/scaling.py's inference)
     return step
+
+
+def torch_compiled_step_fn(workload: ModuleType, params: Params) -> Callable | None:
+    """The workload's torch step with torch.compile, or None without torch."""
+    _COMPILE_TORCH[0] = True
+    try:
+        return workload.torch_step_fn(params)
+    finally:
+        _COMPILE_TORCH[0] = False
 
 
 def import_torch():
@@ -166,18 +192,22 @@ def timed(step: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
-def measure(workload: ModuleType, repeats: int = 30) -> dict:
-    """Samples/s of graphc, numpy and torch (when importable), kernels/step, the device.
+def measure(workload: ModuleType, repeats: int = 30, torch_compile: bool = False,
+            batch: int | None = None, numpy_step: bool = True) -> dict:
+    """Samples/s of graphc, numpy and torch (when importable), kernels/step, the device,
+    graphc's host overhead per step; with `torch_compile`, torch.compile's samples/s too
+    ("torch.compile", and its first call's seconds, "torch.compile first s").
 
     loss_error: the relative difference of graphc's and numpy's losses over the first two
     steps (the second one sees the first one's updates), a check of the compiled step; a
     workload without a numpy step (has_numpy) is compared with torch's instead.
     """
-    params, x, y = workload.init()
-    compiled = graphc_step(workload, [p.copy() for p in params])
+    batch = batch or workload.BATCH
+    params, x, y = workload.init(batch=batch)
+    compiled = graphc_step(workload, [p.copy() for p in params], batch)
     torch_step = workload.torch_step_fn([p.copy() for p in params])
     steps = {"graphc": lambda: compiled(x, y)}
-    if has_numpy(workload):
+    if numpy_step and has_numpy(workload):
         by_hand = numpy_step_fn(workload, [p.copy() for p in params])
         steps["numpy"] = lambda: by_hand(x, y)
     elif torch_step is None:
@@ -186,11 +216,31 @@ def measure(workload: ModuleType, repeats: int = 30) -> dict:
     losses = [(float(compiled(x, y)), float(reference())) for _ in range(2)]
     if torch_step is not None:
         steps["torch"] = lambda: torch_step(x, y)
-    result = interleaved_rates(steps, workload.BATCH, repeats)
-    result.update(kernels=compiled.kernel_count, compile_in_process=compiled.compile_seconds,
+    first = {}
+    if torch_compile and torch_step is not None:
+        inductor = torch_compiled_step_fn(workload, [p.copy() for p in params])
+        first["torch.compile first s"] = timed(lambda: inductor(x, y))
+        steps["torch.compile"] = lambda: inductor(x, y)
+    result = interleaved_rates(steps, batch, repeats)
+    result.update(first, kernels=compiled.kernel_count,
+                  compile_in_process=compiled.compile_seconds,
                   device=compiled.device.name, platform=compiled.device.platform_version,
-                  loss_error=max(abs(a - b) / abs(b) for a, b in losses))
+                  loss_error=max(abs(a - b) / abs(b) for a, b in losses),
+                  **host_overhead(compiled, x, y))
     return result
+
+
+def host_overhead(step, x: np.ndarray, y: np.ndarray, calls: int = 20) -> dict:
+    """Medians over profiled calls of graphc's step: "host ms" (wall time the device was
+    not busy with the call's commands: feed checks, enqueues, waking up to wait) and
+    "device ms" (its transfers and kernels). Function.profile's StepTiming."""
+    step(x, y)
+    timings = []
+    for _ in range(calls):
+        step.profile(x, y)
+        timings.append(step.last_timing)
+    return {"host ms": 1e3 * statistics.median(t.host_seconds for t in timings),
+            "device ms": 1e3 * statistics.median(t.device_seconds for t in timings)}
 
 
 def has_numpy(workload: ModuleType) -> bool:

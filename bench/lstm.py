@@ -43,11 +43,15 @@ def init(seed: int = 0, batch: int = BATCH) -> tuple[common.Params, np.ndarray, 
     return [p.astype(np.float32) for p in params], x, y
 
 
+def layers() -> list:
+    """The gc.nn layers, unbuilt."""
+    from graphc import nn
+    return [nn.LSTM(HIDDEN), nn.Dense(CLASSES)]
+
+
 def build(params: common.Params, batch: int):
     """(x, y, loss, variables): LSTM(128) -> Dense(10) on placeholders, `params` loaded."""
-    from graphc import nn
-    return common.layers_graph((batch, SEQ, FEATURES), [nn.LSTM(HIDDEN), nn.Dense(CLASSES)],
-                               params)
+    return common.layers_graph((batch, SEQ, FEATURES), layers(), params)
 
 
 def graphc_step(params: common.Params, batch: int = BATCH):

@@ -36,11 +36,15 @@ def init(seed: int = 0, batch: int = BATCH) -> tuple[common.Params, np.ndarray, 
     return params, x, y
 
 
+def layers() -> list:
+    """The gc.nn layers, unbuilt (of the current SIZES: bench/scaling.py varies them)."""
+    from graphc import nn
+    return [nn.Dense(n, activation="relu") for n in SIZES[1:-1]] + [nn.Dense(SIZES[-1])]
+
+
 def build(params: common.Params, batch: int):
     """(x, y, loss, variables): Dense-relu-Dense-relu-Dense on placeholders, `params` loaded."""
-    from graphc import nn
-    layers = [nn.Dense(n, activation="relu") for n in SIZES[1:-1]] + [nn.Dense(SIZES[-1])]
-    return common.layers_graph((batch, SIZES[0]), layers, params)
+    return common.layers_graph((batch, SIZES[0]), layers(), params)
 
 
 def graphc_step(params: common.Params, batch: int = BATCH):

@@ -36,6 +36,7 @@ from graphc import random              # noqa: E402  gc.random.uniform/normal/be
 from graphc import losses              # noqa: E402  Keras-style losses
 from graphc import nn, optim           # noqa: E402  Keras-style layers, models; optimizers
 from graphc import data                # noqa: E402  gc.data: data sets, splits, augmentation
+from graphc import distributed         # noqa: E402  gc.distributed: data-parallel on MPI
 import graphc.inspection.debug  # noqa: F401,E402  (Function's inspection and checking hooks)
 from graphc.inspection.dump import dump
 from graphc.inspection.parser import parse

@@ -70,7 +70,9 @@ def _cmd_train(args):
     if args.device not in (None, "interpret"):
         from graphc.runtime import select_device
         select_device(args.device)         # a device that is not there: say so before training
-    module.train(common.resolve_args(args, module.DEFAULTS))
+    args = common.resolve_args(args, module.DEFAULTS)
+    with common.ranks_of(args):
+        module.train(args)
     return 0
 
 

@@ -10,7 +10,7 @@ kernel reads the variable only at the index it writes, else through a final copy
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import networkx as nx
 
@@ -21,10 +21,12 @@ from graphc.codegen.built import STEP_BUFFER, BuiltBundle, RenderedKernel
 from graphc.codegen.capabilities import check_device_dtypes
 from graphc.codegen.fallbacks import decompose
 from graphc.codegen.gemm import device_info_from
+from graphc.codegen.host import HostStep, collectives_early, host_calls, host_leaves
 from graphc.codegen.kernel_groups import KernelGroup
 from graphc.codegen.program import render_program
 from graphc.codegen.renderer import capabilities, renderer_for
 from graphc.device_limits import check_kernels, check_memory_plan
+from graphc.distributed.fingerprint import graph_fingerprint
 from graphc.errors import FeedError, ShapeError
 from graphc.ir import Graph, Tensor, is_among
 from graphc.ops.registry import get_op
@@ -55,9 +57,10 @@ class Compiled:
     graph: Graph
     pass_records: list
     leaves: dict                    # plan buffer -> variable or constant tensor
+    host_values: list = field(default_factory=list)  # the value each host call writes
 
 
-def compile_graph(inputs, outputs, updates, device) -> Compiled:
+def compile_graph(inputs, outputs, updates, device, name: str = "function") -> Compiled:
     """Optimize, fuse, schedule and generate code for `outputs` and `updates`."""
     n_out = len(outputs)
     targets = [v for v, _ in updates]
@@ -81,19 +84,26 @@ def compile_graph(inputs, outputs, updates, device) -> Compiled:
         groups, buffer_of, in_place = _fuse(graph, outs, targets, new_values, leaf_names)
     stored = {t for g in groups for t in g.stores} | set(buffer_of)
     dag = kernel_dag(groups, in_place, stored)
-    order = schedule(groups, dag)
+    order = schedule(collectives_early(groups, dag), dag)
     steps = bundle_steps(order, dag)
     scratch = {t for g in groups for t in g.stores} - set(buffer_of)
     memory = plan_memory(steps, scratch, stored, buffer_of)
+    read_by_host = host_leaves(groups)
     leaf_map = {leaf: leaf_names[leaf] for leaf in graph.inputs
-                if not (leaf.role == "constant" and leaf.size == 1)}
+                if not (leaf.role == "constant" and leaf.size == 1) or leaf in read_by_host}
     held = check_memory_plan(device, inputs, memory, leaf_map)   # before generating code
-    built = _build_kernels(steps, {**memory.buffer_of, **leaf_map}, device)
+    hosts: list[HostStep] = []
+    built = _build_kernels(steps, {**memory.buffer_of, **leaf_map}, device, hosts)
     program = render_program(built, renderer_for(device), _work_group(device))   # text, last
     kernels = program.kernels
-    plan, leaves = _plan(graph, inputs, outs, program, memory, leaf_map, device)
+    plan, leaves = _plan(graph, inputs, outs, program, memory, leaf_map, device,
+                         {leaf_map[leaf] for leaf in read_by_host})
+    if hosts:
+        hosts = [HostStep(h.group, program.launches_before(h.position)) for h in hosts]
+        plan = _with_host_calls(plan, hosts, {**memory.buffer_of, **leaf_map}, name, graph)
     check_kernels(device, plan, kernels, held)                   # before building it
-    return Compiled(plan, kernels, memory, graph, records, leaves)
+    return Compiled(plan, kernels, memory, graph, records, leaves,
+                    [h.group.root for h in hosts])
 
 
 def _check_inputs(graph: Graph, inputs) -> None:
@@ -155,7 +165,10 @@ def _in_place_ok(variable: Tensor, group: Group, groups, stored: set, dag, reads
     variable in it is at the very element its own work item writes (an elementwise value of
     the variable's shape, in a kernel over the same number of elements: a GEMM epilogue
     through reshapes stores each value at the position of its own element), and no kernel
-    that needs the old value has to wait for this one."""
+    that needs the old value has to wait for this one. A collective never does: its result
+    is written back while later kernels may still read the old value."""
+    if group.kind == "host":
+        return False
     body = set(cone(group.root, stored)) if group.kind != "elementwise" else set()
     for t in [group.root] + group.stores:
         for value in cone(t, stored):
@@ -182,10 +195,11 @@ def _materializable_copy(value: Tensor) -> Tensor:
         return apply("reshape", [value], shape=value.shape)
 
 
-def _build_kernels(steps, buffer_of, device) -> list:
+def _build_kernels(steps, buffer_of, device, hosts: list) -> list:
     """The kernels of each scheduled step, as data: a list of BuiltKernels per group, a
-    BuiltBundle per horizontal bundle (aliases launch nothing). A Vulkan device has no
-    GEMM template: matrix products and convolutions run as loop kernels."""
+    BuiltBundle per horizontal bundle (aliases launch nothing). Each collective's step joins
+    `hosts` with the number of built steps before it. A Vulkan device has no GEMM template:
+    matrix products and convolutions run as loop kernels."""
     info = None if _is_vulkan(device) else device_info_from(device)
     nbytes = {}
     for t, b in buffer_of.items():
@@ -197,6 +211,8 @@ def _build_kernels(steps, buffer_of, device) -> list:
             built.append(BuiltBundle(tuple(
                 tuple(build_kernels(_kernel_group(g), buffer_of, nbytes, info, tuner,
                                     f"partial{i}_{j}")) for j, g in enumerate(step.members))))
+        elif step.kind == "host":
+            hosts.append(HostStep(step, len(built)))
         elif step.kind != "alias":
             built.append(build_kernels(_kernel_group(step), buffer_of, nbytes, info, tuner,
                                        f"partial{i}", _items_per_work_item(device)))
@@ -210,8 +226,10 @@ def _kernel_group(group: Group) -> KernelGroup:
 
 def _items_per_work_item(device) -> int:
     """Elements per work item of a (not bundled) elementwise kernel: a loop the CPU compiler
-    vectorizes (codegen/opencl.py items_loop); one on GPUs and on Vulkan (lavapipe runs a
-    work group's items as SIMD lanes, like a GPU)."""
+    vectorizes (codegen/opencl.py items_loop); one on GPUs. On a CPU Vulkan device
+    (lavapipe) a work item takes VULKAN_ITEMS_PER_WORK_ITEM elements too: each of its
+    loads costs a per-lane access, so a reduction's lanes reuse what they load (a matrix
+    product's loop kernel: 1.20 -> 0.90 s for 128x784 @ 784x512)."""
     if _is_vulkan(device):
         return VULKAN_ITEMS_PER_WORK_ITEM if device.type == "cpu" else 1
     return 1 if device.type == "gpu" else CPU_ITEMS_PER_WORK_ITEM
@@ -258,7 +276,8 @@ def _tuner(device):
     return tuned
 
 
-def _plan(graph, inputs, outs, program, memory, leaf_map, device) -> tuple[Plan, dict]:
+def _plan(graph, inputs, outs, program, memory, leaf_map, device,
+          read_by_host=frozenset()) -> tuple[Plan, dict]:
     kernels = program.kernels
     buffers, leaves = {}, {}
     input_bindings = []
@@ -275,7 +294,7 @@ def _plan(graph, inputs, outs, program, memory, leaf_map, device) -> tuple[Plan,
             buffers[name] = BufferSpec(name, nbytes, role, parent, offset)
         elif name not in buffers or buffers[name].nbytes < size:
             buffers[name] = BufferSpec(name, size, role)
-    variable_bindings = _leaf_buffers(leaf_map, buffers, leaves, kernels)
+    variable_bindings = _leaf_buffers(leaf_map, buffers, leaves, kernels, read_by_host)
     for kernel in kernels:
         for name, nbytes in kernel.private:
             buffers[name] = BufferSpec(name, nbytes, "scratch")
@@ -290,9 +309,17 @@ def _plan(graph, inputs, outs, program, memory, leaf_map, device) -> tuple[Plan,
     return plan, leaves
 
 
-def _leaf_buffers(leaf_map, buffers, leaves, kernels) -> list:
-    """Variables and constants the kernels use: device-resident, bound by name."""
-    used = {a for k in kernels for a in k.args}
+def _with_host_calls(plan: Plan, hosts: list[HostStep], buffer_of: dict, name: str,
+                     graph: Graph) -> Plan:
+    """The plan with its collectives as host calls (codegen/host.py)."""
+    buffers = {spec.name: spec for spec in plan.buffers}
+    calls = host_calls(hosts, buffer_of, plan.launches, buffers, name, graph_fingerprint(graph))
+    return replace(plan, host_calls=calls)
+
+
+def _leaf_buffers(leaf_map, buffers, leaves, kernels, read_by_host=frozenset()) -> list:
+    """Variables and constants the kernels or host calls use: device-resident, bound by name."""
+    used = {a for k in kernels for a in k.args} | set(read_by_host)
     bindings = []
     for leaf, name in leaf_map.items():
         if leaf.role == "placeholder" or name not in used:

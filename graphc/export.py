@@ -29,6 +29,12 @@ def export_function(fn, path, *, name: str | None = None, output_names=None,
     are given. With `batch_size`, every input's and output's first axis is a batch of that
     size (graphc serve splits and pads requests to it)."""
     plan = fn.compiled.plan
+    if plan.host_calls:
+        calls = ", ".join(c.name for c in plan.host_calls[:3])
+        raise ExportError(f"export of {fn.name!r}: it runs collectives on the host ({calls}; "
+                          f"gc.distributed), which an export, run by one process without "
+                          f"MPI, cannot: export a function without them (a model's predict "
+                          f"step has none)")
     inputs = _input_pairs(fn, plan)
     names = list(output_names) if output_names is not None else \
         [f"output_{i}" for i in range(len(plan.outputs))]

@@ -25,6 +25,9 @@ def resolve_feed_keys(feed: dict, placeholders) -> dict[Tensor, object]:
 
 def check_feed(placeholder: Tensor, value) -> np.ndarray:
     """The fed value as an array of the placeholder's dtype, or FeedError saying what was wanted."""
+    if (type(value) is np.ndarray and value.dtype == placeholder.dtype
+            and value.shape == placeholder.shape and value.flags.c_contiguous):
+        return value        # the common case, checked without building the error texts
     expected = f"{placeholder.type} ({placeholder.dtype.name}{list(placeholder.shape)})"
     where = f"\n  placeholder created at {placeholder.site}" if placeholder.site else ""
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -61,13 +61,15 @@ class Function:
         started = time.perf_counter()
         with _collector_paused():
             self.compiled: Compiled = compile_graph(self.inputs, self.outputs, self.updates,
-                                                    self.device)
+                                                    self.device, name)
             with self.device.lock:      # one ResidentArray per variable and device
                 residents = self._residents()
             self.executable = Executable(self.device, self.compiled.plan, residents)
         self.compile_seconds = time.perf_counter() - started
         self.calls = 0
         self.last_profile: list[tuple[str, float]] = []
+        self.last_timing = None     # a StepTiming after profile()
+        self._reads_step = any(b.name == "graphc_step" for b in self.compiled.plan.inputs)
         for hook in HOOKS.compiled:
             hook(self)
 
@@ -149,6 +151,22 @@ class Function:
                 return results
         return None
 
+    def call_async(self, *feeds, **named) -> "PendingCall":
+        """Enqueue a call and return at once; `.result()` waits and returns what calling
+        would. Calls run in order on the device, so the next call (or a variable's
+        get_value) sees this one's updates, and the host can prepare the next batch while
+        the device works. The fed arrays must not change until result() returns. Debugging
+        and profiling modes (GRAPHC_DEBUG >= 2, GRAPHC_CHECK_NUMERICS, ...) run it at once."""
+        if config.debug_level() >= 2:
+            return PendingCall(self.single, None, self(*feeds, **named), unwrap=False)
+        arrays = self._checked(self._bind(feeds, named))
+        with self.device.lock:
+            arrays = self._with_step(arrays)
+            results = self._hooked_call(arrays)
+            pending = self.executable.run_async(arrays) if results is None else None
+            self.calls += 1
+        return PendingCall(self.single, pending, results)
+
     def _check_feeds(self, feeds) -> list[np.ndarray]:
         """The checked feeds, with the call counter when the plan reads one."""
         return self._with_step(self._checked(feeds))
@@ -163,17 +181,21 @@ class Function:
     def _with_step(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         """The feeds plus the call counter random ops read (under the device lock, so no
         two calls draw the same numbers)."""
-        if any(b.name == "graphc_step" for b in self.compiled.plan.inputs):
+        if self._reads_step:
             return arrays + [np.array([self.calls], np.uint64)]
         return arrays
 
     def profile(self, *feeds, **named) -> list[tuple[str, float]]:
-        """Run once with OpenCL event timing; per-kernel (name, seconds) in launch order."""
+        """Run once with OpenCL event timing; per-kernel (name, seconds) in launch order.
+        `last_timing` then holds the call's wall time (from this method's start, feed
+        checks included), the device's busy time and their difference, the host overhead."""
+        started = time.perf_counter()
         arrays = self._checked(self._bind(feeds, named))
         with self.device.lock:
             self.executable.run(self._with_step(arrays), profile=True)
             self.calls += 1
             self.last_profile = list(self.executable.last_profile)
+            self.last_timing = replace(self.executable.last_timing, started=started)
             return self.last_profile
 
     def export(self, path, **options):
@@ -202,6 +224,20 @@ def _view(name: str) -> Callable:
     except KeyError:
         raise GraphcError(f"fn.{name}() needs graphc.inspection.debug, which `import graphc` "
                           f"loads") from None
+
+
+class PendingCall:
+    """A call enqueued by Function.call_async."""
+
+    def __init__(self, single: bool, pending, results, unwrap: bool = True):
+        self._single = single and unwrap
+        self._pending = pending
+        self._results = results
+
+    def result(self):
+        """The outputs (one array when the function has one output), waiting for them."""
+        results = self._results if self._pending is None else self._pending.result()
+        return results[0] if self._single else results
 
 
 _MISSING = object()

@@ -7,7 +7,10 @@ Every model module defines DEFAULTS (its epochs, batch size, learning rate...),
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import time
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -20,7 +23,7 @@ MODELS = ("linreg", "mlp", "mlp_adam", "lenet", "lstm", "autoencoder", "vae", "v
 DATASETS = gc.data.DATASETS
 COMMON_DEFAULTS = {"dataset": "digits", "epochs": 10, "batch_size": 32, "lr": None,
                    "device": None, "data_dir": None, "plots": "plots", "seed": 0,
-                   "verbose": 1, "limit": None, "augment": 0}
+                   "verbose": 1, "limit": None, "augment": 0, "distributed": False}
 
 
 # ---- options ----
@@ -42,6 +45,9 @@ def add_training_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
         help="classifiers: shift training images by up to PIXELS at random, anew each epoch")
     add("--quiet", dest="verbose", action="store_const", const=0, default=None,
         help="print only the final metrics")
+    add("--distributed", action="store_const", const=True, default=None,
+        help="data-parallel on the ranks of mpirun (gc.distributed): each rank trains on its "
+             "share of the data at --batch-size, gradients averaged; rank 0 prints and plots")
     return parser
 
 
@@ -93,9 +99,32 @@ def make_main(doc: str, defaults: dict, train: Callable) -> Callable:
     """A `main(argv)` that parses the training options and runs `train`."""
     def main(argv: list[str] | None = None) -> int:
         parser = add_training_args(argparse.ArgumentParser(description=doc))
-        train(resolve_args(parser.parse_args(argv), defaults))
+        args = resolve_args(parser.parse_args(argv), defaults)
+        with ranks_of(args):
+            train(args)
         return 0
     return main
+
+
+def ranks_of(args: argparse.Namespace):
+    """--distributed: join the MPI world; on ranks other than 0, no plots and nothing
+    printed (a context manager that swallows their output)."""
+    if not args.distributed:
+        return contextlib.nullcontext()
+    gc.distributed.init()
+    if gc.distributed.size() == 1:
+        warnings.warn("--distributed without mpirun (or without mpi4py): training on one "
+                      "process; run `mpirun -n N graphc train ... --distributed`", stacklevel=2)
+    if gc.distributed.rank() == 0:
+        return contextlib.nullcontext()
+    args.plots, args.verbose = None, 0
+    return contextlib.redirect_stdout(io.StringIO())
+
+
+def distribute(model) -> None:
+    """Recompile `model` with its optimizer averaging gradients over the ranks."""
+    model.compile(gc.distributed.DistributedOptimizer(model.optimizer), model.loss,
+                  model.metrics, device=model.device)
 
 
 # ---- setup ----
@@ -171,6 +200,9 @@ def fit(model, x, y, args: argparse.Namespace, validation_data=None) -> tuple[di
     if args.epochs < 1:
         raise gc.data.DataError(f"epochs must be at least 1, got {args.epochs}")
     examples = len(x.x) if isinstance(x, gc.data.ShiftedBatches) else len(x)
+    if args.distributed:
+        distribute(model)
+        examples *= gc.distributed.size() if isinstance(x, gc.data.ShiftedBatches) else 1
     times = EpochTimes()
     history = model.fit(x, y, batch_size=args.batch_size, epochs=args.epochs,
                         verbose=1 if args.verbose else 0, validation_data=validation_data,
@@ -193,6 +225,9 @@ def train_classifier(name: str, build: Callable, args: argparse.Namespace,
         model.summary()
     x, y = split.x_train, split.y_train
     if args.augment:
+        if args.distributed:            # fit shards arrays, not loaders: this rank's share
+            rank, size = gc.distributed.rank(), gc.distributed.size()
+            x, y = x[rank::size], y[rank::size]
         x, y = gc.data.ShiftedBatches(x, y, args.batch_size, args.augment, args.seed), None
     history, timings = fit(model, x, y, args, validation_data=(split.x_test, split.y_test))
     test_loss, test_accuracy = model.evaluate(split.x_test, split.y_test,

@@ -1,7 +1,9 @@
 """Executable: a Plan built, allocated and bound once, then run as a plain enqueue sequence."""
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -9,9 +11,56 @@ import numpy as np
 from ._opencl import require_cl
 from .device import Device
 from .errors import DeviceError, launch_error
+from .host import HostSteps, host_function
+from .host_io import input_slots
 from .launch import BufferArg, IOBinding, KernelLaunch, Plan, plan_problems
 from .limits import check_plan_fits
 from .resident import ResidentArray
+
+
+@dataclass(frozen=True)
+class StepTiming:
+    """One profiled call: perf_counter() when it started and when its last read was done,
+    and the seconds the device spent on its commands (transfers and kernels). The rest of
+    the wall time is host overhead: Python, the driver's enqueues, waking up to wait."""
+
+    started: float
+    finished: float
+    device_seconds: float
+
+    @property
+    def wall_seconds(self) -> float:
+        """From the start of the call to the end of its last read."""
+        return self.finished - self.started
+
+    @property
+    def host_seconds(self) -> float:
+        """Wall time the device was not busy with this call's commands."""
+        return max(self.wall_seconds - self.device_seconds, 0.0)
+
+
+class PendingRun:
+    """A run enqueued by Executable.run_async: `result()` waits and gives its outputs."""
+
+    def __init__(self, executable: Executable, outputs: list[np.ndarray], reads: list[Any],
+                 kept: list[Any]) -> None:
+        self._executable = executable
+        self._outputs = outputs
+        self._reads = reads
+        self._kept = kept       # transfer events and wrappers: alive until the run is done
+
+    @property
+    def done(self) -> bool:
+        """True once the outputs have been read back (result() then returns at once)."""
+        return self._kept is None
+
+    def result(self) -> list[np.ndarray]:
+        """The run's outputs, waiting for them the first time."""
+        if self._kept is not None:
+            self._executable._wait(self._reads)
+            self._kept = None
+            self._reads = []
+        return self._outputs
 
 
 class Executable:
@@ -27,6 +76,8 @@ class Executable:
     def __init__(self, device: Device, plan: Plan,
                  variables: Mapping[str, ResidentArray] | None = None) -> None:
         problems = plan_problems(plan)
+        for call in plan.host_calls:
+            host_function(call.function)        # registered? (KeyError naming it)
         if problems:
             raise ValueError("invalid plan:\n  " + "\n  ".join(problems))
         self.device = device
@@ -38,7 +89,15 @@ class Executable:
         with device.lock:       # uploads of shared variables are ordered with running calls
             self.buffers = self._allocate_buffers()
             self._kernels = [self._bind_kernel(launch) for launch in plan.launches]
+        self._slots = input_slots(device, plan, self.buffers, self._kernels)
+        self._residents = list(self.variables.values())
+        # what a plain call enqueues: no per-launch work in Python beyond the enqueue itself
+        self._ready = [(kernel, launch.global_size, launch.local_size, launch)
+                       for kernel, launch in zip(self._kernels, plan.launches)
+                       if 0 not in launch.global_size]
         self.last_profile: list[tuple[str, float]] = []
+        self.last_timing: StepTiming | None = None
+        self.last_host_seconds = 0.0    # time the last run spent in host functions
 
     @property
     def buffer_bytes(self) -> int:
@@ -59,27 +118,98 @@ class Executable:
 
         Runs hold the device's lock: the executable's buffers serve one run at a time, and
         the variables it shares with other executables are read and written in turn."""
-        if len(feeds) != len(self.plan.inputs):
-            raise ValueError(f"expected {len(self.plan.inputs)} feeds "
-                             f"({[b.name for b in self.plan.inputs]}), got {len(feeds)}")
+        self._check_count(feeds)
         with self.device.lock:
             return self._run(feeds, profile, after_launch)
 
+    def run_async(self, feeds: Sequence[np.ndarray]) -> PendingRun:
+        """Enqueue a run and return at once; `.result()` waits for its outputs. Runs on the
+        device's one in-order queue, so a later run or variable read sees this one's
+        writes. The fed arrays must stay unchanged until `result()` returns (the device
+        reads them in place, or copies them, when it gets to them)."""
+        self._check_count(feeds)
+        with self.device.lock:
+            if self.plan.host_calls:        # the host takes part in the run: done at once
+                return PendingRun(self, self._run(feeds, False, None), [], None)
+            kept = self._feed(feeds, in_place=True)
+            self._enqueue_ready()
+            outputs, reads = self._read_outputs()
+            for resident in self._residents:
+                resident.mark_device_dirty()
+            done = reads or [require_cl().enqueue_marker(self.device.queue)]
+            return PendingRun(self, outputs, done, kept)
+
+    def _check_count(self, feeds: Sequence[np.ndarray]) -> None:
+        if len(feeds) != len(self.plan.inputs):
+            raise ValueError(f"expected {len(self.plan.inputs)} feeds "
+                             f"({[b.name for b in self.plan.inputs]}), got {len(feeds)}")
+
+    def _feed(self, feeds: Sequence[np.ndarray], in_place: bool) -> list[Any]:
+        """Every feed to its input, and shared variables written on the host uploaded;
+        what must live until the run is done (transfer events, zero-copy wrappers)."""
+        kept = [slot.feed(self._prepared(slot.binding, feed), in_place)
+                for slot, feed in zip(self._slots, feeds)]
+        for resident in self._residents:
+            resident.buffer  # uploads a value written on the host since the last run
+        return kept
+
     def _run(self, feeds: Sequence[np.ndarray], profile: bool,
              after_launch: Callable[[int], None] | None) -> list[np.ndarray]:
-        # Holding the transfer events stops pyopencl from waiting on each copy as it is made.
-        transfers = [self._write_input(b, f) for b, f in zip(self.plan.inputs, feeds)]
-        for resident in self.variables.values():
-            resident.buffer  # uploads a value written on the host since the last run
-        events = [self._enqueue_then(i, after_launch) for i in range(len(self._kernels))]
+        started = time.perf_counter()
+        # A debugging callback reads the input buffers themselves: no zero-copy feeds then.
+        kept = self._feed(feeds, in_place=after_launch is None)
+        if self.plan.host_calls:
+            events = self._enqueue_with_host_calls(after_launch, kept)
+        elif profile or after_launch is not None:
+            events = [self._enqueue_then(i, after_launch) for i in range(len(self._kernels))]
+        else:
+            events = None
+            self._enqueue_ready()
         outputs, reads = self._read_outputs()
         self._wait(reads)
-        for resident in self.variables.values():
+        finished = time.perf_counter()
+        for resident in self._residents:
             resident.mark_device_dirty()
-        if profile:
+        if events is not None:
             self.last_profile = _event_times(self.plan.launches, events)
-        transfers.clear()  # finished before the reads did (in-order queue)
+            commands = [e for e in kept + events + reads if _is_event(e)]
+            self.last_timing = StepTiming(started, finished, _busy_seconds(commands))
+        kept.clear()  # finished before the reads did (in-order queue)
         return outputs
+
+    def _enqueue_ready(self) -> None:
+        """Enqueue every launch that has work items, in order."""
+        cl = require_cl()
+        enqueue, queue = cl.enqueue_nd_range_kernel, self.device.queue
+        launch = None
+        try:
+            for kernel, global_size, local_size, launch in self._ready:
+                enqueue(queue, kernel, global_size, local_size)
+        except cl.Error as err:
+            raise _launch_failure(launch, f"enqueue failed: {err}") from err
+
+    @property
+    def in_place_feeds(self) -> dict[str, int]:
+        """Per input: how many calls read the caller's array in place (zero-copy)."""
+        return {slot.binding.name: slot.in_place_calls for slot in self._slots}
+
+    def _enqueue_with_host_calls(self, after_launch: Callable[[int], None] | None,
+                                 transfers: list) -> list:
+        """Every launch, with the plan's host calls between them (runtime/host.py); the
+        copies of their results to the device join `transfers`."""
+        host = HostSteps(self.plan, self.device, self.buffers, after_launch is not None)
+        events = []
+        try:
+            for index in range(len(self._kernels)):
+                host.before(index)
+                events.append(self._enqueue_then(index, after_launch))
+            host.before(len(self._kernels))
+        except BaseException:
+            host.drain()
+            raise
+        self.last_host_seconds = host.seconds
+        transfers.extend(host.keep)
+        return events
 
     def _allocate_buffers(self) -> dict[str, Any]:
         """One cl.Buffer per plan buffer; variable buffers come from their ResidentArray."""
@@ -117,18 +247,16 @@ class Executable:
             return self.buffers[arg.buffer]
         return np.dtype(arg.dtype).type(arg.value)
 
-    def _write_input(self, binding: IOBinding, feed: np.ndarray) -> Any:
-        """Queue a non-blocking copy of one feed into its buffer; returns the transfer event."""
+    @staticmethod
+    def _prepared(binding: IOBinding, feed: np.ndarray) -> np.ndarray:
+        """One feed as a C-ordered array of the binding's dtype and shape."""
         array = np.asarray(feed, dtype=binding.dtype)
         if array.shape != tuple(binding.shape):
             raise ValueError(f"input {binding.name!r} expects shape {tuple(binding.shape)}, "
                              f"got {array.shape}")
         if not array.flags.c_contiguous:
             array = array.copy(order="C")
-        if array.nbytes == 0:
-            return None
-        buffer = self.buffers[binding.buffer]
-        return require_cl().enqueue_copy(self.device.queue, buffer, array, is_blocking=False)
+        return array
 
     def _enqueue_then(self, index: int, after_launch: Callable[[int], None] | None) -> Any:
         """Enqueue launch `index`; with a callback, wait for it and call the callback."""
@@ -201,6 +329,17 @@ def _event_times(launches: Sequence[KernelLaunch],
         seconds = 0.0 if event is None else (event.profile.end - event.profile.start) * 1e-9
         times.append((launch.name, seconds))
     return times
+
+
+def _is_event(value: Any) -> bool:
+    """True for an OpenCL event (not None, and not a zero-copy wrapper buffer)."""
+    return value is not None and hasattr(value, "profile")
+
+
+def _busy_seconds(events: Sequence[Any]) -> float:
+    """Seconds the device spent running `events`' commands (an in-order queue runs one at a
+    time, so their durations add up)."""
+    return sum((e.profile.end - e.profile.start) * 1e-9 for e in events)
 
 
 check_variables = _check_variables      # the Vulkan executable checks its variables alike

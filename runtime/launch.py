@@ -6,6 +6,9 @@ BufferArg. Inputs and outputs bind function arguments and results to buffers. A 
 buffer is not allocated by the Executable: it is the buffer of the ResidentArray passed for
 the variable binding of the same buffer, keyed by the binding's name, so several plans can
 share one variable; after each run every variable of the plan is taken as written.
+A HostCall is a step the host runs between two launches (a collective through MPI): it
+reads its input buffers, calls a function registered by name with runtime.host, and writes
+its outputs back (runtime/host.py).
 """
 from __future__ import annotations
 
@@ -67,6 +70,24 @@ class IOBinding:
 
 
 @dataclass(frozen=True)
+class HostCall:
+    """A host function run between kernels, on arrays read from and written to buffers.
+
+    It starts before launch `start` (its inputs are final once the launches before it have
+    run) and its outputs are in their buffers before launch `wait` (>= start: the first
+    launch or host call that reads them; len(launches): at the end of the run). Launches
+    in between run while the host works. `attrs` are (key, value) pairs for the function."""
+
+    name: str
+    function: str
+    inputs: tuple[IOBinding, ...]
+    outputs: tuple[IOBinding, ...]
+    attrs: tuple[tuple[str, object], ...] = ()
+    start: int = 0
+    wait: int = 0
+
+
+@dataclass(frozen=True)
 class Plan:
     """One compiled function: a single program source holding every kernel, and its launches."""
 
@@ -77,6 +98,7 @@ class Plan:
     outputs: tuple[IOBinding, ...]
     variables: tuple[IOBinding, ...]
     launches: tuple[KernelLaunch, ...]
+    host_calls: tuple[HostCall, ...] = ()
 
     def buffer(self, name: str) -> BufferSpec:
         """The BufferSpec called `name` (KeyError when the plan has none)."""
@@ -116,6 +138,7 @@ def plan_problems(plan: Plan) -> list[str]:
         problems += [_binding_problem(kind, b, specs) for b in bindings]
     for launch in plan.launches:
         problems += [_launch_problem(launch, specs)]
+    problems += [_host_call_problem(call, specs, len(plan.launches)) for call in plan.host_calls]
     return [problem for problem in problems if problem]
 
 
@@ -154,3 +177,13 @@ def _launch_problem(launch: KernelLaunch, specs: dict[str, BufferSpec]) -> str:
         return (f"kernel {launch.name!r}: local size {launch.local_size} and global size "
                 f"{launch.global_size} differ in rank")
     return ""
+
+
+def _host_call_problem(call: HostCall, specs: dict[str, BufferSpec], launches: int) -> str:
+    """Why a host call is wrong, or ''."""
+    if not 0 <= call.start <= call.wait <= launches:
+        return (f"host call {call.name!r}: start {call.start} and wait {call.wait} must "
+                f"satisfy 0 <= start <= wait <= {launches} (the launch count)")
+    problems = [_binding_problem(f"host call {call.name!r} argument", b, specs)
+                for b in call.inputs + call.outputs]
+    return "; ".join(p for p in problems if p)

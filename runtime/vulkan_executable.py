@@ -14,13 +14,14 @@ into two (or three) dimensions; the shaders compute their flat id from all three
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from .errors import DeviceError, launch_error
-from .executable import Executable, check_variables
+from .executable import Executable, PendingRun, StepTiming, check_variables
 from .launch import BufferArg, IOBinding, KernelLaunch, Plan, ScalarArg, plan_problems
 from .limits import check_plan_fits
 from .resident import ResidentArray
@@ -39,12 +40,18 @@ class VulkanExecutable(Executable):
         problems = plan_problems(plan)
         if problems:
             raise ValueError("invalid plan:\n  " + "\n  ".join(problems))
+        if plan.host_calls:
+            raise DeviceError(f"{device.describe()}: the Vulkan backend does not run host "
+                              f"steps (gc.distributed's collectives) yet; use an OpenCL device")
         self.device = device
         self.plan = plan
         self.variables = check_variables(device, plan, variables or {})
         check_plan_fits(device, plan)
         self.program = device.build(plan.source) if plan.launches else None
         self.last_profile: list[tuple[str, float]] = []
+        self.last_timing: StepTiming | None = None
+        self.last_host_seconds = 0.0
+        self._residents = list(self.variables.values())
         self._keep: list[Any] = []          # cffi objects the recorded commands point into
         with device.lock:
             self.buffers = self._allocate_buffers()
@@ -180,8 +187,21 @@ class VulkanExecutable(Executable):
 
     # ---- running ----
 
+    def run_async(self, feeds: Sequence[np.ndarray]) -> PendingRun:
+        """The run, done at once (a submitted command buffer is waited for under the lock:
+        the mapped buffers are read right after); `.result()` gives its outputs."""
+        self._check_count(feeds)
+        with self.device.lock:
+            return PendingRun(self, self._run(feeds, False, None), [], None)
+
+    @property
+    def in_place_feeds(self) -> dict[str, int]:
+        """No feed is read in place: each is copied into its mapped buffer."""
+        return {binding.name: 0 for binding in self.plan.inputs}
+
     def _run(self, feeds: Sequence[np.ndarray], profile: bool,
              after_launch: Callable[[int], None] | None) -> list[np.ndarray]:
+        started = time.perf_counter()
         for binding, feed in zip(self.plan.inputs, feeds):
             self._write_input(binding, feed)
         for resident in self.variables.values():
@@ -206,6 +226,8 @@ class VulkanExecutable(Executable):
             resident.mark_device_dirty()
         if profile:
             self.last_profile = self._times(after_launch is None)
+            self.last_timing = StepTiming(started, time.perf_counter(),
+                                          sum(t for _, t in self.last_profile))
         return outputs
 
     def _write_input(self, binding: IOBinding, feed: np.ndarray) -> None:

@@ -672,6 +672,24 @@ def _grad_reductions(g):
     return [gc.grad(gc.sum(y) + gc.sum(gc.min(x, axis=0)), x)]
 
 
+# ---- collectives (gc.distributed): one rank's result in a single process ----
+
+@case("collectives", {"allreduce", "allgather", "allgather_grad", "broadcast",
+                      "broadcast_grad"}, (F32, F64, I32, F16), exact=True)
+def _collectives(g):
+    from graphc.builder import apply
+    a, b = g.input((7, 13)), g.input((13,))
+    outputs = [gc.distributed.allreduce(a * b, op="sum") + 1,      # from a kernel's buffer
+               gc.distributed.allgather(a),                        # straight from a feed
+               gc.distributed.broadcast(gc.reshape(a, (13, 7)), 0),  # a reshape, read in place
+               apply("allgather_grad", [a * 2], ranks=1),
+               apply("broadcast_grad", [b], root=0) * b,
+               gc.distributed.allreduce(gc.constant(np.array(3, g.dtype)), op="sum")]
+    if g.dtype.kind == "f":      # averages need floats; two of them share a bucket
+        outputs += [gc.distributed.allreduce(a - 1.0) + gc.distributed.allreduce(a + 1.0)]
+    return outputs
+
+
 # ---- the suite on another OpenCL implementation, in a child pytest ----
 
 SUITE = Path(__file__).resolve().parent / "test_device_ops.py"

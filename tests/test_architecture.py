@@ -44,6 +44,9 @@ ALLOWED_PAIRS = {
         "devices() lists the Vulkan devices after the OpenCL ones; a VulkanDevice is a Device",
     frozenset({"graphc.runtime.executable", "graphc.runtime.vulkan_executable"}):
         "Executable(device, plan) makes a VulkanExecutable on a Vulkan device, a subclass",
+    frozenset({"graphc.distributed", "graphc.distributed.optimizer"}):
+        "the package offers DistributedOptimizer, whose update asks the package's size() "
+        "(which joins the world and picks this rank's device)",
 }
 RUNTIME = "graphc.runtime"
 

@@ -408,7 +408,7 @@ def kitchen_sink() -> Graph:
 
 def test_graph_passes_are_listed_once_by_name():
     names = [p.name for p in GRAPH_PASSES]
-    assert names == ["fold", "simplify", "matmul_sums", "cse", "dce"]
+    assert names == ["fold", "simplify", "stack_steps", "matmul_sums", "cse", "buckets", "dce"]
 
 
 def test_run_pipeline_records_each_pass():
@@ -416,7 +416,7 @@ def test_run_pipeline_records_each_pass():
     seen = []
     new, records = optimize(g, verify_each=True, on_pass=lambda name, gr: seen.append(name))
     assert [r.name for r in records] == seen == [p.name for p in GRAPH_PASSES]
-    assert [r.changed for r in records] == [True, True, False, True, True]
+    assert [r.changed for r in records] == [True, True, False, False, True, False, True]
     assert records[0].nodes_before == len(g.nodes) and records[-1].nodes_after == len(new.nodes)
     assert all(r.nodes_after == s.nodes_before for r, s in zip(records, records[1:]))
     assert records[1].hits["merge_transposes"] == 1 and records[1].hits["multiply_one"] == 1
@@ -424,7 +424,7 @@ def test_run_pipeline_records_each_pass():
     assert ops_of(new) == ["add", "multiply", "tanh"]       # cse merged the two tanh(x)
     assert_same_values(g, new)
     summary = format_records(records)
-    assert len(summary.splitlines()) == 5 and "merge_transposes=1" in summary
+    assert len(summary.splitlines()) == 7 and "merge_transposes=1" in summary
 
 
 def test_the_pipeline_is_idempotent():

@@ -155,12 +155,18 @@ OP_EXAMPLES = {  # op -> builder of a small graph that uses it (elementwise ops 
     "random_normal": lambda: [gc.random.normal((4,), mean=1.0, std=2.0, seed=2)],
     "random_bernoulli": lambda: [gc.random.bernoulli((5,), 0.25, seed=3)],
     "cast": lambda: [gc.cast(_f32(3), gc.int64), gc.cast(gc.placeholder((2,), gc.bool_), "f16")],
-    "layer_norm": lambda: _grads(lambda x: gc.layer_norm(x, epsilon=1e-3), (2, 5)),
+    "allreduce": lambda: [gc.distributed.allreduce(_f32(2, 3), op="sum")],
+    "allgather": lambda: _grads(gc.distributed.allgather, (2, 3)),
+    "broadcast": lambda: _grads(lambda x: gc.distributed.broadcast(x, 0), (4,)),
+    "layer_norm": lambda: _grads(lambda x, g, b: gc.layer_norm(x, g, b, epsilon=1e-5),
+                                 (2, 3), (3,), (3,)),
 }
 ALSO_BUILT_BY = {  # ops that only appear in another op's example (gradients)
     "conv2d_grad_input": "conv2d", "conv2d_grad_weight": "conv2d", "take_grad": "take",
     "max_pool2d_grad": "max_pool2d", "avg_pool2d_grad": "avg_pool2d",
-    "softmax_cross_entropy_grad": "softmax_cross_entropy", "layer_norm_grad": "layer_norm",
+    "softmax_cross_entropy_grad": "softmax_cross_entropy",
+    "allgather_grad": "allgather", "broadcast_grad": "broadcast",
+    "layer_norm_grad": "layer_norm",
 }
 TRIAL_TYPES = [gc.float32, gc.int32, gc.bool_]
 TRIAL_SHAPES = [(2, 3), (3,), (1, 1)]

@@ -42,6 +42,8 @@ def test_record_is_complete(name):
         assert callable(lowering.rule), f"{name} has no index rule"
     elif lowering.kind == "loop":
         assert callable(lowering.loop), f"{name} has no LoopSpec builder"
+    elif lowering.kind == "host":
+        assert op.kind == "collective" and lowering.buffer_operands
     else:
         assert lowering.template in set(raw.TEMPLATES) | {"cross_entropy_rows"}, \
             f"{name}: the OpenCL renderer has no template {lowering.template!r}"

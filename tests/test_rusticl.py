@@ -41,6 +41,14 @@ def test_horizontally_merged_kernels_pass_on_rusticl_llvmpipe(rusticl):
     assert re.search(r"\d+ passed", result.stdout), summary(result)
 
 
+@pytest.mark.opencl
+@pytest.mark.slow
+def test_zero_copy_feeds_and_async_calls_pass_on_rusticl_llvmpipe(rusticl):
+    result = run_suite(RUSTICL_ENV, suite=Path(__file__).parent / "test_host_io.py")
+    assert result.returncode == 0, summary(result)
+    assert re.search(r"\d+ passed", result.stdout), summary(result)
+
+
 NO_KERNELS = "import graphc as gc; gc.function([], [])()"
 
 

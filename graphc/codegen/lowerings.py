@@ -11,6 +11,9 @@ An op's `OpLowering` says which kind of kernel computes it and how:
   tried first ("gemm", "conv_gemm": the tiled GEMM generator), which may decline.
 - "raw": a hand-written template, one per backend (`template`: the key the renderers know
   it by; OpenCL: codegen/raw.py, opencl_rows.py), launching `geometry(t, node)` work items.
+- "host": no kernel; the host runs it between launches (collectives: codegen/host.py), reading
+  its operands from their buffers (`gathers_pieces`: a concatenation's pieces each from its
+  own buffer, packed by the host).
 
 The flags are what fusion (passes/fuse.py, stored.py, horizontal.py) asks instead of
 importing code generation: which operands a kernel re-reads, which it loads from buffers, which
@@ -26,7 +29,7 @@ from graphc.codegen.gather_views import movement_root, strided_gather  # noqa: F
 from graphc.ir import Tensor
 from graphc.ops.registry import get_op
 
-KINDS = ("inline", "loop", "raw")
+KINDS = ("inline", "loop", "raw", "host")
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class OpLowering:
     reads_reshaped: bool = False        # reads a reshape of a buffer in place
     shares_kernel_with: str | None = None       # an op whose kernel can also compute this
     bundles: bool = False               # small kernels may run bundled (horizontal fusion)
+    gathers_pieces: bool = False        # host: reads a concatenation's pieces where they lie
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -66,6 +70,10 @@ def _loop(prefix: str, loop, **flags) -> OpLowering:
 def _raw(prefix: str, template: str, **flags) -> OpLowering:
     return OpLowering("raw", prefix, template=template, rereads=True, buffer_operands=True,
                       **{"reads_reshaped": True, **flags})
+
+
+def _host(**flags) -> OpLowering:
+    return OpLowering("host", "HOST", buffer_operands=True, reads_reshaped=True, **flags)
 
 
 def _reduction(prefix: str, builder) -> OpLowering:
@@ -146,6 +154,11 @@ LOWERINGS: dict[str, OpLowering] = {
     LOSS: _raw("XENT", "cross_entropy_rows", computed_operands=(1,), reads_reshaped=False),
     GRAD: _raw("XENTDX", "cross_entropy_rows", computed_operands=(1, 2), reads_reshaped=False,
                shares_kernel_with=LOSS),
+    "allreduce": _host(gathers_pieces=True),
+    "allgather": _host(),
+    "allgather_grad": _host(),
+    "broadcast": _host(),
+    "broadcast_grad": _host(),
 }
 
 

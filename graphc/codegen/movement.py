@@ -14,6 +14,16 @@ import numpy as np
 from graphc import philox
 from graphc.codegen.index import Lin, flatten, floordiv, unflatten
 from graphc.codegen.kernel import Apply, Cond, Const, IndexValue, Random, Select
+from graphc.ir import Tensor
+
+
+def contiguous_pieces(t: Tensor) -> bool:
+    """Is `t` a concatenation whose pieces are contiguous blocks of its memory?"""
+    node = t.producer
+    if node is None or node.op != "concatenate":
+        return False
+    axis = node.attrs["axis"]
+    return int(np.prod(t.shape[:axis], dtype=np.int64)) == 1
 
 
 def broadcast_index(idx, in_shape, out_shape) -> list[Lin]:

@@ -24,19 +24,25 @@ class Program:
 
     source: str
     kernels: tuple[RenderedKernel, ...]
+    step_ends: tuple[int, ...] = ()     # launches after each step
+
+    def launches_before(self, step: int) -> int:
+        """The number of launches of the steps before step `step`."""
+        return self.step_ends[step - 1] if step else 0
 
 
 def render_program(steps: list, renderer, group_size: int) -> Program:
     """The Program of `steps`: per scheduled step, a list of BuiltKernels or a BuiltBundle
     (merged with work groups of `group_size`)."""
-    kernels = []
+    kernels, ends = [], []
     for step in steps:
         if isinstance(step, BuiltBundle):
             kernels += _merged(step, renderer, group_size)
         else:
             kernels += [rendered(k, renderer) for k in step]
+        ends.append(len(kernels))
     uses_random = any(STEP_BUFFER in k.args for k in kernels)
-    return Program(renderer.program(kernels, uses_random), tuple(kernels))
+    return Program(renderer.program(kernels, uses_random), tuple(kernels), tuple(ends))
 
 
 def rendered(kernel: BuiltKernel, renderer, members: tuple[str, ...] = ()) -> RenderedKernel:

@@ -3,6 +3,7 @@ kernel that writes it, or after its buffer was overwritten). The kernels view li
 HAZARD lines; GRAPHC_VALIDATE names them when a value diverges."""
 from __future__ import annotations
 
+from graphc.codegen.host import host_writes
 from graphc.inspection.anatomy import KernelView, anatomy, value_names
 from graphc.ir import Tensor
 
@@ -16,6 +17,9 @@ def plan_hazards(compiled, views: list[KernelView] | None = None) -> list[str]:
     writer = {t: v.index for v in views for t in v.writes.values()}
     region = _regions(compiled)
     writes = [(view.index, region(buffer)) for view in views for buffer in view.writes]
+    for call, t in host_writes(compiled):       # a collective writes between two kernels
+        writer[t] = call.start - 0.5
+        writes += [(call.start - 0.5, region(b.buffer)) for b in call.outputs]
     leaf_buffer = {leaf: name for name, leaf in compiled.leaves.items()}
     problems = []
     for view in views:

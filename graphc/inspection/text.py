@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from graphc.codegen.host import host_call_lines
 from graphc.inspection.anatomy import (KernelView, anatomy, buffer_labels, compiled_parts,
                                        graph_of, value_names)
 from graphc.inspection.hazards import plan_hazards
@@ -53,6 +54,8 @@ def format_kernels(compiled, name: str = "function", device: str | None = None,
              f"buffers, planned peak {mib(plan_bytes(compiled))}"]
     for view in views:
         lines += ["", *kernel_lines(view, names, labels)]
+    hosts = host_call_lines(compiled, names, labels)
+    lines += ["", "collectives (run by the host):", *hosts] if hosts else []
     lines += ["", *buffer_lines(compiled, names, labels)]
     lines += [f"HAZARD: {problem}" for problem in plan_hazards(compiled, views)]
     if source:

@@ -12,6 +12,7 @@ import warnings
 
 import numpy as np
 
+from graphc.distributed import keras as on_ranks
 from graphc.nn.adapters import (ArrayData, StreamData, class_weights, is_stream, model_inputs,
                                 model_targets, refuse, same_length, sample_weights)
 from graphc.nn.callbacks import CallbackList, History
@@ -202,7 +203,7 @@ def run_eval(model, data) -> Totals:
     for batch in data.epoch():
         step = steps.evaluate(data.batch, y_spec_of(batch.y), batch.sample_weight is not None)
         totals.add(step(*_feeds(model, batch)))
-    return totals
+    return on_ranks.summed_over_ranks(totals)
 
 
 def fit(model, x, y=None, batch_size=None, epochs: int = 1, verbose=1, callbacks=None,
@@ -217,11 +218,20 @@ def fit(model, x, y=None, batch_size=None, epochs: int = 1, verbose=1, callbacks
     if not 0 <= int(initial_epoch) <= int(epochs):
         raise ValueError(f"fit: initial_epoch={initial_epoch} must be in [0, epochs={epochs}]"
                          f" (epochs is the index of the last epoch, as in Keras)")
+    ranks = on_ranks.ranks_of_fit()     # under mpirun: (rank, size); see distributed/keras.py
+    if ranks:
+        on_ranks.check_optimizer(model)
+        verbose, callbacks = on_ranks.rank_zero_only(verbose, callbacks, ranks[0])
     if validation_split and validation_data is None:
         (x, y, sample_weight), validation_data = _split(model, x, y, sample_weight,
                                                         validation_split)
+    if ranks:
+        x, y, sample_weight = on_ranks.shard_training(x, y, sample_weight, *ranks)
+        validation_data = on_ranks.shard_validation(validation_data, *ranks)
     data = make_data(model, x, y, sample_weight, batch_size, shuffle, steps_per_epoch, True,
                      class_weight=class_weight, cycle=True)
+    if ranks:
+        on_ranks.broadcast_state(model)
     val_data = _validation(model, validation_data, data.batch, validation_steps)
     rng = np.random.default_rng(seed if seed is not None else _derived_seed(None))
     history = History()
@@ -269,7 +279,7 @@ def _train_epoch(model, data, val_data, rng, hooks, progress, epoch: int) -> dic
         hooks.on_train_batch_end(index, logs)
         if model.stop_training:
             break
-    logs = totals.logs()
+    logs = on_ranks.summed_over_ranks(totals).logs()
     if val_data is not None:
         logs.update(run_eval(model, val_data).logs("val_"))
     progress.close(logs)

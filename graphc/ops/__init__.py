@@ -11,6 +11,6 @@ from graphc.ops.registry import (KINDS, REGISTRY, IndexRange, NonDifferentiable,
 
 def load_all() -> dict[str, OpDef]:
     """Import every op family so the registry is complete."""
-    from graphc.ops import (elementwise, layer_norm, linalg, movement, nn,  # noqa: F401
-                            random, reduction)
+    from graphc.ops import (collective, elementwise, layer_norm, linalg,  # noqa: F401
+                            movement, nn, random, reduction)
     return REGISTRY

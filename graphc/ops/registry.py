@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
-KINDS = ("elementwise", "reduction", "movement", "contraction", "opaque", "random")
+KINDS = ("elementwise", "reduction", "movement", "contraction", "opaque", "random",
+         "collective")
 
 
 class NonDifferentiable:

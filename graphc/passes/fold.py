@@ -2,7 +2,8 @@
 
 A node is kept when its result would be large (folding broadcast_to of a scalar into a
 million-element array bloats the graph and the upload), when it is random (its value
-changes at every step), or when evaluating it fails (the error belongs to run time).
+changes at every step) or a collective (its value comes from the other ranks, at run time),
+or when evaluating it fails (the error belongs to run time).
 """
 from __future__ import annotations
 
@@ -47,7 +48,8 @@ def foldable(node: Node, inputs: tuple[Tensor, ...], max_elements: int) -> bool:
     """All inputs constant, deterministic, and every result small and no larger than the
     data it comes from: broadcasting a scalar stays a broadcast, which kernels read as a
     literal, instead of becoming an array every kernel has to load."""
-    if not all(is_constant(v) for v in inputs) or get_op(node.op).kind == "random":
+    if not all(is_constant(v) for v in inputs) or \
+            get_op(node.op).kind in ("random", "collective"):
         return False            # most nodes: decided without sizing anything
     largest = max((v.size for v in inputs), default=0)
     return all(out.size <= min(max_elements, max(largest, SMALL)) for out in node.outputs)

@@ -43,7 +43,7 @@ MERGE_WINDOW = 512     # groups sibling merging compares at once (a training ste
 class Group:
     """One kernel to be: its kind, the value it is built around, and what it stores."""
 
-    kind: str                       # elementwise | loop | raw | alias
+    kind: str                       # elementwise | loop | raw | alias | host (a collective)
     root: Tensor
     stores: list[Tensor] = field(default_factory=list)
     epilogues: list[Tensor] = field(default_factory=list)

@@ -9,8 +9,10 @@ does arithmetic, or when hand-written code reads it from memory.
 """
 from __future__ import annotations
 
+from graphc.codegen.host import gathered_pieces
 from graphc.codegen.lowerings import (gathered_operand, inlinable, lowering_of,
                                       movement_root, operand_view)
+from graphc.codegen.movement import contiguous_pieces
 from graphc.ir import Graph, Tensor
 from graphc.ops.registry import get_op
 from graphc.passes.kernel_size import InlineSizes
@@ -46,6 +48,7 @@ def should_store(t: Tensor, consumers: list, stored: set) -> bool:
     """The recompute-versus-store decision for an inlinable value (see the module doc)."""
     if any(lowering_of(c.op).buffer_operands and _read_from_buffer(c, t)
            and not (lowering_of(c.op).reads_reshaped and _reshaped_buffer(t, stored))
+           and not (lowering_of(c.op).gathers_pieces and _gathered(t, stored))
            for c in consumers):
         return True
     if any(lowering_of(c.op).rereads for c in consumers):
@@ -78,6 +81,11 @@ def _read_from_buffer(consumer, t: Tensor) -> bool:
     return any(v is t and i not in computed for i, v in enumerate(consumer.inputs))
 
 
+def _gathered(t: Tensor, stored: set) -> bool:
+    """A concatenation of buffers the host gathers itself (codegen/host.py)."""
+    return gathered_pieces(t, lambda v: v in stored or v.producer is None) is not None
+
+
 def _reshaped_buffer(t: Tensor, stored: set) -> bool:
     """A reshape of a buffer: hand-written kernels read its bytes in place."""
     view = operand_view(t, lambda v: v in stored or v.producer is None)
@@ -97,6 +105,9 @@ def choose_stored(graph: Graph, outputs: list[Tensor]) -> set[Tensor]:
     sizes = InlineSizes(stored)
     for node in graph.nodes:        # producers first, so a cone's cost is known when asked
         for t in node.outputs:
+            if node.op == "concatenate" and any(lowering_of(c.op).gathers_pieces
+                                                for c in users.get(t, [])):
+                _store_bucket_pieces(t, stored)
             if t not in stored and should_store(t, users.get(t, []), stored):
                 stored.add(t)
         sizes.cap(node)
@@ -105,6 +116,19 @@ def choose_stored(graph: Graph, outputs: list[Tensor]) -> set[Tensor]:
         elif lowering_of(node.op).fast == "conv_gemm":
             _store_conv_operands(node, stored)
     return stored
+
+
+def _store_bucket_pieces(t: Tensor, stored: set) -> None:
+    """A bucket of allreduces is gathered by the host from its pieces' buffers: a piece
+    computed inline (a loss, an elementwise gradient) is stored, under its reshapes."""
+    if not contiguous_pieces(t):
+        return
+    for piece in t.producer.inputs:
+        while piece.producer is not None and piece.producer.op == "reshape" \
+                and piece not in stored:
+            piece = piece.producer.inputs[0]
+        if piece.producer is not None:
+            stored.add(piece)
 
 
 def _gathered_roots(node) -> list[Tensor]:
