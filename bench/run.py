@@ -365,9 +365,9 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(training + ["", "Inference (forward only):"] + inference))
         print(f"plot: {HERE / 'scaling.png'}")
     if "vulkan" in args.only:
-        import vulkan
-        print("\nThe Vulkan column (bench/vulkan.py):")
-        print("\n".join(vulkan.report(max(2, min(args.repeats, 5)), min(args.starts, 1))))
+        import vulkan_column
+        print("\nThe Vulkan column (bench/vulkan_column.py):")
+        print("\n".join(vulkan_column.report(max(2, min(args.repeats, 5)), min(args.starts, 1))))
     if "serve" in args.only:
         import serve
         print(f"\n{serve.TITLE} (bench/serve.py):")

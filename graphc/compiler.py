@@ -70,7 +70,7 @@ def compile_graph(inputs, outputs, updates, device, name: str = "function") -> C
     on_pass = _print_pass if config.debug_level() >= 3 else None
     graph, records = optimize(graph, on_pass=on_pass)
     if not capabilities(device).templates:      # Vulkan: template ops as primitive ops
-        decomposed = decompose(graph)
+        decomposed = decompose(graph, _buffer_limit(device))
         if decomposed is not graph:
             graph, more = optimize(decomposed, on_pass=on_pass)
             records = records + more

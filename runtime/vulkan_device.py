@@ -184,7 +184,10 @@ class VulkanBuffer:
 
 
 def vk_module_or_none():
-    from .vulkan_api import vk
+    try:
+        from .vulkan_api import vk
+    except ImportError:     # interpreter shutdown: nothing to release any more
+        return None
     return vk
 
 

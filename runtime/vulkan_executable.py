@@ -333,7 +333,10 @@ def _failure(launch: KernelLaunch, reason: str) -> Exception:
 
 
 def _vk_or_none():
-    from .vulkan_api import vk
+    try:
+        from .vulkan_api import vk
+    except ImportError:     # interpreter shutdown: nothing to release any more
+        return None
     return vk
 
 

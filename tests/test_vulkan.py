@@ -160,6 +160,16 @@ def test_a_kernel_over_the_storage_buffer_limit_is_split(vk_device):
     np.testing.assert_allclose(fn(*feeds)[0], want, rtol=1e-5)
 
 
+def test_a_concatenation_of_more_inputs_than_buffers_is_split(vk_device):
+    device = limited(vk_device, max_storage_buffers=4)
+    xs = [gc.placeholder((3, 2), "float32", name=f"c{i}") for i in range(11)]
+    fn = gc.function(xs, [gc.concatenate(xs, axis=0) * 2.0], device=device)
+    for launch in fn.compiled.plan.launches:
+        assert sum(isinstance(a, BufferArg) for a in launch.args) <= 4, launch
+    feeds = [np.full((3, 2), i, np.float32) for i in range(11)]
+    np.testing.assert_array_equal(fn(*feeds)[0], np.concatenate(feeds) * 2)
+
+
 def test_int_arguments_past_the_push_constants_go_in_a_uniform_buffer(vk_device):
     device = limited(vk_device, max_push_constant_bytes=0)
     x = gc.placeholder((20,), "float32", name="x")
@@ -186,3 +196,36 @@ def test_a_tensor_above_the_storage_buffer_range_is_refused_clearly(vk_device):
     with pytest.raises(DeviceError) as info:
         gc.function([x], [x + 1.0], device=device)
     assert "big_input" in str(info.value) or "8000" in str(info.value)
+
+
+def test_export_carries_a_vulkan_plan_that_load_runs(vk_device, tmp_path):
+    from graphc.runtime import load
+    w = gc.variable(np.arange(6, dtype=np.float32).reshape(2, 3) - 2.5, name="w")
+    x = gc.placeholder((4, 2), "float32", name="x")
+    fn = gc.function([x], [gc.relu(x @ w)], device=vk_device)
+    feed = np.random.default_rng(3).normal(size=(4, 2)).astype(np.float32)
+    want = fn(feed)[0]
+    assert (want > 0).any() and (want == 0).any()
+    folder = fn.export(tmp_path / "exported")
+    assert (folder / "vulkan" / "plan.json").is_file()
+    assert (folder / "vulkan" / "program.glsl").read_text().startswith("#version 450")
+    loaded = load(folder, device="vulkan")
+    np.testing.assert_allclose(loaded(feed)[0], want, rtol=1e-6)
+    with pytest.raises(gc.ExportError, match="no complete plan for backend 'opencl'"):
+        opencl = [d for d in gc.devices() if d.backend == "opencl"]
+        if not opencl:
+            pytest.skip("no OpenCL device to refuse the Vulkan-only export")
+        load(folder, device=opencl[-1])
+
+
+def test_dumps_profiles_and_numerics_checks_work_on_vulkan(vk_device, monkeypatch):
+    x = gc.placeholder((8,), "float32", name="x")
+    y = gc.log(x) * 2.0                                     # NaN for x < 0
+    fn = gc.function([x], [gc.sum(y, axis=0)], device=vk_device)
+    assert "void main()" in fn.dump(source=True)            # the GLSL source is shown
+    timings = fn.profile(np.ones(8, np.float32))
+    assert timings and all(seconds >= 0 for _, seconds in timings)
+    monkeypatch.setenv("GRAPHC_CHECK_NUMERICS", "1")
+    checked = gc.function([x], [gc.sum(y, axis=0)], device=vk_device)
+    with pytest.raises(gc.NumericsError, match="NaN"):
+        checked(-np.ones(8, np.float32))

@@ -18,6 +18,8 @@ node's site so errors still name the user's line.
   back (K strided slice_grads added) or the other input gathered (a sum over the window).
   A window holding NaN: the template keeps the first maximum it compares (a NaN never
   wins), argmax picks the first NaN.
+- concatenate of more operands than a kernel may bind (a Vulkan device's storage buffers
+  per shader): a tree of smaller concatenations.
 """
 from __future__ import annotations
 
@@ -158,12 +160,28 @@ FALLBACKS = {
 }
 
 
-def decompose(graph: Graph) -> Graph:
-    """`graph` with every node of an op in FALLBACKS replaced by its decomposition."""
+def _concatenate_tree(inputs, axis: int, most: int):
+    """A concatenation of many operands as concatenations of at most `most` at a time (each
+    reads at most that many buffers; fusion stores the partial results as it must)."""
+    while len(inputs) > most:
+        inputs = [B.apply("concatenate", inputs[i:i + most], axis=axis) if len(
+            inputs[i:i + most]) > 1 else inputs[i] for i in range(0, len(inputs), most)]
+    return B.apply("concatenate", list(inputs), axis=axis)
+
+
+def decompose(graph: Graph, max_buffers: int | None = None) -> Graph:
+    """`graph` with every node of an op in FALLBACKS replaced by its decomposition, and with
+    `max_buffers` (a device's buffers per kernel) a concatenation of more operands than a
+    kernel can bind as a tree of smaller ones."""
     def replace(node: Node, inputs):
         fallback = FALLBACKS.get(node.op)
-        if fallback is None:
+        wide = node.op == "concatenate" and max_buffers is not None and \
+            len(inputs) > max_buffers - 1
+        if fallback is None and not wide:
             return None
         with site_of(node.site):
+            if wide:
+                return _concatenate_tree(list(inputs), node.attrs["axis"],
+                                         max(2, max_buffers - 1))
             return fallback(node, inputs)
     return rebuild(graph, replace)

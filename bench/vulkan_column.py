@@ -3,7 +3,9 @@ lavapipe here) beside the default OpenCL device (PoCL) in the same run, the disp
 kernel, and the Vulkan MLP's cold and warm first step (empty caches, then the SPIR-V and
 pipeline caches that run left).
 
-    python bench/vulkan.py [--repeats 5] [--starts 1]
+    python bench/vulkan_column.py [--repeats 5] [--starts 1]
+
+(Not bench/vulkan.py: that name would hide the `vulkan` package on bench/'s path.)
 
 The issue's goals on this CPU: dispatch <= 40 us a kernel, warm start <= 5% of cold, an
 MLP step on lavapipe <= 3x PoCL's.
