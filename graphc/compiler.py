@@ -20,7 +20,8 @@ from graphc.codegen.build import build_kernels
 from graphc.codegen.built import STEP_BUFFER, BuiltBundle, RenderedKernel
 from graphc.codegen.capabilities import check_device_dtypes
 from graphc.codegen.fallbacks import decompose
-from graphc.codegen.gemm import device_info_from
+from graphc.codegen.gemm import DeviceInfo, device_info_from
+from graphc.codegen.glsl_gemm import VULKAN
 from graphc.codegen.host import HostStep, collectives_early, host_calls, host_leaves
 from graphc.codegen.kernel_groups import KernelGroup
 from graphc.codegen.program import render_program
@@ -198,9 +199,9 @@ def _materializable_copy(value: Tensor) -> Tensor:
 def _build_kernels(steps, buffer_of, device, hosts: list) -> list:
     """The kernels of each scheduled step, as data: a list of BuiltKernels per group, a
     BuiltBundle per horizontal bundle (aliases launch nothing). Each collective's step joins
-    `hosts` with the number of built steps before it. A Vulkan device has no GEMM template:
-    matrix products and convolutions run as loop kernels."""
-    info = None if _is_vulkan(device) else device_info_from(device)
+    `hosts` with the number of built steps before it. On a Vulkan device matrix products
+    take the GLSL GEMM (codegen/glsl_gemm.py), convolutions the loop kernels."""
+    info = DeviceInfo(VULKAN) if _is_vulkan(device) else device_info_from(device)
     nbytes = {}
     for t, b in buffer_of.items():
         nbytes[b] = max(nbytes.get(b, 0), t.type.nbytes)

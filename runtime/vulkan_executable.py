@@ -22,6 +22,7 @@ import numpy as np
 
 from .errors import DeviceError, launch_error
 from .executable import Executable, PendingRun, StepTiming, check_variables
+from .host import host_function
 from .launch import BufferArg, IOBinding, KernelLaunch, Plan, ScalarArg, plan_problems
 from .limits import check_plan_fits
 from .resident import ResidentArray
@@ -40,9 +41,8 @@ class VulkanExecutable(Executable):
         problems = plan_problems(plan)
         if problems:
             raise ValueError("invalid plan:\n  " + "\n  ".join(problems))
-        if plan.host_calls:
-            raise DeviceError(f"{device.describe()}: the Vulkan backend does not run host "
-                              f"steps (gc.distributed's collectives) yet; use an OpenCL device")
+        for call in plan.host_calls:
+            host_function(call.function)        # registered? (KeyError naming it)
         self.device = device
         self.plan = plan
         self.variables = check_variables(device, plan, variables or {})
@@ -59,6 +59,7 @@ class VulkanExecutable(Executable):
             self._sets = self._descriptor_sets()
             self._queries = self._query_pool()
             self._command = self._record(range(len(plan.launches)), timestamps=True)
+            self._segments = self._host_segments()
         self._single: dict[int, Any] = {}
 
     # ---- construction ----
@@ -185,6 +186,55 @@ class VulkanExecutable(Executable):
         v.vkEndCommandBuffer(command)
         return command
 
+    def _host_segments(self) -> list[tuple[int, Any]]:
+        """With host calls: (launch index, command buffer of the launches before it since
+        the previous index) per index where a host call starts, then one for the rest."""
+        if not self.plan.host_calls:
+            return []
+        segments, first = [], 0
+        for start in sorted({c.start for c in self.plan.host_calls}) + [len(self.plan.launches)]:
+            command = self._record(range(first, start), False) if start > first else None
+            segments.append((start, command))
+            first = start
+        return segments
+
+    def _run_with_host_calls(self, after_launch) -> None:
+        """The launches in segments, each host call run at its start (its inputs are final
+        there, and its outputs are in place before any later launch: it waits at or after
+        its start), on the arrays of the mapped buffers."""
+        spent = 0.0
+        calls = list(self.plan.host_calls)
+        for start, command in self._segments:
+            if command is not None:
+                if after_launch is None:
+                    self.device.logical.submit_and_wait(command)
+                else:
+                    done = max((s for s, _ in self._segments if s < start), default=0)
+                    self._run_singly(range(done, start), after_launch)
+            for call in [c for c in calls if c.start == start]:
+                inputs = [self._host_array(b) for b in call.inputs]
+                outputs = [np.empty(b.shape, np.dtype(b.dtype)) for b in call.outputs]
+                began = time.perf_counter()
+                host_function(call.function)(inputs, outputs, dict(call.attrs))
+                spent += time.perf_counter() - began
+                for binding, array in zip(call.outputs, outputs):
+                    if array.nbytes:
+                        self.buffers[binding.buffer].write(np.ascontiguousarray(array))
+        self.last_host_seconds = spent
+
+    def _host_array(self, binding: IOBinding) -> np.ndarray:
+        array = np.empty(binding.shape, np.dtype(binding.dtype))
+        if array.nbytes:
+            self.read_buffer(binding.buffer, array)
+        return array
+
+    def _run_singly(self, indices, after_launch) -> None:
+        for i in indices:
+            if i not in self._single:
+                self._single[i] = self._record([i], timestamps=False)
+            self.device.logical.submit_and_wait(self._single[i])
+            after_launch(i)
+
     # ---- running ----
 
     def run_async(self, feeds: Sequence[np.ndarray]) -> PendingRun:
@@ -206,16 +256,13 @@ class VulkanExecutable(Executable):
             self._write_input(binding, feed)
         for resident in self.variables.values():
             resident.buffer     # uploads a value written on the host since the last run
-        logical = self.device.logical
-        if after_launch is None:
+        if self.plan.host_calls:
+            self._run_with_host_calls(after_launch)
+        elif after_launch is None:
             if self.plan.launches:
-                logical.submit_and_wait(self._command)
+                self.device.logical.submit_and_wait(self._command)
         else:
-            for i in range(len(self.plan.launches)):
-                if i not in self._single:
-                    self._single[i] = self._record([i], timestamps=False)
-                logical.submit_and_wait(self._single[i])
-                after_launch(i)
+            self._run_singly(range(len(self.plan.launches)), after_launch)
         outputs = []
         for binding in self.plan.outputs:
             array = np.empty(binding.shape, dtype=binding.dtype)
@@ -245,7 +292,7 @@ class VulkanExecutable(Executable):
 
     def _times(self, recorded: bool) -> list[tuple[str, float]]:
         launches = self.plan.launches
-        if not recorded or self._queries is None or not launches:
+        if not recorded or self._queries is None or not launches or self.plan.host_calls:
             return [(launch.name, 0.0) for launch in launches]
         v = require_vk()
         count = len(launches) + 1

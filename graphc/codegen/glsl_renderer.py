@@ -6,17 +6,19 @@ helper, and Philox and erf where a kernel needs them). The program is the prelud
 distinct kernel after a `//@kernel NAME` line; runtime/vulkan_program.py compiles the prelude
 plus each kernel to SPIR-V.
 
-Only IRBody kernels reach this renderer: ops whose OpenCL path is a hand-written template
-(softmax rows, layer norm, cross-entropy rows, max-pool routing) are decomposed into
-primitive ops for Vulkan (codegen/fallbacks.py, through the lowering registry), GEMM and
-convolution run as the generic loop kernels (no `fast` builder on Vulkan), and horizontal
-merging is off (a GLSL function cannot take buffers as arguments): the Capabilities say so.
+IRBody kernels and the GLSL GEMM (GemmBody of plain operands: codegen/glsl_gemm.py) reach
+this renderer: ops whose OpenCL path is a hand-written template (softmax rows, layer norm,
+cross-entropy rows, max-pool routing) are decomposed into primitive ops for Vulkan
+(codegen/fallbacks.py, through the lowering registry), convolutions and matmuls of gathered
+operands run as the generic loop kernels, and horizontal merging is off (a GLSL function
+cannot take buffers as arguments): the Capabilities say so.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from graphc.codegen.built import IRBody, KernelSource
+from graphc.codegen.built import GemmBody, IRBody, KernelSource
+from graphc.codegen.glsl_gemm import render_gemm
 from graphc.codegen.glsl import kernel_text
 from graphc.codegen.kernel import Apply, children
 from graphc.errors import GraphcError
@@ -74,6 +76,13 @@ class GlslRenderer:
         self.caps = caps
 
     def render(self, body) -> KernelSource:
+        if isinstance(body, GemmBody):
+            text = render_gemm(body)
+            epilogue = body.epilogue
+            needs = _needs_of(epilogue.params, [v for _, _, v, _ in epilogue.stores])
+            if body.spec.dtype == "double":
+                needs |= {"fp64"}
+            return KernelSource(lambda name: text, needs=needs)
         if not isinstance(body, IRBody):
             raise VulkanRenderError(f"the GLSL renderer has no template for a "
                                     f"{type(body).__name__} (its op should have been "
@@ -114,8 +123,12 @@ def _helpers(file: str) -> str:
 
 def _needs(kernel, roots) -> frozenset:
     """"f16" / "bool" where a buffer stores them, "fp64" where anything is double, "erf"."""
+    return _needs_of(kernel.params, roots)
+
+
+def _needs_of(params, roots) -> frozenset:
     needs = set()
-    for p in kernel.params:
+    for p in params:
         dtype = np.dtype(p.dtype)
         if dtype == np.float16:
             needs.add("f16")
