@@ -229,3 +229,24 @@ def test_dumps_profiles_and_numerics_checks_work_on_vulkan(vk_device, monkeypatc
     checked = gc.function([x], [gc.sum(y, axis=0)], device=vk_device)
     with pytest.raises(gc.NumericsError, match="NaN"):
         checked(-np.ones(8, np.float32))
+
+
+@pytest.mark.parametrize("a_t,b_t", [(False, False), (True, False), (False, True)])
+def test_the_glsl_gemm_with_its_epilogue_matches_numpy(vk_device, a_t, b_t):
+    """Edge tiles (m, n not multiples of the 4 x 16 tile), transposed operands, a batch and
+    a fused bias + relu epilogue, through the GLSL GEMM (not the loop kernel)."""
+    rng = np.random.default_rng(5)
+    m, k, n = 7, 13, 21
+    a_val = rng.normal(size=(3, k, m) if a_t else (3, m, k)).astype(np.float32)
+    b_val = rng.normal(size=(3, n, k) if b_t else (3, k, n)).astype(np.float32)
+    bias_val = rng.normal(size=n).astype(np.float32)
+    a = gc.placeholder(a_val.shape, "float32", name="a")
+    b = gc.placeholder(b_val.shape, "float32", name="b")
+    bias = gc.placeholder((n,), "float32", name="bias")
+    left = gc.transpose(a, (0, 2, 1)) if a_t else a
+    right = gc.transpose(b, (0, 2, 1)) if b_t else b
+    fn = gc.function([a, b, bias], [gc.relu(left @ right + bias)], device=vk_device)
+    assert any("gemm_a" in k.source for k in fn.compiled.kernels)
+    want = np.maximum((a_val.transpose(0, 2, 1) if a_t else a_val)
+                      @ (b_val.transpose(0, 2, 1) if b_t else b_val) + bias_val, 0)
+    np.testing.assert_allclose(fn(a_val, b_val, bias_val)[0], want, rtol=1e-5, atol=1e-5)
