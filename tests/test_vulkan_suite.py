@@ -100,7 +100,8 @@ def test_a_planted_missing_barrier_is_caught(validated):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("suite", ["test_device_ops.py", "test_gradients.py", "test_vulkan.py"])
+@pytest.mark.parametrize("suite", ["test_device_ops.py", "test_gradients.py", "test_vulkan.py",
+                                   "test_fuzz_compile.py", "test_threads.py"])
 def test_suite_passes_on_vulkan_with_zero_validation_messages(validated, suite):
     result = run_suite(VALIDATION_ENV, timeout=1500, suite=HERE / suite)
     assert result.returncode == 0, summary(result)
