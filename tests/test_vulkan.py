@@ -69,6 +69,35 @@ def test_every_template_op_has_a_generic_fallback():
     assert raw <= set(FALLBACKS), f"no Vulkan fallback for {sorted(raw - set(FALLBACKS))}"
 
 
+NO_VULKAN = """
+import sys
+sys.modules["vulkan"] = None            # as if `pip install graphc[vulkan]` was not done
+import numpy as np
+import graphc as gc
+from graphc.runtime import select_device
+found = gc.devices()
+assert all(d.backend == "opencl" for d in found), found
+try:
+    select_device("vulkan")
+except gc.DeviceError as err:
+    print("REFUSED", str(err).splitlines()[0])
+if found:
+    x = gc.placeholder((3,), "float32", name="x")
+    print("RESULT", gc.function([x], [x * 2.0])(np.ones(3, np.float32))[0].tolist())
+"""
+
+
+def test_without_the_vulkan_package_graphc_imports_and_opencl_works():
+    import subprocess
+    import sys
+    child = subprocess.run([sys.executable, "-c", NO_VULKAN], capture_output=True, text=True,
+                           timeout=300)
+    assert child.returncode == 0, child.stderr[-3000:]
+    assert "REFUSED device 'vulkan' not found" in child.stdout
+    if "RESULT" in child.stdout:
+        assert "RESULT [2.0, 2.0, 2.0]" in child.stdout
+
+
 # ---------------------------------------------------------------- on a Vulkan device
 
 
