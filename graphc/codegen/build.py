@@ -14,7 +14,6 @@ import numpy as np
 from graphc.codegen.built import BuiltKernel
 from graphc.codegen.conv_gemm import build_conv_gemm
 from graphc.codegen.gemm_epilogue import build_gemm, gemm_operands
-from graphc.codegen.glsl_gemm import VULKAN
 from graphc.codegen.kernel_groups import KernelGroup
 from graphc.codegen.loop_kernels import build_kernel, split_loop
 from graphc.codegen.lowerings import loop_spec, lowering_of
@@ -39,15 +38,12 @@ def build_kernels(group: KernelGroup, buffer_of: dict[Tensor, str], nbytes: dict
     if group.kind == "raw":
         return [raw_kernel(group, buffer_of, nbytes)]
     fast = lowering_of(group.root.producer.op).fast if group.kind == "loop" else None
-    vulkan = device_info is not None and device_info.type == VULKAN
     if device_info is not None and fast == "gemm":
         operands = gemm_operands(group.root, buffer_of)
-        if vulkan and operands and any(o[3] is not None for o in operands):
-            operands = None         # gathered operands: the loop kernel (codegen/glsl_gemm.py)
         gemm = operands and build_gemm(group, buffer_of, nbytes, device_info, operands, tune)
         if gemm is not None:
             return [gemm]
-    if device_info is not None and fast == "conv_gemm" and not vulkan:
+    if device_info is not None and fast == "conv_gemm":
         conv = build_conv_gemm(group, buffer_of, nbytes, device_info, private_name)
         if conv is not None:
             return conv

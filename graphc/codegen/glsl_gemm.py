@@ -8,9 +8,11 @@ storage-buffer load is a per-lane access, so loads are what a kernel pays for: m
 (4 x 16 and 8 x 8 tiles alike within the machine's noise; work groups of 8). Edge tiles
 clamp their loads and skip their stores outside C.
 
-Operands are buffers read through layout flags (transposed, batch strides); a matmul whose
-operand is gathered through index arithmetic, and the convolutions' GEMMs, stay loop kernels
-on Vulkan (codegen/build.py). The epilogue is the kernel IR (GemmStores), rendered by the
+Operands are buffers read through layout flags (transposed, batch strides) or gathered
+through index arithmetic (codegen/gemm_gather.py: strided views, and the convolutions'
+implicit im2col, so conv2d and its gradients run here too). A split weight gradient's
+partial sums are not written here: on Vulkan a gradient is not split (DeviceInfo's one
+compute unit, codegen/conv_gemm.weight_split). The epilogue is the kernel IR (GemmStores), rendered by the
 GLSL emitter with the accumulator of the tile's element.
 """
 from __future__ import annotations
@@ -36,21 +38,40 @@ def vulkan_gemm_launch(spec) -> tuple[tuple[int, ...], tuple[int, ...]]:
     return (-(-tiles(spec) // GROUP) * GROUP,), (GROUP,)
 
 
-def supports(spec) -> bool:
-    """Can the GLSL GEMM compute `spec` (operands read through layout flags only)?"""
-    return spec.a_gather is None and spec.b_gather is None
+def _gather_helpers(operand: str, gather, T: str) -> list[str]:
+    """GLSL functions reading element (r, c) of a gathered operand (codegen/gemm_gather.py's
+    Gather: a position from a row part and a column part, zero outside the image) straight
+    from its buffer `b_gemm_{operand}` (GLSL passes no buffers to functions)."""
+    name = f"gather_{operand}"
+    axes = (("h", gather.height, gather.step[0], gather.pitch[0]),
+            ("w", gather.width, gather.step[1], gather.pitch[1]))
+    offset = "".join(f" + {axis} / {step} * {pitch}" if step > 1 else f" + {axis} * {pitch}"
+                     for axis, _, step, pitch in axes if pitch)
+    checks = []
+    for axis, bound, step, _ in axes:
+        checks += [f"uint({axis}) < {bound * step}u"] if bound is not None else []
+        checks += [f"{axis} % {step} == 0"] if step > 1 else []
+    inside = " && ".join(checks) or "true"
+    return [f"{T} {name}(const int batch_, const int r, const int c) {{",
+            f"  const int o = {gather.base} + {gather.row[0]} + {gather.col[0]};",
+            f"  const int h = {gather.row[1]} + {gather.col[1]};",
+            f"  const int w = {gather.row[2]} + {gather.col[2]};",
+            f"  return ({inside}) ? b_gemm_{operand}[o{offset}] : {T}(0);",
+            "}"]
 
 
 def render_gemm(body: GemmBody) -> str:
     """The GLSL compute shader of a GEMM body (after the program's prelude)."""
     spec, epilogue = body.spec, body.epilogue
-    if not isinstance(epilogue, GemmStores) or not supports(spec):
-        raise TypeError("the GLSL GEMM takes plain operands and a GemmStores epilogue")
+    if not isinstance(epilogue, GemmStores):
+        raise TypeError("the GLSL GEMM takes a GemmStores epilogue (no partial sums)")
     T = spec.dtype                                  # float | double: GLSL names them alike
     m, n, k = spec.m, spec.n, spec.k
     row_tiles, col_tiles = -(-m // ROWS), -(-n // COLS)
     a_at = (f"a0 + kk * {m} + ia[r]" if spec.a_trans else f"a0 + ia[r] * {k} + kk")
     b_at = (f"b0 + jb[c] * {k} + kk" if spec.b_trans else f"b0 + kk * {n} + jb[c]")
+    a_load = f"gather_a(gb, ia[r], kk)" if spec.a_gather else f"b_gemm_a[{a_at}]"
+    b_load = f"gather_b(gb, kk, jb[c])" if spec.b_gather else f"b_gemm_b[{b_at}]"
     lines = [f"layout(std430, binding = 0) readonly buffer BA {{ {T} b_gemm_a[]; }};",
              f"layout(std430, binding = 1) readonly buffer BB {{ {T} b_gemm_b[]; }};"]
     for binding, p in enumerate(epilogue.params, start=2):
@@ -60,6 +81,9 @@ def render_gemm(body: GemmBody) -> str:
     if epilogue.uses_step:
         lines.append(f"layout(std430, binding = {2 + len(epilogue.params)}) readonly buffer "
                      f"BS {{ uint64_t b_graphc_step_buffer[]; }};")
+    for operand, gather in (("a", spec.a_gather), ("b", spec.b_gather)):
+        if gather is not None:
+            lines += _gather_helpers(operand, gather, T)
     lines += [
         "void main() {",
         "  const int tile = GRAPHC_GID;",
@@ -75,9 +99,9 @@ def render_gemm(body: GemmBody) -> str:
         f"  for (int r = 0; r < {ROWS}; ++r) for (int c = 0; c < {COLS}; ++c) acc[r][c] = {T}(0);",
         f"  for (int kk = 0; kk < {k}; ++kk) {{",
         f"    {T} bv[{COLS}];",
-        f"    for (int c = 0; c < {COLS}; ++c) bv[c] = b_gemm_b[{b_at}];",
+        f"    for (int c = 0; c < {COLS}; ++c) bv[c] = {b_load};",
         f"    for (int r = 0; r < {ROWS}; ++r) {{",
-        f"      const {T} av = b_gemm_a[{a_at}];",
+        f"      const {T} av = {a_load};",
         f"      for (int c = 0; c < {COLS}; ++c) acc[r][c] += av * bv[c];",
         "    }",
         "  }",
