@@ -281,3 +281,15 @@ def test_the_glsl_gemm_with_its_epilogue_matches_numpy(vk_device, a_t, b_t):
     want = np.maximum((a_val.transpose(0, 2, 1) if a_t else a_val)
                       @ (b_val.transpose(0, 2, 1) if b_t else b_val) + bias_val, 0)
     np.testing.assert_allclose(fn(a_val, b_val, bias_val)[0], want, rtol=1e-5, atol=1e-5)
+
+
+def test_a_guarded_load_at_a_negative_constant_index_compiles(vk_device):
+    """hypothesis found it: the gradient of maximum(concatenate([p, p]), p) by p sums the
+    concatenation's two halves at constant indices, the second one loading b[i - 1] under
+    a condition that fails at i = 0; glslang refuses a constant negative subscript even
+    there, so such indices are clamped."""
+    p0 = gc.placeholder((1, 1, 1), "float32", name="p0")
+    (g,) = gc.grad(gc.sum(gc.maximum(gc.concatenate([p0, p0], axis=0), p0)), [p0])
+    fn = gc.function([p0], [g], device=vk_device)
+    feed = np.full((1, 1, 1), 0.5, np.float32)
+    np.testing.assert_allclose(fn(feed)[0], gc.interpret([g], {p0: feed})[0])

@@ -134,6 +134,9 @@ def _load(node: Load, names: dict) -> str:
         value = f"int({names[expr]})"
         wrapped = f"({value} < 0 ? {value} + {extent} : {value})"
         index += f" + clamp({wrapped}, 0, {extent - 1}) * {stride}"
+    if node.valid and node.index.bounds[0] < 0:
+        index = f"max({index}, 0)"      # glslang refuses a constant negative subscript even
+        #                                 where the condition never takes it
     text = load_text(node.buffer, index, node.dtype)
     if node.valid:
         text = f"(({_conds(node.valid)}) ? {text} : {literal(0, node.dtype)})"
