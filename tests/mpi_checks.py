@@ -162,8 +162,9 @@ def different_graphs(rank: int, size: int) -> dict:
     return {"message": np.array("")}
 
 
-CHECKS = {"theano": None, "keras": None, "checkpoint": None, "broadcast_variables": broadcast_variables,
-          "collectives": collectives, "different_graphs": different_graphs}
+CHECKS = {"theano": None, "keras": None, "checkpoint": None,
+          "broadcast_variables": broadcast_variables, "collectives": collectives,
+          "different_graphs": different_graphs}
 
 
 def run(out: Path, names: list[str]) -> None:
