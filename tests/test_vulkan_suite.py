@@ -4,10 +4,11 @@ Child processes run with VK_INSTANCE_LAYERS=VK_LAYER_KHRONOS_validation and
 GRAPHC_VULKAN_VALIDATION: the layer's API checks, synchronization validation (a missing
 barrier between dependent dispatches) and, for the planted faults, GPU-assisted validation
 (a shader access outside its binding), every message collected by a debug-utils messenger;
-conftest.py fails any test during which a message arrives. The planted faults show that the checks bite; the slow test
-runs the device op suite, the gradient checks and the Vulkan tests there (the Vulkan
-counterpart of test_oclgrind.py). Without a Vulkan device, glslangValidator or the layer,
-everything here skips.
+conftest.py fails any test during which a message arrives. The planted faults show that the
+checks bite; the slow test runs the device op suite, the gradient checks, the hypothesis
+fuzzing, the thread tests, the Vulkan tests and the example models' accuracy targets there
+(the Vulkan counterpart of test_oclgrind.py). Without a Vulkan device, glslangValidator or
+the layer, everything here skips.
 """
 from __future__ import annotations
 
@@ -105,7 +106,7 @@ def test_a_planted_missing_barrier_is_caught(validated):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("suite", ["test_device_ops.py", "test_gradients.py", "test_vulkan.py",
-                                   "test_fuzz_compile.py", "test_threads.py"])
+                                   "test_fuzz_compile.py", "test_threads.py", "test_models.py"])
 def test_suite_passes_on_vulkan_with_zero_validation_messages(validated, suite):
     result = run_suite(SUITE_ENV, timeout=1500, suite=HERE / suite)
     assert result.returncode == 0, summary(result)
