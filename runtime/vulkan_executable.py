@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DeviceError, launch_error
+from .errors import launch_error
 from .executable import Executable, PendingRun, StepTiming, check_variables
 from .host import host_function
 from .launch import BufferArg, IOBinding, KernelLaunch, Plan, ScalarArg, plan_problems
@@ -386,5 +386,3 @@ def _vk_or_none():
         return None
     return vk
 
-
-__all__ = ["VulkanExecutable", "DeviceError"]

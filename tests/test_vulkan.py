@@ -48,7 +48,8 @@ def test_default_keeps_pocl_among_cpus_and_prefers_gpus_across_backends(monkeypa
     assert select_device("vulkan") is lavapipe
     assert select_device("vulkan:0") is lavapipe
     assert select_device("opencl:0") is pocl
-    with pytest.raises(DeviceError, match=r"(?s)vulkan:1.*not found.*llvmpipe \(Vulkan 1.3, vulkan\)"):
+    unknown = r"(?s)vulkan:1.*not found.*llvmpipe \(Vulkan 1.3, vulkan\)"
+    with pytest.raises(DeviceError, match=unknown):
         select_device("vulkan:1")
     gpu = fake_vulkan(2, 2, "radv discrete")
     monkeypatch.setattr(device_module, "devices", lambda: [pocl, lavapipe, gpu])

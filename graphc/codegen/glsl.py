@@ -22,7 +22,6 @@ import math
 
 import numpy as np
 
-from graphc.codegen.ctext import c_type
 from graphc.codegen.index import render as render_index
 from graphc.codegen.kernel import Acc, Apply, Const, IndexValue, Kernel, Load, Random, Select
 from graphc.codegen.loops import lanes_lines, reduce_lines

@@ -12,8 +12,8 @@ Operands are buffers read through layout flags (transposed, batch strides) or ga
 through index arithmetic (codegen/gemm_gather.py: strided views, and the convolutions'
 implicit im2col, so conv2d and its gradients run here too). A split weight gradient's
 partial sums are not written here: on Vulkan a gradient is not split (DeviceInfo's one
-compute unit, codegen/conv_gemm.weight_split). The epilogue is the kernel IR (GemmStores), rendered by the
-GLSL emitter with the accumulator of the tile's element.
+compute unit, codegen/conv_gemm.weight_split). The epilogue is the kernel IR (GemmStores),
+rendered by the GLSL emitter with the accumulator of the tile's element.
 """
 from __future__ import annotations
 

@@ -6,12 +6,11 @@ helper, and Philox and erf where a kernel needs them). The program is the prelud
 distinct kernel after a `//@kernel NAME` line; runtime/vulkan_program.py compiles the prelude
 plus each kernel to SPIR-V.
 
-IRBody kernels and the GLSL GEMM (GemmBody of plain operands: codegen/glsl_gemm.py) reach
-this renderer: ops whose OpenCL path is a hand-written template (softmax rows, layer norm,
-cross-entropy rows, max-pool routing) are decomposed into primitive ops for Vulkan
-(codegen/fallbacks.py, through the lowering registry), convolutions and matmuls of gathered
-operands run as the generic loop kernels, and horizontal merging is off (a GLSL function
-cannot take buffers as arguments): the Capabilities say so.
+IRBody kernels and the GLSL GEMM (GemmBody: matmuls and convolutions, codegen/glsl_gemm.py)
+reach this renderer: ops whose OpenCL path is a hand-written template (softmax rows, layer
+norm, cross-entropy rows, max-pool routing) are decomposed into primitive ops for Vulkan
+(codegen/fallbacks.py, through the lowering registry), and horizontal merging is off (a GLSL
+function cannot take buffers as arguments): the Capabilities say so.
 """
 from __future__ import annotations
 
