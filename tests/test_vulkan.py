@@ -294,3 +294,11 @@ def test_a_guarded_load_at_a_negative_constant_index_compiles(vk_device):
     fn = gc.function([p0], [g], device=vk_device)
     feed = np.full((1, 1, 1), 0.5, np.float32)
     np.testing.assert_allclose(fn(feed)[0], gc.interpret([g], {p0: feed})[0])
+
+
+def test_the_html_report_shows_the_glsl_source(vk_device, tmp_path):
+    x = gc.placeholder((16,), "float32", name="x")
+    fn = gc.function([x], [gc.tanh(x) * 3.0], device=vk_device)
+    path = gc.report(fn, {x: np.ones(16, np.float32)}, path=tmp_path / "report.html")
+    text = path.read_text()
+    assert "void main()" in text and "GRAPHC_GID" in text
