@@ -64,7 +64,14 @@ class PendingRun:
 
 
 class Executable:
-    """Runs one Plan on one device: feeds in, kernels in order, outputs out."""
+    """Runs one Plan on one device: feeds in, kernels in order, outputs out. On a Vulkan
+    device, Executable(...) makes a VulkanExecutable (runtime/vulkan_executable.py)."""
+
+    def __new__(cls, device: Device, *args: Any, **kwargs: Any) -> "Executable":
+        if cls is Executable and getattr(device, "backend", "opencl") == "vulkan":
+            from .vulkan_executable import VulkanExecutable
+            return super().__new__(VulkanExecutable)
+        return super().__new__(cls)
 
     def __init__(self, device: Device, plan: Plan,
                  variables: Mapping[str, ResidentArray] | None = None) -> None:
@@ -333,3 +340,6 @@ def _busy_seconds(events: Sequence[Any]) -> float:
     """Seconds the device spent running `events`' commands (an in-order queue runs one at a
     time, so their durations add up)."""
     return sum((e.profile.end - e.profile.start) * 1e-9 for e in events)
+
+
+check_variables = _check_variables      # the Vulkan executable checks its variables alike

@@ -35,6 +35,20 @@ def cl_device():
 
 
 @pytest.fixture(autouse=True)
+def no_vulkan_validation_messages():
+    """Under $GRAPHC_VULKAN_VALIDATION (test_vulkan_suite.py's child runs) any message of the
+    Vulkan validation layer during a test fails it."""
+    if not os.environ.get("GRAPHC_VULKAN_VALIDATION"):
+        yield
+        return
+    from graphc.runtime.vulkan_api import clear_validation_messages, validation_messages
+    clear_validation_messages()
+    yield
+    messages = validation_messages()
+    assert not messages, "Vulkan validation messages:\n" + "\n".join(messages[:5])
+
+
+@pytest.fixture(autouse=True)
 def fresh_random_seed():
     """Every test starts from graphc's default global seed and op counter."""
     import graphc as gc

@@ -15,6 +15,7 @@ from graphc.codegen.built import (STEP_BUFFER, BuiltKernel, GemmBody, GemmStores
                                   traffic)
 from graphc.codegen.gather_views import strided_gather
 from graphc.codegen.gemm import GemmSpec, fits_32bit, gemm_launch
+from graphc.codegen.glsl_gemm import VULKAN, vulkan_gemm_launch
 from graphc.codegen.index import flatten, unflatten, var
 from graphc.codegen.kernel import Acc, Param
 from graphc.codegen.kernel_groups import KernelGroup
@@ -86,7 +87,8 @@ def built_gemm(group: KernelGroup, buffer_of, nbytes, device_info, spec: GemmSpe
     epilogue = gemm_stores(group, low, buffer_of, out)
     if epilogue is None:
         return None
-    global_size, local_size = gemm_launch(spec, device_info)
+    global_size, local_size = vulkan_gemm_launch(spec) if device_info.type == VULKAN else \
+        gemm_launch(spec, device_info)
     args = tuple(buffer_of[x] for x in operands) + tuple(low.locals) + \
         ((STEP_BUFFER,) if low.uses_step else ())
     return BuiltKernel(label, GemmBody(spec, device_info, epilogue, columns), args, t.size,
