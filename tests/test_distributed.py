@@ -117,7 +117,7 @@ def test_broadcast_variables_in_one_process_keeps_the_values():
 
 def test_each_rank_takes_the_local_rank_th_device_of_the_best_kind():
     def device(index, kind, platform="GPU vendor"):
-        return SimpleNamespace(index=index, kind=kind, platform_name=platform,
+        return SimpleNamespace(index=index, kind=kind, platform_name=platform, backend="opencl",
                                type="gpu" if "gpu" in kind else "cpu", unified_memory=False,
                                implementation_version=(), compute_units=1, global_mem_size=1)
     found = [device(0, "cpu", "Portable Computing Language"), device(1, "discrete gpu"),
