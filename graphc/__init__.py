@@ -10,8 +10,9 @@ The package imports lazily, so that `import graphc.runtime` and running an expor
 public names live in graphc/_api.py, which imports the whole compiler in one fixed order:
 - the first `gc.<name>`, `dir(gc)` or `from graphc import *` imports it (PEP 562);
 - so does the first import of any compiler module (`from graphc.passes import ...`), before
-  that module: the compiler's modules import each other in circles that only load from
-  graphc/_api.py's order (a finder on sys.meta_path, removed once it has run).
+  that module, so that Tensor's operators and Function's inspection hooks, which _api.py
+  installs, are there whatever a program imports first (a finder on sys.meta_path, removed
+  once it has run).
 graphc.runtime, graphc.serve, graphc.cli and graphc.kernels_cl load on their own.
 """
 import importlib as _importlib

@@ -2,8 +2,11 @@
 
 graphc/__init__.py stays light so that `import graphc.runtime` (running an export) imports
 no compiler module; the first `gc.<name>` imports this module, which binds every public
-name in the order below, and the package serves them.
+name in the order below, and the package serves them. Importing it also installs Tensor's
+operators (graphc/tensor_methods.py) and Function's inspection and checking hooks
+(graphc/inspection/debug.py).
 """
+from graphc import tensor_methods  # noqa: F401  (installs Tensor's operators)
 from graphc import builder
 from graphc.autodiff import grad, hessian, jacobian
 from graphc.builder import cast, constant, placeholder, variable
@@ -34,13 +37,14 @@ from graphc import losses              # noqa: E402  Keras-style losses
 from graphc import nn, optim           # noqa: E402  Keras-style layers, models; optimizers
 from graphc import data                # noqa: E402  gc.data: data sets, splits, augmentation
 from graphc import distributed         # noqa: E402  gc.distributed: data-parallel on MPI
-from graphc.parser import parse
-import graphc.dump  # noqa: F401,E402  (imported before gc.dump, the function, is bound)
-from graphc.printer import debugprint, dump
+import graphc.inspection.debug  # noqa: F401,E402  (Function's inspection and checking hooks)
+from graphc.inspection.dump import dump
+from graphc.inspection.parser import parse
+from graphc.inspection.printer import debugprint
 from graphc.scan import scan
 from graphc.substitute import clone
-from graphc.report import report
-from graphc.verify import verify
+from graphc.inspection.report import report
+from graphc.inspection.verify import verify
 
 bool = bool_                            # noqa: A001  gc.bool, as np.bool
 

@@ -14,7 +14,10 @@ from graphc import dtypes
 from graphc.builder import as_tensor, cast
 from graphc.errors import DisconnectedError, GraphcError, NonDifferentiableError, ShapeError
 from graphc.ir import Graph, Node, Tensor
-from graphc.ops import get_op
+from graphc.math import add, zeros, zeros_like
+from graphc.ops.registry import get_op
+from graphc.ops.movement import reshape, stack
+from graphc.ops.reduction import sum as reduce_sum
 from graphc.shapes import broadcast_axes
 from graphc.sites import site_of, user_site
 
@@ -69,10 +72,9 @@ def _input_cotangents(node: Node, g: Tensor) -> list:
 
 def sum_to(g: Tensor, like: Tensor) -> Tensor:
     """Undo broadcasting, in one place for every op: sum `g` down to `like`'s shape and dtype."""
-    import graphc as gc
     if g.shape != like.shape:
         axes = broadcast_axes(like.shape, g.shape)
-        g = gc.reshape(gc.sum(g, axis=axes), like.shape) if axes else gc.reshape(g, like.shape)
+        g = reshape(reduce_sum(g, axis=axes), like.shape) if axes else reshape(g, like.shape)
     return cast(g, like.dtype)
 
 
@@ -86,8 +88,7 @@ def _depends_on(graph: Graph, wrt: set) -> set:
 
 
 def _total(parts: list[Tensor]) -> Tensor:
-    import graphc as gc
-    return reduce(gc.add, parts)
+    return reduce(add, parts)
 
 
 def _seed_cotangents(cost, grad_outputs):
@@ -128,11 +129,10 @@ def _require_differentiable_source(t: Tensor) -> None:
 
 
 def _gradient_of(target: Tensor, cotangents: dict, disconnected: str) -> Tensor:
-    import graphc as gc
     if target in cotangents:
         return _total(cotangents[target])
     if disconnected == "zero":
-        return gc.zeros_like(target)
+        return zeros_like(target)
     raise DisconnectedError(
         f"the cost does not depend on {target.name or target.op} ({target.type}, created at "
         f"{target.site or '<unknown>'}); pass disconnected='zero' to get zeros (a dependence only"
@@ -141,11 +141,10 @@ def _gradient_of(target: Tensor, cotangents: dict, disconnected: str) -> Tensor:
 
 def jacobian(y: Tensor, x: Tensor) -> Tensor:
     """d y / d x of shape y.shape + x.shape, one gradient per element of y (for small y)."""
-    import graphc as gc
-    flat = gc.reshape(y, (y.size,))
+    flat = reshape(y, (y.size,))
     rows = [grad(flat[i], x, disconnected="zero") for i in range(y.size)]
-    stacked = gc.stack(rows) if rows else gc.zeros((0,) + x.shape, x.dtype)
-    return gc.reshape(stacked, y.shape + x.shape)
+    stacked = stack(rows) if rows else zeros((0,) + x.shape, x.dtype)
+    return reshape(stacked, y.shape + x.shape)
 
 
 def hessian(cost: Tensor, x: Tensor) -> Tensor:

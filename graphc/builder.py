@@ -12,7 +12,7 @@ import numpy as np
 from graphc import dtypes
 from graphc.errors import DTypeError, GraphcError, ShapeError
 from graphc.ir import Node, Tensor, TensorType, VariableStorage
-from graphc.ops import get_op
+from graphc.ops.registry import get_op
 from graphc.sites import user_site
 
 _placeholder_ids = itertools.count()

@@ -90,7 +90,7 @@ def _add_train(commands):
 
 
 def _cmd_dump(args):
-    from graphc.report import dump_script
+    from graphc.inspection.script import dump_script
 
     _check_script(args.script)
     out, script_args = _dump_options(args.out, list(args.script_args))

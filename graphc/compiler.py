@@ -1,6 +1,9 @@
 """Compile a graph (outputs plus variable updates) into a runtime Plan.
 
-graph passes -> fusion -> schedule -> memory plan -> codegen -> Plan. Variables and
+graph passes -> fusion -> schedule -> memory plan -> codegen (kernel data) -> the backend's
+renderer (source, last) -> Plan. Fusion hands code generation plain KernelGroups
+(codegen/kernel_groups.py), code generation hands the renderer BuiltKernels
+(codegen/built.py), the renderer hands back named kernels and one program. Variables and
 constants live in device-resident arrays shared by every function that uses them; an
 update is written into its variable's buffer by the kernel that computes it when that
 kernel reads the variable only at the index it writes, else through a final copy.
@@ -13,16 +16,19 @@ import networkx as nx
 
 from graphc import config
 from graphc.builder import apply
-from graphc.codegen.build import STEP_BUFFER, BuiltKernel, build_kernels
+from graphc.codegen.build import build_kernels
+from graphc.codegen.built import STEP_BUFFER, BuiltBundle, RenderedKernel
 from graphc.codegen.capabilities import check_device_dtypes
-from graphc.codegen.horizontal import merge_within_caps, mergeable_kernel
+from graphc.codegen.gemm import device_info_from
 from graphc.codegen.host import HostStep, collectives_early, host_calls, host_leaves
-from graphc.codegen.opencl import program_source
+from graphc.codegen.kernel_groups import KernelGroup
+from graphc.codegen.program import render_program
+from graphc.codegen.renderer import renderer_for
 from graphc.device_limits import check_kernels, check_memory_plan
 from graphc.distributed.fingerprint import graph_fingerprint
 from graphc.errors import FeedError, ShapeError
 from graphc.ir import Graph, Tensor, is_among
-from graphc.ops import get_op
+from graphc.ops.registry import get_op
 from graphc.passes.fuse import Group, cone, dependency_graph, make_groups, reads_of
 from graphc.passes.pipeline import optimize
 from graphc.passes.horizontal import Bundle, bundle_steps
@@ -42,12 +48,11 @@ class Compiled:
     """Everything a Function needs to run and to explain itself."""
 
     plan: Plan
-    kernels: list[BuiltKernel]
+    kernels: tuple[RenderedKernel, ...]         # in launch order
     memory: MemoryPlan
     graph: Graph
     pass_records: list
     leaves: dict                    # plan buffer -> variable or constant tensor
-    output_buffers: list[str]
     host_values: list = field(default_factory=list)  # the value each host call writes
 
 
@@ -78,14 +83,17 @@ def compile_graph(inputs, outputs, updates, device, name: str = "function") -> C
                 if not (leaf.role == "constant" and leaf.size == 1) or leaf in read_by_host}
     held = check_memory_plan(device, inputs, memory, leaf_map)   # before generating code
     hosts: list[HostStep] = []
-    kernels = _build_kernels(steps, {**memory.buffer_of, **leaf_map}, device, hosts)
-    plan, leaves = _plan(graph, inputs, outs, kernels, memory, leaf_map, device,
+    built = _build_kernels(steps, {**memory.buffer_of, **leaf_map}, device, hosts)
+    program = render_program(built, renderer_for(device), _work_group(device))   # text, last
+    kernels = program.kernels
+    plan, leaves = _plan(graph, inputs, outs, program, memory, leaf_map, device,
                          {leaf_map[leaf] for leaf in read_by_host})
     if hosts:
+        hosts = [HostStep(h.group, program.launches_before(h.position)) for h in hosts]
         plan = _with_host_calls(plan, hosts, {**memory.buffer_of, **leaf_map}, name, graph)
     check_kernels(device, plan, kernels, held)                   # before building it
     return Compiled(plan, kernels, memory, graph, records, leaves,
-                    [memory.buffer_of[t] for t in outs], [h.group.root for h in hosts])
+                    [h.group.root for h in hosts])
 
 
 def _check_inputs(graph: Graph, inputs) -> None:
@@ -177,40 +185,32 @@ def _materializable_copy(value: Tensor) -> Tensor:
         return apply("reshape", [value], shape=value.shape)
 
 
-def _build_kernels(steps, buffer_of, device, hosts: list) -> list[BuiltKernel]:
-    """The kernels of the scheduled steps; each collective's step joins `hosts` with the
-    number of kernels before it."""
-    from graphc.codegen.gemm import device_info_from
+def _build_kernels(steps, buffer_of, device, hosts: list) -> list:
+    """The kernels of each scheduled step, as data: a list of BuiltKernels per group, a
+    BuiltBundle per horizontal bundle (aliases launch nothing). Each collective's step joins
+    `hosts` with the number of built steps before it."""
     info = device_info_from(device)
     nbytes = {}
     for t, b in buffer_of.items():
         nbytes[b] = max(nbytes.get(b, 0), t.type.nbytes)
     tuner = _tuner(device)
-    kernels = []
+    built = []
     for i, step in enumerate(steps):
         if isinstance(step, Bundle):
-            built = [build_kernels(g, buffer_of, nbytes, info, tuner, f"partial{i}_{j}")
-                     for j, g in enumerate(step.members)]
-            kernels += _merged(built, _work_group(device))
+            built.append(BuiltBundle(tuple(
+                tuple(build_kernels(_kernel_group(g), buffer_of, nbytes, info, tuner,
+                                    f"partial{i}_{j}")) for j, g in enumerate(step.members))))
         elif step.kind == "host":
-            hosts.append(HostStep(step, len(kernels)))
+            hosts.append(HostStep(step, len(built)))
         elif step.kind != "alias":
-            kernels += build_kernels(step, buffer_of, nbytes, info, tuner, f"partial{i}",
-                                     _items_per_work_item(device))
-    return kernels
+            built.append(build_kernels(_kernel_group(step), buffer_of, nbytes, info, tuner,
+                                       f"partial{i}", _items_per_work_item(device)))
+    return built
 
 
-def _merged(built: list[list[BuiltKernel]], group_size: int) -> list[BuiltKernel]:
-    """A bundle's kernels: the members' first kernels merged into one, their second ones
-    (the combination of a split reduction) into another; any other kernel alone."""
-    kernels = []
-    for position in range(max(map(len, built))):
-        at = [k[position] for k in built if len(k) > position]
-        merged = [k for k in at if mergeable_kernel(k)]
-        alone = [k for k in at if not mergeable_kernel(k)]
-        merged = merge_within_caps(merged, group_size)
-        kernels += merged + alone
-    return kernels
+def _kernel_group(group: Group) -> KernelGroup:
+    """Fusion's group as the plain data code generation takes."""
+    return KernelGroup(group.kind, group.root, tuple(group.stores))
 
 
 def _items_per_work_item(device) -> int:
@@ -246,8 +246,9 @@ def _tuner(device):
     return tuned
 
 
-def _plan(graph, inputs, outs, kernels, memory, leaf_map, device,
+def _plan(graph, inputs, outs, program, memory, leaf_map, device,
           read_by_host=frozenset()) -> tuple[Plan, dict]:
+    kernels = program.kernels
     buffers, leaves = {}, {}
     input_bindings = []
     for p in inputs:
@@ -273,8 +274,7 @@ def _plan(graph, inputs, outs, kernels, memory, leaf_map, device,
     launches = tuple(_launch(k, device) for k in kernels)
     outputs = tuple(IOBinding(f"out{i}", memory.buffer_of[t], t.shape, t.dtype.name)
                     for i, t in enumerate(outs))
-    source = _program_source(kernels)
-    plan = Plan(source, "", tuple(buffers.values()), tuple(input_bindings), outputs,
+    plan = Plan(program.source, "", tuple(buffers.values()), tuple(input_bindings), outputs,
                 tuple(variable_bindings), launches)
     return plan, leaves
 
@@ -322,7 +322,7 @@ def _unique_input_name(p: Tensor, buffers: dict) -> str:
     return name
 
 
-def _launch(kernel: BuiltKernel, device) -> KernelLaunch:
+def _launch(kernel: RenderedKernel, device) -> KernelLaunch:
     items = kernel.work_items
     if kernel.global_size is not None:
         return KernelLaunch(kernel.name, tuple(BufferArg(a) for a in kernel.args),
@@ -334,9 +334,3 @@ def _launch(kernel: BuiltKernel, device) -> KernelLaunch:
         tuple(ScalarArg(v, "int32") for v in kernel.scalars)
     return KernelLaunch(kernel.name, args, (items,), local,
                         kernel.flops, kernel.bytes_read, kernel.bytes_written, kernel.ops)
-
-
-def _program_source(kernels) -> str:
-    """Every distinct kernel once (names carry a digest of the source)."""
-    sources = list({k.name: k.source for k in kernels}.values())
-    return program_source(sources, any(STEP_BUFFER in k.args for k in kernels))

@@ -4,11 +4,12 @@ from __future__ import annotations
 import contextlib
 import gc
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
+from typing import Callable
 
 import numpy as np
 
-from graphc import config, debug
+from graphc import config
 from graphc.builder import as_tensor, cast
 from graphc.compiler import Compiled, compile_graph
 from graphc.errors import DTypeError, FeedError, GraphcError, ShapeError
@@ -16,6 +17,25 @@ from graphc.feeds import check_feed
 from graphc.ir import Tensor
 from graphc.runtime import Executable, ResidentArray, select_device
 from graphc.runtime.profiling import format_profile
+
+
+@dataclass
+class FunctionHooks:
+    """Where inspection and the checking modes plug into every Function, so that this module
+    imports none of them (graphc/inspection/debug.py registers its hooks when imported).
+
+    compiled: hook(fn), run at the end of compiling.
+    called:   hook(fn, feeds) -> results or None, run before each call under the device lock;
+              the first hook that returns results has run the call itself (a checked run).
+    views:    "dump" (fn, source) -> str and "summary" (fn) -> str: fn.dump(), fn.summary().
+    """
+
+    compiled: list[Callable] = field(default_factory=list)
+    called: list[Callable] = field(default_factory=list)
+    views: dict[str, Callable] = field(default_factory=dict)
+
+
+HOOKS = FunctionHooks()
 
 
 def function(inputs, outputs, updates=None, device=None, name: str = "function",
@@ -50,11 +70,8 @@ class Function:
         self.last_profile: list[tuple[str, float]] = []
         self.last_timing = None     # a StepTiming after profile()
         self._reads_step = any(b.name == "graphc_step" for b in self.compiled.plan.inputs)
-        if config.debug_level() >= 1:
-            print(self.summary())
-        if config.debug_level() >= 4:
-            print(self.compiled.plan.source)
-        debug.on_function_compiled(self)
+        for hook in HOOKS.compiled:
+            hook(self)
 
     def _residents(self) -> dict:
         residents = {}
@@ -117,7 +134,7 @@ class Function:
         profile = config.debug_level() >= 2
         with self.device.lock:
             arrays = self._with_step(arrays)
-            results = debug.on_function_called(self, arrays)   # GRAPHC_DUMP/CHECK_NUMERICS/...
+            results = self._hooked_call(arrays)         # GRAPHC_DUMP/CHECK_NUMERICS/...
             if results is None:
                 results = self.executable.run(arrays, profile=profile)
             self.calls += 1
@@ -125,6 +142,14 @@ class Function:
                 self.last_profile = list(self.executable.last_profile)
                 print(format_profile(self.compiled.plan.launches, self.last_profile))
         return results[0] if self.single else results
+
+    def _hooked_call(self, arrays: list[np.ndarray]) -> list | None:
+        """The results of the first call hook that runs the call itself, or None."""
+        for hook in HOOKS.called:
+            results = hook(self, arrays)
+            if results is not None:
+                return results
+        return None
 
     def call_async(self, *feeds, **named) -> "PendingCall":
         """Enqueue a call and return at once; `.result()` waits and returns what calling
@@ -137,7 +162,7 @@ class Function:
         arrays = self._checked(self._bind(feeds, named))
         with self.device.lock:
             arrays = self._with_step(arrays)
-            results = debug.on_function_called(self, arrays)
+            results = self._hooked_call(arrays)
             pending = self.executable.run_async(arrays) if results is None else None
             self.calls += 1
         return PendingCall(self.single, pending, results)
@@ -186,13 +211,19 @@ class Function:
 
     def summary(self) -> str:
         """One paragraph: passes, kernels, memory, compile time."""
-        from graphc.dump import function_summary
-        return function_summary(self)
+        return _view("summary")(self)
 
     def dump(self, source: bool = False) -> str:
         """Each kernel with its fused ops and their lines, the buffer plan, the peak memory."""
-        from graphc.dump import format_function
-        return format_function(self, source=source)
+        return _view("dump")(self, source=source)
+
+
+def _view(name: str) -> Callable:
+    try:
+        return HOOKS.views[name]
+    except KeyError:
+        raise GraphcError(f"fn.{name}() needs graphc.inspection.debug, which `import graphc` "
+                          f"loads") from None
 
 
 class PendingCall:
@@ -238,7 +269,6 @@ def _check_update(variable, value) -> tuple[Tensor, Tensor]:
     if not isinstance(variable, Tensor) or variable.role != "variable":
         raise GraphcError(f"updates must be (variable, new value) pairs; {variable!r} is not a"
                           f" variable")
-    from graphc.builder import as_tensor
     value = as_tensor(value, variable.dtype)
     if value.shape != variable.shape:
         raise ShapeError(f"update of variable {variable.name!r}: new value has shape "

@@ -1,10 +1,10 @@
 """The checking modes' view of indexing ops: the indices a kernel read, against their ranges.
 
 A device kernel has no error channel: it clamps an out-of-range `take` index and gives an
-out-of-range label loss 0. GRAPHC_CHECK_NUMERICS and GRAPHC_VALIDATE (graphc.debug) call
-`first_index_problem` after each launch with the values the device stored so far, so an
-index out of its op's `index_range` is an IndexRangeError naming the op, the value, its
-position and the user's line, in any graph.
+out-of-range label loss 0. GRAPHC_CHECK_NUMERICS and GRAPHC_VALIDATE
+(graphc/inspection/checker.py) call `first_index_problem` after each launch with the values
+the device stored so far, so an index out of its op's `index_range` is an IndexRangeError
+naming the op, the value, its position and the user's line, in any graph.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 from graphc.errors import IndexRangeError
 from graphc.interp import index_problem, leaf_value, run_node
 from graphc.ir import Node, Tensor
-from graphc.ops import get_op
+from graphc.ops.registry import get_op
 
 
 def first_index_problem(nodes, device: dict, step: int = 0) -> tuple[Node, str] | None:

@@ -6,7 +6,7 @@ import numpy as np
 from graphc.errors import IndexRangeError, VerifyError
 from graphc.feeds import check_feed, missing_feed_error, resolve_feed_keys
 from graphc.ir import Graph, Node, Tensor
-from graphc.ops import get_op
+from graphc.ops.registry import get_op
 
 
 def leaf_value(leaf: Tensor, feeds: dict) -> np.ndarray:

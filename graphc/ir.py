@@ -16,10 +16,6 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from graphc.dtypes import short_name
-from graphc.tensor_methods import TensorMethods
-
-LEAF_ROLES = ("placeholder", "variable", "constant")
-
 
 @dataclass(frozen=True)
 class TensorType:
@@ -62,8 +58,11 @@ class VariableStorage:
             resident.write(array)
 
 
-class Tensor(TensorMethods):
-    """A symbolic value: a leaf (placeholder, variable, constant) or the output of a node."""
+class Tensor:
+    """A symbolic value: a leaf (placeholder, variable, constant) or the output of a node.
+
+    Its numpy operators (`+`, `@`, `x[i]`, `.sum()`, ...) are installed by
+    graphc/tensor_methods.py."""
 
     __slots__ = ("type", "name", "producer", "role", "data", "site", "__weakref__")
 
@@ -184,19 +183,8 @@ class Graph:
                 users.setdefault(value, []).append(node)
         return users
 
-    def to_nx(self):
-        """A networkx DiGraph view: nodes are Node objects, edges carry the value."""
-        import networkx as nx
-        view = nx.DiGraph()
-        view.add_nodes_from(self.nodes)
-        for node in self.nodes:
-            for value in node.inputs:
-                if value.producer is not None and value.producer in view:
-                    view.add_edge(value.producer, node, value=value)
-        return view
-
     def __str__(self) -> str:
-        from graphc.printer import format_graph
+        from graphc.inspection.printer import format_graph
         return format_graph(self)
 
 

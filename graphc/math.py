@@ -98,14 +98,12 @@ def clip(x, lo, hi) -> Tensor:
 
 def zeros_like(x: Tensor, dtype=None) -> Tensor:
     """A constant of zeros with x's shape (broadcast from a scalar, so it costs nothing)."""
-    import graphc as gc
-    return gc.broadcast_to(constant(0, dtype or x.dtype), x.shape)
+    return apply("broadcast_to", [constant(0, dtype or x.dtype)], shape=tuple(x.shape))
 
 
 def ones_like(x: Tensor, dtype=None) -> Tensor:
     """A constant of ones with x's shape."""
-    import graphc as gc
-    return gc.broadcast_to(constant(1, dtype or x.dtype), x.shape)
+    return apply("broadcast_to", [constant(1, dtype or x.dtype)], shape=tuple(x.shape))
 
 
 def zeros(shape, dtype=dtypes.float32) -> Tensor:

@@ -20,7 +20,7 @@ import numpy as np
 
 from graphc.errors import DTypeError, RewriteError, ShapeError
 from graphc.ir import Graph, Node, Tensor, TensorType
-from graphc.ops import get_op
+from graphc.ops.registry import get_op
 from graphc.sites import site_of
 
 Replacement = Tensor | Sequence[Tensor] | None

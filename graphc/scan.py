@@ -21,6 +21,7 @@ from __future__ import annotations
 from graphc.builder import as_tensor
 from graphc.errors import GraphcError, ShapeError
 from graphc.ir import Tensor
+from graphc.ops.movement import stack
 
 MAX_STEPS = 10_000
 
@@ -59,7 +60,6 @@ def _step_count(sequences: list[Tensor], n_steps) -> int:
 def scan(fn, sequences=None, outputs_info=None, non_sequences=None, n_steps=None,
          go_backwards: bool = False, name: str | None = None, return_list: bool = False):
     """Theano's scan, unrolled: (outputs, updates); see the module docstring."""
-    import graphc as gc
     sequences = _tensors(sequences, "sequences")
     initial = _tensors(outputs_info, "outputs_info")
     constants = _tensors(non_sequences, "non_sequences")
@@ -83,7 +83,7 @@ def scan(fn, sequences=None, outputs_info=None, non_sequences=None, n_steps=None
         previous = _fed_back(initial, outs)
         for collected, value in zip(results, outs):
             collected.append(value)
-    stacked = [gc.stack(values, axis=0) for values in results]
+    stacked = [stack(values, axis=0) for values in results]
     outputs = stacked if return_list or len(stacked) != 1 else stacked[0]
     return outputs, {}
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from ._opencl import INSTALL_HINT, cl, require_cl
 from .errors import DeviceError
+from .limits import format_bytes, too_large_text
 from .probe import is_simulator
 
 DEVICE_ENV = "GRAPHC_DEVICE"
@@ -107,7 +108,6 @@ class Device:
         """Allocate a read-write cl.Buffer, checking the device's limit before OpenCL does."""
         ocl = require_cl()
         if nbytes > self.max_mem_alloc_size:
-            from .limits import too_large_text
             raise DeviceError(too_large_text(self, name, nbytes))
         try:
             return ocl.Buffer(self.context, ocl.mem_flags.READ_WRITE, size=max(nbytes, 1))
@@ -115,10 +115,6 @@ class Device:
             raise DeviceError(
                 f"allocating buffer {name!r} of {nbytes} bytes ({format_bytes(nbytes)}) "
                 f"failed on {self.describe()}: {err}") from err
-
-    def synchronize(self) -> None:
-        """Wait until every command queued on this device has finished."""
-        self.queue.finish()
 
     def describe(self) -> str:
         """One line naming the device: `#0 'name' (platform)`."""
@@ -306,14 +302,6 @@ def _match_spec(spec: int | str, found: list[Device], origin: str) -> Device:
             return best_device(matches)
     listing = "\n".join(f"  {d.index}: {d.name} ({d.platform_name})" for d in found)
     raise DeviceError(f"{origin} {spec!r} not found; available devices:\n{listing}")
-
-
-def format_bytes(nbytes: int) -> str:
-    """Human-readable size: '512.0 MiB', '15.6 GiB'."""
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if nbytes >= scale:
-            return f"{nbytes / scale:.1f} {unit}"
-    return f"{nbytes} B"
 
 
 _TABLE_HEADER = ("#", "platform", "name", "type", "CUs", "memory", "max alloc",

@@ -21,6 +21,14 @@ if TYPE_CHECKING:
 BIGGEST_LISTED = 5      # buffers named when the total is over the device's memory
 
 
+def format_bytes(nbytes: int) -> str:
+    """Human-readable size: '512.0 MiB', '15.6 GiB'."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.1f} {unit}"
+    return f"{nbytes} B"
+
+
 @dataclass(frozen=True)
 class BufferNeed:
     """One device allocation a plan needs: its buffer name, size and what it holds."""
@@ -57,7 +65,6 @@ def check_plan_fits(device: Device, plan: Plan, what: Mapping[str, str] | None =
 
 def too_large_text(device: Device, name: str, nbytes: int) -> str:
     """'buffer NAME needs N bytes (..), above the device's max allocation of M bytes (..)'."""
-    from .device import format_bytes
 
     limit = device.max_mem_alloc_size
     return (f"buffer {name!r} needs {nbytes} bytes ({format_bytes(nbytes)}), above the "
@@ -77,7 +84,6 @@ def _allocation_text(device: Device, too_big: Sequence[BufferNeed]) -> str:
 
 
 def _peak_text(device: Device, needs: Sequence[BufferNeed], total: int) -> str:
-    from .device import format_bytes
 
     memory = device.global_mem_size
     biggest = sorted(needs, key=lambda n: -n.nbytes)[:BIGGEST_LISTED]

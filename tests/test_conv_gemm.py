@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
+from graphc import compiler
 import graphc.codegen.conv_gemm as conv_gemm
 import graphc.codegen.gemm as gemm
 
@@ -76,7 +77,7 @@ def gemm_variant(monkeypatch, kind: str | None, **overrides) -> None:
     if kind is not None:
         overrides["type"] = kind
     real = gemm.device_info_from
-    monkeypatch.setattr(gemm, "device_info_from",
+    monkeypatch.setattr(compiler, "device_info_from",
                         lambda device: dataclasses.replace(real(device), **overrides))
 
 

@@ -1,5 +1,6 @@
-"""graphc.debug: GRAPHC_CHECK_NUMERICS names the op that made a NaN, GRAPHC_VALIDATE the op
-that diverges from the reference interpreter, both with the user's line; error context.
+"""graphc.inspection's checking modes: GRAPHC_CHECK_NUMERICS names the op that made a NaN,
+GRAPHC_VALIDATE the op that diverges from the reference interpreter, both with the user's
+line; error context.
 
 Device tests call the hooks Function calls (`on_function_called`) with the flags set.
 """
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc import debug
+from graphc.inspection import context, debug
 from graphc.builder import apply
 from graphc.ops import REGISTRY, OpDef, register
 from graphc.ops.elementwise import unary_infer
@@ -165,7 +166,7 @@ def test_equation_context_shows_the_equation_its_line_and_neighbours():
     b = gc.sqrt(a)                                                  # the equation
     c = gc.log(b) + 1.0
     graph = gc.Graph.from_outputs([c])
-    text = debug.equation_context(graph, b, radius=1)
+    text = context.equation_context(graph, b, radius=1)
     line = _line_of("# the equation")
     assert text.splitlines() == [
         "  in equation #2: b:f32[3] = sqrt a",
@@ -174,7 +175,7 @@ def test_equation_context_shows_the_equation_its_line_and_neighbours():
         "      #1: a:f32[3] = exp x",
         "  >>> #2: b:f32[3] = sqrt a",
         "      #3: c:f32[3] = log b"]
-    assert debug.equation_context(graph, x) == "  (a graph input: no equation)"
+    assert context.equation_context(graph, x) == "  (a graph input: no equation)"
 
 
 @pytest.mark.opencl
@@ -182,7 +183,7 @@ def test_kernel_context_lists_what_a_kernel_computes(cl_device):
     x = gc.placeholder((3,), gc.float32, name="x")
     fn = gc.function([x], [gc.exp(x) * 2.0], device=cl_device)
     (kernel,) = fn.compiled.kernels
-    text = debug.kernel_context(fn.compiled, kernel.name)
+    text = context.kernel_context(fn.compiled, kernel.name)
     assert text.splitlines()[0] == f"  kernel #0 {kernel.name} computes:"
     assert re.search(r"^    a:f32\[3\] = exp x +# tests/test_debug\.py:\d+$", text, re.M)
-    assert "no kernel named" in debug.kernel_context(fn.compiled, "E_nope")
+    assert "no kernel named" in context.kernel_context(fn.compiled, "E_nope")

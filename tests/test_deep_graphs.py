@@ -12,12 +12,14 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc.codegen.build import BuiltKernel
-from graphc.codegen.horizontal import (MAX_MERGED_SOURCE, MAX_PARAMETER_BYTES,
-                                       merge_within_caps, parameter_bytes)
-from graphc.codegen.kernel import Apply, Const, Load, walk
+from graphc.codegen.built import BuiltKernel, IRBody
+from graphc.codegen.horizontal import merge_within_caps, parameter_bytes
+from graphc.codegen.kernel import Apply, Const, Kernel, Load, Param, Store, walk
 from graphc.codegen.index import Mod, lin, mod, var
 from graphc.codegen.opencl import Emitter
+from graphc.codegen.opencl_renderer import OpenCLRenderer
+from graphc.codegen.program import rendered
+from graphc.codegen.renderer import MAX_MERGED_SOURCE, MAX_PARAMETER_BYTES, Capabilities
 from graphc.ir import Graph
 from graphc.passes.fuse import Group, cone, make_groups
 from graphc.passes.horizontal import MAX_MEMBERS, bundle_steps, members
@@ -187,25 +189,42 @@ def test_a_chain_of_1000_transposed_reshapes_keeps_its_index_text_small(cl_devic
 
 # ---- horizontal merges stay under the parameter and source caps ----
 
-def fake_kernel(name: str, buffers: int, source_bytes: int = 200) -> BuiltKernel:
-    params = ", ".join(f"__global float* restrict a{i}" for i in range(buffers))
-    body = "  const int gid = get_global_id(0);\n  if (gid >= 4) return;\n"
-    body += " " * max(source_bytes - len(params) - len(body), 0) + "\n"
-    source = f"__kernel void {name}({params}) {{\n{body}}}\n"
-    return BuiltKernel(name, source, tuple(f"{name}_{i}" for i in range(buffers)), 4, (), 1,
-                       4, 4)
+RENDERER = OpenCLRenderer(Capabilities(
+    "opencl", fp64=True, fp16=False, vector_widths=(2, 3, 4, 8, 16), preferred_vector_width=4,
+    local_memory=32768, max_work_group=256, max_buffers=None,
+    max_parameter_bytes=MAX_PARAMETER_BYTES, max_merged_source=MAX_MERGED_SOURCE))
+
+
+def render(kernel, members=()):
+    return rendered(kernel, RENDERER, members)
+
+
+def fake_kernel(seed: int, buffers: int, source_bytes: int = 200):
+    """A rendered kernel of `buffers` buffer parameters (the last written) whose source has
+    at least `source_bytes` bytes; kernels of different `seed`s differ."""
+    gid = var("gid", 4)
+    params = tuple(Param(f"b{i}", F32, i == buffers - 1) for i in range(buffers))
+    value, terms = Const(F32, float(seed)), 0
+    while True:
+        kernel = Kernel("K", (4,), (Store(f"b{buffers - 1}", gid, value),), params)
+        built = BuiltKernel("E_4", IRBody(kernel), tuple(f"{seed}_{i}" for i in range(buffers)),
+                            4, (), 1, 4, 4)
+        if len(render(built).source) >= source_bytes:
+            return render(built)
+        terms += 1
+        value = Apply(F32, "add", (value, Load(F32, f"b{terms % buffers}", gid)))
 
 
 def test_horizontal_merges_stop_at_the_parameter_and_source_caps():
-    many_args = [fake_kernel(f"E_4_{i}", 40) for i in range(8)]      # 320 bytes each
-    merged = merge_within_caps(many_args, 8)
+    many_args = [fake_kernel(i, 40) for i in range(8)]      # 320 bytes each
+    merged = merge_within_caps(many_args, 8, RENDERER.caps, render)
     assert [len(k.members) for k in merged] == [3, 3, 2]
     assert all(parameter_bytes(k) <= MAX_PARAMETER_BYTES for k in merged)
-    big = [fake_kernel(f"E_4_{i}", 2, MAX_MERGED_SOURCE // 3) for i in range(4)]
-    merged = merge_within_caps(big, 8)
+    big = [fake_kernel(i, 2, MAX_MERGED_SOURCE // 3) for i in range(4)]
+    merged = merge_within_caps(big, 8, RENDERER.caps, render)
     assert [len(k.members) or 1 for k in merged] == [2, 2]
     assert all(len(k.source) <= MAX_MERGED_SOURCE + 1000 for k in merged)
-    assert merge_within_caps(many_args[:1], 8) == many_args[:1]     # alone: unchanged
+    assert merge_within_caps(many_args[:1], 8, RENDERER.caps, render) == many_args[:1]
 
 
 def test_thousands_of_independent_small_kernels_bundle_by_eights_after_their_sources():

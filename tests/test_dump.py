@@ -1,10 +1,7 @@
 """gc.dump: text at three stages (golden files), DOT with kernel clusters, SVG through Graphviz.
-
-The training function of the golden files is built right below the imports: its line
-numbers appear in the golden texts as sites. It is compiled for a fixed CPU description
-(no OpenCL needed), so kernel names and launch sizes do not depend on the machine.
-Regenerate with GRAPHC_UPDATE_GOLDEN=1 and review the diff.
-"""
+The golden files' training function is right below the imports (its lines are sites in them),
+compiled for a fixed CPU description (no OpenCL), so kernel names and launch sizes do not
+depend on the machine. Regenerate with GRAPHC_UPDATE_GOLDEN=1 and review the diff."""
 import os
 import re
 import shutil
@@ -18,8 +15,11 @@ import pytest
 
 import graphc as gc
 from graphc.compiler import compile_graph
-from graphc.dump import anatomy, buffer_labels, format_kernels, plan_hazards, user_graph
-from graphc.printer import dump, format_graph
+from graphc.inspection.anatomy import anatomy, buffer_labels, user_graph
+from graphc.inspection.dump import dump
+from graphc.inspection.hazards import plan_hazards
+from graphc.inspection.printer import format_graph
+from graphc.inspection.text import format_kernels
 from graphc.runtime.device import Device
 
 
@@ -173,8 +173,8 @@ def test_dump_refuses_unknown_formats_stages_and_kernels_of_tensors():
         dump(x + 1, stage="kernels")
 
 
-def test_gc_dump_stays_callable_after_graphc_dump_is_imported():
-    import graphc.dump  # noqa: F401  rebinds the attribute graphc.dump to the module
+def test_gc_dump_stays_callable_after_graphc_inspection_dump_is_imported():
+    import graphc.inspection.dump  # noqa: F401  binds graphc.inspection.dump, not graphc.dump
     x = gc.placeholder((3,), gc.float32, name="x")
     assert gc.dump(x + 1) == dump(x + 1)
 
@@ -223,7 +223,7 @@ def test_svg_of_the_graph_stages_parses(stage, golden_fn):
 
 
 def test_without_graphviz_svg_says_what_to_install_and_keeps_the_dot(monkeypatch, tmp_path):
-    from graphc import dot
+    from graphc.inspection import dot
     monkeypatch.setattr(shutil, "which", lambda name: None)
     monkeypatch.setitem(sys.modules, "pygraphviz", None)
     x = gc.placeholder((3,), gc.float32, name="x")

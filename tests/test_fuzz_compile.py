@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 import graphc as gc
 from graphc.ir import Graph
-from graphc.printer import dump
+from graphc.inspection.dump import dump
 
 pytestmark = [pytest.mark.opencl, pytest.mark.usefixtures("cl_device")]
 

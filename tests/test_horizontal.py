@@ -11,8 +11,13 @@ import pytest
 
 import graphc as gc
 from graphc.builder import apply
-from graphc.codegen.build import BuiltKernel
+from graphc.codegen.built import BuiltKernel, IRBody, RenderedKernel
 from graphc.codegen.horizontal import merge_kernels
+from graphc.codegen.index import var
+from graphc.codegen.kernel import Kernel, Load, Param, Store
+from graphc.codegen.opencl_renderer import OpenCLRenderer
+from graphc.codegen.program import rendered
+from graphc.codegen.renderer import MAX_MERGED_SOURCE, MAX_PARAMETER_BYTES, Capabilities
 from graphc.ops import REGISTRY, OpDef, register
 from graphc.ops.elementwise import unary_infer
 from graphc.passes.fuse import Group
@@ -38,7 +43,7 @@ def run_and_compare(inputs, outputs, feeds, updates=None) -> gc.Function:
     return fn
 
 
-def merged(fn: gc.Function) -> list[BuiltKernel]:
+def merged(fn: gc.Function) -> list[RenderedKernel]:
     return [k for k in fn.compiled.kernels if k.members]
 
 
@@ -241,17 +246,23 @@ def test_a_merged_step_does_not_reuse_a_buffer_one_of_its_members_reads():
 
 
 def test_merged_source_calls_each_member_with_its_own_id():
-    def kernel(name, items):
-        source = (f"__kernel void {name}(__global const float* restrict a0, "
-                  f"__global float* restrict a1, const int a0_offset) {{\n"
-                  "  const int gid = get_global_id(0);\n"
-                  f"  if (gid >= {items}) return;\n  a1[gid] = a0[gid + a0_offset];\n}}\n")
-        return BuiltKernel(name, source, ("in", f"out_{name}"), items, (), 1, 4, 4,
-                           scalars=(3,))
-    h = merge_kernels([kernel("E_13_a", 13), kernel("E_5_b", 5), kernel("E_13_a", 13)], 8)
+    renderer = OpenCLRenderer(Capabilities("opencl", True, False, (2, 4, 8, 16), 4, 32768, 256,
+                                           None, MAX_PARAMETER_BYTES, MAX_MERGED_SOURCE))
+
+    def render(kernel, members=()):
+        return rendered(kernel, renderer, members)
+
+    def kernel(out, items):     # b1[gid] = b0[gid + b0_offset]
+        f32, gid = np.dtype(np.float32), var("gid", items)
+        ir = Kernel("K", (items,), (Store("b1", gid, Load(f32, "b0", gid, offset="b0_offset")),),
+                    (Param("b0", f32), Param("b1", f32, True)), offsets=("b0_offset",))
+        return render(BuiltKernel(f"E_{items}", IRBody(ir), ("in", out), items, (), 1, 4, 4,
+                                  scalars=(3,)))
+    a, b = kernel("out_a", 13), kernel("out_b", 5)
+    h = merge_kernels([a, b, a], 8, render)
     assert h.work_items == 16 + 8 + 16
-    assert h.args == ("in", "out_E_13_a", "in", "out_E_5_b", "in", "out_E_13_a")
-    assert h.scalars == (3, 3, 3) and h.members == ("E_13_a", "E_5_b", "E_13_a")
+    assert h.args == ("in", "out_a", "in", "out_b", "in", "out_a")
+    assert h.scalars == (3, 3, 3) and h.members == (a.name, b.name, a.name)
     assert h.source.count(f"void {h.name}_m") == 2       # a repeated member: one function
     assert "gid - 16);" in h.source and "gid - 24);" in h.source
     assert "if (gid < 40)" in h.source

@@ -1,7 +1,8 @@
 """Hostile compile-cache entries: every damaged, foreign or misplaced entry is refused before
 the driver sees it, set aside as `<entry>.bad` with a warning saying why, and the program is
 rebuilt from source (right results) and stored again; concurrent processes loading one entry
-never crash; an unwritable cache folder is named.
+never crash; an unwritable cache folder is named. The table of damaged entries and its test
+live in tests/test_hostile_files.py; this module runs them in a child process.
 
 The driver may crash on a bad binary (PoCL: SIGSEGV/SIGABRT), so every case runs in a child
 process: a crash fails these tests instead of killing pytest. POCL_KERNEL_CACHE=0 in the
@@ -21,88 +22,18 @@ from pathlib import Path
 
 import pytest
 
+from test_hostile_files import CACHE_CASES as CASES, DRIVER_MUST_REFUSE, HEADER
+
 pytestmark = pytest.mark.opencl
 
 ROOT = Path(__file__).resolve().parents[1]
 FACTOR = 3.0
-HEADER = 56         # runtime/cache_entry.py: magic 8, version 4, lengths 4 + 8, sha256 32
 KERNEL = """
 __kernel void scale(__global float *x) {{
     const int i = get_global_id(0);
     x[i] = x[i] * {factor}f + 1.0f;     // {salt}
 }}
 """
-
-
-# ---- the corruptions: (entry path, its bytes, helpers) -> damage it ----
-
-def flip_bit(data: bytes, index: int) -> bytes:
-    return data[:index] + bytes([data[index] ^ 0x10]) + data[index + 1:]
-
-
-def with_field(data: bytes, offset: int, fmt: str, value) -> bytes:
-    size = struct.calcsize(fmt)
-    return data[:offset] + struct.pack(fmt, value) + data[offset + size:]
-
-
-def as_directory(path: Path, data: bytes, kit) -> None:
-    path.unlink()
-    (path / "inside").mkdir(parents=True)
-
-
-def raw_binary(path: Path, data: bytes, kit) -> None:
-    """What graphc wrote before entries had a header: the driver's binary alone."""
-    path.write_bytes(kit.payload(data))
-
-
-def other_device(path: Path, data: bytes, kit) -> None:
-    identity = json.loads(kit.identity)
-    identity["device"] = "another device"
-    path.write_bytes(kit.pack(json.dumps(identity).encode(), kit.payload(data)))
-
-
-def rejected_by_the_driver(path: Path, data: bytes, kit) -> None:
-    """A well-formed entry (checksum and identity right) whose binary the driver refuses.
-    Only forgery makes one (graphc stores what the driver gave it), and only PoCL refuses
-    it cleanly: rusticl panics ("unknown version"), which the checks above prevent."""
-    path.write_bytes(kit.pack(kit.identity, b"not a binary at all"))
-
-
-DRIVER_MUST_REFUSE = "binary rejected by the driver"
-
-
-def other_key(path: Path, data: bytes, kit) -> None:
-    """The entry of another program copied under this one's name."""
-    path.write_bytes(kit.other_entry)
-
-
-def write(transform):
-    return lambda path, data, kit: path.write_bytes(transform(data))
-
-
-CASES = {
-    "truncated to 0 bytes": (write(lambda d: b""), "0 bytes, shorter than the 56-byte header"),
-    "truncated to half": (write(lambda d: d[:len(d) // 2]), "the header declares"),
-    "last byte missing": (write(lambda d: d[:-1]), "the header declares"),
-    "bit flipped in the payload": (write(lambda d: flip_bit(d, len(d) - 100)),
-                                   "the payload's sha256 differs from the header's"),
-    "bit flipped in the header's checksum": (write(lambda d: flip_bit(d, 30)),
-                                             "the payload's sha256 differs from the header's"),
-    "bit flipped in the identity": (write(lambda d: flip_bit(d, HEADER + 12)), "built for key"),
-    "wrong magic": (write(lambda d: b"GRAPHCK\0" + d[8:]), "not a graphc cache entry"),
-    "wrong format version": (write(lambda d: with_field(d, 8, "<I", 2)),
-                             "format version 2, this graphc reads 1"),
-    "wrong payload length": (write(lambda d: with_field(d, 16, "<Q", 12345)),
-                             "the header declares"),
-    "huge identity length": (write(lambda d: with_field(d, 12, "<I", 2**31)),
-                             "the header declares"),
-    "other device's identity": (other_device, "built for device 'another device', not"),
-    "another program's entry": (other_key, "built for key"),
-    "garbage file": (write(lambda d: bytes(range(256)) * 16), "not a graphc cache entry"),
-    "raw driver binary (old format)": (raw_binary, "not a graphc cache entry"),
-    "a directory in place of the file": (as_directory, "unreadable"),
-    DRIVER_MUST_REFUSE: (rejected_by_the_driver, "the driver rejected its binary"),
-}
 
 
 # ---- the child: one process runs every case ----
@@ -208,10 +139,8 @@ test_hostile_cache.child_main({cache!r})
 """
 
 
-@pytest.fixture(scope="module")
-def table(cl_device, tmp_path_factory) -> dict:
-    """Every case's outcome, from one child process."""
-    cache = tmp_path_factory.mktemp("hostile") / "kernels"
+def run_table(cache: Path) -> dict:
+    """Every case's outcome, from one child process; "__exit__": its exit code and stderr."""
     code = CHILD.format(tests=str(Path(__file__).parent), cache=str(cache))
     done = run_python(code, child_env(cache, POCL_CACHE_DIR=str(cache.parent / "pocl")))
     outcomes = {}
@@ -220,28 +149,6 @@ def table(cl_device, tmp_path_factory) -> dict:
             outcomes.update(json.loads(line))
     outcomes["__exit__"] = (done.returncode, done.stderr[-3000:])
     return outcomes
-
-
-@pytest.mark.parametrize("name", list(CASES))
-def test_a_bad_cache_entry_is_set_aside_and_rebuilt(table, name):
-    returncode, stderr = table["__exit__"]
-    assert name in table, f"the child died before this case (exit {returncode}):\n{stderr}"
-    outcome = table[name]
-    if "skip" in outcome:
-        pytest.skip(outcome["skip"])
-    _, expected = CASES[name]
-    assert outcome["origin"] == "miss"                     # built from source, not loaded
-    assert outcome["right"]                                # ... and computes the right thing
-    assert len(outcome["warnings"]) == 1, outcome["warnings"]
-    warning = outcome["warnings"][0]
-    assert expected in warning and ".bin" in warning and "building from source" in warning
-    assert outcome["set_aside"] and "moved to" in warning and ".bin.bad" in warning
-    assert outcome["stored"]                               # a good entry replaced it
-    assert outcome["next"] == "disk" and outcome["next_right"]
-
-
-def test_the_table_covers_eleven_kinds_of_damage():
-    assert len(CASES) >= 11
 
 
 # ---- concurrent loads of one entry ----

@@ -1,4 +1,5 @@
-"""Model files from elsewhere: a table of crafted files, each with the error it must give.
+"""Files from elsewhere: a table of crafted model files and one of damaged compile-cache
+entries, each with the error it must give.
 
 Every malformed file is one gc.CheckpointError naming the file and the entry or field,
 never a bare KeyError / TypeError / ValueError / RecursionError / MemoryError, never a
@@ -15,6 +16,7 @@ import struct
 import tracemalloc
 import zipfile
 import zlib
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -28,6 +30,7 @@ X = RNG.standard_normal((8, 5)).astype(np.float32)
 Y = (np.arange(8) % 3).astype(np.int32)
 META = "__graphc_model__.npy"
 GIB = 1 << 30
+HEADER = 56         # runtime/cache_entry.py: magic 8, version 4, lengths 4 + 8, sha256 32
 
 
 # ---- writing zip archives by hand (lying sizes, raw deflate streams) ----
@@ -368,3 +371,111 @@ def test_good_files_still_load(tmp_path, good):
     write_zip(hand_written, with_meta(good["mlp"], _set(
         "compile.optimizer.config.learning_rate", 0.1)))
     assert nn.load_model(hand_written, compile=True).optimizer is not None
+
+
+# ---- compile-cache entries: (entry path, its bytes, helpers) -> damage it ----
+#
+# Each damaged entry must be set aside as `<entry>.bad` with a warning containing its text and
+# the program rebuilt from source. The driver may crash on a bad binary, so the cases run in
+# one child process (tests/test_hostile_cache.py's child_main).
+
+
+def flip_bit(data: bytes, index: int, mask: int = 0x10) -> bytes:
+    return data[:index] + bytes([data[index] ^ mask]) + data[index + 1:]
+
+
+def with_field(data: bytes, offset: int, fmt: str, value) -> bytes:
+    size = struct.calcsize(fmt)
+    return data[:offset] + struct.pack(fmt, value) + data[offset + size:]
+
+
+def as_directory(path: Path, data: bytes, kit) -> None:
+    path.unlink()
+    (path / "inside").mkdir(parents=True)
+
+
+def raw_binary(path: Path, data: bytes, kit) -> None:
+    """What graphc wrote before entries had a header: the driver's binary alone."""
+    path.write_bytes(kit.payload(data))
+
+
+def other_device(path: Path, data: bytes, kit) -> None:
+    identity = json.loads(kit.identity)
+    identity["device"] = "another device"
+    path.write_bytes(kit.pack(json.dumps(identity).encode(), kit.payload(data)))
+
+
+def rejected_by_the_driver(path: Path, data: bytes, kit) -> None:
+    """A well-formed entry (checksum and identity right) whose binary the driver refuses.
+    Only forgery makes one (graphc stores what the driver gave it), and only PoCL refuses
+    it cleanly: rusticl panics ("unknown version"), which the checks above prevent."""
+    path.write_bytes(kit.pack(kit.identity, b"not a binary at all"))
+
+
+DRIVER_MUST_REFUSE = "binary rejected by the driver"
+
+
+def other_key(path: Path, data: bytes, kit) -> None:
+    """The entry of another program copied under this one's name."""
+    path.write_bytes(kit.other_entry)
+
+
+def write(transform):
+    return lambda path, data, kit: path.write_bytes(transform(data))
+
+
+CACHE_CASES = {
+    "truncated to 0 bytes": (write(lambda d: b""), "0 bytes, shorter than the 56-byte header"),
+    "truncated to half": (write(lambda d: d[:len(d) // 2]), "the header declares"),
+    "last byte missing": (write(lambda d: d[:-1]), "the header declares"),
+    "bit flipped in the payload": (write(lambda d: flip_bit(d, len(d) - 100)),
+                                   "the payload's sha256 differs from the header's"),
+    "bit flipped in the header's checksum": (write(lambda d: flip_bit(d, 30)),
+                                             "the payload's sha256 differs from the header's"),
+    # (0x01 keeps a hex digit of the key printable and unquoted: 0x10 made a '2' a '"')
+    "bit flipped in the identity": (write(lambda d: flip_bit(d, HEADER + 12, 0x01)),
+                                    "built for key"),
+    "wrong magic": (write(lambda d: b"GRAPHCK\0" + d[8:]), "not a graphc cache entry"),
+    "wrong format version": (write(lambda d: with_field(d, 8, "<I", 2)),
+                             "format version 2, this graphc reads 1"),
+    "wrong payload length": (write(lambda d: with_field(d, 16, "<Q", 12345)),
+                             "the header declares"),
+    "huge identity length": (write(lambda d: with_field(d, 12, "<I", 2**31)),
+                             "the header declares"),
+    "other device's identity": (other_device, "built for device 'another device', not"),
+    "another program's entry": (other_key, "built for key"),
+    "garbage file": (write(lambda d: bytes(range(256)) * 16), "not a graphc cache entry"),
+    "raw driver binary (old format)": (raw_binary, "not a graphc cache entry"),
+    "a directory in place of the file": (as_directory, "unreadable"),
+    DRIVER_MUST_REFUSE: (rejected_by_the_driver, "the driver rejected its binary"),
+}
+
+
+@pytest.fixture(scope="module")
+def cache_table(cl_device, tmp_path_factory) -> dict:
+    import test_hostile_cache          # imports this module: loaded lazily, no import cycle
+    return test_hostile_cache.run_table(tmp_path_factory.mktemp("hostile") / "kernels")
+
+
+@pytest.mark.opencl
+@pytest.mark.parametrize("name", list(CACHE_CASES))
+def test_a_bad_cache_entry_is_set_aside_and_rebuilt(cache_table, name):
+    table = cache_table
+    returncode, stderr = table["__exit__"]
+    assert name in table, f"the child died before this case (exit {returncode}):\n{stderr}"
+    outcome = table[name]
+    if "skip" in outcome:
+        pytest.skip(outcome["skip"])
+    _, expected = CACHE_CASES[name]
+    assert outcome["origin"] == "miss"                     # built from source, not loaded
+    assert outcome["right"]                                # ... and computes the right thing
+    assert len(outcome["warnings"]) == 1, outcome["warnings"]
+    warning = outcome["warnings"][0]
+    assert expected in warning and ".bin" in warning and "building from source" in warning
+    assert outcome["set_aside"] and "moved to" in warning and ".bin.bad" in warning
+    assert outcome["stored"]                               # a good entry replaced it
+    assert outcome["next"] == "disk" and outcome["next_right"]
+
+
+def test_the_cache_table_covers_eleven_kinds_of_damage():
+    assert len(CACHE_CASES) >= 11

@@ -1,4 +1,4 @@
-"""Graph passes: the rewrite engine, dce, cse, fold, simplify, decompose and the pipeline.
+"""Graph passes: the rewrite engine, dce, cse, fold, simplify and the pipeline.
 
 Every test checks structure (node counts, op names, hit counts) and values: the interpreter
 must give the same results before and after a pass, on random inputs.
@@ -21,7 +21,6 @@ from graphc.ops.elementwise import unary_infer
 from graphc.passes import Pass, format_records, run_pipeline
 from graphc.passes.cse import canonical_constants, eliminate_common_subexpressions
 from graphc.passes.dce import eliminate_dead_code
-from graphc.passes.decompose import DECOMPOSITIONS, decompose_graph
 from graphc.passes.fold import fold_constants
 from graphc.passes.pipeline import GRAPH_PASSES, optimize
 from graphc.passes.simplify import simplify_graph
@@ -396,29 +395,6 @@ def test_two_reductions_are_not_merged():
     assert merge_matmul_sums(g) is g
 
 
-# ---- decompose ----
-
-def test_the_decomposition_table_names_registered_ops():
-    assert all(op in REGISTRY for op in DECOMPOSITIONS)
-    g = graph_of(gc.clip(P.x, -1.0, 1.0))
-    assert decompose_graph(g) is g
-
-
-def test_decompose_expands_composites_to_a_fixpoint(temp_ops):
-    temp_ops("test_square_plus_one", lambda x: x * x + 1)
-    temp_ops("test_square", lambda x: x * x)
-    table = {"test_square_plus_one": lambda node, inputs: apply("test_square", inputs) + 1.0,
-             "test_square": lambda node, inputs: inputs[0] * inputs[0]}
-    composite = apply("test_square_plus_one", [P.x])
-    g = graph_of(gc.exp(composite))
-    hits = Counter()
-    new = eliminate_dead_code(decompose_graph(g, hits, table=table))
-    assert ops_of(new) == ["add", "exp", "multiply"]
-    assert hits == {"decompose_test_square_plus_one": 1, "decompose_test_square": 1}
-    assert {n.site for n in new.nodes if n.op != "exp"} == {composite.producer.site}
-    assert_same_values(g, new)
-
-
 # ---- the pipeline ----
 
 def kitchen_sink() -> Graph:
@@ -432,8 +408,7 @@ def kitchen_sink() -> Graph:
 
 def test_graph_passes_are_listed_once_by_name():
     names = [p.name for p in GRAPH_PASSES]
-    assert names == ["decompose", "fold", "simplify", "stack_steps", "matmul_sums", "cse",
-                     "buckets", "dce"]
+    assert names == ["fold", "simplify", "stack_steps", "matmul_sums", "cse", "buckets", "dce"]
 
 
 def test_run_pipeline_records_each_pass():
@@ -441,15 +416,15 @@ def test_run_pipeline_records_each_pass():
     seen = []
     new, records = optimize(g, verify_each=True, on_pass=lambda name, gr: seen.append(name))
     assert [r.name for r in records] == seen == [p.name for p in GRAPH_PASSES]
-    assert [r.changed for r in records] == [False, True, True, False, False, True, False, True]
+    assert [r.changed for r in records] == [True, True, False, False, True, False, True]
     assert records[0].nodes_before == len(g.nodes) and records[-1].nodes_after == len(new.nodes)
     assert all(r.nodes_after == s.nodes_before for r, s in zip(records, records[1:]))
-    assert records[2].hits["merge_transposes"] == 1 and records[2].hits["multiply_one"] == 1
+    assert records[1].hits["merge_transposes"] == 1 and records[1].hits["multiply_one"] == 1
     assert all(r.seconds >= 0 for r in records)
     assert ops_of(new) == ["add", "multiply", "tanh"]       # cse merged the two tanh(x)
     assert_same_values(g, new)
     summary = format_records(records)
-    assert len(summary.splitlines()) == 8 and "merge_transposes=1" in summary
+    assert len(summary.splitlines()) == 7 and "merge_transposes=1" in summary
 
 
 def test_the_pipeline_is_idempotent():

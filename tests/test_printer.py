@@ -1,7 +1,6 @@
 """IR text: golden dumps, parse(dump(g)) round trips for every op, the tree view, parse errors.
-
-The graphs of the golden files are built in the functions right below the imports: their
-line numbers appear in the golden texts as sites. Regenerate with GRAPHC_UPDATE_GOLDEN=1.
+The golden files' graphs are built right below the imports (their line numbers are sites in
+the golden texts). Regenerate with GRAPHC_UPDATE_GOLDEN=1.
 """
 import os
 import re
@@ -12,9 +11,10 @@ import pytest
 
 import graphc as gc
 from graphc.builder import apply
-from graphc.parser import parse
-from graphc.printer import assign_names, debugprint, dump, format_attrs, format_graph
-from graphc.verify import graphs_equal, verify
+from graphc.inspection.dump import dump
+from graphc.inspection.parser import parse
+from graphc.inspection.printer import assign_names, debugprint, format_attrs, format_graph
+from graphc.inspection.verify import graphs_equal, verify
 
 
 def mlp_forward():
@@ -263,7 +263,7 @@ def test_multi_output_equations_and_literal_outputs_round_trip():
     assert dump(graph) == text and graph.outputs[1].data == 2
     node = gc.Node("exp", [graph.inputs[0]], {}, [gc.TensorType((3,), gc.float32)] * 2)
     names = {graph.inputs[0]: "x", node.outputs[0]: "a", node.outputs[1]: "b"}
-    from graphc.printer import format_equation
+    from graphc.inspection.printer import format_equation
     assert format_equation(node, names) == "a:f32[3], b:f32[3] = exp x"
 
 
@@ -293,7 +293,7 @@ ATTR_VALUES = [  # value, text
 
 @pytest.mark.parametrize("value,text", ATTR_VALUES, ids=str)
 def test_attr_values_print_and_parse_back(value, text):
-    from graphc.parser import Cursor, parse_attrs
+    from graphc.inspection.parser import Cursor, parse_attrs
     printed = format_attrs({"k": value, "a": 1})
     assert printed == f"[a=1 k={text}]"
     parsed = parse_attrs(Cursor(printed, 1))

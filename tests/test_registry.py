@@ -1,9 +1,14 @@
-"""Every op record is complete: the fields each stage relies on are all filled."""
+"""Every op record is complete: the fields each stage relies on are all filled, and every op
+lowers to OpenCL (an expression template, or an entry of the lowering registry the OpenCL
+renderer can render)."""
 import inspect
+from pathlib import Path
 
 import pytest
 
 import graphc as gc
+from graphc.codegen import lowerings, raw
+from graphc.codegen.lowerings import LOWERINGS, lowering_of
 from graphc.ops import KINDS, REGISTRY, NonDifferentiable
 
 OPS = sorted(gc.load_all())
@@ -29,7 +34,33 @@ def test_record_is_complete(name):
     assert isinstance(op.attrs, tuple) and all(isinstance(a, str) for a in op.attrs)
     assert callable(op.infer) and callable(op.ref)
     assert op.doc.strip(), f"{name} has no doc line"
-    assert "opencl" in op.templates and op.templates["opencl"], f"{name} has no OpenCL template"
+    lowering = lowering_of(name)
+    if lowering is lowerings.ELEMENTWISE:
+        assert op.kind == "elementwise"
+        assert "opencl" in op.templates and op.templates["opencl"], f"{name} has no OpenCL template"
+    elif lowering.kind == "inline":
+        assert callable(lowering.rule), f"{name} has no index rule"
+    elif lowering.kind == "loop":
+        assert callable(lowering.loop), f"{name} has no LoopSpec builder"
+    elif lowering.kind == "host":
+        assert op.kind == "collective" and lowering.buffer_operands
+    else:
+        assert lowering.template in set(raw.TEMPLATES) | {"cross_entropy_rows"}, \
+            f"{name}: the OpenCL renderer has no template {lowering.template!r}"
+        assert lowering.template == "cross_entropy_rows" or callable(lowering.geometry)
+
+
+def test_the_lowering_registry_names_registered_ops_only():
+    assert set(LOWERINGS) <= set(REGISTRY), sorted(set(LOWERINGS) - set(REGISTRY))
+
+
+@pytest.mark.parametrize("name", OPS)
+def test_a_record_names_no_missing_file(name):
+    kernels = Path(__file__).resolve().parent.parent / "kernels_cl"
+    for language, template in REGISTRY[name].templates.items():
+        named = template.rsplit("/", 1)[-1]
+        assert not named.endswith(".cl") or (kernels / named).is_file(), \
+            f"{name}'s {language} template names {template}, which does not exist"
 
 
 @pytest.mark.parametrize("name", OPS)

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc import debug
+from graphc.inspection import debug
 from graphc.cli import main
-from graphc.printer import dump
-from graphc.report import html_page, report, report_html
+from graphc.inspection.dump import dump
+from graphc.inspection.report import html_page, report, report_html
 
 pytestmark = pytest.mark.opencl
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")

@@ -8,7 +8,7 @@ import pytest
 import graphc as gc
 from graphc.ir import Graph, Node, TensorType
 from graphc.sites import user_site
-from graphc.verify import graphs_equal, verify
+from graphc.inspection.verify import graphs_equal, verify
 
 
 def here() -> int:

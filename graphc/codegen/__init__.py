@@ -1,1 +1,2 @@
-"""Code generation: kernel IR to OpenCL C."""
+"""Code generation: kernel groups (from fusion) to kernel data (the kernel IR, template
+parameters, GEMM specs), then a backend's renderer to source, last (see ARCHITECTURE.md)."""

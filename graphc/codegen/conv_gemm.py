@@ -22,26 +22,28 @@ from __future__ import annotations
 import numpy as np
 
 from graphc.codegen import gemm as gemm_limits
-from graphc.codegen.gemm import Epilogue, GemmSpec, gemm_kernel
-from graphc.codegen.gemm_epilogue import C_TYPES, built_gemm, operand_view
+from graphc.codegen.built import BuiltKernel, GemmBody, GemmPartials, node_ops
+from graphc.codegen.gemm import GemmSpec, gemm_launch
+from graphc.codegen.gemm_epilogue import C_TYPES, built_gemm
 from graphc.codegen.gemm_gather import Gather
 from graphc.codegen.index import floordiv, var
-from graphc.codegen.reductions import loop_spec
+from graphc.codegen.kernel_groups import KernelGroup
+from graphc.codegen.loop_kernels import combine_partials
+from graphc.codegen.lowerings import loop_spec, lowering_of, operand_view
 from graphc.ir import Tensor
 
 RUN_ALIGN = 16              # columns per vector of the CPU GEMM (16 floats, 2 x 8 doubles)
 SPLIT_MIN_DEPTH = 4096      # products each partial sum of a split weight gradient adds up
-PREFIX = {"conv2d": "CONV", "conv2d_grad_input": "CONVDX", "conv2d_grad_weight": "CONVDW"}
 
 
-def build_conv_gemm(group, buffer_of, nbytes, device_info, private: str):
+def build_conv_gemm(group: KernelGroup, buffer_of, nbytes, device_info, private: str):
     """The GEMM BuiltKernels of a convolution group (a weight gradient with too few blocks of
     output for the device is split over the images: partial sums, then their sum), or None
     where the loop kernel stays."""
     t = group.root
     node = t.producer
     sizes = [x.size for x in node.inputs] + [t.size]
-    if node.op not in PREFIX or t.dtype.name not in C_TYPES or min(sizes) < 1 \
+    if lowering_of(node.op).fast != "conv_gemm" or t.dtype.name not in C_TYPES or min(sizes) < 1 \
             or max(sizes) > gemm_limits.INT_MAX // 2:   # headroom: padded rows, partial
         return None                     # sums (past it: the loop kernel, 64-bit indices)
     views = [operand_view(x, buffer_of.__contains__) for x in node.inputs]
@@ -51,7 +53,7 @@ def build_conv_gemm(group, buffer_of, nbytes, device_info, private: str):
         else {}
     spec, out = _PLANS[node.op](t, node, **node.attrs, **runs)
     operands = (views[1][0], views[0][0])    # B is always the windowed first input
-    label = f"{PREFIX[node.op]}_{'_'.join(map(str, t.shape + loop_spec(t).space))}"
+    label = f"{lowering_of(node.op).prefix}_{'_'.join(map(str, t.shape + loop_spec(t).space))}"
     split = weight_split(spec, node, device_info) if node.op == "conv2d_grad_weight" else 1
     if split > 1:
         return _split_weight_gradient(group, buffer_of, nbytes, device_info, operands, label,
@@ -66,8 +68,8 @@ def weight_split(spec: GemmSpec, node, device_info) -> int:
     groups) would keep at most a quarter of the compute units busy: enough for one block
     per unit, each summing at least SPLIT_MIN_DEPTH products. (On a 2-core CPU a lone block
     measured no slower than two plus the kernel adding them up.)"""
-    launch = gemm_kernel("K", spec, Epilogue(), device_info)
-    blocks = int(np.prod(launch.global_size)) // int(np.prod(launch.local_size or (1,)))
+    global_size, local_size = gemm_launch(spec, device_info)
+    blocks = int(np.prod(global_size)) // int(np.prod(local_size or (1,)))
     images = node.inputs[0].shape[0]
     partials = node.outputs[0].size * images
     if 4 * blocks > device_info.compute_units or partials > gemm_limits.INT_MAX:
@@ -76,26 +78,21 @@ def weight_split(spec: GemmSpec, node, device_info) -> int:
     return max((s for s in range(1, wanted + 1) if images % s == 0), default=1)
 
 
-def _split_weight_gradient(group, buffer_of, nbytes, device_info, operands, label: str,
-                           split: int, private: str) -> list:
+def _split_weight_gradient(group: KernelGroup, buffer_of, nbytes, device_info, operands,
+                           label: str, split: int, private: str) -> list:
     """A GEMM batched over (group, run of images) storing partial sums to `private`, then
-    the kernel summing them with the group's epilogue (build.py's combine step)."""
-    from graphc.codegen.build import BuiltKernel, _combine_partials, _digest
+    the kernel summing them with the group's epilogue (loop_kernels.py's combine step)."""
     t = group.root
     spec, _ = _grad_weight(t, t.producer, **t.producer.attrs, split=split)
-    store = (f"partials[(({{b}} / {split}) * {spec.m} * {{n}} + {{i}} * {{n}} + {{j}}) * "
-             f"{split} + {{b}} % {split}] = {{acc}};")
-    epilogue = Epilogue(("__global {T}* restrict partials",), store)
-    probe = gemm_kernel("K", spec, epilogue, device_info)
-    name = f"P{label}_{split}_{_digest(probe.source)}"
-    kernel = gemm_kernel(name, spec, epilogue, device_info)
+    global_size, local_size = gemm_launch(spec, device_info)
     args = tuple(buffer_of[x] for x in operands) + (private,)
     size = t.size * split * t.dtype.itemsize
-    partials = BuiltKernel(name, kernel.source, args, t.size * split,
-                           (f"{t.producer.op} # {t.producer.site}",), spec.flops,
-                           sum(nbytes.get(a, 0) for a in args[:2]), size, kernel.global_size,
-                           kernel.local_size, private=((private, size),))
-    return [partials, _combine_partials(group, loop_spec(t), split, private, buffer_of, nbytes)]
+    body = GemmBody(spec, device_info, GemmPartials(split))
+    partials = BuiltKernel(f"P{label}_{split}", body, args, t.size * split,
+                           node_ops([t.producer]), spec.flops,
+                           sum(nbytes.get(a, 0) for a in args[:2]), size, global_size,
+                           local_size, private=((private, size),))
+    return [partials, combine_partials(group, loop_spec(t), split, private, buffer_of, nbytes)]
 
 
 def _geometry(stride, padding, dilation):

@@ -1,35 +1,32 @@
-"""The softmax cross-entropy row kernel: one work item per row finds the row's max and
+"""The softmax cross-entropy row kernel as data: one work item per row finds the row's max and
 log-sum-exp once, then writes the row's loss, its gradient by the logits, or both (fusion
 puts the loss and the gradient of the same logits in one kernel: passes/fuse.py).
 
 The logits are read from a buffer (three passes over the row); the targets and the
 gradient's row scale g are lowered inline (codegen/lower.py), so a one_hot of labels or a
-broadcast constant costs no kernel of its own.
+broadcast constant costs no kernel of its own. The renderers' row templates
+(codegen/opencl_rows.py) turn the RowsBody into source.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
-from graphc.codegen.index import Lin, flatten, render, unflatten, var
-from graphc.codegen.kernel import Load
+from graphc.codegen.built import RowsBody
+from graphc.codegen.index import Lin, flatten, unflatten, var
+from graphc.codegen.kernel import Load, Param
 from graphc.codegen.lower import Lowering
-from graphc.codegen.ctext import rounded, store_text
-from graphc.codegen.opencl import Emitter, c_type
-from graphc.codegen.width import beyond_int, exprs_fit, index_type
+from graphc.codegen.lowerings import GRAD, LOSS
+from graphc.codegen.width import beyond_int, exprs_fit
 from graphc.ir import Tensor
 from graphc.ops.cross_entropy import is_sparse, row_shape
-
-LOSS, GRAD = "softmax_cross_entropy", "softmax_cross_entropy_grad"
-XENT_OPS = frozenset({LOSS, GRAD})
-INLINE_OPERANDS = {LOSS: (1,), GRAD: (1, 2)}    # operands computed inline, not loaded
 
 
 @dataclass(frozen=True)
 class RowKernel:
-    """A cross-entropy row kernel: source, the plan buffers of its parameters, metadata."""
+    """A cross-entropy row kernel: its body, the plan buffers of its parameters, metadata."""
 
-    source: str
+    body: RowsBody
     args: tuple[str, ...]
     rows: int
     nodes: tuple
@@ -37,19 +34,10 @@ class RowKernel:
     uses_step: bool
 
 
-def fusable(loss: Tensor, grad: Tensor) -> bool:
-    """Are `loss` and `grad` a cross-entropy and its gradient over the same logits?"""
-    a, b = loss.producer, grad.producer
-    return (a.op, b.op) == (LOSS, GRAD) and a.attrs == b.attrs \
-        and all(x is y for x, y in zip(a.inputs[:2], b.inputs[:2]))
-
-
 class _Row:
-    """One work item's row of the logits x along `axis`, and the C emitted for it."""
+    """One work item's row of the logits x along `axis`, lowered."""
 
-    def __init__(self, node, buffer_of, wide: bool = False):
-        self.wide = wide            # 64-bit indices (codegen/width.py)
-        self.exprs: list = []       # every expression emitted (their indices decide `wide`)
+    def __init__(self, node, buffer_of):
         self.x, self.targets = node.inputs[:2]
         self.axis = node.attrs["axis"]
         self.n = self.x.shape[self.axis]
@@ -59,37 +47,10 @@ class _Row:
         self.low = Lowering(buffer_of)
         if self.x in buffer_of:     # the logits: parameter b0 (a 1-element literal: none)
             self.low.local(buffer_of[self.x], self.x.dtype)
-        self.next_temp = 0
 
     def at(self, i) -> list[Lin]:
         """The multi-index of element `i` of this row."""
         return self.row[:self.axis] + [i] + self.row[self.axis:]
-
-    def emit(self, exprs, indent: str) -> tuple[list[str], list[str]]:
-        """C statements computing `exprs` (temporaries numbered across the kernel)."""
-        emitter = Emitter(indent, self.next_temp, self.wide)
-        self.exprs += exprs
-        names = [emitter.value(e) for e in exprs]
-        self.next_temp = emitter.next_temp
-        return emitter.lines, names
-
-    def loop(self, body, targets: bool = True) -> list[str]:
-        """`for i` over the row; body(x_i, t_i) gives the statement (t_i: dense targets)."""
-        i = var("i", self.n)
-        exprs = [self.low.at(self.x, self.at(i))]
-        if targets and not is_sparse(self.targets):
-            exprs.append(self.low.at(self.targets, self.at(i)))
-        lines, names = self.emit(exprs, "    ")
-        return [f"  for ({index_type(self.wide)} i = 0; i < {self.n}; ++i) {{", *lines,
-                f"    {body(*names)}", "  }"]
-
-    def element(self) -> str:
-        """C text of the flat offset of element i of this row."""
-        return render(flatten(self.at(var("i", self.n)), self.x.shape))
-
-    def store(self, output: Tensor, buffer: str, index: str, value: str) -> str:
-        """The statement storing `value` at `index` of `output`'s buffer."""
-        return store_text(buffer, index, rounded(value, output.dtype), output.dtype)
 
     def picked(self, label) -> Load:
         """x at the label's position in this row (clamped: read only where valid)."""
@@ -101,83 +62,31 @@ class _Row:
                     ((label, stride, self.n),))
 
 
-def row_kernel(name: str, stores: list[Tensor], buffer_of) -> RowKernel:
+def row_kernel(stores: list[Tensor], buffer_of) -> RowKernel:
     """The kernel computing `stores`: a cross-entropy, its gradient, or both; with 64-bit
-    indices where the logits or an index it computes pass 32 bits."""
-    kernel, r = _row_kernel(name, stores, buffer_of, False)
-    if beyond_int(r.x.size) or not exprs_fit(r.exprs):
-        kernel, _ = _row_kernel(name, stores, buffer_of, True)
-    return kernel
-
-
-def _row_kernel(name: str, stores: list[Tensor], buffer_of, wide: bool):
+    indices where the logits or an index it computes pass 32 bits. Values are lowered in
+    the order the template reads them, which fixes the parameters' order."""
     loss = next((t for t in stores if t.producer.op == LOSS), None)
     grad = next((t for t in stores if t.producer.op == GRAD), None)
-    r = _Row(stores[0].producer, buffer_of, wide)
+    r = _Row(stores[0].producer, buffer_of)
     outputs = [t for t in (loss, grad) if t is not None]
-    out = {t.producer.op: r.low.local(buffer_of[t], t.dtype) for t in outputs}
-    lines = [f"  {c_type(r.x.dtype)} m = -INFINITY, s = 0;"]
-    lines += r.loop(lambda x, *_: f"m = max(m, {x});", targets=False)
-    lines += (_sparse if is_sparse(r.targets) else _dense)(r, out, loss, grad)
-    head = _signature(name, r.low, set(out.values()), r.rows, wide)
+    out = {t.producer.op: (r.low.local(buffer_of[t], t.dtype), t.dtype) for t in outputs}
+    i = var("i", r.n)
+    values = {"x_i": r.low.at(r.x, r.at(i))}
+    if is_sparse(r.targets):
+        values["label"] = r.low.at(r.targets, r.row)
+        if loss is not None:
+            values["picked"] = r.picked(values["label"])
+    else:
+        values["t_i"] = r.low.at(r.targets, r.at(i))
+    if grad is not None:
+        values["g"] = r.low.at(grad.producer.inputs[2], r.row)
+    wide = beyond_int(r.x.size) or not exprs_fit(list(values.values()))
+    params = tuple(Param(p, r.low.dtypes[b], any(p == o for o, _ in out.values()))
+                   for b, p in r.low.locals.items())
+    body = RowsBody(r.x.dtype, r.n, r.rows, wide, params, r.low.uses_step, out.get(LOSS),
+                    out.get(GRAD), element=flatten(r.at(i), r.x.shape), **values)
     nodes = [t.producer for t in outputs]
     nodes += [n for n in r.low.ops if n not in nodes]
     flops = r.x.size * (6 + 5 * (grad is not None))
-    return RowKernel("\n".join(head + lines + ["}"]) + "\n", tuple(r.low.locals), r.rows,
-                     tuple(nodes), flops, r.low.uses_step), r
-
-
-def _row_values(r: _Row, exprs: dict) -> tuple[list[str], dict]:
-    """Per-row values (label, x[label], g) emitted once before the loops that use them."""
-    lines, names = r.emit(list(exprs.values()), "  ")
-    return lines, dict(zip(exprs, names))
-
-
-def _sparse(r: _Row, out: dict, loss, grad) -> list[str]:
-    """loss = log s - (x[label] - m); dx = g * (hit * p - (i == label)), hit = valid."""
-    T = c_type(r.x.dtype)
-    label = r.low.at(r.targets, r.row)
-    exprs = {"label": label}
-    if LOSS in out:
-        exprs["picked"] = r.picked(label)
-    if grad is not None:
-        exprs["g"] = r.low.at(grad.producer.inputs[2], r.row)
-    lines = r.loop(lambda x, *_: f"s += exp({x} - m);")
-    values, v = _row_values(r, exprs)
-    lines += values + [f"  const bool valid = {v['label']} >= 0 && {v['label']} < {r.n};"]
-    if LOSS in out:
-        value = f"valid ? log(s) - ({v['picked']} - m) : ({T})0"
-        lines.append("  " + r.store(loss, out[LOSS], "gid", value))
-    if grad is not None:
-        hit, one, zero = f"(valid ? ({T})1 : ({T})0)", f"({T})1", f"({T})0"
-        lines += r.loop(lambda x, *_: r.store(
-            grad, out[GRAD], r.element(), f"{v['g']} * ({hit} * exp({x} - m) / s - "
-            f"(i == {v['label']} ? {one} : {zero}))"))
-    return lines
-
-
-def _dense(r: _Row, out: dict, loss, grad) -> list[str]:
-    """loss = total * log s - sum(t * (x - m)), total = sum(t); dx = g * (total * p - t)."""
-    lines = [f"  {c_type(r.x.dtype)} total = 0, dot = 0;"]
-    lines += r.loop(lambda x, t: f"s += exp({x} - m); total += {t}; dot += {t} * ({x} - m);")
-    if LOSS in out:
-        lines.append("  " + r.store(loss, out[LOSS], "gid", "total * log(s) - dot"))
-    if grad is not None:
-        values, v = _row_values(r, {"g": r.low.at(grad.producer.inputs[2], r.row)})
-        lines += values + r.loop(lambda x, t: r.store(
-            grad, out[GRAD], r.element(), f"{v['g']} * (total * exp({x} - m) / s - {t})"))
-    return lines
-
-
-def _signature(name: str, low: Lowering, outputs: set[str], rows: int,
-               wide: bool) -> list[str]:
-    params = [f"__global {'' if p in outputs else 'const '}"
-              f"{c_type(low.dtypes[b], storage=True)}* restrict {p}"
-              for b, p in low.locals.items()]
-    step = ["__global const ulong* restrict graphc_step_buffer"] if low.uses_step else []
-    lines = [f"__kernel void {name}({', '.join(params + step)}) {{",
-             f"  const {index_type(wide)} gid = get_global_id(0);",
-             f"  if (gid >= {rows}) return;"]
-    if low.uses_step:
-        lines.append("  const ulong graphc_step = graphc_step_buffer[0];")
-    return lines
+    return RowKernel(body, tuple(r.low.locals), r.rows, tuple(nodes), flops, r.low.uses_step)

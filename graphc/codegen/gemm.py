@@ -250,14 +250,26 @@ def _cpu_local_bytes(tiles: CpuTiles, spec: GemmSpec) -> int:
     return (tiles.kc * tiles.nc + a_tile + spill) * ITEMSIZE[spec.dtype]
 
 
+def gemm_launch(spec: GemmSpec, info: DeviceInfo) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(global size, local size) of the GEMM kernel of `spec` on a device (no source)."""
+    if info.type == "cpu":
+        return _cpu_launch(spec, _cpu_values(spec, cpu_tiles(spec, info)))
+    ts = gpu_tile_size(spec, info)
+    return (_round_up(spec.n, ts), _round_up(spec.m, ts), spec.batch), (ts, ts, 1)
+
+
+def _cpu_launch(spec: GemmSpec, values: dict) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    blocks = (values["STRIPS"], values["RBLOCKS"])
+    return (blocks[values["COL_DIM"]], blocks[values["ROW_DIM"]], spec.batch), (1, 1, 1)
+
+
 def _cpu_kernel(name: str, spec: GemmSpec, epilogue: Epilogue, info: DeviceInfo) -> GemmKernel:
     """The CPU variant: packed B panels and register tiles, local size (1, 1, 1)."""
     t = cpu_tiles(spec, info)
     values = _cpu_values(spec, t)
     blocks = (values["STRIPS"], values["RBLOCKS"])
-    col_dim, row_dim = values["COL_DIM"], values["ROW_DIM"]
     source = _render("gemm_cpu.cl", name, spec, epilogue, values, indent=20)
-    global_size = (blocks[col_dim], blocks[row_dim], spec.batch)
+    global_size, _ = _cpu_launch(spec, values)
     summary = (f"cpu {t.rows}x{t.vectors} {values['VT']} (tile {t.rows}x{t.tn}), blocks of <= "
                f"{values['MC']}x{values['NP'] * t.tn}x{t.kc}, {blocks[0]}x{blocks[1]} items, "
                f"order {t.order}")

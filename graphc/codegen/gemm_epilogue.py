@@ -4,43 +4,28 @@ A matmul qualifies when each operand is a buffer, or a transpose of a buffer's l
 axes (a layout flag, not a copy), or another strided view of a buffer (read through index
 arithmetic), and its batch dims are either all present or absent.
 The epilogue (bias, activation, the optimizer update writing a variable in place...) is
-the same kernel IR as elsewhere, rendered into the GEMM's store statement.
+the same kernel IR as elsewhere (GemmStores), which the renderer turns into the GEMM's
+store statement.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from graphc.codegen.ctext import rounded, store_text
+from graphc.codegen.built import (STEP_BUFFER, BuiltKernel, GemmBody, GemmStores, node_ops,
+                                  traffic)
 from graphc.codegen.gather_views import strided_gather
-from graphc.codegen.gemm import Epilogue, GemmSpec, fits_32bit, gemm_kernel
-from graphc.codegen.index import Lin, flatten, unflatten, var
-from graphc.codegen.kernel import Acc
+from graphc.codegen.gemm import GemmSpec, fits_32bit, gemm_launch
+from graphc.codegen.index import flatten, unflatten, var
+from graphc.codegen.kernel import Acc, Param
+from graphc.codegen.kernel_groups import KernelGroup
+from graphc.codegen.loop_kernels import kernel_nodes, stored_buffers
 from graphc.codegen.lower import Lowering
-from graphc.codegen.opencl import Emitter, c_type
+from graphc.codegen.lowerings import operand_view
 from graphc.codegen.stores import store_targets
 from graphc.codegen.width import exprs_fit, fits
 from graphc.ir import Tensor
 
 C_TYPES = {"float32": "float", "float64": "double"}
-
-
-def operand_view(t: Tensor, is_buffer) -> tuple[Tensor, bool] | None:
-    """(tensor whose buffer holds `t`'s data, transposed?) when the GEMM can read `t`
-    straight from memory: a buffer, a reshape of one (same bytes), or a transpose of the
-    last two axes of either (a layout flag). None when `t` needs a kernel of its own."""
-    if is_buffer(t):
-        return t, False
-    node = t.producer
-    if node is None or node.op not in ("reshape", "transpose"):
-        return None
-    inner = operand_view(node.inputs[0], is_buffer)
-    if inner is None or inner[1]:
-        return None
-    if node.op == "reshape":
-        return inner
-    perm = tuple(node.attrs["perm"])
-    swap = tuple(range(len(perm) - 2)) + (len(perm) - 1, len(perm) - 2)
-    return (inner[0], True) if perm == swap else None
 
 
 def gemm_operands(t: Tensor, buffer_of) -> tuple | None:
@@ -71,7 +56,8 @@ def gemm_operands(t: Tensor, buffer_of) -> tuple | None:
     return tuple(found)
 
 
-def build_gemm(group, buffer_of, nbytes, device_info, operands, tune=None):
+def build_gemm(group: KernelGroup, buffer_of, nbytes, device_info, operands,
+               tune=None) -> BuiltKernel | None:
     """A BuiltKernel for a matmul group through the GEMM generator (None where its epilogue
     would index past 32 bits)."""
     t = group.root
@@ -88,35 +74,32 @@ def build_gemm(group, buffer_of, nbytes, device_info, operands, tune=None):
                       f"MM_{batch}_{m}_{n}_{k}")
 
 
-def built_gemm(group, buffer_of, nbytes, device_info, spec: GemmSpec, operands, out,
-               label: str, columns: tuple[int, int] | None = None):
+def built_gemm(group: KernelGroup, buffer_of, nbytes, device_info, spec: GemmSpec, operands,
+               out, label: str, columns: tuple[int, int] | None = None) -> BuiltKernel | None:
     """The BuiltKernel of `spec` on the buffers of `operands` (A, B), storing the group's
     values at the root's index `out` (linear forms of gb, gi, gj), named `label`_digest.
     With `columns` (pitch, width), only columns j with j % pitch < width are stored. None
     where the epilogue would index past 32 bits (the loop kernel then indexes in 64)."""
-    from graphc.codegen.build import BuiltKernel, _digest, _ops_of, _traffic
     t = group.root
     low = Lowering(buffer_of)
     low.computing = set(group.stores) - {t}
-    epilogue = _epilogue(group, low, buffer_of, t, out)
+    epilogue = gemm_stores(group, low, buffer_of, out)
     if epilogue is None:
         return None
-    if columns is not None:
-        epilogue = Epilogue(epilogue.params, f"if ({{j}} % {columns[0]} < {columns[1]}) "
-                            + epilogue.store)
-    probe = gemm_kernel("K", spec, epilogue, device_info)
-    name = f"{label}_{_digest(probe.source)}"
-    source = gemm_kernel(name, spec, epilogue, device_info).source   # helpers carry the name
+    global_size, local_size = gemm_launch(spec, device_info)
     args = tuple(buffer_of[x] for x in operands) + tuple(low.locals) + \
-        (("graphc_step",) if low.uses_step else ())
-    ops = tuple(f"{node.op} # {node.site}" for node in _ops_of(group, low))
-    return BuiltKernel(name, source, args, t.size, ops, spec.flops,
-                       *_traffic(args, group, nbytes), probe.global_size, probe.local_size)
+        ((STEP_BUFFER,) if low.uses_step else ())
+    return BuiltKernel(label, GemmBody(spec, device_info, epilogue, columns), args, t.size,
+                       node_ops(kernel_nodes(group, low)), spec.flops,
+                       *traffic(args, group.stores, nbytes), global_size, local_size,
+                       writes=stored_buffers(args, group.stores, buffer_of))
 
 
-def _epilogue(group, low: Lowering, buffer_of, t: Tensor, out: list) -> Epilogue | None:
+def gemm_stores(group: KernelGroup, low: Lowering, buffer_of, out: list) -> GemmStores | None:
+    """The group's values as the GEMM's epilogue: each stored at the output element `out`,
+    reading the accumulator; None where an index would pass 32 bits."""
+    t = group.root
     low.accumulated = (t, tuple(out), Acc(t.dtype))
-    emitter = Emitter("  ")
     stores, computed = [], []
     for value in group.stores:
         name = low.local(buffer_of[value], value.dtype)
@@ -125,32 +108,10 @@ def _epilogue(group, low: Lowering, buffer_of, t: Tensor, out: list) -> Epilogue
             target = flatten(index, value.shape)
             if not fits(target):
                 return None
-            stored = rounded(emitter.value(computed[-1]), value.dtype)
-            stores.append("  " + store_text(name, _index(target), stored, value.dtype))
+            stores.append((name, target, computed[-1], value.dtype))
     if not exprs_fit(computed):
         return None
-    T = c_type(t.dtype)
-    head = [f"const int gb = {{b}}; const int gi = {{i}}; const int gj = {{j}}; "
-            f"const {T} acc = {{acc}};"]
-    if low.uses_step:
-        head.append("const ulong graphc_step = graphc_step_buffer[0];")
-    body = [line.split("  //")[0].strip() for line in emitter.lines + stores]
-    store = "{ " + " ".join(head + body) + " }"
-    return Epilogue(_params(low, group, buffer_of), store)
-
-
-def _params(low: Lowering, group, buffer_of) -> tuple[str, ...]:
     written = {buffer_of[v] for v in group.stores}
-    params = []
-    for buffer, name in low.locals.items():
-        const = "" if buffer in written else "const "
-        params.append(f"__global {const}{c_type(low.dtypes[buffer], storage=True)}* restrict "
-                      f"{name}")
-    if low.uses_step:
-        params.append("__global const ulong* restrict graphc_step_buffer")
-    return tuple(params)
-
-
-def _index(form: Lin) -> str:
-    from graphc.codegen.index import render
-    return render(form)
+    params = tuple(Param(name, low.dtypes[buffer], buffer in written)
+                   for buffer, name in low.locals.items())
+    return GemmStores(params, tuple(stores), low.uses_step)

@@ -17,15 +17,15 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from graphc.codegen.gemm_epilogue import operand_view
+from graphc.codegen.lowerings import LOWERINGS, operand_view
+from graphc.codegen.movement import contiguous_pieces
 from graphc.ir import Tensor
-from graphc.ops import get_op
-from graphc.passes.views import contiguous_pieces
+from graphc.ops.registry import get_op
 from graphc.runtime import BufferSpec, HostCall, IOBinding, KernelLaunch
 
-HOST_OPS = frozenset({"allreduce", "allgather", "allgather_grad", "broadcast",
-                      "broadcast_grad"})
-GATHERING_OPS = frozenset({"allreduce"})   # take a concatenation's pieces as separate inputs
+HOST_OPS = frozenset(op for op, lowering in LOWERINGS.items() if lowering.kind == "host")
+# take a concatenation's pieces as separate inputs
+GATHERING_OPS = frozenset(op for op in HOST_OPS if LOWERINGS[op].gathers_pieces)
 HOST_PREFIX = "host:"
 _plans = itertools.count()          # one key per compiled plan, for the graph check
 

@@ -5,7 +5,8 @@ One work item per row of the last axis: it computes the row's mean and biased va
 double rows run over vectors of VECTOR elements, the last n % VECTOR one at a time: PoCL
 vectorizes these loops within a work item, not across work items (as for softmax rows,
 codegen/raw.py). float16 (stored as half) and 64-bit indices go one element at a time.
-`c` is raw.py's text helper (compute, storage and index types; loads and stores).
+`c` is raw.py's text helper (compute, storage and index types; loads and stores); the
+launch geometry is the lowering registry's (codegen/lowerings.py).
 """
 from __future__ import annotations
 
@@ -71,18 +72,17 @@ def _store(c, width: int, value: str, array: str) -> str:
     return f"vstore{width}({value}, 0, {array} + i);" if width > 1 else c.st(array, "i", value)
 
 
-def layer_norm_kernel(name: str, t: Tensor, node, c):
+def layer_norm_kernel(name: str, t: Tensor, node, c) -> str:
     """y = (x - m) * r * gamma + beta, one work item per row."""
     n = t.shape[-1]
     rows = t.size // n
     body = _loop(c, n, lambda w, load: _store(
         c, w, f"({load('x')} - m) * r * {load('gamma')} + {load('beta')}", "y"))
-    source = (_head(name, c, ("x", "gamma", "beta", "y"), rows, n)
-              + _statistics(c, n, node.attrs["epsilon"]) + "\n" + body + "\n}\n")
-    return source, rows, 8 * t.size
+    return (_head(name, c, ("x", "gamma", "beta", "y"), rows, n)
+            + _statistics(c, n, node.attrs["epsilon"]) + "\n" + body + "\n}\n")
 
 
-def layer_norm_grad_kernel(name: str, t: Tensor, node, c):
+def layer_norm_grad_kernel(name: str, t: Tensor, node, c) -> str:
     """dx = r * (h - mean(h) - xhat * mean(h * xhat)), h = g * gamma, one work item per row."""
     n = t.shape[-1]
     rows = t.size // n
@@ -98,6 +98,5 @@ def layer_norm_grad_kernel(name: str, t: Tensor, node, c):
                       f"  a /= {n}; b /= {n};"])
     body = _loop(c, n, lambda w, load: _store(
         c, w, f"r * ({h(load)} - a - {xhat(load)} * b)", "dx"))
-    source = (_head(name, c, ("x", "gamma", "g", "dx"), rows, n)
-              + _statistics(c, n, node.attrs["epsilon"]) + "\n" + sums + "\n" + body + "\n}\n")
-    return source, rows, 14 * t.size
+    return (_head(name, c, ("x", "gamma", "g", "dx"), rows, n)
+            + _statistics(c, n, node.attrs["epsilon"]) + "\n" + sums + "\n" + body + "\n}\n")

@@ -1,22 +1,17 @@
 """Render kernel IR as OpenCL C. OpenCL specifics live here, in ctext.py and loops.py, and in
-the registry's templates. A wide kernel (codegen/width.py) indexes with `long`."""
+the op records' templates; codegen/opencl_renderer.py renders every other kind of kernel body
+and the program. A wide kernel (codegen/width.py) indexes with `long`."""
 from __future__ import annotations
-
-from importlib import resources
 
 import numpy as np
 
-from graphc.codegen.ctext import (C_TYPES, ROUND_HALF, ROUND_HALF_SOURCE, STORAGE_TYPES,
-                                  c_type, literal, load_text, rounded, store_text)
+from graphc.codegen.ctext import c_type, literal, load_text, rounded, store_text
 from graphc.codegen.index import render as render_index
 from graphc.codegen.kernel import (Acc, Apply, Cond, Const, IndexValue, Kernel, Load, Random,
                                    Select, walk)
-from graphc.codegen.loops import lanes_lines, loop_vars, reduce_lines
+from graphc.codegen.loops import lanes_lines, reduce_lines
 from graphc.codegen.width import index_type, number
-from graphc.ops import get_op
-
-__all__ = ["C_TYPES", "STORAGE_TYPES", "Emitter", "c_type", "literal", "loop_vars",
-           "program_source", "render_kernel"]
+from graphc.ops.registry import get_op
 
 
 def _cond(cond: Cond) -> str:
@@ -30,8 +25,10 @@ def _conds(conds) -> str:
 class Emitter:
     """Turns expression DAGs into SSA statements, one temporary per distinct expression."""
 
-    def __init__(self, indent: str, first_temp: int = 0, wide: bool = False):
+    def __init__(self, indent: str, first_temp: int = 0, wide: bool = False,
+                 comments: bool = True):
         self.wide = wide            # 64-bit indices (codegen/width.py)
+        self.comments = comments    # `// op` after each statement
         self.lines: list[str] = []
         self.names: dict = {}
         self.indent = indent
@@ -51,7 +48,7 @@ class Emitter:
             return text
         name = f"t{self.next_temp}"
         self.next_temp += 1
-        suffix = f"  // {comment}" if comment else ""
+        suffix = f"  // {comment}" if comment and self.comments else ""
         self.lines.append(f"{self.indent}{c_type(node.dtype)} {name} = {text};{suffix}")
         return name
 
@@ -109,15 +106,21 @@ def _random_text(node: Random) -> str:
     return f"({c_type(node.dtype)})({call})"
 
 
-def _params(kernel: Kernel) -> str:
+def param_decls(kernel: Kernel) -> list[tuple[str, str, bool]]:
+    """(type, name, is a buffer) of each parameter: buffers, the step buffer, int offsets."""
     params = []
     for p in kernel.params:
         const = "" if p.output else "const "
-        params.append(f"__global {const}{c_type(p.dtype, storage=True)}* restrict {p.name}")
+        params.append((f"__global {const}{c_type(p.dtype, storage=True)}* restrict", p.name,
+                       True))
     if kernel.uses_step:
-        params.append("__global const ulong* restrict graphc_step_buffer")
-    params += [f"const int {name}" for name in kernel.offsets]
-    return ", ".join(params)
+        params.append(("__global const ulong* restrict", "graphc_step_buffer", True))
+    params += [("const int", name, False) for name in kernel.offsets]
+    return params
+
+
+def _params(kernel: Kernel) -> str:
+    return ", ".join(f"{kind} {name}" for kind, name, _ in param_decls(kernel))
 
 
 def _store(store, emitter: Emitter, dtype) -> str:
@@ -126,20 +129,41 @@ def _store(store, emitter: Emitter, dtype) -> str:
     return emitter.indent + store_text(store.buffer, index, value, dtype)
 
 
-def render_kernel(kernel: Kernel, per_item: int = 1) -> str:
-    """OpenCL C source of one kernel. With `per_item` > 1 a work item computes that many
-    consecutive outputs: a loop over them (see items_loop), or for a reduction one
-    accumulator each, updated together (see loops.lanes_lines)."""
-    if per_item > 1 and kernel.reduce is not None:
-        return _lanes_kernel(kernel, per_item)
+def render_kernel(kernel: Kernel, per_item: int = 1, name: str | None = None) -> str:
+    """OpenCL C source of one kernel, named `name` (default: the IR's name)."""
+    head, tail = kernel_parts(kernel, per_item)
+    return head + (kernel.name if name is None else name) + tail
+
+
+def kernel_parts(kernel: Kernel, per_item: int = 1) -> tuple[str, str]:
+    """The source of one kernel before and after its name. With `per_item` > 1 a work item
+    computes that many consecutive outputs: a loop over them (see items_loop), or for a
+    reduction one accumulator each, updated together (see loops.lanes_lines)."""
+    lines = _lanes_kernel(kernel, per_item) if per_item > 1 and kernel.reduce is not None \
+        else _kernel_lines(kernel, per_item)
+    return "__kernel void ", "\n".join(lines) + "\n"
+
+
+def member_function(kernel: Kernel, name: str) -> str:
+    """A kernel of one work item per element as a function `name` of its parameters and its
+    work item id (a member of a merged kernel, codegen/horizontal.py)."""
+    lines = _kernel_lines(kernel, 1)
+    params = [f"{kind} {param}" for kind, param, _ in param_decls(kernel)]
+    params.append(f"const {index_type(kernel.wide)} gid")
+    return f"void {name}({', '.join(params)}) {{\n" + "\n".join(lines[2:]) + "\n"
+
+
+def _kernel_lines(kernel: Kernel, per_item: int) -> list[str]:
+    """The lines of a kernel after its name: `(parameters) {`, the work item's index (the
+    second line, in the one-element form), the body and the closing brace."""
     total = int(np.prod(kernel.space, dtype=np.int64))
     wide, index = kernel.wide, index_type(kernel.wide)
-    lines = [f"__kernel void {kernel.name}({_params(kernel)}) {{"]
+    lines = [f"({_params(kernel)}) {{"]
     looped = per_item > 1
     lines += items_loop(total, per_item, wide) if looped else \
         [f"  const {index} gid = get_global_id(0);",
          f"  if (gid >= {number(total, wide)}) return;"]
-    if kernel.uses_step:     # before the loop, after the guard (codegen/horizontal.py)
+    if kernel.uses_step:     # before the loop, after the guard (see member_function)
         lines.insert(len(lines) - looped, "  const ulong graphc_step = graphc_step_buffer[0];")
     emitter = Emitter("    " if looped else "  ", wide=wide)
     if kernel.reduce is not None:
@@ -149,7 +173,7 @@ def render_kernel(kernel: Kernel, per_item: int = 1) -> str:
         if kernel.reduce.combiner in ("argmax", "argmin"):
             emitter.acc = "best"                # the index, not the extreme value
     stores = _stores(kernel, emitter)
-    return "\n".join(lines + emitter.lines + stores + (["  }"] if looped else []) + ["}"]) + "\n"
+    return lines + emitter.lines + stores + (["  }"] if looped else []) + ["}"]
 
 
 def _stores(kernel: Kernel, emitter: Emitter) -> list[str]:
@@ -157,7 +181,7 @@ def _stores(kernel: Kernel, emitter: Emitter) -> list[str]:
     return [_store(s, emitter, out_dtypes[s.buffer]) for s in kernel.stores]
 
 
-def _lanes_kernel(kernel: Kernel, lanes: int) -> str:
+def _lanes_kernel(kernel: Kernel, lanes: int) -> list[str]:
     """A reduction whose work item owns `lanes` consecutive outputs: the loop outside, an
     inner loop over the lanes the CPU compiler vectorizes (when neighbouring outputs read
     neighbouring addresses: column sums), then each output's epilogue and stores. The last
@@ -167,7 +191,7 @@ def _lanes_kernel(kernel: Kernel, lanes: int) -> str:
     lanes = min(lanes, total)
     wide, index = kernel.wide, index_type(kernel.wide)
     first = f"min(start, {number(total - lanes, wide)})" if total % lanes else "start"
-    lines = [f"__kernel void {kernel.name}({_params(kernel)}) {{",
+    lines = [f"({_params(kernel)}) {{",
              f"  const {index} start = get_global_id(0) * {lanes};",
              f"  if (start >= {number(total, wide)}) return;",
              f"  const {index} first = {first};"]
@@ -181,7 +205,7 @@ def _lanes_kernel(kernel: Kernel, lanes: int) -> str:
     lines += [f"  const {index} end = min(start + {number(lanes, wide)}, {number(total, wide)});",
               f"  for ({index} gid = start; gid < end; ++gid) {{"]
     stores = _stores(kernel, emitter)
-    return "\n".join(lines + emitter.lines + stores + ["  }", "}"]) + "\n"
+    return lines + emitter.lines + stores + ["  }", "}"]
 
 
 def items_loop(total: int, per_item: int, wide: bool = False) -> list[str]:
@@ -193,21 +217,3 @@ def items_loop(total: int, per_item: int, wide: bool = False) -> list[str]:
     return [f"  const {index} first = get_global_id(0) * {per_item};",
             f"  const {index} end = min(first + {number(per_item, wide)}, {number(total, wide)});",
             f"  for ({index} gid = first; gid < end; ++gid) {{"]
-
-
-def program_source(kernel_sources: list[str], uses_random: bool) -> str:
-    """One program: the fp64 pragma only where a kernel uses double, the half rounding
-    helper where a kernel computes float16, the Philox helpers when a kernel draws random
-    numbers, erf's (kernels_cl/erf.cl) when a kernel calls it, then the kernels. (float16
-    is stored as half and computed in float: no kernel needs cl_khr_fp16, see ctext.py.)"""
-    body = "\n".join(kernel_sources)
-    header = "#pragma OPENCL EXTENSION cl_khr_fp64 : enable\n" if "double" in body else ""
-    if ROUND_HALF + "(" in body:
-        header += ROUND_HALF_SOURCE
-    if uses_random:
-        header += resources.files("graphc.kernels_cl").joinpath("philox.cl").read_text() + "\n"
-    if "graphc_erf_" in body:
-        if "graphc_erf_double" in body:
-            header += "#define GRAPHC_ERF_DOUBLE\n"
-        header += resources.files("graphc.kernels_cl").joinpath("erf.cl").read_text() + "\n"
-    return header + body

@@ -1,50 +1,19 @@
-"""Hand-written kernels for ops whose loops do not fit one reduction: softmax rows,
-softmax cross-entropy rows (codegen/cross_entropy.py), layer-norm rows
-(codegen/layer_norm_rows.py) and max-pool routing. Each reads
-materialized buffers (cross-entropy: its logits) and writes its output buffers."""
+"""Hand-written OpenCL kernels for ops whose loops do not fit one reduction: softmax rows,
+layer-norm rows (codegen/layer_norm_rows.py) and max-pool routing (the softmax cross-entropy
+rows: codegen/opencl_rows.py). Each reads materialized buffers and writes its output buffer.
+Their launch geometry is data (codegen/lowerings.py); `render_raw` renders a RawBody."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
 
-from graphc.codegen.cross_entropy import XENT_OPS, row_kernel
+from graphc.codegen.built import RawBody
 from graphc.codegen.ctext import c_type, load_text, rounded, store_text
-from graphc.codegen.gemm_epilogue import operand_view
 from graphc.codegen.layer_norm_rows import VECTOR, layer_norm_grad_kernel, layer_norm_kernel
-from graphc.codegen.width import beyond_int, index_type
+from graphc.codegen.lowerings import softmax_rows, tiles_exactly
+from graphc.codegen.width import index_type
 from graphc.ir import Tensor
-
-RAW_OPS = frozenset({"softmax", "log_softmax", "max_pool2d_grad", "max_pool2d_select",
-                     "layer_norm", "layer_norm_grad"}) | XENT_OPS
-
-
-@dataclass(frozen=True)
-class RawKernel:
-    """A kernel given as source: its parameters are the plan buffers `args`, in order."""
-
-    source: str
-    work_items: int
-    args: tuple[str, ...]
-    nodes: tuple            # the graph nodes it computes
-    flops: int
-    shape: tuple            # the shape its name shows
-    uses_step: bool = False
-
-
-def raw_kernel(name: str, stores: list[Tensor], buffer_of: dict) -> RawKernel:
-    """The hand-written kernel computing `stores` (one value, or a fused cross-entropy pair)."""
-    node = stores[0].producer
-    if node.op in XENT_OPS:
-        k = row_kernel(name, stores, buffer_of)
-        return RawKernel(k.source, k.rows, k.args, k.nodes, k.flops, node.inputs[0].shape,
-                         k.uses_step)
-    (t,) = stores
-    wide = beyond_int(max(x.size for x in (t, *node.inputs)) + t.size)
-    source, items, flops = _BUILDERS[node.op](name, t, node, _Text(t.dtype, wide))
-    inputs = (operand_view(i, buffer_of.__contains__)[0] for i in node.inputs)
-    args = tuple(buffer_of[i] for i in inputs) + (buffer_of[t],)
-    return RawKernel(source, items, args, (node,), flops, t.shape)
 
 
 @dataclass(frozen=True)
@@ -81,7 +50,7 @@ def _softmax(name: str, t: Tensor, node, c: _Text, log: bool):
     axis = node.attrs["axis"]
     shape = t.shape
     n, inner = shape[axis], int(np.prod(shape[axis + 1:], dtype=np.int64))
-    rows = t.size // max(n, 1) if n else 0
+    rows = softmax_rows(t, axis)
     T, I = c.compute, c.index
     if inner == 1 and c.storage in VECTOR and not c.wide:
         body = _contiguous_rows(T, n, log)
@@ -93,7 +62,7 @@ def _softmax(name: str, t: Tensor, node, c: _Text, log: bool):
   const {I} base = (row / {inner}) * {n * inner} + row % {inner};
 {body}}}
 """
-    return source, rows, 5 * t.size
+    return source
 
 
 def _strided_rows(c: _Text, n: int, inner: int, log: bool) -> str:
@@ -164,7 +133,7 @@ def _max_pool2d_grad(name: str, t: Tensor, node, c: _Text):
     k, s, p = node.attrs["kernel"], node.attrs["stride"], node.attrs["padding"]
     N, C, H, W = x.shape
     OH, OW = g.shape[2], g.shape[3]
-    if tuple(s) == tuple(k) and tuple(p) == (0, 0) and (H, W) == (OH * k[0], OW * k[1]):
+    if tiles_exactly(node):
         return _tiled_max_pool2d_grad(name, t, node, c)
     T, S, I = c.compute, c.storage, c.index
     source = f"""__kernel void {name}(__global const {S}* restrict x, __global const {S}* restrict g, __global {S}* restrict dx) {{
@@ -186,7 +155,7 @@ def _max_pool2d_grad(name: str, t: Tensor, node, c: _Text):
   {c.st("dx", "gid", "total")}
 }}
 """
-    return source, t.size, t.size
+    return source
 
 
 def _tiled_max_pool2d_grad(name: str, t: Tensor, node, c: _Text):
@@ -215,7 +184,7 @@ def _tiled_max_pool2d_grad(name: str, t: Tensor, node, c: _Text):
 {stores}  }}
 }}
 """
-    return source, N * C * OH, t.size
+    return source
 
 
 def _max_pool2d_select(name: str, t: Tensor, node, c: _Text):
@@ -234,10 +203,10 @@ def _max_pool2d_select(name: str, t: Tensor, node, c: _Text):
 {_argmax_window(c, x.shape, k, s, p)}  {c.st("y", "gid", picked)}
 }}
 """
-    return source, t.size, t.size
+    return source
 
 
-_BUILDERS = {
+TEMPLATES = {
     "softmax": lambda name, t, node, c: _softmax(name, t, node, c, log=False),
     "log_softmax": lambda name, t, node, c: _softmax(name, t, node, c, log=True),
     "max_pool2d_grad": _max_pool2d_grad,
@@ -245,3 +214,8 @@ _BUILDERS = {
     "layer_norm": layer_norm_kernel,
     "layer_norm_grad": layer_norm_grad_kernel,
 }
+
+
+def render_raw(body: RawBody, name: str) -> str:
+    """The OpenCL C source of a hand-written kernel named `name`."""
+    return TEMPLATES[body.op](name, body.out, body.node, _Text(body.out.dtype, body.wide))

@@ -3,7 +3,9 @@
 A `LoopSpec` says, for one op, what each work item loops over, the combiner, the body
 (in terms of the output index and the loop index), and how the accumulator becomes the
 op's value. Reductions, convolutions and poolings all fit; the generic code is correct
-on every device, and `kernels_cl/` templates replace the hot ones with faster kernels.
+on every device, and the GEMM generator replaces the hot ones (codegen/gemm_epilogue.py,
+conv_gemm.py). The lowering registry (codegen/lowerings.py) names each op's LoopSpec
+builder here: builder(t, node, **attrs) -> LoopSpec.
 """
 from __future__ import annotations
 
@@ -14,7 +16,6 @@ import numpy as np
 
 from graphc.codegen.index import Lin, floordiv, unflatten
 from graphc.codegen.kernel import Apply, Cond, Const, IndexValue, Select
-from graphc.ir import Tensor
 
 F32 = np.dtype(np.float32)
 I32 = np.dtype(np.int32)
@@ -31,18 +32,12 @@ class LoopSpec:
     finish: Callable = None  # (acc_expr, out_idx) -> Expr; default: the accumulator itself
 
 
-def loop_spec(t: Tensor) -> LoopSpec:
-    """The LoopSpec of the op producing `t`."""
-    node = t.producer
-    return _BUILDERS[node.op](t, node, **node.attrs)
-
-
 def _acc_dtype(dtype) -> np.dtype:
     """Half accumulates in float, bool in int: OpenCL's max and min take no bool."""
     return {np.dtype(np.float16): F32, np.dtype(np.bool_): I32}.get(np.dtype(dtype), dtype)
 
 
-def _reduce(combiner):
+def reduction(combiner):
     def build(t, node, axes, keepdims):
         (x,) = node.inputs
         acc = _acc_dtype(t.dtype)
@@ -73,7 +68,7 @@ def _cast_to(dtype):
     return lambda acc, out: Apply(dtype, "cast", (acc,), (("dtype", dtype),))
 
 
-def _arg(combiner):
+def arg_reduction(combiner):
     def build(t, node, axis, keepdims):
         (x,) = node.inputs
         axes = tuple(range(x.ndim)) if axis is None else (axis % max(x.ndim, 1),)
@@ -94,7 +89,7 @@ def _conv_geometry(stride, padding, dilation):
     return sh, sw, pt, pl, dh, dw
 
 
-def _conv2d(t, node, stride, padding, dilation, groups):
+def conv2d(t, node, stride, padding, dilation, groups):
     x, w = node.inputs
     sh, sw, pt, pl, dh, dw = _conv_geometry(stride, padding, dilation)
     cig, kh, kw = w.shape[1:]
@@ -110,7 +105,7 @@ def _conv2d(t, node, stride, padding, dilation, groups):
     return LoopSpec((cig, kh, kw), "sum", body, t.dtype)
 
 
-def _conv2d_grad_input(t, node, stride, padding, dilation, groups, input_shape):
+def conv2d_grad_input(t, node, stride, padding, dilation, groups, input_shape):
     g, w = node.inputs
     sh, sw, pt, pl, dh, dw = _conv_geometry(stride, padding, dilation)
     cog, (cig, kh, kw) = w.shape[0] // groups, w.shape[1:]
@@ -138,7 +133,7 @@ def _exact_div(form: Lin, divisor: int, span: int):
     return quotient, conds
 
 
-def _conv2d_grad_weight(t, node, stride, padding, dilation, groups, weight_shape):
+def conv2d_grad_weight(t, node, stride, padding, dilation, groups, weight_shape):
     x, g = node.inputs
     sh, sw, pt, pl, dh, dw = _conv_geometry(stride, padding, dilation)
     cog, cig = weight_shape[0] // groups, weight_shape[1]
@@ -168,7 +163,7 @@ def _window(x, out, red, stride, padding):
     return [n, c, ih, iw], ok
 
 
-def _max_pool2d(t, node, kernel, stride, padding):
+def max_pool2d(t, node, kernel, stride, padding):
     (x,) = node.inputs
 
     def body(low, out, red):
@@ -178,7 +173,7 @@ def _max_pool2d(t, node, kernel, stride, padding):
     return LoopSpec(tuple(kernel), "max", body, t.dtype)
 
 
-def _avg_pool2d(t, node, kernel, stride, padding, count_include_pad):
+def avg_pool2d(t, node, kernel, stride, padding, count_include_pad):
     (x,) = node.inputs
 
     def body(low, out, red):
@@ -206,7 +201,7 @@ def _divisor(dtype, shape, out, kernel, stride, padding, count_include_pad):
     return Apply(dtype, "cast", (count,), (("dtype", dtype),))
 
 
-def _avg_pool2d_grad(t, node, kernel, stride, padding, count_include_pad, input_size):
+def avg_pool2d_grad(t, node, kernel, stride, padding, count_include_pad, input_size):
     (g,) = node.inputs
 
     def body(low, out, red):
@@ -223,7 +218,7 @@ def _avg_pool2d_grad(t, node, kernel, stride, padding, count_include_pad, input_
     return LoopSpec(tuple(kernel), "sum", body, t.dtype)
 
 
-def _take_grad(t, node, axis, shape):
+def take_grad(t, node, axis, shape):
     g, indices = node.inputs
     count = indices.size
 
@@ -240,7 +235,7 @@ def _take_grad(t, node, axis, shape):
     return LoopSpec((count,), "sum", body, t.dtype)
 
 
-def _matmul(t, node):
+def matmul(t, node):
     a, b = node.inputs
     k = a.shape[-1]
 
@@ -261,13 +256,3 @@ def _batch_index(batch, shape, out_shape) -> list:
 def _always(cond: Cond) -> bool:
     lo, hi = cond.form.bounds
     return {">=": lo >= cond.bound, "<": hi < cond.bound, "==": lo == hi == cond.bound}[cond.op]
-
-
-_BUILDERS = {
-    "reduce_sum": _reduce("sum"), "reduce_max": _reduce("max"), "reduce_min": _reduce("min"),
-    "argmax": _arg("argmax"), "argmin": _arg("argmin"), "conv2d": _conv2d,
-    "conv2d_grad_input": _conv2d_grad_input, "conv2d_grad_weight": _conv2d_grad_weight,
-    "max_pool2d": _max_pool2d, "avg_pool2d": _avg_pool2d,
-    "avg_pool2d_grad": _avg_pool2d_grad, "take_grad": _take_grad, "matmul": _matmul,
-}
-LOOP_OPS = frozenset(_BUILDERS)

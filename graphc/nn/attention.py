@@ -29,7 +29,7 @@ import graphc as gc
 from graphc.nn import initializers
 from graphc.nn.base import Layer, register_layer
 from graphc.nn.functional import is_symbolic
-from graphc.ops.random import _derived_seed
+from graphc.ops.random import derived_seed as _derived_seed
 
 MASKED = -1e9           # added to masked scores (Keras's large negative) before the softmax
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 import graphc as gc
-from graphc.nn.metrics import Metric, _example_weights
+from graphc.nn.metrics import Metric, example_weights
 
 EPSILON = 1e-7
 CURVES = ("ROC", "PR")
@@ -65,7 +65,7 @@ class AUC(Metric):
         batch = pred.shape[0]
         pred = gc.reshape(pred, (batch, -1, 1))
         labels = gc.reshape(labels, (batch, -1, 1))
-        weights = _example_weights(w, pred)
+        weights = example_weights(w, pred)
         positive = gc.cast(gc.greater(pred, gc.constant(self.thresholds)), pred.dtype)
         axes = (0, 1)
         return [gc.sum(weights * labels * positive, axis=axes),

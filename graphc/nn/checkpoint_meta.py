@@ -140,7 +140,7 @@ def check_top(meta: dict, fail, expected_format: str | None, version: int,
     if meta["format"] != "graphc.nn.model":
         return
     name = fields.get(meta, "class_name", str, "")
-    if name not in classes or not _is_model(classes[name]):
+    if name not in classes or not _is_model(classes[name], classes):
         raise fail("class_name", f"unknown model class {name!r}")
     check_architecture(meta, fail)
     settings = fields.get(meta, "compile", (dict, type(None)), "", optional=True)
@@ -155,9 +155,10 @@ def check_top(meta: dict, fail, expected_format: str | None, version: int,
 
 # ---- the architecture ----
 
-def _is_model(cls) -> bool:
-    from graphc.nn.model import Model
-    return isinstance(cls, type) and issubclass(cls, Model)
+def _is_model(cls, classes: dict) -> bool:
+    """A model class: `classes` (the layer registry) holds Model (graphc/nn/model.py), which
+    imports saving, which imports this module."""
+    return isinstance(cls, type) and issubclass(cls, classes["Model"])
 
 
 def check_architecture(meta: dict, fail) -> None:

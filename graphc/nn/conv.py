@@ -40,7 +40,7 @@ def keras_to_channels_first(initializer):
 _hwio_to_oihw = keras_to_channels_first     # the old name
 
 
-class _Conv(Layer):
+class BaseConv(Layer):
     """Settings, weights and call shared by the convolutions of rank 1 and 2."""
 
     RANK = 2
@@ -149,13 +149,13 @@ class _Conv(Layer):
 
 
 @register_layer
-class Conv2D(_Conv):
+class Conv2D(BaseConv):
     """2-D convolution of (batch, channels, height, width) input (or channels_last);
     kernel stored (filters, channels / groups, kh, kw)."""
 
 
 @register_layer
-class Conv1D(_Conv):
+class Conv1D(BaseConv):
     """1-D convolution of (batch, steps, channels) input (channels_last, Keras's default;
     or channels_first); kernel stored (filters, channels / groups, k). padding='causal'
     pads (k - 1) * dilation steps at the start only."""

@@ -9,7 +9,7 @@ import numpy as np
 import graphc as gc
 from graphc.nn import activations, initializers
 from graphc.nn.base import Layer, register_layer
-from graphc.ops.random import _derived_seed
+from graphc.ops.random import derived_seed as _derived_seed
 
 
 @register_layer

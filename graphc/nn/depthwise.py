@@ -13,7 +13,7 @@ import numpy as np
 import graphc as gc
 from graphc.nn import initializers
 from graphc.nn.base import register_layer
-from graphc.nn.conv import _Conv, keras_to_channels_first
+from graphc.nn.conv import BaseConv, keras_to_channels_first
 
 
 def depthwise_init(initializer, multiplier: int):
@@ -27,7 +27,7 @@ def depthwise_init(initializer, multiplier: int):
 
 
 @register_layer
-class DepthwiseConv2D(_Conv):
+class DepthwiseConv2D(BaseConv):
     """Each input channel convolved with its own `depth_multiplier` kernels."""
 
     def __init__(self, kernel_size, strides=1, padding="valid", depth_multiplier: int = 1,
@@ -64,7 +64,7 @@ class DepthwiseConv2D(_Conv):
 
 
 @register_layer
-class SeparableConv2D(_Conv):
+class SeparableConv2D(BaseConv):
     """A depthwise convolution, then a 1x1 convolution to `filters` channels."""
 
     def __init__(self, filters: int, kernel_size, strides=1, padding="valid", data_format=None,

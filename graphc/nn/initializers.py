@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from graphc.ops.random import _derived_seed
+from graphc.ops.random import derived_seed as _derived_seed
 
 __all__ = ["Initializer", "Zeros", "Ones", "Constant", "RandomUniform", "RandomNormal",
            "TruncatedNormal", "VarianceScaling", "GlorotUniform", "GlorotNormal", "HeUniform",

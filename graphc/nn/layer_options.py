@@ -227,7 +227,7 @@ def _project(constraint, value, view):
     return from_keras(constraint(to_keras(value)))
 
 
-_CONVOLUTIONS = {"Conv1D", "Conv2D", "Conv2DTranspose", "_Conv"}
+_CONVOLUTIONS = {"Conv1D", "Conv2D", "Conv2DTranspose", "BaseConv"}
 
 
 def keras_view(layer, name: str, shape: tuple[int, ...]):

@@ -18,7 +18,7 @@ from graphc.nn.adapters import (ArrayData, StreamData, class_weights, is_stream,
 from graphc.nn.callbacks import CallbackList, History
 from graphc.nn.checks import DataChecks, check_input_arrays
 from graphc.nn.training import Totals
-from graphc.ops.random import _derived_seed
+from graphc.ops.random import derived_seed as _derived_seed
 from graphc.sites import user_stacklevel
 
 try:                                    # optional: a live progress bar per epoch

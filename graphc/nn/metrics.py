@@ -20,7 +20,7 @@ from graphc.ir import Tensor
 from graphc.nn import losses as nn_losses
 
 
-def _example_weights(w: Tensor, like: Tensor) -> Tensor:
+def example_weights(w: Tensor, like: Tensor) -> Tensor:
     """Per-example weights (batch,) broadcast against a (batch, ...) tensor."""
     return gc.reshape(w, (w.shape[0],) + (1,) * (like.ndim - 1)) if like.ndim > 1 else w
 
@@ -104,7 +104,7 @@ class Accuracy(Metric):
         else:
             predicted, actual = _class_indices(kind, y_true, y_pred)
             hits = gc.cast(gc.equal(predicted, actual), gc.float32)
-        weights = _example_weights(w, hits) * gc.ones_like(hits)
+        weights = example_weights(w, hits) * gc.ones_like(hits)
         return [gc.sum(hits * weights), gc.sum(weights)]
 
     def result(self, totals):
@@ -126,7 +126,7 @@ class BinaryAccuracy(Accuracy):
         predicted = gc.greater(y_pred, self.threshold)
         actual = gc.greater(gc.cast(y_true, gc.float32), self.threshold)
         hits = gc.cast(gc.equal(predicted, actual), gc.float32)
-        weights = _example_weights(w, hits) * gc.ones_like(hits)
+        weights = example_weights(w, hits) * gc.ones_like(hits)
         return [gc.sum(hits * weights), gc.sum(weights)]
 
     def get_config(self) -> dict:
@@ -153,7 +153,7 @@ class TopKCategoricalAccuracy(Accuracy):
                             keepdims=True)
         higher = gc.sum(gc.cast(gc.greater(y_pred, true_score), gc.float32), axis=-1)
         hits = gc.cast(gc.less(higher, float(self.k)), gc.float32)
-        weights = _example_weights(w, hits) * gc.ones_like(hits)
+        weights = example_weights(w, hits) * gc.ones_like(hits)
         return [gc.sum(hits * weights), gc.sum(weights)]
 
     def get_config(self) -> dict:
@@ -183,7 +183,7 @@ class _Confusion(Metric):
             predicted = gc.one_hot(pred_index, classes, dtype=gc.float32)
             actual = gc.one_hot(true_index, classes, dtype=gc.float32)
             axes = tuple(range(predicted.ndim - 1))
-        weights = _example_weights(w, predicted)
+        weights = example_weights(w, predicted)
         return [gc.sum(weights * predicted * actual, axis=axes),
                 gc.sum(weights * predicted * (1.0 - actual), axis=axes),
                 gc.sum(weights * (1.0 - predicted) * actual, axis=axes)]
@@ -238,7 +238,7 @@ class MeanMetric(Metric):
         if y_true.shape != y_pred.shape and y_true.size == y_pred.size:
             y_true = gc.reshape(y_true, y_pred.shape)
         values = self.function(y_true, y_pred)
-        weights = _example_weights(w, values) * gc.ones_like(values)
+        weights = example_weights(w, values) * gc.ones_like(values)
         return [gc.sum(values * weights), gc.sum(weights)]
 
     def result(self, totals):

@@ -18,7 +18,7 @@ from graphc.builder import apply
 from graphc.distributed.collectives import collective
 from graphc.errors import DTypeError, ShapeError
 from graphc.ir import TensorType
-from graphc.ops import OpDef, register
+from graphc.ops.registry import OpDef, register
 
 REDUCE_OPS = ("sum", "average")
 

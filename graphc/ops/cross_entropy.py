@@ -20,9 +20,10 @@ import numpy as np
 from graphc import dtypes
 from graphc.errors import DTypeError, ShapeError
 from graphc.ir import TensorType
-from graphc.ops import IndexRange, OpDef, register
-
-TEMPLATE = {"opencl": "codegen/cross_entropy.py"}
+from graphc.builder import apply
+from graphc.ops.movement import expand_dims
+from graphc.ops.reduction import sum as reduce_sum
+from graphc.ops.registry import IndexRange, OpDef, register
 
 
 def row_shape(shape: tuple, axis: int) -> tuple:
@@ -103,39 +104,35 @@ def _grad_ref(x, targets, g, axis):
 
 
 def _dense_targets(targets, x, axis):
-    import graphc as gc
     if not is_sparse(targets):
         return targets
-    return gc.one_hot(targets, x.shape[axis], dtype=x.dtype, axis=axis)
+    return apply("one_hot", [targets], depth=int(x.shape[axis]), dtype=x.dtype, axis=axis)
 
 
 def _loss_vjp(g, y, x, targets, axis):
-    import graphc as gc
-    from graphc.builder import apply
     dx = apply("softmax_cross_entropy_grad", [x, targets, g], axis=axis)
     if is_sparse(targets):
         return [dx, None]
-    return [dx, -gc.expand_dims(g, axis) * gc.log_softmax(x, axis)]
+    return [dx, -expand_dims(g, axis) * apply("log_softmax", [x], axis=axis)]
 
 
 def _grad_vjp(h, y, x, targets, g, axis):
     """out = G * (S p - t), G = g along axis, S = sum(t), p = softmax(x)."""
-    import graphc as gc
     t = _dense_targets(targets, x, axis)
-    p, G = gc.softmax(x, axis), gc.expand_dims(g, axis)
-    S = gc.sum(t, axis, keepdims=True)
+    p, G = apply("softmax", [x], axis=axis), expand_dims(g, axis)
+    S = reduce_sum(t, axis, keepdims=True)
     scaled = h * G * S
-    dx = p * (scaled - gc.sum(scaled * p, axis, keepdims=True))
-    dg = gc.sum(h * (S * p - t), axis)
-    dt = None if is_sparse(targets) else G * (gc.sum(h * p, axis, keepdims=True) - h)
+    dx = p * (scaled - reduce_sum(scaled * p, axis, keepdims=True))
+    dg = reduce_sum(h * (S * p - t), axis)
+    dt = None if is_sparse(targets) else G * (reduce_sum(h * p, axis, keepdims=True) - h)
     return [dx, dt, dg]
 
 
 register(OpDef("softmax_cross_entropy", "opaque", 2, ("axis",), _loss_infer, _loss_ref,
-               _loss_vjp, TEMPLATE,
+               _loss_vjp, {},
                "-sum(t * log_softmax(logits)) along axis; t: labels (one-hot) or probabilities.",
                index_range=_label_range))
 register(OpDef("softmax_cross_entropy_grad", "opaque", 3, ("axis",), _grad_infer, _grad_ref,
-               _grad_vjp, TEMPLATE,
+               _grad_vjp, {},
                "g * (sum(t) * softmax(logits) - t) along axis: the cross-entropy's gradient.",
                index_range=_label_range))

@@ -14,7 +14,7 @@ import graphc.builder as B
 from graphc import dtypes
 from graphc.errors import DTypeError
 from graphc.ir import TensorType
-from graphc.ops import NonDifferentiable, OpDef, register
+from graphc.ops.registry import NonDifferentiable, OpDef, register
 from graphc.shapes import broadcast_shapes
 
 NOT_DIFF_BOOL = NonDifferentiable("boolean output")
@@ -98,22 +98,22 @@ def _erf_vjp(g, y, x):
 
 def _max_share(a, b):
     """1 where a wins, 0.5 at ties, 0 where b wins: ties split the gradient evenly."""
-    import graphc as gc
-    wins = gc.cast(gc.greater(a, b), a.dtype)
-    ties = gc.cast(gc.equal(a, b), a.dtype)
+    from graphc.math import equal, greater
+    wins = B.cast(greater(a, b), a.dtype)
+    ties = B.cast(equal(a, b), a.dtype)
     return wins + 0.5 * ties
 
 
 def _pow_vjp(g, y, a, b):
-    import graphc as gc
-    safe_log = gc.where(a > 0, gc.log(gc.where(a > 0, a, gc.ones_like(a))), 0.0)
-    return [g * b * gc.power(a, b - 1), g * y * safe_log]
+    from graphc.math import log, ones_like, power, where
+    safe_log = where(a > 0, log(where(a > 0, a, ones_like(a))), 0.0)
+    return [g * b * power(a, b - 1), g * y * safe_log]
 
 
 def _clip_vjp(g, y, x, lo, hi):
-    import graphc as gc
-    inside = gc.logical_and(x >= lo, x <= hi)
-    return [gc.where(inside, g, 0.0), gc.where(x < lo, g, 0.0), gc.where(x > hi, g, 0.0)]
+    from graphc.math import logical_and, where
+    inside = logical_and(x >= lo, x <= hi)
+    return [where(inside, g, 0.0), where(x < lo, g, 0.0), where(x > hi, g, 0.0)]
 
 
 def _cast_vjp(g, y, x, dtype):

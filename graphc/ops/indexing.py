@@ -25,7 +25,7 @@ from graphc import dtypes
 from graphc.builder import apply, as_tensor, op_error_text
 from graphc.errors import DTypeError, ShapeError
 from graphc.ir import Tensor, TensorType
-from graphc.ops import IndexRange, OpDef, register
+from graphc.ops.registry import IndexRange, OpDef, register
 from graphc.shapes import normalize_axis
 from graphc.sites import user_site
 
@@ -91,16 +91,15 @@ def _slice_vjp(g, y, x, starts, stops, steps):
     if x.ndim == 0:
         return [g]
     if all(step == 1 for step in steps):
-        import graphc as gc
         begins = [_canonical(triple)[0] for triple in zip(starts, stops, steps)]
-        widths = tuple((b, dim - b - n) for b, dim, n in zip(begins, x.shape, y.shape))
-        return [gc.pad(g, widths)]
+        widths = tuple((int(b), int(dim - b - n)) for b, dim, n in zip(begins, x.shape, y.shape))
+        return [apply("pad", [g], pad_width=widths, value=g.dtype.type(0).item())]
     attrs = dict(starts=starts, stops=stops, steps=steps, shape=x.shape)
     return [apply("slice_grad", [g], **attrs)]
 
 
 register(OpDef("slice", "movement", 1, ("starts", "stops", "steps"), _slice_infer, _slice_ref,
-               _slice_vjp, {"opencl": "kernels_cl/slice.cl"},
+               _slice_vjp, {},
                "Strided slice: range(start, stop, step) along every axis."))
 
 
@@ -124,7 +123,7 @@ def _slice_grad_vjp(gg, y, g, starts, stops, steps, shape):
 
 register(OpDef("slice_grad", "movement", 1, ("starts", "stops", "steps", "shape"),
                _slice_grad_infer, _slice_grad_ref, _slice_grad_vjp,
-               {"opencl": "kernels_cl/slice_grad.cl"},
+               {},
                "Zeros of `shape` with the input written at a strided slice (slice's gradient)."))
 
 
@@ -261,7 +260,7 @@ def _take_vjp(g, y, x, indices, axis):
 
 
 register(OpDef("take", "movement", 2, ("axis",), _take_infer, _take_ref, _take_vjp,
-               {"opencl": "kernels_cl/gather.cl"},
+               {},
                "numpy.take along `axis` (negatives from the end); out of range, the interpreter"
                " and the checking modes raise IndexRangeError, devices clamp.",
                index_range=_take_range))
@@ -289,7 +288,7 @@ def _take_grad_vjp(gg, y, g, indices, axis, shape):
 
 
 register(OpDef("take_grad", "opaque", 2, ("axis", "shape"), _take_grad_infer, _take_grad_ref,
-               _take_grad_vjp, {"opencl": "kernels_cl/scatter_add.cl"},
+               _take_grad_vjp, {},
                "Zeros of `shape` plus the input added at `indices` along `axis` (take's"
                " gradient); out-of-range indices are dropped on devices.",
                index_range=lambda types, axis, shape: _axis_range(shape[axis], axis)))

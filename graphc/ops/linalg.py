@@ -11,15 +11,15 @@ from graphc import dtypes
 from graphc.builder import apply, as_tensor, as_tensors, cast
 from graphc.errors import DTypeError, ShapeError
 from graphc.ir import Tensor, TensorType
-from graphc.ops import OpDef, register
+from graphc.ops.registry import OpDef, register
 from graphc.ops.conv import conv2d_ref, conv_output_hw, grad_input_ref, grad_weight_ref
+from graphc.ops.movement import reshape, transpose
+from graphc.ops.reduction import sum as reduce_sum
 from graphc.shapes import broadcast_axes, broadcast_shapes
 from graphc.sites import user_site
 
 __all__ = ["matmul", "conv2d"]
 
-MATMUL_TEMPLATE = {"opencl": "kernels_cl/matmul.cl"}
-CONV_TEMPLATE = {"opencl": "kernels_cl/conv2d.cl"}
 CONV_ATTRS = ("stride", "padding", "dilation", "groups")
 
 
@@ -48,18 +48,16 @@ def _matmul_infer(types: list[TensorType]) -> TensorType:
 
 
 def _matrix_transpose(x: Tensor) -> Tensor:
-    import graphc as gc
     perm = tuple(range(x.ndim - 2)) + (x.ndim - 1, x.ndim - 2)
-    return gc.transpose(x, perm)
+    return transpose(x, perm)
 
 
 def sum_batch_to(x: Tensor, shape: tuple[int, ...]) -> Tensor:
     """Sum the broadcast batch dims of a matmul cotangent back to an operand's `shape`."""
-    import graphc as gc
     axes = broadcast_axes(shape, x.shape)
     if not axes:
         return x
-    return gc.reshape(gc.sum(x, axis=axes, keepdims=True), shape)
+    return reshape(reduce_sum(x, axis=axes, keepdims=True), shape)
 
 
 def _matmul_vjp(g: Tensor, y: Tensor, a: Tensor, b: Tensor) -> list[Tensor]:
@@ -69,24 +67,23 @@ def _matmul_vjp(g: Tensor, y: Tensor, a: Tensor, b: Tensor) -> list[Tensor]:
 
 
 register(OpDef("matmul", "contraction", 2, (), _matmul_infer, np.matmul, _matmul_vjp,
-               MATMUL_TEMPLATE, "Batched matrix product of >= 2-d operands; batch dims broadcast."))
+               {}, "Batched matrix product of >= 2-d operands; batch dims broadcast."))
 
 
 def matmul(a, b) -> Tensor:
     """numpy's matmul: batched and broadcasting; a 1-d operand is a row (a) or column (b)."""
-    import graphc as gc
     a, b = as_tensors(a, b)
     common = dtypes.promote(a.dtype, b.dtype)
     a, b = cast(a, common), cast(b, common)
     if a.ndim == 0 or b.ndim == 0:
         return apply("matmul", [a, b])          # the shape rule reports the 0-d operand
-    lhs = gc.reshape(a, (1,) + a.shape) if a.ndim == 1 else a
-    rhs = gc.reshape(b, b.shape + (1,)) if b.ndim == 1 else b
+    lhs = reshape(a, (1,) + a.shape) if a.ndim == 1 else a
+    rhs = reshape(b, b.shape + (1,)) if b.ndim == 1 else b
     out = apply("matmul", [lhs, rhs])
     if a.ndim > 1 and b.ndim > 1:
         return out
     keep = out.shape[:-2] + out.shape[-2:-1] * (a.ndim > 1) + out.shape[-1:] * (b.ndim > 1)
-    return gc.reshape(out, keep)
+    return reshape(out, keep)
 
 
 # ---- conv2d and its two gradients ----
@@ -172,14 +169,14 @@ def _grad_weight_vjp(cot, y, x, g, **attrs):
 
 
 register(OpDef("conv2d", "contraction", 2, CONV_ATTRS, _conv_infer, conv2d_ref, _conv_vjp,
-               CONV_TEMPLATE, "2-d cross-correlation, NCHW input and OIHW weight."))
+               {}, "2-d cross-correlation, NCHW input and OIHW weight."))
 register(OpDef("conv2d_grad_input", "contraction", 2, CONV_ATTRS + ("input_shape",),
                _grad_input_infer, grad_input_ref, _grad_input_vjp,
-               {"opencl": "kernels_cl/conv2d_grad_input.cl"},
+               {},
                "conv2d's gradient by its input (a transposed convolution of g with w)."))
 register(OpDef("conv2d_grad_weight", "contraction", 2, CONV_ATTRS + ("weight_shape",),
                _grad_weight_infer, grad_weight_ref, _grad_weight_vjp,
-               {"opencl": "kernels_cl/conv2d_grad_weight.cl"},
+               {},
                "conv2d's gradient by its weight (correlation of x with g)."))
 
 
@@ -236,9 +233,8 @@ def conv2d(x, w, stride=1, padding=0, dilation=1, groups=1, *, bias=None) -> Ten
 
 
 def _add_bias(out: Tensor, bias) -> Tensor:
-    import graphc as gc
     bias = as_tensor(bias, out.dtype)
     if bias.shape != out.shape[1:2]:
         raise ShapeError(f"conv2d: bias must have shape ({out.shape[1]},) (one per output"
                          f" channel), got {bias.shape}\n  created at {user_site()}")
-    return out + gc.reshape(cast(bias, out.dtype), (1, -1, 1, 1))
+    return out + reshape(cast(bias, out.dtype), (1, -1, 1, 1))

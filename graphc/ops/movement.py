@@ -14,7 +14,7 @@ from graphc import dtypes
 from graphc.builder import apply, as_tensor, as_tensors, cast
 from graphc.errors import DTypeError, ShapeError
 from graphc.ir import Tensor, TensorType
-from graphc.ops import OpDef, register
+from graphc.ops.registry import OpDef, register
 from graphc.ops.indexing import argument_error, getitem, is_int_like, slice_tensor, take
 from graphc.shapes import broadcast_axes, normalize_axes, normalize_axis
 
@@ -68,7 +68,7 @@ def _reshape_infer(types, shape):
 register(OpDef("reshape", "movement", 1, ("shape",), _reshape_infer,
                lambda x, shape: x.reshape(shape),
                lambda g, y, x, shape: [apply("reshape", [g], shape=x.shape)],
-               {"opencl": "kernels_cl/copy.cl"}, "Same elements in row-major order, new shape."))
+               {}, "Same elements in row-major order, new shape."))
 
 
 def _resolve_wildcard(x: Tensor, shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -109,7 +109,7 @@ def _transpose_vjp(g, y, x, perm):
 
 register(OpDef("transpose", "movement", 1, ("perm",), _transpose_infer,
                lambda x, perm: np.transpose(x, perm), _transpose_vjp,
-               {"opencl": "kernels_cl/transpose.cl"}, "Permute axes: out axis i is perm[i]."))
+               {}, "Permute axes: out axis i is perm[i]."))
 
 
 def transpose(x, axes=None) -> Tensor:
@@ -137,14 +137,14 @@ def _broadcast_vjp(g, y, x, shape):
     axes = broadcast_axes(x.shape, shape)
     if not axes:
         return [g]
-    import graphc as gc
-    total = gc.sum(g, axis=axes)
+    from graphc.ops.reduction import sum as reduce_sum
+    total = reduce_sum(g, axis=axes)
     return [total if total.shape == x.shape else apply("reshape", [total], shape=x.shape)]
 
 
 register(OpDef("broadcast_to", "movement", 1, ("shape",), _broadcast_infer,
                lambda x, shape: np.broadcast_to(x, shape).copy(), _broadcast_vjp,
-               {"opencl": "kernels_cl/broadcast_copy.cl"},
+               {},
                "numpy.broadcast_to; the gradient sums over the broadcast axes."))
 
 
@@ -213,7 +213,7 @@ def _concat_vjp(g, y, *inputs, axis):
 
 register(OpDef("concatenate", "movement", None, ("axis",), _concat_infer,
                lambda *xs, axis: np.concatenate(xs, axis=axis), _concat_vjp,
-               {"opencl": "kernels_cl/concat.cl"}, "Join tensors along an existing axis."))
+               {}, "Join tensors along an existing axis."))
 
 
 def _tensor_list(op: str, tensors) -> list[Tensor]:
@@ -273,7 +273,7 @@ def _pad_vjp(g, y, x, pad_width, value):
 
 
 register(OpDef("pad", "movement", 1, ("pad_width", "value"), _pad_infer, _pad_ref, _pad_vjp,
-               {"opencl": "kernels_cl/pad.cl"},
+               {},
                "Constant padding: pad_width holds a (before, after) pair per axis."))
 
 

@@ -13,16 +13,16 @@ from graphc import dtypes
 from graphc.builder import apply, as_tensor, cast, op_error_text
 from graphc.errors import DTypeError, ShapeError
 from graphc.ir import Tensor, TensorType
-from graphc.ops import NonDifferentiable, OpDef, register
+from graphc.ops.registry import NonDifferentiable, OpDef, register
+from graphc.math import exp
 from graphc.ops.cross_entropy import is_sparse
 from graphc.ops.pool import avg_pool2d, max_pool2d
+from graphc.ops.reduction import sum as reduce_sum
 from graphc.shapes import normalize_axis
 from graphc.sites import user_site
 
 __all__ = ["softmax", "log_softmax", "softmax_cross_entropy", "one_hot", "max_pool2d",
            "avg_pool2d"]
-
-SOFTMAX_TEMPLATE = {"opencl": "kernels_cl/softmax.cl"}
 
 
 # ---- softmax and log_softmax ----
@@ -54,19 +54,17 @@ def _log_softmax_ref(x, axis):
 
 
 def _softmax_vjp(g, y, x, axis):
-    import graphc as gc
-    return [y * (g - gc.sum(g * y, axis, keepdims=True))]
+    return [y * (g - reduce_sum(g * y, axis, keepdims=True))]
 
 
 def _log_softmax_vjp(g, y, x, axis):
-    import graphc as gc
-    return [g - gc.exp(y) * gc.sum(g, axis, keepdims=True)]
+    return [g - exp(y) * reduce_sum(g, axis, keepdims=True)]
 
 
 register(OpDef("softmax", "opaque", 1, ("axis",), _softmax_infer, _softmax_ref, _softmax_vjp,
-               SOFTMAX_TEMPLATE, "exp(x - max) / sum(exp(x - max)) along axis."))
+               {}, "exp(x - max) / sum(exp(x - max)) along axis."))
 register(OpDef("log_softmax", "opaque", 1, ("axis",), _softmax_infer, _log_softmax_ref,
-               _log_softmax_vjp, SOFTMAX_TEMPLATE,
+               _log_softmax_vjp, {},
                "(x - max) - log(sum(exp(x - max))) along axis."))
 
 
@@ -130,7 +128,7 @@ def _one_hot_ref(indices, depth, dtype, axis):
 
 register(OpDef("one_hot", "opaque", 1, ("depth", "dtype", "axis"), _one_hot_infer,
                _one_hot_ref, NonDifferentiable("integer indices"),
-               {"opencl": "kernels_cl/one_hot.cl"},
+               {},
                "1 where the index equals the position along axis, else 0 (TF's one_hot)."))
 
 

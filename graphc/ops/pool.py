@@ -16,13 +16,11 @@ from graphc import dtypes
 from graphc.builder import apply, as_tensor, op_error_text
 from graphc.errors import DTypeError, ShapeError
 from graphc.ir import Tensor, TensorType
-from graphc.ops import OpDef, register
+from graphc.ops.registry import OpDef, register
 from graphc.sites import user_site
 
 __all__ = ["max_pool2d", "avg_pool2d"]
 
-POOL_TEMPLATE = {"opencl": "kernels_cl/pool2d.cl"}
-POOL_GRAD_TEMPLATE = {"opencl": "kernels_cl/pool2d_grad.cl"}
 Pair = tuple[int, int]
 
 
@@ -187,20 +185,20 @@ def _avg_grad_vjp(h, y, g, kernel, stride, padding, count_include_pad, input_siz
 
 GEOMETRY = ("kernel", "stride", "padding")
 register(OpDef("max_pool2d", "opaque", 1, GEOMETRY, _max_pool_infer, _max_pool_ref,
-               _max_pool_vjp, POOL_TEMPLATE,
+               _max_pool_vjp, {},
                "Max over each kernel window (padding is -inf); PyTorch's max_pool2d."))
 register(OpDef("avg_pool2d", "opaque", 1, GEOMETRY + ("count_include_pad",), _avg_pool_infer,
-               _avg_pool_ref, _avg_pool_vjp, POOL_TEMPLATE,
+               _avg_pool_ref, _avg_pool_vjp, {},
                "Mean over each kernel window (padding is 0); PyTorch's avg_pool2d."))
 register(OpDef("max_pool2d_grad", "opaque", 2, GEOMETRY, _max_grad_infer, _max_grad_ref,
-               _max_grad_vjp, POOL_GRAD_TEMPLATE,
+               _max_grad_vjp, {},
                "Gradient of max_pool2d by x: g added at each window's first maximum."))
 register(OpDef("max_pool2d_select", "opaque", 2, GEOMETRY, _max_select_infer,
-               _max_select_ref, _max_select_vjp, POOL_TEMPLATE,
+               _max_select_ref, _max_select_vjp, {},
                "h read at each window's first maximum of x (transpose of max_pool2d_grad)."))
 register(OpDef("avg_pool2d_grad", "opaque", 1,
                GEOMETRY + ("count_include_pad", "input_size"), _avg_grad_infer, _avg_grad_ref,
-               _avg_grad_vjp, POOL_GRAD_TEMPLATE,
+               _avg_grad_vjp, {},
                "Gradient of avg_pool2d: each g spread evenly over its window."))
 
 

@@ -18,13 +18,12 @@ from graphc import dtypes, philox
 from graphc.builder import apply, as_tensor
 from graphc.errors import DTypeError, ShapeError
 from graphc.ir import Tensor, TensorType
-from graphc.ops import NonDifferentiable, OpDef, register
+from graphc.ops.registry import NonDifferentiable, OpDef, register
 from graphc.sites import user_site
 
 __all__ = ["uniform", "normal", "bernoulli", "set_seed", "get_seed", "dropout"]
 
 DEFAULT_GLOBAL_SEED = 87654321          # TF1's DEFAULT_GRAPH_SEED
-RANDOM_TEMPLATE = {"opencl": "kernels_cl/philox.cl"}
 RANDOM_OUTPUT = NonDifferentiable("random output")
 _STREAM_WRAP = 1 << 64
 
@@ -51,7 +50,7 @@ def get_seed() -> int:
     return _state.seed
 
 
-def _derived_seed(op_seed: int | None) -> int:
+def derived_seed(op_seed: int | None) -> int:
     """A 64-bit Philox seed from the global seed and the op's seed (or the op counter)."""
     tag, value = ("auto", next(_state.counter)) if op_seed is None else ("op", int(op_seed))
     text = f"{_state.seed}:{tag}:{value}".encode()
@@ -96,13 +95,13 @@ def _bernoulli_ref(*, shape, dtype, seed, p, step=0) -> np.ndarray:
 
 
 register(OpDef("random_uniform", "random", 0, ("shape", "dtype", "seed", "low", "high"),
-               _float_infer, _uniform_ref, RANDOM_OUTPUT, RANDOM_TEMPLATE,
+               _float_infer, _uniform_ref, RANDOM_OUTPUT, {},
                "Uniform floats in [low, high)."))
 register(OpDef("random_normal", "random", 0, ("shape", "dtype", "seed", "mean", "std"),
-               _float_infer, _normal_ref, RANDOM_OUTPUT, RANDOM_TEMPLATE,
+               _float_infer, _normal_ref, RANDOM_OUTPUT, {},
                "Normal floats (Box-Muller) of the given mean and std."))
 register(OpDef("random_bernoulli", "random", 0, ("shape", "dtype", "seed", "p"),
-               _bernoulli_infer, _bernoulli_ref, RANDOM_OUTPUT, RANDOM_TEMPLATE,
+               _bernoulli_infer, _bernoulli_ref, RANDOM_OUTPUT, {},
                "1 with probability p, else 0, in any dtype."))
 
 
@@ -124,7 +123,7 @@ def uniform(shape, low: float = 0.0, high: float = 1.0, dtype=dtypes.float32,
             seed: int | None = None) -> Tensor:
     """Uniform floats in [low, high), fresh at every call of a compiled function."""
     return apply("random_uniform", [], shape=_shape_attr(shape),
-                 dtype=_dtype_attr("random_uniform", dtype), seed=_derived_seed(seed),
+                 dtype=_dtype_attr("random_uniform", dtype), seed=derived_seed(seed),
                  low=float(low), high=float(high))
 
 
@@ -132,7 +131,7 @@ def normal(shape, mean: float = 0.0, std: float = 1.0, dtype=dtypes.float32,
            seed: int | None = None) -> Tensor:
     """Normal floats of `mean` and `std`, fresh at every call of a compiled function."""
     return apply("random_normal", [], shape=_shape_attr(shape),
-                 dtype=_dtype_attr("random_normal", dtype), seed=_derived_seed(seed),
+                 dtype=_dtype_attr("random_normal", dtype), seed=derived_seed(seed),
                  mean=float(mean), std=float(std))
 
 
@@ -142,7 +141,7 @@ def bernoulli(shape, p: float = 0.5, dtype=dtypes.float32, seed: int | None = No
         raise ValueError(f"random_bernoulli: p must be in [0, 1], got {p}"
                          f"\n  created at {user_site()}")
     return apply("random_bernoulli", [], shape=_shape_attr(shape),
-                 dtype=_dtype_attr("random_bernoulli", dtype), seed=_derived_seed(seed),
+                 dtype=_dtype_attr("random_bernoulli", dtype), seed=derived_seed(seed),
                  p=float(p))
 
 

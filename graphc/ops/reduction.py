@@ -17,14 +17,12 @@ from graphc import dtypes
 from graphc.builder import apply, as_tensor, cast, op_error_text
 from graphc.errors import DTypeError, ShapeError
 from graphc.ir import Tensor, TensorType
-from graphc.ops import NonDifferentiable, OpDef, register
+from graphc.ops.registry import NonDifferentiable, OpDef, register
 from graphc.shapes import normalize_axes, reduced_shape
 from graphc.sites import user_site
 
 __all__ = ["sum", "mean", "max", "min", "argmax", "argmin", "logsumexp"]
 
-REDUCE_TEMPLATE = {"opencl": "kernels_cl/reduce.cl"}
-ARG_TEMPLATE = {"opencl": "kernels_cl/argreduce.cl"}
 INDEX_DTYPE = dtypes.int32
 
 
@@ -91,19 +89,17 @@ def _arg_ref(fn):
 
 def _keepdims_like(g: Tensor, x: Tensor, axes: tuple[int, ...], keepdims: bool) -> Tensor:
     """`g` (a reduction's output) reshaped so it broadcasts against `x`."""
-    import graphc as gc
-    return g if keepdims else gc.reshape(g, reduced_shape(x.shape, axes, True))
+    return g if keepdims else apply("reshape", [g], shape=reduced_shape(x.shape, axes, True))
 
 
 def _sum_vjp(g, y, x, axes, keepdims):
-    import graphc as gc
-    return [gc.broadcast_to(_keepdims_like(g, x, axes, keepdims), x.shape)]
+    return [apply("broadcast_to", [_keepdims_like(g, x, axes, keepdims)], shape=x.shape)]
 
 
 def _extremum_vjp(g, y, x, axes, keepdims):
     """Ties share the gradient evenly: g * (x == y) / (number of elements equal to y)."""
-    import graphc as gc
-    hits = gc.cast(gc.equal(x, _keepdims_like(y, x, axes, keepdims)), x.dtype)
+    from graphc.math import equal
+    hits = cast(equal(x, _keepdims_like(y, x, axes, keepdims)), x.dtype)
     count = sum(hits, axis=axes, keepdims=True)
     return [_keepdims_like(g, x, axes, keepdims) * hits / count]
 
@@ -111,18 +107,18 @@ def _extremum_vjp(g, y, x, axes, keepdims):
 NOT_DIFF_INDEX = NonDifferentiable("integer index output")
 
 register(OpDef("reduce_sum", "reduction", 1, ("axes", "keepdims"), _reduce_infer(True),
-               _reduce_ref(np.sum), _sum_vjp, REDUCE_TEMPLATE, "Sum over axes."))
+               _reduce_ref(np.sum), _sum_vjp, {}, "Sum over axes."))
 register(OpDef("reduce_max", "reduction", 1, ("axes", "keepdims"), _reduce_infer(False),
-               _reduce_ref(np.max), _extremum_vjp, REDUCE_TEMPLATE,
+               _reduce_ref(np.max), _extremum_vjp, {},
                "Maximum over axes; tied maxima split the gradient evenly."))
 register(OpDef("reduce_min", "reduction", 1, ("axes", "keepdims"), _reduce_infer(False),
-               _reduce_ref(np.min), _extremum_vjp, REDUCE_TEMPLATE,
+               _reduce_ref(np.min), _extremum_vjp, {},
                "Minimum over axes; tied minima split the gradient evenly."))
 register(OpDef("argmax", "reduction", 1, ("axis", "keepdims"), _arg_infer,
-               _arg_ref(np.argmax), NOT_DIFF_INDEX, ARG_TEMPLATE,
+               _arg_ref(np.argmax), NOT_DIFF_INDEX, {},
                "int32 index of the first maximum along axis (None: of the flattened input)."))
 register(OpDef("argmin", "reduction", 1, ("axis", "keepdims"), _arg_infer,
-               _arg_ref(np.argmin), NOT_DIFF_INDEX, ARG_TEMPLATE,
+               _arg_ref(np.argmin), NOT_DIFF_INDEX, {},
                "int32 index of the first minimum along axis (None: of the flattened input)."))
 
 
@@ -206,12 +202,12 @@ def argmin(x, axis: int | None = None, keepdims: bool = False) -> Tensor:
 
 def logsumexp(x, axis=None, keepdims: bool = False) -> Tensor:
     """log(sum(exp(x))) over `axis`, computed as m + log(sum(exp(x - m))) with m the maximum."""
-    import graphc as gc
+    from graphc.math import clip, exp, log
     x = as_tensor(x)
     x = cast(x, dtypes.DEFAULT_FLOAT) if not dtypes.is_float(x.dtype) else x
     axes = _axes_for("logsumexp", x, axis)
     # an infinite maximum would give inf - inf = nan: clamp the shift to the finite range
     limit = float(np.finfo(x.dtype).max)
-    shift = gc.clip(max(x, axes, keepdims=True), -limit, limit)
-    out = gc.log(sum(gc.exp(x - shift), axes, keepdims=True)) + shift
-    return out if keepdims else gc.reshape(out, reduced_shape(x.shape, axes, False))
+    shift = clip(max(x, axes, keepdims=True), -limit, limit)
+    out = log(sum(exp(x - shift), axes, keepdims=True)) + shift
+    return out if keepdims else apply("reshape", [out], shape=reduced_shape(x.shape, axes, False))

@@ -63,11 +63,8 @@ def verify_enabled(verify_each: bool | None) -> bool:
 
 
 def verify_graph(graph: Graph, when: str) -> None:
-    """Run graphc.verify on `graph`; a failure says `when` (e.g. "after pass cse")."""
-    try:
-        from graphc.verify import verify
-    except ModuleNotFoundError:         # the verifier module is not part of this build yet
-        return
+    """Run graphc.inspection.verify on `graph`; a failure says `when` (e.g. "after pass cse")."""
+    from graphc.inspection.verify import verify
     try:
         verify(graph)
     except VerifyError as exc:

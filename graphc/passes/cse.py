@@ -11,7 +11,7 @@ import hashlib
 import numpy as np
 
 from graphc.ir import Graph, Node, Tensor
-from graphc.ops import get_op
+from graphc.ops.registry import get_op
 from graphc.passes import Pass
 from graphc.rewrite import rebuild, remake
 

@@ -7,19 +7,41 @@ or when evaluating it fails (the error belongs to run time).
 """
 from __future__ import annotations
 
+import numpy as np
+
 from graphc.interp import run_node
 from graphc.ir import Graph, Node, Tensor
-from graphc.ops import get_op
+from graphc.ops.registry import get_op
 from graphc.passes import Pass
 from graphc.rewrite import constant_like, rebuild
 
 MAX_FOLDED_ELEMENTS = 4096
 SMALL = 16          # a fold may always produce this many elements
+# Ops whose output holds only values of their input: a uniform input stays uniform.
+_VALUE_PRESERVING = ("broadcast_to", "reshape")
 
 
 def is_constant(value: Tensor) -> bool:
     """A constant leaf (variables are state, not constants)."""
     return value.producer is None and value.role == "constant"
+
+
+def scalar_value(value: Tensor):
+    """The one value all elements of a constant (possibly broadcast or reshaped) hold, or None."""
+    while value.op in _VALUE_PRESERVING:
+        value = value.producer.inputs[0]
+    if value.producer is not None or value.role != "constant" or value.size == 0:
+        return None
+    flat = np.asarray(value.data).reshape(-1)
+    if flat.size > 1 and flat[1] != flat[0]:
+        return None                     # most constants fail here, before a full scan
+    return flat[0] if np.all(flat == flat[0]) else None
+
+
+def is_scalar(value: Tensor, number) -> bool:
+    """True when every element of `value` is known to equal `number`."""
+    found = scalar_value(value)
+    return found is not None and bool(found == number)
 
 
 def foldable(node: Node, inputs: tuple[Tensor, ...], max_elements: int) -> bool:

@@ -27,13 +27,10 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from graphc.codegen.cross_entropy import fusable
-from graphc.codegen.host import HOST_OPS
-from graphc.codegen.raw import RAW_OPS
-from graphc.codegen.reductions import LOOP_OPS
+from graphc.codegen.lowerings import kernel_kind, share_kernel
 from graphc.ir import Graph, Tensor, is_among
 from graphc.passes.views import plan_views
-from graphc.ops import get_op
+from graphc.ops.registry import get_op
 from graphc.passes.kernel_size import MAX_KERNEL_OPS, within_caps
 from graphc.passes.reach import Reachability
 from graphc.passes.stored import (RECOMPUTE_BUDGET, TRANSCENDENTAL_COST,  # noqa: F401
@@ -70,10 +67,7 @@ def make_groups(graph: Graph, outputs: list[Tensor]) -> list[Group]:
 
 
 def _group_for(t: Tensor) -> Group:
-    op = t.producer.op
-    kind = "raw" if op in RAW_OPS else "loop" if op in LOOP_OPS else \
-        "host" if op in HOST_OPS else "elementwise"
-    return Group(kind, t, stores=[t])
+    return Group(kernel_kind(t.producer.op), t, stores=[t])
 
 
 def _fuse_epilogues(groups: dict, stored: set, strict: bool = False) -> None:
@@ -249,8 +243,8 @@ def _merge_cross_entropy(groups: list[Group]) -> list[Group]:
     kept = []
     for group in groups:
         host = next((h for h in rows if group.kind == "raw" and len(h.stores) == 1
-                     and fusable(h.root, group.root) and not nx.has_path(dag, id(h), id(group))),
-                    None)
+                     and share_kernel(h.root, group.root)
+                     and not nx.has_path(dag, id(h), id(group))), None)
         if host is None:
             kept.append(group)
             continue

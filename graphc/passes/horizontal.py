@@ -8,20 +8,21 @@ precede its in-place writer); the earliest packs more than the closest (a chain 
 to c->d gives steps {a, c}, {b, d}) and moves only small kernels. The memory plan then
 treats a step as one kernel: values it reads stay alive until the whole step has run, so
 no member overwrites another's input.
-Codegen (codegen/horizontal.py) concatenates the members' ranges into one launch.
+The render stage (codegen/program.py, horizontal.py) concatenates the members' ranges into
+one launch.
 """
 from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
 
+from graphc.codegen.lowerings import lowering_of
 from graphc.passes.fuse import Group
 
 MAX_MEMBERS = 8
 # Launch overhead dominates kernels of few work items; big ones stay alone, where they
 # keep their own launch geometry and their own line in profiles.
 MAX_MEMBER_ITEMS = 1 << 15
-REDUCTIONS = {"reduce_sum", "reduce_max", "reduce_min", "argmax", "argmin"}
 
 
 @dataclass(eq=False)
@@ -53,7 +54,7 @@ def mergeable(group: Group) -> bool:
         return False
     if group.kind == "elementwise":
         return True
-    return group.kind == "loop" and group.root.producer.op in REDUCTIONS
+    return group.kind == "loop" and lowering_of(group.root.producer.op).bundles
 
 
 def bundle_steps(order: list[Group], dag) -> list:

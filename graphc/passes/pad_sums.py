@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphc.ir import Node, Tensor, TensorType
+from graphc.passes.fold import is_scalar
 from graphc.rewrite import make
 
 Piece = tuple[int, int, Tensor]         # start, stop along the axis, the value there
@@ -18,7 +19,6 @@ Piece = tuple[int, int, Tensor]         # start, stop along the axis, the value 
 
 def is_zero(value: Tensor) -> bool:
     """Is every element of `value` known to be zero (a constant, maybe broadcast)?"""
-    from graphc.passes.simplify import is_scalar
     return is_scalar(value, 0)
 
 

@@ -1,7 +1,6 @@
 """The one ordered list of graph-level passes, and `optimize`, which runs it.
 
 Order, and why:
-  decompose  first, so every later pass sees (and can simplify) the primitive expansions;
   fold       before simplify: folding turns constant subgraphs (e.g. broadcast_to of a
              scalar, 2 - 1) into the plain constants that simplify's rules match;
   simplify   also folds the constants its own rewrites expose, so it leaves no work for a
@@ -28,14 +27,13 @@ from graphc.passes import OnPass, Pass, PassRecord, run_pipeline
 from graphc.passes.buckets import buckets
 from graphc.passes.cse import cse
 from graphc.passes.dce import dce
-from graphc.passes.decompose import decompose
 from graphc.passes.fold import fold
 from graphc.passes.matmul_sums import merge_matmuls
 from graphc.passes.simplify import simplify
 from graphc.passes.stacked_products import stacked_products
 
-GRAPH_PASSES: tuple[Pass, ...] = (decompose, fold, simplify, stacked_products, merge_matmuls,
-                                  cse, buckets, dce)
+GRAPH_PASSES: tuple[Pass, ...] = (fold, simplify, stacked_products, merge_matmuls, cse, buckets,
+                                  dce)
 
 
 def optimize(graph: Graph, verify_each: bool | None = None, on_pass: OnPass | None = None,

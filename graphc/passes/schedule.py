@@ -104,14 +104,6 @@ def _view(views: dict, parent: str, offset: int, nbytes: int) -> str:
     return name
 
 
-def _last_uses(order: list[Group], reads: dict) -> dict[Tensor, int]:
-    last = {}
-    for step, group in enumerate(order):
-        for t in reads[id(group)]:
-            last[t] = step
-    return last
-
-
 def _take(free: list, sizes: dict, nbytes: int) -> str:
     fits = [b for b in free if nbytes <= sizes[b] <= nbytes * REUSE_SLACK]
     if fits:

@@ -15,37 +15,13 @@ from __future__ import annotations
 
 from collections import Counter
 
-import numpy as np
-
 from graphc.ir import Graph, Node, Tensor
 from graphc.passes import Pass
-from graphc.passes.fold import fold_node
+from graphc.passes.fold import fold_node, is_scalar
 from graphc.passes.pad_sums import pad_sum_to_concatenate
 from graphc.rewrite import ANY_OP, Rule, apply_rules, make
 
-# Ops whose output holds only values of their input: a uniform input stays uniform.
-_VALUE_PRESERVING = ("broadcast_to", "reshape")
-
-
 # ---- matching helpers ----
-
-def scalar_value(value: Tensor):
-    """The one value all elements of a constant (possibly broadcast or reshaped) hold, or None."""
-    while value.op in _VALUE_PRESERVING:
-        value = value.producer.inputs[0]
-    if value.producer is not None or value.role != "constant" or value.size == 0:
-        return None
-    flat = np.asarray(value.data).reshape(-1)
-    if flat.size > 1 and flat[1] != flat[0]:
-        return None                     # most constants fail here, before a full scan
-    return flat[0] if np.all(flat == flat[0]) else None
-
-
-def is_scalar(value: Tensor, number) -> bool:
-    """True when every element of `value` is known to equal `number`."""
-    found = scalar_value(value)
-    return found is not None and bool(found == number)
-
 
 def as_output(value: Tensor, node: Node) -> Tensor | None:
     """`value` standing in for the node's output: itself, or broadcast up to the output's shape."""

@@ -9,27 +9,17 @@ does arithmetic, or when hand-written code reads it from memory.
 """
 from __future__ import annotations
 
-from graphc.codegen.cross_entropy import INLINE_OPERANDS, XENT_OPS
-from graphc.codegen.gather_views import movement_root, strided_gather
-from graphc.codegen.gemm_epilogue import operand_view
-from graphc.codegen.host import GATHERING_OPS, HOST_OPS, gathered_pieces
-from graphc.codegen.lower import inlinable
-from graphc.passes.views import contiguous_pieces
-from graphc.codegen.raw import RAW_OPS
+from graphc.codegen.host import gathered_pieces
+from graphc.codegen.lowerings import (gathered_operand, inlinable, lowering_of,
+                                      movement_root, operand_view)
+from graphc.codegen.movement import contiguous_pieces
 from graphc.ir import Graph, Tensor
-from graphc.ops import get_op
+from graphc.ops.registry import get_op
 from graphc.passes.kernel_size import InlineSizes
 
 RECOMPUTE_BUDGET = 8
 TRANSCENDENTAL_COST = 4
 TRANSCENDENTAL = {"exp", "log", "sqrt", "tanh", "sigmoid", "sin", "cos", "power", "erf"}
-REREADING_OPS = {"matmul", "conv2d", "conv2d_grad_input", "conv2d_grad_weight",
-                 "max_pool2d", "avg_pool2d", "avg_pool2d_grad", "take_grad"} | RAW_OPS
-# operands read directly by hand-written code, or by the host (collectives)
-BUFFER_OPERAND_OPS = RAW_OPS | {"take"} | HOST_OPS
-COMPUTED_OPERANDS = {"take": (1,), **INLINE_OPERANDS}   # ...except these positions
-RESHAPE_READERS = (RAW_OPS - XENT_OPS) | HOST_OPS   # read a reshaped buffer's bytes in place
-CONV_OPS = ("conv2d", "conv2d_grad_input", "conv2d_grad_weight")
 
 
 def node_cost(t: Tensor) -> int:
@@ -56,12 +46,12 @@ def cone(t: Tensor, stored: set) -> list[Tensor]:
 
 def should_store(t: Tensor, consumers: list, stored: set) -> bool:
     """The recompute-versus-store decision for an inlinable value (see the module doc)."""
-    if any(c.op in BUFFER_OPERAND_OPS and _read_from_buffer(c, t)
-           and not (c.op in RESHAPE_READERS and _reshaped_buffer(t, stored))
-           and not (c.op in GATHERING_OPS and _gathered(t, stored))
+    if any(lowering_of(c.op).buffer_operands and _read_from_buffer(c, t)
+           and not (lowering_of(c.op).reads_reshaped and _reshaped_buffer(t, stored))
+           and not (lowering_of(c.op).gathers_pieces and _gathered(t, stored))
            for c in consumers):
         return True
-    if any(c.op in REREADING_OPS for c in consumers):
+    if any(lowering_of(c.op).rereads for c in consumers):
         return _cost_exceeds(t, stored, 0)
     extra = len(consumers) - 1
     return extra > 0 and _cost_exceeds(t, stored, RECOMPUTE_BUDGET // extra)
@@ -87,7 +77,7 @@ def _cost_exceeds(t: Tensor, stored: set, budget: int) -> bool:
 
 def _read_from_buffer(consumer, t: Tensor) -> bool:
     """Does `consumer`'s hand-written code load `t` from a buffer (not compute it inline)?"""
-    computed = COMPUTED_OPERANDS.get(consumer.op, ())
+    computed = lowering_of(consumer.op).computed_operands
     return any(v is t and i not in computed for i, v in enumerate(consumer.inputs))
 
 
@@ -115,14 +105,15 @@ def choose_stored(graph: Graph, outputs: list[Tensor]) -> set[Tensor]:
     sizes = InlineSizes(stored)
     for node in graph.nodes:        # producers first, so a cone's cost is known when asked
         for t in node.outputs:
-            if node.op == "concatenate" and any(c.op in GATHERING_OPS for c in users.get(t, [])):
+            if node.op == "concatenate" and any(lowering_of(c.op).gathers_pieces
+                                                for c in users.get(t, [])):
                 _store_bucket_pieces(t, stored)
             if t not in stored and should_store(t, users.get(t, []), stored):
                 stored.add(t)
         sizes.cap(node)
         if node.op == "matmul":
             _store_gemm_operands(node, stored)
-        elif node.op in CONV_OPS:
+        elif lowering_of(node.op).fast == "conv_gemm":
             _store_conv_operands(node, stored)
     return stored
 
@@ -150,7 +141,8 @@ def _gathered_roots(node) -> list[Tensor]:
         if under is None or under[0].producer is None:
             continue
         root = under[0]
-        if strided_gather(operand, lambda v, r=root: v is r or v.producer is None) is not None:
+        if gathered_operand(operand, lambda v, r=root: v is r or v.producer is None) \
+                is not None:
             roots.append(root)
     return roots
 
@@ -179,7 +171,7 @@ def _store_gemm_operands(node, stored: set) -> None:
             continue
         under = movement_root(operand, is_buffer)
         if under is not None and under[0] in stored and \
-                strided_gather(operand, is_buffer) is not None:
+                gathered_operand(operand, is_buffer) is not None:
             continue
         producer = operand.producer
         if producer.op == "transpose" and operand_view(producer.inputs[0], is_buffer) is None:

@@ -15,19 +15,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from graphc.codegen.movement import contiguous_pieces
 from graphc.ir import Graph, Tensor
 
 VIEW_ALIGN = 4096       # bytes
 MOVEMENT_OPS = {"reshape", "transpose", "broadcast_to", "slice", "pad", "concatenate"}
-
-
-def contiguous_pieces(t: Tensor) -> bool:
-    """Is `t` a concatenation whose pieces are contiguous blocks of its memory?"""
-    node = t.producer
-    if node is None or node.op != "concatenate":
-        return False
-    axis = node.attrs["axis"]
-    return int(np.prod(t.shape[:axis], dtype=np.int64)) == 1
 
 
 def piece_offsets(t: Tensor) -> list[int]:

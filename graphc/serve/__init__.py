@@ -12,14 +12,10 @@ from __future__ import annotations
 import signal
 import socket
 
-from graphc.runtime.errors import GraphcError
+from graphc.serve.errors import ServeError
 
 INSTALL_HINT = "graphc serve needs the serve extra: pip install 'graphc[serve]'"
 GRACE_SECONDS = 30
-
-
-class ServeError(GraphcError):
-    """The server cannot start: the serve extra is missing, or the address is taken."""
 
 
 def serve(path, name: str | None = None, host: str = "127.0.0.1", port: int = 8501,

@@ -50,7 +50,7 @@ class ModelServer:
         self.model = model
         self.name = name or model.name
         if not _NAME.fullmatch(self.name):
-            from graphc.serve import ServeError
+            from graphc.serve.errors import ServeError
             raise ServeError(f"model name {self.name!r} cannot be part of a URL: name it with "
                              f"letters, digits, '.', '_' or '-' (--name)")
         self.batched = _batch_axis(model) is not None

@@ -35,7 +35,7 @@ def _gemm(node: NodeView) -> Tensor:
 
 # ---- geometry shared by convolutions and pools ----
 
-def _spatial(node: NodeView, x: Tensor, kernel: list[int], ceil: bool = False):
+def window_attributes(node: NodeView, x: Tensor, kernel: list[int], ceil: bool = False):
     """(strides, dilations, [(before, after)] pads) of an N-d window op after auto_pad."""
     n = len(kernel)
     strides = list(node.attr("strides") or [1] * n)
@@ -77,7 +77,7 @@ def _conv(node: NodeView) -> Tensor:
     x, w, bias = node.input(0), node.input(1), node.input(2)
     _check_rank(node, x)
     one_d = x.ndim == 3
-    strides, dilations, pads = _spatial(node, x, list(w.shape[2:]))
+    strides, dilations, pads = window_attributes(node, x, list(w.shape[2:]))
     y = gc.conv2d(_as_2d(x), _as_2d(w), stride=_pairs(strides, one_d, 1),
                   padding=_pairs(pads, one_d, (0, 0)), dilation=_pairs(dilations, one_d, 1),
                   groups=node.attr("group", 1))

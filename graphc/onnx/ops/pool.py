@@ -13,7 +13,7 @@ import graphc as gc
 from graphc import dtypes
 from graphc.builder import cast, constant
 from graphc.ir import Tensor
-from graphc.onnx.ops.nn import _spatial
+from graphc.onnx.ops.nn import window_attributes
 from graphc.onnx.registry import NodeView, converter
 
 POOL_ATTRS = ("auto_pad", "ceil_mode", "dilations", "kernel_shape", "pads", "strides")
@@ -27,7 +27,7 @@ def _check_rank(node: NodeView, x: Tensor) -> None:
 def _pool_geometry(node: NodeView, x: Tensor):
     """(kernel, strides, dilations, pads), ceil_mode's extra rows added to the pads."""
     kernel = list(node.attr("kernel_shape"))
-    strides, dilations, pads = _spatial(node, x, kernel)
+    strides, dilations, pads = window_attributes(node, x, kernel)
     if node.attr("ceil_mode", 0):
         pads = [(b, a + _ceil_extra(size, (k - 1) * d + 1, s, b, a))
                 for size, k, s, d, (b, a) in zip(x.shape[2:], kernel, strides, dilations,
@@ -174,7 +174,7 @@ def _average_pool(node: NodeView) -> Tensor:
     x = node.input(0)
     _check_rank(node, x)
     geometry = _pool_geometry(node, x)
-    declared = _spatial(node, x, geometry[0])[2]
+    declared = window_attributes(node, x, geometry[0])[2]
     include = bool(node.attr("count_include_pad", 0))
     bounds = [(-b, size + a) if include else (0, size)
               for size, (b, a) in zip(x.shape[2:], declared)]

@@ -1,76 +1,41 @@
-"""Finding what went wrong: NaN/Inf checks, validation against the interpreter, error context.
+"""The checked run of GRAPHC_CHECK_NUMERICS=1 and GRAPHC_VALIDATE=1: one call, launch by
+launch, each kernel's stores read back and checked (graphc/inspection/debug.py says when).
 
-GRAPHC_CHECK_NUMERICS=1 runs each call's kernels one at a time and stops at the first kernel
-that writes a NaN or an Inf, naming the op that first produced it and the user's line
-(NumericsError). GRAPHC_VALIDATE=1 compares every value a kernel stores with the reference
-interpreter and names the first that diverges; the ops of that kernel are then run alone on
-the device to find which one is wrong (ValidationError). Both modes also stop at the first
-kernel whose indexing op (take, its gradient, sparse cross-entropy labels: the ops with an
-`index_range`) read an index out of range, naming the op, the value, its position and the
-user's line (IndexRangeError, graphc.indexcheck): without checking, a device clamps such an
-index and cannot report it. On any failure the variables get back the values they had
-before the call. GRAPHC_DUMP=DIR writes a report per function (graphc.report). Function
-calls the two hooks `on_function_compiled` and `on_function_called`; `equation_context` and
-`kernel_context` serve other stages' errors.
+GRAPHC_CHECK_NUMERICS stops at the first kernel that writes a NaN or an Inf, naming the op
+that first produced it and the user's line (NumericsError). GRAPHC_VALIDATE compares every
+value a kernel stores with the reference interpreter and names the first that diverges; the
+ops of that kernel are then run alone on the device to find which one is wrong
+(ValidationError). Both stop at the first kernel whose indexing op (the ops with an
+`index_range`) read an index out of range (IndexRangeError, graphc.indexcheck): without
+checking, a device clamps such an index and cannot report it. On any failure the variables
+get back the values they had before the call.
 """
 from __future__ import annotations
 
 import contextlib
 import contextvars
-import weakref
 
 import numpy as np
 
-from graphc.dump import anatomy, plan_hazards, value_names
+from graphc.builder import placeholder
 from graphc.errors import GraphcError, IndexRangeError, NumericsError, ValidationError
+from graphc.function import function
 from graphc.indexcheck import first_index_problem
+from graphc.inspection.anatomy import anatomy, value_names
+from graphc.inspection.context import equation_context
+from graphc.inspection.hazards import plan_hazards
+from graphc.inspection.printer import is_literal
 from graphc.interp import leaf_value, run_node
-from graphc.ir import Graph, Node, Tensor
-from graphc.passes.fuse import cone
-from graphc.printer import format_equation, with_sites
+from graphc.ir import Node, Tensor
+from graphc.ops.registry import get_op
+from graphc.passes.stored import cone
 
-CONTEXT = 3
 MAX_ISOLATED = 24                # ops of a diverging kernel re-run alone, at most
 RTOL = {2: 1e-2, 4: 2e-3, 8: 1e-7}
 ATOL = {2: 1e-2, 4: 1e-4, 8: 1e-9}      # times the values' magnitude (at least 1)
 
 _quiet = contextvars.ContextVar("graphc_debug_quiet", default=False)
 
-
-# ---- error context for every stage ----
-
-def equation_context(graph: Graph, node, radius: int = CONTEXT) -> str:
-    """`node` (a Node or its output) in IR text, the user's line, and ±radius neighbours."""
-    from graphc.verify import names_for_message
-    node = node.producer if isinstance(node, Tensor) else node
-    if node is None:
-        return "  (a graph input: no equation)"
-    names = names_for_message(graph)
-    index = next((i for i, n in enumerate(graph.nodes) if n is node), None)
-    head = [f"  in equation{'' if index is None else f' #{index + 1}'}: "
-            f"{format_equation(node, names)}", f"  created at {node.site or '<unknown>'}"]
-    if index is None:
-        return "\n".join(head)
-    lo, hi = max(0, index - radius), min(len(graph.nodes), index + radius + 1)
-    context = [f"  {'>>>' if i == index else '   '} #{i + 1}: "
-               f"{format_equation(graph.nodes[i], names)}" for i in range(lo, hi)]
-    return "\n".join(head + ["  context:"] + context)
-
-
-def kernel_context(compiled, kernel_name: str) -> str:
-    """The equations (with the user's lines) of the launches of kernel `kernel_name`."""
-    views = anatomy(compiled)
-    names = value_names(compiled, views)
-    lines = []
-    for view in views:
-        if view.launch.name == kernel_name:
-            body = [format_equation(n, names) for n in view.nodes]
-            lines += [f"  kernel #{view.index} {kernel_name} computes:"]
-            lines += ["    " + s for s in with_sites(body, [n.site for n in view.nodes])]
-    return "\n".join(lines) or f"  (no kernel named {kernel_name!r})"
-
-
-# ---- hooks called by graphc.function.Function ----
 
 @contextlib.contextmanager
 def quiet():
@@ -82,53 +47,10 @@ def quiet():
         _quiet.reset(token)
 
 
-def numerics_enabled() -> bool:
-    """GRAPHC_CHECK_NUMERICS=1."""
-    from graphc import config
-    return config.flag("GRAPHC_CHECK_NUMERICS")
+def is_quiet() -> bool:
+    """Inside `quiet()`: functions compiled or called here are not dumped or checked."""
+    return _quiet.get()
 
-
-def validate_enabled() -> bool:
-    """GRAPHC_VALIDATE=1."""
-    from graphc import config
-    return config.flag("GRAPHC_VALIDATE")
-
-
-_compiled: list = []                        # weak references, in compile order
-
-
-def compiled_functions() -> list:
-    """The Functions compiled so far in this process that are still alive."""
-    return [f for f in (ref() for ref in _compiled) if f is not None]
-
-
-def on_function_compiled(fn) -> None:
-    """Called at the end of Function.__init__: register it; with GRAPHC_DUMP, report it."""
-    if _quiet.get():
-        return
-    _compiled.append(weakref.ref(fn))
-    from graphc.report import dump_dir, write_function_report
-    if dump_dir():
-        write_function_report(fn, None)
-
-
-def on_function_called(fn, arrays) -> list | None:
-    """Called by Function.__call__ with the checked feeds: the results when a debug mode ran
-    the call (checked, or profiled for GRAPHC_DUMP's first report), else None."""
-    if _quiet.get():
-        return None
-    from graphc.report import dump_dir, is_timed, write_function_report
-    if numerics_enabled() or validate_enabled():
-        return run_checked(fn, arrays, numerics_enabled(), validate_enabled())
-    if dump_dir() and not is_timed(fn):
-        results = fn.executable.run(arrays, profile=True)
-        fn.last_profile = list(fn.executable.last_profile)
-        write_function_report(fn, fn.last_profile)
-        return results
-    return None
-
-
-# ---- the checked run ----
 
 def run_checked(fn, arrays, numerics: bool = True, validate: bool = False) -> list:
     """Run one call launch by launch, checking what each kernel stores; raise on a problem."""
@@ -313,7 +235,6 @@ class Checker:
     def _isolate(self, t: Tensor) -> tuple[Node, str] | None:
         """The first op of `t`'s kernel that is wrong alone on the device, and by how much."""
         for node in self._cone_nodes(t)[:MAX_ISOLATED]:
-            from graphc.ops import get_op
             if get_op(node.op).kind == "random":
                 continue
             args = [self._reference(v) for v in node.inputs]
@@ -388,9 +309,6 @@ def _number(value) -> str:
 
 def run_alone(node: Node, args: list[np.ndarray], device) -> list[np.ndarray]:
     """Compile and run one equation by itself on `device`, fed `args`."""
-    from graphc.builder import placeholder
-    from graphc.function import function
-    from graphc.printer import is_literal
     inputs, feeds, operands = [], [], []
     for value, array in zip(node.inputs, args):
         if is_literal(value) or value.role == "constant":

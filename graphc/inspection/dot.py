@@ -12,10 +12,12 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from graphc.dump import anatomy, buffer_labels, compiled_parts, graph_of, value_names
+from graphc.inspection.anatomy import (anatomy, buffer_labels, compiled_parts, graph_of,
+                                       value_names)
 from graphc.errors import GraphcError
 from graphc.ir import Graph, Tensor, is_among
-from graphc.printer import assign_names, format_equation, format_leaf, header_leaves
+from graphc.inspection.printer import (assign_names, format_equation, format_leaf,
+                                       header_leaves)
 
 INSTALL_HINT = ("rendering SVG needs Graphviz: install the `dot` program (Debian/Ubuntu: "
                 "apt-get install graphviz; macOS: brew install graphviz) or pip install "

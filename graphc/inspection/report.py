@@ -2,23 +2,24 @@
 
 It shows the graph with its ops grouped into kernels, a kernel table (time, GFLOP/s, GB/s,
 share of the step, from Function.profile), each kernel's ops with the user's lines and its
-OpenCL source, the graph passes' statistics, the buffer plan and the planned peak memory.
+source, the graph passes' statistics, the buffer plan and the planned peak memory.
 `report(fn, feeds, path)` writes one; GRAPHC_DUMP=DIR writes one per compiled function.
 """
 from __future__ import annotations
 
-import contextlib
 import html
 import os
 import re
-import runpy
-import sys
 import weakref
 from pathlib import Path
 
-from graphc.dump import (_mib, anatomy, buffer_labels, buffer_lines, compiled_parts,
-                         equation_lines, format_kernels, graph_of, is_compiled, plan_bytes,
-                         value_names)
+from graphc.feeds import missing_feed_error, resolve_feed_keys
+from graphc.inspection.anatomy import (anatomy, buffer_labels, compiled_parts, graph_of,
+                                       is_compiled, value_names)
+from graphc.inspection.dot import GraphvizMissing, dot_of, render_svg
+from graphc.inspection.text import (buffer_lines, equation_lines, format_kernels, mib,
+                                    plan_bytes, text_of)
+from graphc.runtime.profiling import kernel_timings
 
 MAX_SVG_OPS = 1500                   # beyond this, Graphviz takes too long: text only
 _reports: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()      # fn -> Path
@@ -53,7 +54,6 @@ def positional_feeds(fn, feeds) -> list:
     """Feeds in input order, from a sequence or a {placeholder or name: array} dict."""
     if not isinstance(feeds, dict):
         return list(feeds)
-    from graphc.feeds import missing_feed_error, resolve_feed_keys
     resolved = resolve_feed_keys(feeds, fn.inputs)
     missing = [p for p in fn.inputs if p not in resolved]
     if missing:
@@ -92,62 +92,18 @@ def write_function_report(fn, profile, folder: Path | None = None) -> Path:
     return path
 
 
+def has_report(fn) -> bool:
+    """Has `fn` a report (GRAPHC_DUMP, or `graphc dump`)?"""
+    return fn in _reports
+
+
+def written_reports() -> list[Path]:
+    """Every report written in this process, in the order first written."""
+    return list(_written)
+
+
 def _text(fn, stage: str) -> str:
-    from graphc.dump import text_of
     return text_of(fn, stage, source=stage == "kernels")
-
-
-def reported_paths() -> dict:
-    """Function -> the report GRAPHC_DUMP wrote for it."""
-    return dict(_reports)
-
-
-def dump_script(script, out="graphc_dump", argv=()) -> tuple[int, list[Path]]:
-    """`graphc dump`: run `script` with GRAPHC_DUMP=out; (its exit status, the reports)."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    before = weakref.WeakSet(_live_functions())
-    with _script_environment(script, out, argv):
-        try:
-            namespace = runpy.run_path(str(script), run_name="__main__")
-            status = 0
-        except SystemExit as exc:
-            status, namespace = _exit_status(exc.code), {}
-        for fn in _live_functions():           # the ones the hooks did not see
-            if fn not in before and fn not in _reports and not fn.name.startswith("alone_"):
-                write_function_report(fn, None, out)
-        del namespace
-    return status, [p for p in _written if p.parent == out]
-
-
-@contextlib.contextmanager
-def _script_environment(script, out: Path, argv):
-    """GRAPHC_DUMP, sys.argv and sys.path[0] as `python SCRIPT.py` would have them."""
-    saved_env, saved_argv = os.environ.get("GRAPHC_DUMP"), sys.argv
-    folder = str(Path(script).resolve().parent)
-    os.environ["GRAPHC_DUMP"], sys.argv = str(out), [str(script), *argv]
-    sys.path.insert(0, folder)
-    try:
-        yield
-    finally:
-        sys.argv = saved_argv
-        if folder in sys.path:
-            sys.path.remove(folder)
-        if saved_env is None:
-            os.environ.pop("GRAPHC_DUMP", None)
-        else:
-            os.environ["GRAPHC_DUMP"] = saved_env
-
-
-def _exit_status(code) -> int:
-    return code if isinstance(code, int) else 0 if code is None else 1
-
-
-def _live_functions() -> list:
-    """Every Function alive in this process."""
-    import gc as python_gc
-    from graphc.function import Function
-    return [o for o in python_gc.get_objects() if isinstance(o, Function)]
 
 
 # ---- the page ----
@@ -178,20 +134,18 @@ def report_html(obj, profile=None, stage: str = "kernels") -> str:
 
 
 def _dot(obj, stage: str) -> str:
-    from graphc.dot import dot_of
     return dot_of(obj, stage)
 
 
 def _timings(compiled, profile):
     if not profile:
         return None
-    from graphc.runtime.profiling import kernel_timings
     return kernel_timings(compiled.plan.launches, profile)
 
 
 def _summary(obj, compiled, device, timings) -> str:
     parts = [f"{len(compiled.graph.nodes)} ops &rarr; {len(compiled.kernels)} kernels",
-             f"planned peak {_mib(plan_bytes(compiled))}"]
+             f"planned peak {mib(plan_bytes(compiled))}"]
     if device:
         parts.insert(0, f"device <b>{_e(device)}</b>")
     seconds = getattr(obj, "compile_seconds", None)
@@ -208,7 +162,6 @@ def _graph_section(make_dot, n_ops: int) -> str:
     if n_ops > MAX_SVG_OPS:
         return _section("graph-section", "Graph",
                         f"<p>{n_ops} ops: too many to draw; see the IR below.</p>")
-    from graphc.dot import GraphvizMissing, render_svg
     dot = make_dot()
     try:
         svg = render_svg(dot)

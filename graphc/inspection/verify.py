@@ -14,8 +14,8 @@ import numpy as np
 from graphc.errors import DTypeError, ShapeError, VerifyError
 from graphc.ir import Graph, Node, Tensor, TensorType
 from graphc.ops import load_all
-from graphc.printer import (assign_names, format_equation, format_literal, format_operand,
-                            header_leaves, is_literal)
+from graphc.inspection.printer import (assign_names, format_equation, format_literal,
+                                       format_operand, header_leaves, is_literal)
 
 CONTEXT = 3
 # Stage -> the ops allowed there (None: any registered op). Later stages add their sets.

@@ -1,4 +1,4 @@
-"""Read the text `graphc.printer` writes back into a Graph.
+"""Read the text `graphc.inspection.printer` writes back into a Graph.
 
 Each equation is rebuilt through the op registry: its output types are re-derived with the
 op's shape rule and must equal the printed ones. Placeholders come back as placeholders,

@@ -6,7 +6,7 @@
       return (b)
     }
 
-`graphc.parser.parse` reads this text back; `debugprint` is a secondary tree view.
+`graphc.inspection.parser.parse` reads this text back; `debugprint` is a secondary tree view.
 """
 from __future__ import annotations
 
@@ -183,16 +183,6 @@ def as_graph(obj) -> Graph:
         return Graph.from_outputs(obj)
     raise TypeError(f"cannot dump {type(obj).__name__}: expected a Tensor, a list of Tensors"
                     " or a Graph")
-
-
-def dump(obj, format: str = "text", stage: str = "graph", source: bool = False) -> str:
-    """gc.dump: a Tensor, a list of Tensors, a Graph or a compiled Function as "text", "dot",
-    "svg" or "html", at stage "graph" (as built), "optimized" (after the graph passes) or
-    "kernels" (functions: kernels, fused equations, buffers, memory; `source` adds OpenCL)."""
-    if format == "text" and stage == "graph" and not hasattr(obj, "compiled"):
-        return format_graph(as_graph(obj))
-    from graphc.dump import render
-    return render(obj, format, stage, source)
 
 
 # ---- tree view ----
