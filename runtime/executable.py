@@ -14,6 +14,7 @@ from .device import Device
 from .errors import DeviceError, launch_error
 from .host import HostSteps, host_function
 from .host_io import input_slots
+from . import prewarm
 from .launch import BufferArg, IOBinding, KernelLaunch, Plan, plan_problems
 from .limits import check_plan_fits
 from .resident import ResidentArray
@@ -178,9 +179,7 @@ class Executable:
 
     def _start_prewarm(self, build_seconds: float) -> Any:
         """After a cold build on PoCL: a helper process that compiles kernels from the last
-        launch back while the first call compiles them from the first on (runtime/prewarm.py,
-        imported here: it is also the helper's `__main__`)."""
-        from . import prewarm
+        launch back while the first call compiles them from the first on (runtime/prewarm.py)."""
         if not (self.plan.launches and prewarm.wanted(self.device, self.plan, build_seconds)):
             return None
         helper = prewarm.start(self.device, self.plan)
@@ -282,6 +281,13 @@ class Executable:
             self.device.queue.finish()
             after_launch(index)
         return event
+
+    def run_launch(self, index: int) -> None:
+        """Run launch `index` alone and wait for it (what the cold-start helper does to have
+        PoCL compile a kernel; the buffers are this executable's own)."""
+        with self.device.lock:
+            self._enqueue(index)
+            self.device.queue.finish()
 
     def _enqueue(self, index: int) -> Any:
         """Enqueue launch `index`; None for a launch with no work items."""

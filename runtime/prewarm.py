@@ -10,7 +10,7 @@ through temporary files and renames, and a kernel's work-group function found th
 instead of compiled.
 
 So when a build was cold (slow), the executable starts a helper process (`python -m
-graphc.runtime.prewarm JOB`) that builds the same program (a hit in PoCL's cache by then),
+graphc.runtime.prewarm_helper JOB`, runtime/prewarm_helper.py) that builds the same program (a hit in PoCL's cache by then),
 allocates zero-filled buffers of the plan's sizes and launches each distinct kernel once, last
 launch first, while this process runs its first call from the first launch on: the two meet in
 the middle, each compiling half. The helper never touches this process's buffers; what it leaves
@@ -31,7 +31,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +44,7 @@ ENV = "GRAPHC_PREWARM"
 MIN_KERNELS = 3
 MIN_BUILD_SECONDS = 0.2
 MAX_BYTES = 256 << 20
+HELPER_MODULE = "graphc.runtime.prewarm_helper"
 JOB_FILE = "job.json"
 SOURCE_FILE = "program.cl"
 
@@ -122,81 +122,10 @@ def start(device: Device, plan: Plan) -> Helper | None:
         Path(folder, JOB_FILE).write_text(json.dumps(job))
         Path(folder, SOURCE_FILE).write_text(plan.source)
         env = dict(os.environ, **{ENV: "0"})
-        process = subprocess.Popen([sys.executable, "-m", "graphc.runtime.prewarm", folder],
+        process = subprocess.Popen([sys.executable, "-m", HELPER_MODULE, folder],
                                    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL, env=env, close_fds=True)
     except (OSError, ValueError, subprocess.SubprocessError):
         shutil.rmtree(folder, ignore_errors=True)
         return None
     return Helper(process, folder)
-
-
-# ---- the helper process ----
-
-def _watch_stdin(stop: threading.Event) -> None:
-    """Set `stop` when stdin closes (the parent is done with its first call, or gone)."""
-    try:
-        while sys.stdin.buffer.read(1 << 12):
-            pass
-    except (OSError, ValueError):
-        pass
-    stop.set()
-
-
-def _job_device(wanted: dict) -> Device | None:
-    """The job's device, found on its own platform only (enumerating every platform costs
-    0.2 s: Oclgrind's start-up); None when it is not there."""
-    from ._opencl import require_cl
-    from .device import _make_device
-    cl = require_cl()
-    for platform in cl.get_platforms():
-        if platform.name.strip() != wanted["platform"]:
-            continue
-        for cl_device in platform.get_devices():
-            if cl_device.name.strip() == wanted["name"]:
-                return _make_device(wanted["index"], cl_device, platform)
-    return None
-
-
-def run_job(folder: Path, stop: threading.Event) -> int:
-    """Build the job's plan on its device and launch its chosen kernels in order on zero-filled
-    buffers of their own, until `stop` is set; how many were launched."""
-    import numpy as np
-
-    from .executable import Executable
-    from .export_format import plan_from_data
-    from .resident import ResidentArray
-
-    job = json.loads((folder / JOB_FILE).read_text())
-    plan = plan_from_data(job["plan"], (folder / SOURCE_FILE).read_text(), str(folder))
-    device = _job_device(job["device"])
-    if device is None:
-        return 0
-    with device.lock:
-        variables = {b.name: ResidentArray(device, np.zeros(b.shape, b.dtype), b.name)
-                     for b in plan.variables}
-    executable = Executable(device, plan, variables)
-    launched = 0
-    for index in job["order"]:
-        if stop.is_set():
-            break
-        executable._enqueue(int(index))
-        device.queue.finish()
-        launched += 1
-    return launched
-
-
-def main(argv: list[str]) -> int:
-    """`python -m graphc.runtime.prewarm JOB_FOLDER`: run the job, exit 0 (1 on an error)."""
-    stop = threading.Event()
-    threading.Thread(target=_watch_stdin, args=(stop,), daemon=True).start()
-    try:
-        run_job(Path(argv[0]), stop)
-    except Exception:       # a helper's failure costs nothing but its own work
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.stdout.flush()
-    os._exit(main(sys.argv[1:]))

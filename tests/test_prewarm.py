@@ -123,7 +123,7 @@ def test_a_stopped_helper_exits_and_a_broken_job_fails_quietly(cl_device, tmp_pa
     helper.stop()
     assert _wait(helper.process, 60) in (0, 1)      # 1: its job was removed before it read it
     (tmp_path / prewarm.JOB_FILE).write_text("{not json")
-    done = subprocess.run([sys.executable, "-m", "graphc.runtime.prewarm", str(tmp_path)],
+    done = subprocess.run([sys.executable, "-m", prewarm.HELPER_MODULE, str(tmp_path)],
                           stdin=subprocess.DEVNULL, capture_output=True, timeout=120,
                           env=dict(os.environ, **{prewarm.ENV: "0"}))
     assert done.returncode == 1 and not done.stdout
