@@ -91,6 +91,16 @@ def test_gemm_templates_run_clean_under_oclgrind(oclgrind, tmp_path, suite):
 
 @pytest.mark.opencl
 @pytest.mark.slow
+def test_pool_rows_templates_run_clean_under_oclgrind(oclgrind, tmp_path):
+    """Pools as one work item per row of windows (max, average, the average's gradient) on
+    the awkward shapes of test_pool_rows.py, float16 and NaN included, under the checks."""
+    log = tmp_path / "oclgrind.log"
+    result = run_suite(oclgrind_env(log), suite=Path(__file__).parent / "test_pool_rows.py")
+    assert_clean(result, log)
+
+
+@pytest.mark.opencl
+@pytest.mark.slow
 def test_reduction_kernels_run_clean_under_oclgrind(oclgrind, tmp_path):
     """Reductions at output counts around 16, in the form the device gets and in the CPU's
     form (16 outputs per work item: lanes past the last output read it again, unstored)."""

@@ -57,3 +57,11 @@ def test_a_function_without_kernels_runs_on_rusticl(rusticl):
     child = subprocess.run([sys.executable, "-c", NO_KERNELS], env={**os.environ, **RUSTICL_ENV},
                            capture_output=True, text=True, timeout=120)
     assert child.returncode == 0, child.stderr[-2000:]
+
+
+@pytest.mark.opencl
+@pytest.mark.slow
+def test_pool_rows_templates_pass_on_rusticl_llvmpipe(rusticl):
+    result = run_suite(RUSTICL_ENV, suite=Path(__file__).parent / "test_pool_rows.py")
+    assert result.returncode == 0, summary(result)
+    assert re.search(r"\d+ passed", result.stdout), summary(result)

@@ -2,7 +2,8 @@
 which builder each group's root op takes (codegen/lowerings.py).
 
 A raw group is its op's hand-written template (codegen/raw_kernels.py); a loop group whose
-op has a fast builder tries the tiled GEMM first (codegen/gemm_epilogue.py, conv_gemm.py);
+op has a fast builder tries the tiled GEMM first (codegen/gemm_epilogue.py, conv_gemm.py),
+a pool the rows template (codegen/pool_rows.py);
 a long reduction with few outputs is split in two (loop_kernels.split_loop); everything
 else is one kernel of the kernel IR (codegen/loop_kernels.py). No source text is made here:
 the renderer (codegen/renderer.py) makes it last.
@@ -17,6 +18,7 @@ from graphc.codegen.gemm_epilogue import build_gemm, gemm_operands
 from graphc.codegen.kernel_groups import KernelGroup
 from graphc.codegen.loop_kernels import build_kernel, split_loop
 from graphc.codegen.lowerings import loop_spec, lowering_of
+from graphc.codegen.pool_rows import build_pool_rows
 from graphc.codegen.raw_kernels import raw_kernel
 from graphc.ir import Tensor
 
@@ -27,12 +29,13 @@ SPLIT_MIN_CHUNK = 256       # each partial loop runs at least this long
 
 def build_kernels(group: KernelGroup, buffer_of: dict[Tensor, str], nbytes: dict,
                   device_info=None, tune=None, private_name: str = "p",
-                  per_item: int = 1) -> list[BuiltKernel]:
+                  per_item: int = 1, templates: frozenset = frozenset()) -> list[BuiltKernel]:
     """The kernels of one group: usually one; a long reduction with few outputs becomes
     two (partial results over chunks of the loop, then their combination); none for a group
     of empty values (nothing to compute: a conv2d with no output channels, a batch of 0).
     An elementwise kernel's work items take `per_item` elements each, a column reduction's
-    `per_item` outputs (see kernel.reads_follow_outputs)."""
+    `per_item` outputs (see kernel.reads_follow_outputs). `templates`: the hand-written
+    templates the backend's renderer has (a fast builder needing one declines without it)."""
     if group.root.size == 0 and all(t.size == 0 for t in group.stores):
         return []
     if group.kind == "raw":
@@ -47,6 +50,10 @@ def build_kernels(group: KernelGroup, buffer_of: dict[Tensor, str], nbytes: dict
         conv = build_conv_gemm(group, buffer_of, nbytes, device_info, private_name)
         if conv is not None:
             return conv
+    if fast == "pool_rows":
+        pool = build_pool_rows(group, buffer_of, nbytes, templates)
+        if pool is not None:
+            return [pool]
     if group.kind == "loop":
         spec = loop_spec(group.root)
         split = split_factor(group.root.size, int(np.prod(spec.space, dtype=np.int64)),

@@ -20,6 +20,7 @@ from graphc.codegen.index import render as render_index
 from graphc.codegen.kernel import Apply, IndexValue, children
 from graphc.codegen.opencl import Emitter, kernel_parts, member_function, param_decls
 from graphc.codegen.opencl_rows import render_rows
+from graphc.codegen.raw import TEMPLATES as RAW_TEMPLATES
 from graphc.codegen.raw import render_raw
 from graphc.codegen.width import beyond_int, index_type
 
@@ -32,6 +33,7 @@ class OpenCLRenderer:
     """Renders kernel bodies as OpenCL C 1.2 (see the module doc)."""
 
     backend = "opencl"
+    raw_templates = frozenset(RAW_TEMPLATES)     # the hand-written templates it renders
 
     def __init__(self, caps):
         self.caps = caps
