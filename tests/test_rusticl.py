@@ -61,7 +61,8 @@ def test_a_function_without_kernels_runs_on_rusticl(rusticl):
 
 @pytest.mark.opencl
 @pytest.mark.slow
-def test_pool_rows_templates_pass_on_rusticl_llvmpipe(rusticl):
-    result = run_suite(RUSTICL_ENV, suite=Path(__file__).parent / "test_pool_rows.py")
+@pytest.mark.parametrize("suite", ["test_pool_rows.py", "test_gemm_half.py"])
+def test_pool_rows_and_half_gemm_templates_pass_on_rusticl_llvmpipe(rusticl, suite):
+    result = run_suite(RUSTICL_ENV, suite=Path(__file__).parent / suite)
     assert result.returncode == 0, summary(result)
     assert re.search(r"\d+ passed", result.stdout), summary(result)
