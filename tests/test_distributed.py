@@ -179,6 +179,36 @@ def test_keras_fit_on_two_ranks_equals_the_global_batch(ranks_ran):
 
 
 @needs_mpi
+def test_model_checkpoint_writes_on_rank_zero_only(ranks_ran):
+    (rank0, rank1), _ = _results(ranks_ran, "checkpoint")
+    saved = ranks_ran / "saved"
+    assert sorted(p.name for p in saved.iterdir()) == \
+        ["model-rank0-1.npz", "model-rank0-2.npz", "weights-rank0.npz"]
+    final = [rank0[f"w{i}"] for i in range(2)]
+    for i, weight in enumerate(final):
+        np.testing.assert_array_equal(rank1[f"w{i}"], weight)
+    model = gc.nn.load_model(saved / "model-rank0-2.npz")
+    for got, weight in zip(model.get_weights(), final):
+        np.testing.assert_array_equal(got, weight)
+    model.load_weights(saved / "model-rank0-1.npz")        # epoch 1: before the last one
+    assert not np.array_equal(model.get_weights()[0], final[0])
+    model.load_weights(saved / "weights-rank0.npz")
+    for got, weight in zip(model.get_weights(), final):
+        np.testing.assert_array_equal(got, weight)
+
+
+@needs_mpi
+def test_local_rank_and_size_on_one_host(ranks_ran):
+    ranks, _ = _results(ranks_ran, "checkpoint")
+    assert str(ranks[0]["host"]) == str(ranks[1]["host"])
+    for r, got in enumerate(ranks):
+        assert (int(got["local_rank"]), int(got["local_size"])) == (r, 2), f"rank {r}"
+        if int(got["launcher_local_size"]) != -1:      # what Open MPI's launcher said
+            assert (int(got["launcher_local_rank"]), int(got["launcher_local_size"])) == \
+                (r, 2)
+
+
+@needs_mpi
 def test_broadcast_variables_makes_differently_made_ranks_equal(ranks_ran):
     (rank0, rank1), _ = _results(ranks_ran, "broadcast_variables")
     assert not np.array_equal(rank0["before"], rank1["before"])
