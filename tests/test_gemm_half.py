@@ -120,3 +120,22 @@ def test_cpu_half_variant_forced_on_the_device_matches_float64(cl_device, a_tran
                 tuple(launches))
     for got, want in zip(Executable(cl_device, plan).run(feeds), wanted):
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * (np.abs(want).max() + 1.0))
+
+
+def test_a_renderer_without_the_half_template_gets_the_loop_kernel():
+    """A backend whose renderer lacks "gemm_half" (Vulkan's) never sees a half GemmBody."""
+    from graphc.codegen.build import HALF_GEMM, build_kernels
+    from graphc.codegen.gemm import DeviceInfo
+    from graphc.codegen.kernel_groups import KernelGroup
+
+    a = gc.placeholder((5, 6), gc.float16, name="a")
+    b = gc.placeholder((6, 7), gc.float16, name="b")
+    y = a @ b
+    buffers = {a: "a", b: "b", y: "y"}
+    nbytes = {"a": 60, "b": 84, "y": 70}
+    cpu = DeviceInfo("cpu", compute_units=2, local_mem_size=1 << 20)
+    group = KernelGroup("loop", y, (y,))
+    (without,) = build_kernels(group, buffers, nbytes, cpu)
+    (with_it,) = build_kernels(group, buffers, nbytes, cpu, templates=frozenset({HALF_GEMM}))
+    assert not isinstance(without.body, GemmBody)
+    assert isinstance(with_it.body, GemmBody) and with_it.body.spec.dtype == "half"

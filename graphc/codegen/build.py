@@ -22,6 +22,7 @@ from graphc.codegen.pool_rows import build_pool_rows
 from graphc.codegen.raw_kernels import raw_kernel
 from graphc.ir import Tensor
 
+HALF_GEMM = "gemm_half"      # the template key of float16 GEMMs (kernels_cl/gemm_cpu_half.cl)
 SPLIT_MIN_LOOP = 2048       # shorter loops stay in one kernel
 SPLIT_TARGET_ITEMS = 256    # work items a split aims for (enough to occupy a device)
 SPLIT_MIN_CHUNK = 256       # each partial loop runs at least this long
@@ -41,7 +42,8 @@ def build_kernels(group: KernelGroup, buffer_of: dict[Tensor, str], nbytes: dict
     if group.kind == "raw":
         return [raw_kernel(group, buffer_of, nbytes)]
     fast = lowering_of(group.root.producer.op).fast if group.kind == "loop" else None
-    if device_info is not None and fast == "gemm":
+    if device_info is not None and fast == "gemm" and (
+            group.root.dtype != np.float16 or HALF_GEMM in templates):
         operands = gemm_operands(group.root, buffer_of)
         gemm = operands and build_gemm(group, buffer_of, nbytes, device_info, operands, tune)
         if gemm is not None:

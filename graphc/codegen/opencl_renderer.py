@@ -33,7 +33,8 @@ class OpenCLRenderer:
     """Renders kernel bodies as OpenCL C 1.2 (see the module doc)."""
 
     backend = "opencl"
-    raw_templates = frozenset(RAW_TEMPLATES)     # the hand-written templates it renders
+    # the hand-written templates it renders, and the float16 form of the GEMM template
+    raw_templates = frozenset(RAW_TEMPLATES) | {"gemm_half"}
 
     def __init__(self, caps):
         self.caps = caps
