@@ -110,10 +110,24 @@ class Helper:
         shutil.rmtree(self._folder, ignore_errors=True)
 
 
+_RUNNING: list[Helper] = []     # helpers started by this process (one at a time)
+
+
+def helper_running() -> bool:
+    """Is a helper this process started still running? (Then no second one starts: a loop
+    compiling many functions would otherwise start one per function, each a process busy
+    compiling.)"""
+    _RUNNING[:] = [h for h in _RUNNING if h.process.poll() is None]
+    return bool(_RUNNING)
+
+
 def start(device: Device, plan: Plan) -> Helper | None:
-    """Start a helper for `plan` on `device`; None when it cannot be started (no harm done:
-    the first call then compiles every kernel itself)."""
+    """Start a helper for `plan` on `device`; None when it cannot be started, or another
+    helper of this process still runs (no harm done: the first call then compiles every
+    kernel itself)."""
     from .export_format import plan_to_data
+    if helper_running():
+        return None
     folder = tempfile.mkdtemp(prefix="graphc-prewarm-")
     try:
         job = {"device": {"index": device.index, "name": device.name,
@@ -128,4 +142,6 @@ def start(device: Device, plan: Plan) -> Helper | None:
     except (OSError, ValueError, subprocess.SubprocessError):
         shutil.rmtree(folder, ignore_errors=True)
         return None
-    return Helper(process, folder)
+    helper = Helper(process, folder)
+    _RUNNING.append(helper)
+    return helper

@@ -81,13 +81,13 @@ def test_no_helper_when_switched_off_or_without_pocl_cache(cl_device, monkeypatc
 
 def test_few_kernels_or_a_warm_build_start_no_helper(cl_device, monkeypatch):
     _needs_pocl_cache(cl_device)
-    monkeypatch.delenv(prewarm.ENV, raising=False)
     x = gc.placeholder((4,), gc.float32, name="x")
     small = gc.function([x], [x * 2.0 + 1.0]).executable.plan
+    x, outputs, _, _ = _mlp_step()
+    plan = gc.function([x], outputs).executable.plan     # compiled without a helper
+    monkeypatch.delenv(prewarm.ENV, raising=False)          # the default: decided by build time
     assert len(prewarm.distinct_launches(small)) < prewarm.MIN_KERNELS
     assert not prewarm.wanted(cl_device, small, 10.0)
-    x, outputs, _, _ = _mlp_step()
-    plan = gc.function([x], outputs).executable.plan
     assert not prewarm.wanted(cl_device, plan, 0.01), "a build found in PoCL's cache is warm"
 
 
@@ -127,3 +127,19 @@ def test_a_stopped_helper_exits_and_a_broken_job_fails_quietly(cl_device, tmp_pa
                           stdin=subprocess.DEVNULL, capture_output=True, timeout=120,
                           env=dict(os.environ, **{prewarm.ENV: "0"}))
     assert done.returncode == 1 and not done.stdout
+
+
+def test_one_helper_at_a_time(cl_device, monkeypatch):
+    _needs_pocl_cache(cl_device)
+    x, outputs, _, _ = _mlp_step()
+    plan = gc.function([x], outputs).executable.plan
+    first = prewarm.start(cl_device, plan)
+    assert first is not None and prewarm.helper_running()
+    assert prewarm.start(cl_device, plan) is None, "a second helper while the first runs"
+    first.stop()
+    _wait(first.process, 60)
+    assert not prewarm.helper_running()
+    second = prewarm.start(cl_device, plan)
+    assert second is not None
+    second.stop()
+    _wait(second.process, 60)
