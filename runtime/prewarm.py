@@ -128,8 +128,9 @@ def start(device: Device, plan: Plan) -> Helper | None:
     from .export_format import plan_to_data
     if helper_running():
         return None
-    folder = tempfile.mkdtemp(prefix="graphc-prewarm-")
+    folder = ""
     try:
+        folder = tempfile.mkdtemp(prefix="graphc-prewarm-")
         job = {"device": {"index": device.index, "name": device.name,
                           "platform": device.platform_name},
                "plan": plan_to_data(plan), "order": distinct_launches(plan)[::-1]}
@@ -140,7 +141,8 @@ def start(device: Device, plan: Plan) -> Helper | None:
                                    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL, env=env, close_fds=True)
     except (OSError, ValueError, subprocess.SubprocessError):
-        shutil.rmtree(folder, ignore_errors=True)
+        if folder:
+            shutil.rmtree(folder, ignore_errors=True)
         return None
     helper = Helper(process, folder)
     _RUNNING.append(helper)

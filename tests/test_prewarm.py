@@ -143,3 +143,16 @@ def test_one_helper_at_a_time(cl_device, monkeypatch):
     assert second is not None
     second.stop()
     _wait(second.process, 60)
+
+
+def test_no_temporary_folder_means_no_helper_and_no_error(cl_device, monkeypatch, tmp_path):
+    _needs_pocl_cache(cl_device)
+    x, outputs, xs, expected = _mlp_step()
+    def no_folder(**_):
+        raise PermissionError(13, "Permission denied", str(tmp_path))
+    monkeypatch.setattr(prewarm.tempfile, "mkdtemp", no_folder)
+    monkeypatch.setenv(prewarm.ENV, "1")
+    fn = gc.function([x], outputs)
+    assert fn.executable._prewarm is None
+    for ours, ref in zip(fn(xs), expected):
+        np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-6)
