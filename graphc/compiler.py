@@ -206,17 +206,20 @@ def _build_kernels(steps, buffer_of, device, hosts: list) -> list:
     for t, b in buffer_of.items():
         nbytes[b] = max(nbytes.get(b, 0), t.type.nbytes)
     tuner = None if _is_vulkan(device) else _tuner(device)
+    templates = getattr(renderer_for(device), "raw_templates", frozenset())
     built = []
     for i, step in enumerate(steps):
         if isinstance(step, Bundle):
             built.append(BuiltBundle(tuple(
                 tuple(build_kernels(_kernel_group(g), buffer_of, nbytes, info, tuner,
-                                    f"partial{i}_{j}")) for j, g in enumerate(step.members))))
+                                    f"partial{i}_{j}", templates=templates))
+                for j, g in enumerate(step.members))))
         elif step.kind == "host":
             hosts.append(HostStep(step, len(built)))
         elif step.kind != "alias":
             built.append(build_kernels(_kernel_group(step), buffer_of, nbytes, info, tuner,
-                                       f"partial{i}", _items_per_work_item(device)))
+                                       f"partial{i}", _items_per_work_item(device),
+                                       templates))
     return built
 
 

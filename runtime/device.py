@@ -150,7 +150,7 @@ def _enumerate_devices() -> tuple[Device, ...]:
     found: list[Device] = []
     for platform in _platforms():
         for cl_device in _platform_devices(platform):
-            found.append(_make_device(len(found), cl_device, platform))
+            found.append(make_device(len(found), cl_device, platform))
     return tuple(found)
 
 
@@ -219,7 +219,7 @@ def parse_implementation_version(platform_version: str, driver_version: str) -> 
     return ()
 
 
-def _make_device(index: int, cl_device: Any, platform: Any) -> Device:
+def make_device(index: int, cl_device: Any, platform: Any) -> Device:
     """Query a cl.Device's capabilities into a Device."""
     extensions = frozenset(str(_info(cl_device, "extensions", "")).split())
     double_config = _info(cl_device, "double_fp_config", 0) or 0

@@ -14,6 +14,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "opencl: needs an OpenCL device (skipped without one)")
     if not os.environ.get(CACHE_ENV):
         os.environ[CACHE_ENV] = str(_kernel_cache_dir(config))
+    # no cold-start helper process per compiled function (tests/test_prewarm.py tests it)
+    os.environ.setdefault("GRAPHC_PREWARM", "0")
 
 
 def _kernel_cache_dir(config: pytest.Config) -> Path:

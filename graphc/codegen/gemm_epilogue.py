@@ -27,6 +27,9 @@ from graphc.codegen.width import exprs_fit, fits
 from graphc.ir import Tensor
 
 C_TYPES = {"float32": "float", "float64": "double"}
+# float16 matmuls: operands stored as half, accumulated in float (CPU template only, no
+# gathered operands: codegen/gemm.py)
+HALF = "float16"
 
 
 def gemm_operands(t: Tensor, buffer_of) -> tuple | None:
@@ -34,7 +37,9 @@ def gemm_operands(t: Tensor, buffer_of) -> tuple | None:
     a buffer, a reshape of one or a transpose of its last two axes (layout flags), or any
     other strided view of one, read through index arithmetic (codegen/gather_views.py)."""
     a, b = t.producer.inputs
-    if t.dtype.name not in C_TYPES or t.size == 0 or min(a.shape[-2:] + b.shape[-1:]) < 1:
+    half = t.dtype.name == HALF and a.dtype.name == b.dtype.name == HALF
+    if (t.dtype.name not in C_TYPES and not half) or t.size == 0 \
+            or min(a.shape[-2:] + b.shape[-1:]) < 1:
         return None
     found = []
     for operand, role in ((a, "a"), (b, "b")):
@@ -42,7 +47,7 @@ def gemm_operands(t: Tensor, buffer_of) -> tuple | None:
             return None
         resolved = operand_view(operand, buffer_of.__contains__)
         if resolved is None:
-            gathered = strided_gather(operand, buffer_of.__contains__, role)
+            gathered = None if half else strided_gather(operand, buffer_of.__contains__, role)
             if gathered is None:
                 return None
             found.append((gathered[0], False, 0, gathered[1]))
@@ -66,8 +71,10 @@ def build_gemm(group: KernelGroup, buffer_of, nbytes, device_info, operands,
     m, k = t.producer.inputs[0].shape[-2:]
     n = t.shape[-1]
     batch = int(np.prod(t.shape[:-2], dtype=np.int64))
-    spec = GemmSpec(batch, m, n, k, C_TYPES[t.dtype.name], a_trans, b_trans, a_stride, b_stride,
-                    a_gather, b_gather)
+    if t.dtype.name == HALF and device_info.type != "cpu":
+        return None         # the GPU template has no float16 form: the loop kernel
+    spec = GemmSpec(batch, m, n, k, C_TYPES.get(t.dtype.name, "half"), a_trans, b_trans,
+                    a_stride, b_stride, a_gather, b_gather)
     if tune is not None:
         device_info = tune(spec, device_info)       # tuned tiles, when known
     out = unflatten(var("gb", batch), t.shape[:-2]) + [var("gi", m), var("gj", n)]
