@@ -15,7 +15,7 @@ PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.graphc-installed
-EXTRAS := dev,progress,data,plot,serve,onnx,bench,distributed
+EXTRAS := dev,progress,data,plot,serve,onnx,bench,distributed,vulkan
 
 # Exits 0 when pyopencl finds a real device; simulators (the dev extra's Oclgrind, whose
 # ICD pyopencl always finds) do not count. tests/test_packaging.py tests its logic.

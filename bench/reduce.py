@@ -45,15 +45,15 @@ def compiled_sum(data: np.ndarray, axis, plain: bool = False):
     """The compiled graphc sum of the device-resident `data` over `axis` (no inputs);
     `plain`: without compensated blocks."""
     import graphc as gc
-    from graphc.codegen import build
+    from graphc.codegen import loop_kernels
     x = gc.variable(data, name="x")
-    compensated = build._compensated
+    compensated = loop_kernels._compensated
     if plain:
-        build._compensated = lambda t: False
+        loop_kernels._compensated = lambda t: False
     try:
         return gc.function([], [gc.sum(x, axis=axis)], name="reduce")
     finally:
-        build._compensated = compensated
+        loop_kernels._compensated = compensated
 
 
 def measure(case: Case, repeats: int, plain: bool = False) -> dict:

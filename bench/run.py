@@ -287,8 +287,9 @@ def header(repeats: int, pairs: int, torch_threads: int) -> list[str]:
 
 # ---- main ----
 
-DEFAULT_ONLY = "sgemm,reduce,mlp,lenet,lstm,lstm_primitives,vit,onnx,neighbours,scaling"
-EXTRAS = ("sgemm", "reduce", "serve", "onnx", "neighbours", "scaling")
+DEFAULT_ONLY = ("sgemm,reduce,mlp,lenet,lstm,lstm_primitives,vit,onnx,neighbours,scaling,"
+                "vulkan")
+EXTRAS = ("sgemm", "reduce", "serve", "onnx", "neighbours", "scaling", "vulkan")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -363,6 +364,10 @@ def main(argv: list[str] | None = None) -> int:
                                           HERE / "scaling.png")
         print("\n".join(training + ["", "Inference (forward only):"] + inference))
         print(f"plot: {HERE / 'scaling.png'}")
+    if "vulkan" in args.only:
+        import vulkan_column
+        print("\nThe Vulkan column (bench/vulkan_column.py):")
+        print("\n".join(vulkan_column.report(max(2, min(args.repeats, 5)), min(args.starts, 1))))
     if "serve" in args.only:
         import serve
         print(f"\n{serve.TITLE} (bench/serve.py):")

@@ -15,9 +15,8 @@ from pathlib import Path
 
 from graphc.errors import ExportError
 from graphc.runtime.export_files import write_export
-from graphc.runtime.export_format import (BINARY_FOLDER, PLAN_FILE, SOURCE_FILE,
-                                          STEP_BINDING, TensorSpec, VariableEntry,
-                                          manifest_data, plan_to_data)
+from graphc.runtime.export_format import (STEP_BINDING, TensorSpec, VariableEntry,
+                                          backend_paths, manifest_data, plan_to_data)
 from graphc.runtime.program_cache import export_entry
 
 
@@ -52,13 +51,15 @@ def export_function(fn, path, *, name: str | None = None, output_names=None,
         values = [fn.executable.variables[v.binding].read() for v in variables]
         has_step = any(b.name == STEP_BINDING for b in plan.inputs)
         step = fn.calls if has_step else None
-    binaries = _binaries(fn)
+    backend = getattr(fn.device, "backend", "opencl")
+    plan_file, source_file, binary_folder = backend_paths(backend)
+    binaries = _binaries(fn, binary_folder) if backend == "opencl" else []
     manifest = manifest_data(name or fn.name, graphc_version(), inputs, outputs,
                              fn.single if single_output is None else single_output,
                              batch_size, step, variables, _built_on(fn.device),
-                             [path for path, _ in binaries])
-    files = [(PLAN_FILE, json.dumps(plan_to_data(plan), indent=1).encode()),
-             (SOURCE_FILE, plan.source.encode())]
+                             [path for path, _ in binaries], backend)
+    files = [(plan_file, json.dumps(plan_to_data(plan), indent=1).encode()),
+             (source_file, plan.source.encode())]
     files += [(v.file, value) for v, value in zip(variables, values)] + binaries
     write_export(Path(path), files, manifest)
     return Path(path)
@@ -127,7 +128,7 @@ def _distinct(names: list[str]) -> list[str]:
     return result
 
 
-def _binaries(fn) -> list[tuple[str, bytes]]:
+def _binaries(fn, folder: str) -> list[tuple[str, bytes]]:
     """(path, cache entry) of the function's built program, where the driver keeps no
     binaries of its own (graphc.runtime.program_cache.export_entry)."""
     program = fn.executable.program
@@ -138,7 +139,7 @@ def _binaries(fn) -> list[tuple[str, bytes]]:
     if entry is None:
         return []
     digest = hashlib.sha256(entry).hexdigest()[:16]
-    return [(f"{BINARY_FOLDER}/{digest}.bin", entry)]
+    return [(f"{folder}/{digest}.bin", entry)]
 
 
 def _built_on(device) -> dict:

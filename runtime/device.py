@@ -1,4 +1,6 @@
-"""OpenCL devices: enumeration across every platform, capabilities, selection, buffers."""
+"""Devices: OpenCL devices of every platform and Vulkan physical devices (runtime/
+vulkan_device.py), their capabilities, selection, buffers. Each device says its `backend`
+("opencl" or "vulkan"); the OpenCL ones come first, the Vulkan ones after them."""
 from __future__ import annotations
 
 import functools
@@ -59,6 +61,8 @@ class Device:
     # anyway, and calls of one function share their buffers. Reentrant: a debugging hook
     # may run other functions during a call.
     lock: Any = field(default_factory=threading.RLock, repr=False)
+
+    backend = "opencl"      # a class attribute: runtime/vulkan_device.py's field says "vulkan"
 
     @property
     def is_discrete(self) -> bool:
@@ -125,8 +129,17 @@ class Device:
 
 
 def devices() -> list[Device]:
-    """Every OpenCL device of every platform; [] without pyopencl or without a platform."""
-    return list(_enumerate_devices())
+    """Every OpenCL device of every platform, then every Vulkan physical device; [] without
+    drivers (pyopencl, the `vulkan` package and their loaders are each optional)."""
+    return list(_enumerate_devices()) + list(_enumerate_vulkan())
+
+
+@functools.cache
+def _enumerate_vulkan() -> tuple[Device, ...]:
+    """The Vulkan devices, indexed after the OpenCL ones (enumerated once per process)."""
+    from .vulkan_device import vulkan_devices
+
+    return tuple(vulkan_devices(len(_enumerate_devices())))
 
 
 # Enumerated once per process: a Device owns its context, and buffers (such as the variables
@@ -137,7 +150,7 @@ def _enumerate_devices() -> tuple[Device, ...]:
     found: list[Device] = []
     for platform in _platforms():
         for cl_device in _platform_devices(platform):
-            found.append(_make_device(len(found), cl_device, platform))
+            found.append(make_device(len(found), cl_device, platform))
     return tuple(found)
 
 
@@ -206,7 +219,7 @@ def parse_implementation_version(platform_version: str, driver_version: str) -> 
     return ()
 
 
-def _make_device(index: int, cl_device: Any, platform: Any) -> Device:
+def make_device(index: int, cl_device: Any, platform: Any) -> Device:
     """Query a cl.Device's capabilities into a Device."""
     extensions = frozenset(str(_info(cl_device, "extensions", "")).split())
     double_config = _info(cl_device, "double_fp_config", 0) or 0
@@ -238,15 +251,18 @@ def _make_device(index: int, cl_device: Any, platform: Any) -> Device:
 def _preference(device: Device) -> tuple:
     """Sort key, larger is better: device kind, then (CPUs) PoCL first, driver version, size.
 
-    Among CPU devices PoCL wins over Mesa's llvmpipe (rusticl), whose larger Mesa version
-    number says nothing about speed: PoCL is the implementation built for CPUs.
+    Among CPU devices PoCL wins over Mesa's llvmpipe (rusticl) and lavapipe (Vulkan), whose
+    larger Mesa version number says nothing about speed: PoCL is the implementation built
+    for CPUs (an MLP step: 13-15 ms on PoCL, 49-59 ms on lavapipe). Between backends of one
+    kind, OpenCL wins: its GEMM and convolution templates are tuned, the Vulkan backend runs
+    generic loop kernels for them (README, Devices).
     """
     is_cpu = device.type == "cpu"
     version = device.implementation_version if is_cpu else ()
     pocl = is_cpu and "portable computing" in device.platform_name.lower()
     simulator = is_simulator(device.platform_name)   # a checker, never the default
-    return (not simulator, -_KIND_RANK.get(device.kind, 9), pocl, version, device.compute_units,
-            device.global_mem_size, -device.index)
+    return (not simulator, -_KIND_RANK.get(device.kind, 9), pocl, device.backend == "opencl",
+            version, device.compute_units, device.global_mem_size, -device.index)
 
 
 def best_device(candidates: list[Device]) -> Device:
@@ -260,7 +276,8 @@ def select_device(spec: Device | int | str | None = None) -> Device:
         return spec
     found = devices()
     if not found:
-        raise DeviceError(f"no OpenCL platform/device was found; {INSTALL_HINT}")
+        raise DeviceError(f"no OpenCL platform/device (nor Vulkan device) was found; "
+                          f"{INSTALL_HINT}")
     origin = "device"
     if spec is None:
         spec = os.environ.get(DEVICE_ENV, "").strip() or None
@@ -290,31 +307,51 @@ def _match_spec(spec: int | str, found: list[Device], origin: str) -> Device:
     """Resolve an index or a case-insensitive name/platform substring among `found`."""
     if isinstance(spec, bool) or not isinstance(spec, (int, str)):
         raise TypeError(f"device spec must be a Device, an int or a str, not {spec!r}")
+    backend = _backend_spec(spec) if isinstance(spec, str) else None
     if isinstance(spec, int) or spec.strip().isdigit():
         index = int(spec)
         if 0 <= index < len(found):
             return found[index]
+    elif backend is not None:
+        name, number = backend
+        of_backend = [d for d in found if d.backend == name]
+        if number is None and of_backend:
+            return best_device(of_backend)
+        if number is not None and 0 <= number < len(of_backend):
+            return of_backend[number]
     else:
         needle = spec.strip().lower()
         matches = [d for d in found
                    if needle in d.name.lower() or needle in d.platform_name.lower()]
         if matches:
             return best_device(matches)
-    listing = "\n".join(f"  {d.index}: {d.name} ({d.platform_name})" for d in found)
+    listing = "\n".join(f"  {d.index}: {d.name} ({d.platform_name}, {d.backend})"
+                        for d in found)
     raise DeviceError(f"{origin} {spec!r} not found; available devices:\n{listing}")
 
 
-_TABLE_HEADER = ("#", "platform", "name", "type", "CUs", "memory", "max alloc",
-                 "fp16", "fp64", "OpenCL C")
+def _backend_spec(spec: str) -> tuple[str, int | None] | None:
+    """("vulkan", None) for 'vulkan', ("vulkan", 1) for 'vulkan:1' (the second Vulkan
+    device), likewise for 'opencl'; None for any other spec."""
+    match = re.fullmatch(r"\s*(vulkan|opencl)\s*(?::\s*(\d+)\s*)?", spec.lower())
+    if match is None:
+        return None
+    return match.group(1), None if match.group(2) is None else int(match.group(2))
+
+
+_TABLE_HEADER = ("#", "backend", "platform", "name", "type", "CUs", "memory", "max alloc",
+                 "fp16", "fp64", "version")
 
 
 def _table_row(device: Device, default: Device) -> tuple[str, ...]:
     """The table cells of one device; '*' marks the default choice."""
     mark = "*" if device is default else ""
-    return (f"{device.index}{mark}", device.platform_name, device.name, device.kind,
-            str(device.compute_units), format_bytes(device.global_mem_size),
+    version = "OpenCL C %d.%d" % device.opencl_c_version if device.backend == "opencl" else \
+        "Vulkan %d.%d" % tuple(getattr(device, "api_version", (1, 0))[:2])
+    return (f"{device.index}{mark}", device.backend, device.platform_name, device.name,
+            device.kind, str(device.compute_units), format_bytes(device.global_mem_size),
             format_bytes(device.max_mem_alloc_size), "yes" if device.fp16 else "no",
-            "yes" if device.fp64 else "no", "%d.%d" % device.opencl_c_version)
+            "yes" if device.fp64 else "no", version)
 
 
 def _default_or_best(found: list[Device]) -> Device:
@@ -326,14 +363,15 @@ def _default_or_best(found: list[Device]) -> Device:
 
 
 def format_device_table() -> str:
-    """A text table of every OpenCL device (what `graphc devices` prints)."""
+    """A text table of every device, OpenCL and Vulkan (what `graphc devices` prints)."""
     found = devices()
     if not found:
-        return f"no OpenCL platform/device was found; {INSTALL_HINT}"
+        return f"no OpenCL platform/device (nor Vulkan device) was found; {INSTALL_HINT}"
     default = _default_or_best(found)
     rows = [_TABLE_HEADER] + [_table_row(d, default) for d in found]
     widths = [max(len(row[col]) for row in rows) for col in range(len(_TABLE_HEADER))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    lines.append(f"* = default device (override with ${DEVICE_ENV}=<index or name>)")
+    lines.append(f"* = default device (override with ${DEVICE_ENV}=<index, name, vulkan, "
+                 f"vulkan:N, opencl or opencl:N>)")
     return "\n".join(lines)

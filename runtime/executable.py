@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,7 @@ from .device import Device
 from .errors import DeviceError, launch_error
 from .host import HostSteps, host_function
 from .host_io import input_slots
+from . import prewarm
 from .launch import BufferArg, IOBinding, KernelLaunch, Plan, plan_problems
 from .limits import check_plan_fits
 from .resident import ResidentArray
@@ -58,13 +60,21 @@ class PendingRun:
         """The run's outputs, waiting for them the first time."""
         if self._kept is not None:
             self._executable._wait(self._reads)
+            self._executable._stop_prewarm()
             self._kept = None
             self._reads = []
         return self._outputs
 
 
 class Executable:
-    """Runs one Plan on one device: feeds in, kernels in order, outputs out."""
+    """Runs one Plan on one device: feeds in, kernels in order, outputs out. On a Vulkan
+    device, Executable(...) makes a VulkanExecutable (runtime/vulkan_executable.py)."""
+
+    def __new__(cls, device: Device, *args: Any, **kwargs: Any) -> "Executable":
+        if cls is Executable and getattr(device, "backend", "opencl") == "vulkan":
+            from .vulkan_executable import VulkanExecutable
+            return super().__new__(VulkanExecutable)
+        return super().__new__(cls)
 
     def __init__(self, device: Device, plan: Plan,
                  variables: Mapping[str, ResidentArray] | None = None) -> None:
@@ -78,7 +88,9 @@ class Executable:
         self.variables = _check_variables(device, plan, variables or {})
         check_plan_fits(device, plan)       # before building: nothing is built in vain
         # nothing to build for a plan without kernels (rusticl aborts on an empty program)
+        built = time.perf_counter()
         self.program = device.build(plan.source, plan.build_options) if plan.launches else None
+        built = time.perf_counter() - built
         with device.lock:       # uploads of shared variables are ordered with running calls
             self.buffers = self._allocate_buffers()
             self._kernels = [self._bind_kernel(launch) for launch in plan.launches]
@@ -91,6 +103,7 @@ class Executable:
         self.last_profile: list[tuple[str, float]] = []
         self.last_timing: StepTiming | None = None
         self.last_host_seconds = 0.0    # time the last run spent in host functions
+        self._prewarm = self._start_prewarm(built)
 
     @property
     def buffer_bytes(self) -> int:
@@ -161,6 +174,7 @@ class Executable:
         outputs, reads = self._read_outputs()
         self._wait(reads)
         finished = time.perf_counter()
+        self._stop_prewarm()
         for resident in self._residents:
             resident.mark_device_dirty()
         if events is not None:
@@ -169,6 +183,22 @@ class Executable:
             self.last_timing = StepTiming(started, finished, _busy_seconds(commands))
         kept.clear()  # finished before the reads did (in-order queue)
         return outputs
+
+    def _start_prewarm(self, build_seconds: float) -> Any:
+        """After a cold build on PoCL: a helper process that compiles kernels from the last
+        launch back while the first call compiles them from the first on (runtime/prewarm.py)."""
+        if not (self.plan.launches and prewarm.wanted(self.device, self.plan, build_seconds)):
+            return None
+        helper = prewarm.start(self.device, self.plan)
+        if helper is not None:
+            weakref.finalize(self, helper.stop)
+        return helper
+
+    def _stop_prewarm(self) -> None:
+        """The first call is done: every kernel is compiled, the helper is not needed."""
+        if self._prewarm is not None:
+            self._prewarm.stop()
+            self._prewarm = None
 
     def _enqueue_ready(self) -> None:
         """Enqueue every launch that has work items, in order."""
@@ -259,6 +289,13 @@ class Executable:
             after_launch(index)
         return event
 
+    def run_launch(self, index: int) -> None:
+        """Run launch `index` alone and wait for it (what the cold-start helper does to have
+        PoCL compile a kernel; the buffers are this executable's own)."""
+        with self.device.lock:
+            self._enqueue(index)
+            self.device.queue.finish()
+
     def _enqueue(self, index: int) -> Any:
         """Enqueue launch `index`; None for a launch with no work items."""
         launch = self.plan.launches[index]
@@ -333,3 +370,6 @@ def _busy_seconds(events: Sequence[Any]) -> float:
     """Seconds the device spent running `events`' commands (an in-order queue runs one at a
     time, so their durations add up)."""
     return sum((e.profile.end - e.profile.start) * 1e-9 for e in events)
+
+
+check_variables = _check_variables      # the Vulkan executable checks its variables alike

@@ -12,8 +12,9 @@ An export directory holds
                          that a load on the same device, driver and platform uses
     variables/NNNN.npy   one array per variable or constant binding of the plan (no pickle)
 
-Backends are keys of the manifest's "backends" (today "opencl"; a Vulkan backend adds its own
-plan and sources beside it). Everything read back is checked here field by field against the
+Backends are keys of the manifest's "backends": "opencl", or "vulkan" for a function compiled
+for a Vulkan device (vulkan/plan.json and vulkan/program.glsl, its GLSL kernels; no binaries:
+a load compiles them with glslangValidator, through the SPIR-V cache). Everything read back is checked here field by field against the
 schema before any of it is used: a bad value is an ExportError naming the file and the field.
 """
 from __future__ import annotations
@@ -202,11 +203,18 @@ def _backend(f: Fields) -> dict:
     return entry
 
 
+def backend_paths(backend: str) -> tuple[str, str, str]:
+    """(plan file, source file, binary folder) of a backend's plan in an export."""
+    if backend == BACKEND:
+        return PLAN_FILE, SOURCE_FILE, BINARY_FOLDER
+    return f"{backend}/plan.json", f"{backend}/program.glsl", f"{backend}/binaries"
+
+
 def manifest_data(name: str, graphc_version: str, inputs: list[tuple[TensorSpec, str]],
                   outputs: list[tuple[TensorSpec, str]], single_output: bool,
                   batch_size: int | None, step: int | None,
                   variables: list[VariableEntry], built_on: dict,
-                  binaries: list[str] = ()) -> dict:
+                  binaries: list[str] = (), backend: str = BACKEND) -> dict:
     """manifest.json's content (without "files", which the writer adds) for a plan written
     as opencl/plan.json and opencl/program.cl, with program binaries (cache entries of
     runtime/cache_entry.py) in the files `binaries`; inputs and outputs pair a TensorSpec
@@ -224,7 +232,8 @@ def manifest_data(name: str, graphc_version: str, inputs: list[tuple[TensorSpec,
             "step": None if step is None else {"binding": STEP_BINDING, "next": step},
             "variables": [{"binding": v.binding, "file": v.file, "shape": list(v.shape),
                            "dtype": v.dtype} for v in variables],
-            "backends": {BACKEND: {"plan": PLAN_FILE, "source": SOURCE_FILE,
+            "backends": {backend: {"plan": backend_paths(backend)[0],
+                                   "source": backend_paths(backend)[1],
                                    "binaries": list(binaries), "built_on": built_on}}}
 
 

@@ -36,12 +36,13 @@ def load(path, device: Device | int | str | None = None) -> LoadedFunction:
     root = Path(path)
     manifest = read_manifest(root)
     verify_checksums(root, manifest.files)
-    plan = read_plan(root, manifest)
+    device = select_device(device)
+    backend = getattr(device, "backend", BACKEND)
+    plan = read_plan(root, manifest, backend)
     check_signature(root, manifest, plan)
     arrays = {v.binding: parse_npy(root / v.file, _read(root, manifest, v.file), v.shape,
                                    v.dtype) for v in manifest.variables}
-    device = select_device(device)
-    adopted = _adopt_binary(root, manifest, plan, device)    # held until the build finds it
+    adopted = _adopt_binary(root, manifest, plan, device) if backend == BACKEND else None
     loaded = LoadedFunction(root, manifest, plan, arrays, device)
     del adopted
     return loaded
@@ -69,12 +70,14 @@ def read_manifest(root: Path) -> Manifest:
     return manifest_from_data(read_json(path), str(path))
 
 
-def read_plan(root: Path, manifest: Manifest) -> Plan:
-    """The plan for this runtime's backend, checked for consistency."""
-    backend = manifest.backends.get(BACKEND)
+def read_plan(root: Path, manifest: Manifest, name: str = BACKEND) -> Plan:
+    """The plan for backend `name` (the device's: "opencl" or "vulkan"), checked for
+    consistency."""
+    backend = manifest.backends.get(name)
     if backend is None or "plan" not in backend or "source" not in backend:
-        raise ExportError(f"{root / MANIFEST}: no complete plan for backend {BACKEND!r} "
-                          f"(backends: {', '.join(sorted(manifest.backends)) or 'none'})")
+        raise ExportError(f"{root / MANIFEST}: no complete plan for backend {name!r} "
+                          f"(backends: {', '.join(sorted(manifest.backends)) or 'none'}): "
+                          f"export it from a function compiled for a {name} device")
     plan_file = backend["plan"]
     data = parse_json(root / plan_file, _read(root, manifest, plan_file, MAX_JSON_BYTES))
     source = _read_text(root, manifest, backend["source"])

@@ -268,3 +268,7 @@ def _program_binary(raw: Any) -> bytes:
     except ocl.Error:
         return b""
     return bytes(binaries[0]) if binaries else b""
+
+
+# The Vulkan backend's SPIR-V and pipeline caches store and set aside entries alike.
+store_entry, set_aside = _store_entry, _set_aside

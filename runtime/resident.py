@@ -55,7 +55,9 @@ class ResidentArray:
         """A copy of the current value, read back from the device if the device copy is newer."""
         with self.device.lock:      # not halfway through a call that writes it
             if self._state == _DEVICE_NEWER:
-                if self.nbytes:
+                if self.nbytes and _is_vulkan(self.device):
+                    self._buffer.read(self._host)       # mapped memory, the device idle
+                elif self.nbytes:
                     cl = require_cl()
                     cl.enqueue_copy(self.device.queue, self._host, self._buffer,
                                     is_blocking=True)
@@ -83,7 +85,9 @@ class ResidentArray:
 
     def _upload(self) -> None:
         """Queue a copy of the host value into the buffer (ordered by the in-order queue)."""
-        if self.nbytes:
+        if self.nbytes and _is_vulkan(self.device):
+            self._buffer.write(self._host)      # mapped memory: a plain copy, no queue
+        elif self.nbytes:
             cl = require_cl()
             self._upload_event = cl.enqueue_copy(self.device.queue, self._buffer, self._host,
                                                  is_blocking=False)
@@ -92,3 +96,7 @@ class ResidentArray:
     def __repr__(self) -> str:
         return (f"ResidentArray({self.name!r}, shape={self.shape}, dtype={self.dtype}, "
                 f"fresh={self._state}, device={self.device.describe()})")
+
+
+def _is_vulkan(device: Device) -> bool:
+    return getattr(device, "backend", "opencl") == "vulkan"

@@ -14,6 +14,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "opencl: needs an OpenCL device (skipped without one)")
     if not os.environ.get(CACHE_ENV):
         os.environ[CACHE_ENV] = str(_kernel_cache_dir(config))
+    # no cold-start helper process per compiled function (tests/test_prewarm.py tests it)
+    os.environ.setdefault("GRAPHC_PREWARM", "0")
 
 
 def _kernel_cache_dir(config: pytest.Config) -> Path:
@@ -32,6 +34,20 @@ def cl_device():
     if not devices():
         pytest.skip("no OpenCL device")
     return select_device()
+
+
+@pytest.fixture(autouse=True)
+def no_vulkan_validation_messages():
+    """Under $GRAPHC_VULKAN_VALIDATION (test_vulkan_suite.py's child runs) any message of the
+    Vulkan validation layer during a test fails it."""
+    if not os.environ.get("GRAPHC_VULKAN_VALIDATION"):
+        yield
+        return
+    from graphc.runtime.vulkan_api import clear_validation_messages, validation_messages
+    clear_validation_messages()
+    yield
+    messages = validation_messages()
+    assert not messages, "Vulkan validation messages:\n" + "\n".join(messages[:5])
 
 
 @pytest.fixture(autouse=True)

@@ -7,6 +7,8 @@ compares across ranks and against one process training on the global batch.
 """
 from __future__ import annotations
 
+import os
+import socket
 import sys
 from pathlib import Path
 
@@ -95,6 +97,28 @@ def keras_fit(x_all, y_all, rank: int, size: int, distributed: bool) -> dict:
     return results
 
 
+def checkpoint(x_all, y_all, rank: int, size: int, out: Path) -> dict:
+    """fit with ModelCheckpoint callbacks whose files are named by rank (rank 0 alone must
+    write them), and where this rank lies among the ranks of its host."""
+    gc.random.set_seed(5)
+    model = gc.nn.Sequential([gc.nn.Input((FEATURES,)), gc.nn.Dense(CLASSES)])
+    model.compile(gc.distributed.DistributedOptimizer(gc.optim.SGD(0.1)),
+                  gc.nn.losses.SparseCategoricalCrossentropy(from_logits=True))
+    saves = [gc.nn.callbacks.ModelCheckpoint(str(out / f"model-rank{rank}-{{epoch}}.npz")),
+             gc.nn.callbacks.ModelCheckpoint(str(out / f"weights-rank{rank}.npz"),
+                                             save_weights_only=True)]
+    model.fit(x_all, y_all, batch_size=BATCH, epochs=2, shuffle=False, verbose=0,
+              callbacks=saves)
+    results = {f"w{i}": w.get_value() for i, w in enumerate(model.weights)}
+    launcher = {k: int(os.environ.get(f"OMPI_COMM_WORLD_{k.upper()}", -1))
+                for k in ("local_rank", "local_size")}
+    return {**results, "local_rank": np.array(gc.distributed.local_rank()),
+            "local_size": np.array(gc.distributed.local_size()),
+            "launcher_local_rank": np.array(launcher["local_rank"]),
+            "launcher_local_size": np.array(launcher["local_size"]),
+            "host": np.array(socket.gethostname())}
+
+
 # ---- collectives and the distributed API ----
 
 def broadcast_variables(rank: int, size: int) -> dict:
@@ -138,8 +162,9 @@ def different_graphs(rank: int, size: int) -> dict:
     return {"message": np.array("")}
 
 
-CHECKS = {"theano": None, "keras": None, "broadcast_variables": broadcast_variables,
-          "collectives": collectives, "different_graphs": different_graphs}
+CHECKS = {"theano": None, "keras": None, "checkpoint": None,
+          "broadcast_variables": broadcast_variables, "collectives": collectives,
+          "different_graphs": different_graphs}
 
 
 def run(out: Path, names: list[str]) -> None:
@@ -153,6 +178,9 @@ def run(out: Path, names: list[str]) -> None:
             results["mpi_calls"] = np.array(gc.distributed.stats()["calls"])
         elif name == "keras":
             results = keras_fit(x, y, rank, size, distributed=True)
+        elif name == "checkpoint":
+            (out / "saved").mkdir(exist_ok=True)
+            results = checkpoint(x, y, rank, size, out / "saved")
         else:
             results = CHECKS[name](rank, size)
         np.savez(out / f"{name}.{rank}.npz", **results)

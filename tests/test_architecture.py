@@ -40,6 +40,10 @@ ALLOWED_PAIRS = {
         "model.to_json() writes the architecture; reading one back builds a Model",
     frozenset({"graphc.optim.optimizers", "graphc.optim.loss_scale"}):
         "deserialize knows every optimizer; the loss-scale wrapper holds another one",
+    frozenset({"graphc.runtime.device", "graphc.runtime.vulkan_device"}):
+        "devices() lists the Vulkan devices after the OpenCL ones; a VulkanDevice is a Device",
+    frozenset({"graphc.runtime.executable", "graphc.runtime.vulkan_executable"}):
+        "Executable(device, plan) makes a VulkanExecutable on a Vulkan device, a subclass",
     frozenset({"graphc.distributed", "graphc.distributed.optimizer"}):
         "the package offers DistributedOptimizer, whose update asks the package's size() "
         "(which joins the world and picks this rank's device)",
@@ -157,6 +161,9 @@ ALLOWED_SEARCHES = {
         "indents the epilogue statement the GEMM template is filled with",
     ("graphc/codegen/gemm.py", "render_store"):
         "fills the {acc} {b} {i} {j} placeholders of an epilogue statement",
+    ("runtime/vulkan_program.py", "split_program"):
+        "splits a Vulkan program into its kernels' shaders at the `//@kernel` lines the GLSL "
+        "renderer wrote (a SPIR-V module has one entry point; an OpenCL program has many)",
 }
 
 

@@ -12,6 +12,7 @@ import pytest
 
 import graphc as gc
 from device_cases import ALL, BOOL, CASES, F64, TOLERANCE, GraphBuilder
+from graphc.codegen.fallbacks import FALLBACKS   # ops decomposed on Vulkan
 from graphc.ir import TensorType
 
 PARAMS = [pytest.param(c, d, id=i) for c in CASES for d, i in zip(c.dtypes, c.ids())]
@@ -46,7 +47,14 @@ def compile_case(case, dtype, device):
         pytest.skip(f"{device.name} does not support {dtype.name}")
     builder = GraphBuilder(dtype, supported, zlib.crc32(f"{case.name}-{dtype.name}".encode()))
     outputs = case.build(builder)
-    fn = gc.function(list(builder.feeds), outputs, device=device, name=case.name)
+    try:
+        fn = gc.function(list(builder.feeds), outputs, device=device, name=case.name)
+    except gc.DTypeError as err:
+        # GLSL computes exp, log, sin, ... in float32 only: such a case in float64 is a
+        # clear compile-time DTypeError on Vulkan (test_vulkan.py checks its text)
+        if device.backend == "vulkan" and dtype == F64 and "GLSL has" in str(err):
+            pytest.skip(f"Vulkan: {str(err).splitlines()[0]}")
+        raise
     if "oclgrind" in device.platform_name.lower():
         KEEP_ALIVE.append(fn)
     return fn, builder, outputs
@@ -57,7 +65,8 @@ def compile_case(case, dtype, device):
 def test_device_matches_interpreter(cl_device, case, dtype):
     fn, builder, outputs = compile_case(case, dtype, cl_device)
     compiled_ops = {node.op for node in fn.compiled.graph.nodes}
-    assert case.ops <= compiled_ops, f"ops optimized away: {sorted(case.ops - compiled_ops)}"
+    expected = case.ops - set(FALLBACKS) if cl_device.backend == "vulkan" else case.ops
+    assert expected <= compiled_ops, f"ops optimized away: {sorted(expected - compiled_ops)}"
     feeds = list(builder.feeds.values())
     previous = None
     for step in range(case.calls):

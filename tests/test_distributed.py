@@ -117,7 +117,7 @@ def test_broadcast_variables_in_one_process_keeps_the_values():
 
 def test_each_rank_takes_the_local_rank_th_device_of_the_best_kind():
     def device(index, kind, platform="GPU vendor"):
-        return SimpleNamespace(index=index, kind=kind, platform_name=platform,
+        return SimpleNamespace(index=index, kind=kind, platform_name=platform, backend="opencl",
                                type="gpu" if "gpu" in kind else "cpu", unified_memory=False,
                                implementation_version=(), compute_units=1, global_mem_size=1)
     found = [device(0, "cpu", "Portable Computing Language"), device(1, "discrete gpu"),
@@ -176,6 +176,36 @@ def test_theano_style_step_on_two_ranks_equals_the_global_batch(ranks_ran):
 @needs_mpi
 def test_keras_fit_on_two_ranks_equals_the_global_batch(ranks_ran):
     _same_across_ranks_and_as_one_process(ranks_ran, "keras")
+
+
+@needs_mpi
+def test_model_checkpoint_writes_on_rank_zero_only(ranks_ran):
+    (rank0, rank1), _ = _results(ranks_ran, "checkpoint")
+    saved = ranks_ran / "saved"
+    assert sorted(p.name for p in saved.iterdir()) == \
+        ["model-rank0-1.npz", "model-rank0-2.npz", "weights-rank0.npz"]
+    final = [rank0[f"w{i}"] for i in range(2)]
+    for i, weight in enumerate(final):
+        np.testing.assert_array_equal(rank1[f"w{i}"], weight)
+    model = gc.nn.load_model(saved / "model-rank0-2.npz")
+    for got, weight in zip(model.get_weights(), final):
+        np.testing.assert_array_equal(got, weight)
+    model.load_weights(saved / "model-rank0-1.npz")        # epoch 1: before the last one
+    assert not np.array_equal(model.get_weights()[0], final[0])
+    model.load_weights(saved / "weights-rank0.npz")
+    for got, weight in zip(model.get_weights(), final):
+        np.testing.assert_array_equal(got, weight)
+
+
+@needs_mpi
+def test_local_rank_and_size_on_one_host(ranks_ran):
+    ranks, _ = _results(ranks_ran, "checkpoint")
+    assert str(ranks[0]["host"]) == str(ranks[1]["host"])
+    for r, got in enumerate(ranks):
+        assert (int(got["local_rank"]), int(got["local_size"])) == (r, 2), f"rank {r}"
+        if int(got["launcher_local_size"]) != -1:      # what Open MPI's launcher said
+            assert (int(got["launcher_local_rank"]), int(got["launcher_local_size"])) == \
+                (r, 2)
 
 
 @needs_mpi

@@ -193,7 +193,7 @@ def test_absent_device_lists_the_available_ones(cl_device):
     text = str(info.value)
     assert text.startswith("device 'no-such-device' not found; available devices:")
     for d in gc.runtime.devices():
-        assert f"{d.index}: {d.name} ({d.platform_name})" in text
+        assert f"{d.index}: {d.name} ({d.platform_name}, {d.backend})" in text
 
 
 def test_device_index_out_of_range(cl_device):

@@ -66,6 +66,30 @@ def test_a_host_call_runs_between_kernels(cl_device, start, wait):
 
 
 @pytest.mark.opencl
+@pytest.mark.parametrize("start,wait", [(1, 1), (1, 2)])
+def test_a_host_call_through_copies_where_buffers_are_not_mapped(cl_device, monkeypatch,
+                                                                 start, wait):
+    """A device that does not share the host's memory (a discrete GPU): operands are copied
+    out and results copied in, synchronously or overlapped, never mapped."""
+    from graphc.runtime import host
+    made = host.HostSteps.__init__
+
+    def not_unified(self, *args, **kwargs):
+        made(self, *args, **kwargs)
+        self.mapped = False
+    monkeypatch.setattr(host.HostSteps, "__init__", not_unified)
+    monkeypatch.setattr(host.HostSteps, "_run_mapped",
+                        lambda self, call: pytest.fail("a buffer was mapped"))
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((2, N)).astype(np.float32)
+    exe = Executable(cl_device, host_plan(start, wait))
+    for _ in range(2):
+        u, z = exe(x, y)
+        np.testing.assert_allclose(u, x + x)
+        np.testing.assert_allclose(z, 3 * (x + y) + y, rtol=1e-6)
+
+
+@pytest.mark.opencl
 def test_a_host_call_in_debug_mode_runs_synchronously(cl_device):
     x, y = np.ones((2, N), np.float32)
     seen = []

@@ -79,13 +79,24 @@ def test_op_suite_runs_clean_under_oclgrind(oclgrind, tmp_path):
 
 @pytest.mark.opencl
 @pytest.mark.slow
-@pytest.mark.parametrize("suite", ["test_gemm.py", "test_conv_gemm.py"])
+@pytest.mark.parametrize("suite", ["test_gemm.py", "test_conv_gemm.py", "test_gemm_half.py"])
 def test_gemm_templates_run_clean_under_oclgrind(oclgrind, tmp_path, suite):
     """Both GEMM variants (CPU: packed panels, register tiles; GPU: local-memory tiles) on
-    the awkward shapes of test_gemm.py, and with gathered operands on the small convolutions
-    of test_conv_gemm.py, under Oclgrind's memory and race checks."""
+    the awkward shapes of test_gemm.py, with gathered operands on the small convolutions
+    of test_conv_gemm.py, and with float16 operands (test_gemm_half.py), under Oclgrind's
+    memory and race checks."""
     log = tmp_path / "oclgrind.log"
     result = run_suite(oclgrind_env(log), suite=Path(__file__).parent / suite)
+    assert_clean(result, log)
+
+
+@pytest.mark.opencl
+@pytest.mark.slow
+def test_pool_rows_templates_run_clean_under_oclgrind(oclgrind, tmp_path):
+    """Pools as one work item per row of windows (max, average, the average's gradient) on
+    the awkward shapes of test_pool_rows.py, float16 and NaN included, under the checks."""
+    log = tmp_path / "oclgrind.log"
+    result = run_suite(oclgrind_env(log), suite=Path(__file__).parent / "test_pool_rows.py")
     assert_clean(result, log)
 
 

@@ -57,3 +57,12 @@ def test_a_function_without_kernels_runs_on_rusticl(rusticl):
     child = subprocess.run([sys.executable, "-c", NO_KERNELS], env={**os.environ, **RUSTICL_ENV},
                            capture_output=True, text=True, timeout=120)
     assert child.returncode == 0, child.stderr[-2000:]
+
+
+@pytest.mark.opencl
+@pytest.mark.slow
+@pytest.mark.parametrize("suite", ["test_pool_rows.py", "test_gemm_half.py"])
+def test_pool_rows_and_half_gemm_templates_pass_on_rusticl_llvmpipe(rusticl, suite):
+    result = run_suite(RUSTICL_ENV, suite=Path(__file__).parent / suite)
+    assert result.returncode == 0, summary(result)
+    assert re.search(r"\d+ passed", result.stdout), summary(result)

@@ -22,7 +22,8 @@ from typing import Any
 
 from graphc.codegen.gemm_gather import Gather, gather_code, row_blocks, run_width
 
-ITEMSIZE = {"float": 4, "double": 8}
+ITEMSIZE = {"float": 4, "double": 8, "half": 4}   # half: stored as half, computed in float
+COMPUTE = {"half": "float"}     # the C type a dtype's values are computed (and packed) in
 INT_MAX = 2**31 - 1
 CPU_TUNING = ("rows", "vectors", "width", "panels", "mc", "kc", "order")
 GPU_TUNING = ("ts",)
@@ -41,7 +42,7 @@ class GemmSpec:
     m: int
     n: int
     k: int
-    dtype: str  # 'float' or 'double' (C type)
+    dtype: str  # 'float', 'double' or 'half' (C type; half: float16 operands, CPU only)
     a_trans: bool  # A stored as (batch, k, m) instead of (batch, m, k)
     b_trans: bool  # B stored as (batch, n, k) instead of (batch, k, n)
     a_batch_stride: int  # elements between batches of A; 0 broadcasts A over the batch
@@ -68,6 +69,8 @@ def spec_problems(spec: GemmSpec) -> list[str]:
         problems.append(f"dtype must be one of {sorted(ITEMSIZE)}, not {spec.dtype!r}")
     if min(spec.a_batch_stride, spec.b_batch_stride) < 0:
         problems.append("batch strides must be >= 0")
+    if spec.dtype == "half" and (spec.a_gather is not None or spec.b_gather is not None):
+        problems.append("half operands cannot be gathered")
     if not problems and not fits_32bit(spec.batch, spec.m, spec.n, spec.k, spec.a_batch_stride,
                                        spec.b_batch_stride, spec.a_gather is not None,
                                        spec.b_gather is not None):
@@ -264,11 +267,13 @@ def _cpu_launch(spec: GemmSpec, values: dict) -> tuple[tuple[int, ...], tuple[in
 
 
 def _cpu_kernel(name: str, spec: GemmSpec, epilogue: Epilogue, info: DeviceInfo) -> GemmKernel:
-    """The CPU variant: packed B panels and register tiles, local size (1, 1, 1)."""
+    """The CPU variant: packed B panels and register tiles, local size (1, 1, 1); float16
+    operands through gemm_cpu_half.cl (converted as they are packed)."""
     t = cpu_tiles(spec, info)
     values = _cpu_values(spec, t)
     blocks = (values["STRIPS"], values["RBLOCKS"])
-    source = _render("gemm_cpu.cl", name, spec, epilogue, values, indent=20)
+    template = "gemm_cpu_half.cl" if spec.dtype == "half" else "gemm_cpu.cl"
+    source = _render(template, name, spec, epilogue, values, indent=20)
     global_size, _ = _cpu_launch(spec, values)
     summary = (f"cpu {t.rows}x{t.vectors} {values['VT']} (tile {t.rows}x{t.tn}), blocks of <= "
                f"{values['MC']}x{values['NP'] * t.tn}x{t.kc}, {blocks[0]}x{blocks[1]} items, "
@@ -283,8 +288,9 @@ def _cpu_values(spec: GemmSpec, t: CpuTiles) -> dict[str, Any]:
     strips, blocks = _ceil_div(panels, t.panels), _ceil_div(tiles, t.mc // t.rows)
     block = _transpose_block(t.tn)
     run = run_width(spec.b_gather, t.width, t.tn)
+    compute = COMPUTE.get(spec.dtype, spec.dtype)
     return dict(
-        T=spec.dtype, VT=f"{spec.dtype}{t.width}", W=t.width, NV=t.vectors, R=t.rows,
+        T=compute, VT=f"{compute}{t.width}", W=t.width, NV=t.vectors, R=t.rows,
         TN=t.tn, KC=t.kc, NKB=_ceil_div(spec.k, t.kc),
         NP=_ceil_div(panels, strips), MC=_ceil_div(tiles, blocks) * t.rows,
         PANELS=panels, STRIPS=strips, RTILES=tiles, RBLOCKS=blocks,
@@ -298,8 +304,8 @@ def _cpu_values(spec: GemmSpec, t: CpuTiles) -> dict[str, Any]:
 
 
 def _packs_a(spec: GemmSpec) -> bool:
-    """Whether the CPU variant copies A's row tiles (transposed or gathered A) first."""
-    return spec.a_trans or spec.a_gather is not None
+    """Whether the CPU variant copies A's row tiles (transposed, gathered or half A) first."""
+    return spec.a_trans or spec.a_gather is not None or spec.dtype == "half"
 
 
 def _copy_code(dtype: str, rows: int, m: int) -> str:
@@ -318,9 +324,10 @@ def _transpose_code(dtype: str, block: int, k: int, tn: int) -> str:
     """Statements copying a block x block tile from src (rows k apart) to dst (rows tn apart)
     transposed, as whole-vector loads and stores that the compiler turns into shuffles."""
     if block == 1:
-        return "dst[0] = src[0];"
-    vt = f"{dtype}{block}"
-    loads = [f"const {vt} r{q} = vload{block}(0, src + {q * k});" for q in range(block)]
+        return "dst[0] = vload_half(0, src);" if dtype == "half" else "dst[0] = src[0];"
+    vt = f"{COMPUTE.get(dtype, dtype)}{block}"
+    load = "vload_half" if dtype == "half" else "vload"
+    loads = [f"const {vt} r{q} = {load}{block}(0, src + {q * k});" for q in range(block)]
     stores = [f"vstore{block}(({vt})(" + ", ".join(f"r{q}.s{c:x}" for q in range(block))
               + f"), 0, dst + {c * tn});" for c in range(block)]
     return "\n    ".join(loads + stores)
@@ -342,7 +349,9 @@ def gpu_tile_size(spec: GemmSpec, info: DeviceInfo) -> int:
 
 
 def _gpu_kernel(name: str, spec: GemmSpec, epilogue: Epilogue, info: DeviceInfo) -> GemmKernel:
-    """The GPU variant: TS x TS local-memory tiles, one output per work item."""
+    """The GPU variant: TS x TS local-memory tiles, one output per work item (no half)."""
+    if spec.dtype == "half":
+        raise ValueError("the GPU GEMM variant has no float16 form (the loop kernel has)")
     ts = gpu_tile_size(spec, info)
     values = dict(T=spec.dtype, TS=ts, A_TRANS=int(spec.a_trans), B_TRANS=int(spec.b_trans))
     source = _render("gemm_gpu.cl", name, spec, epilogue, values, indent=8)
@@ -360,7 +369,8 @@ def _render(template: str, name: str, spec: GemmSpec, epilogue: Epilogue,
     text = _template_text(template)
     _check_param_names(epilogue, template)
     store = render_store(epilogue.store, spec).strip().replace("\n", "\n" + " " * indent)
-    params = "".join(",\n    " + p.replace("{T}", spec.dtype) for p in epilogue.params)
+    params = "".join(",\n    " + p.replace("{T}", COMPUTE.get(spec.dtype, spec.dtype))
+                     for p in epilogue.params)
     return Template(text).substitute(
         values, name=name, params=params, STORE=store, M=spec.m, N=spec.n, K=spec.k,
         A_BASE=_base(spec.a_gather, spec.a_batch_stride),
@@ -379,7 +389,7 @@ def _base(gather: Gather | None, stride: int) -> str:
 def render_store(store: str, spec: GemmSpec) -> str:
     """The epilogue's store statement(s) with the kernel's names and sizes filled in."""
     names = {"acc": "acc_", "b": "batch_", "i": "row_", "j": "col_", "m": str(spec.m),
-             "n": str(spec.n), "T": spec.dtype}
+             "n": str(spec.n), "T": COMPUTE.get(spec.dtype, spec.dtype)}
     return _STORE_KEYS.sub(lambda match: names[match.group(1)], store)
 
 

@@ -15,6 +15,7 @@ from graphc.codegen.built import (STEP_BUFFER, BuiltKernel, GemmBody, GemmStores
                                   traffic)
 from graphc.codegen.gather_views import strided_gather
 from graphc.codegen.gemm import GemmSpec, fits_32bit, gemm_launch
+from graphc.codegen.glsl_gemm import VULKAN, vulkan_gemm_launch
 from graphc.codegen.index import flatten, unflatten, var
 from graphc.codegen.kernel import Acc, Param
 from graphc.codegen.kernel_groups import KernelGroup
@@ -26,6 +27,9 @@ from graphc.codegen.width import exprs_fit, fits
 from graphc.ir import Tensor
 
 C_TYPES = {"float32": "float", "float64": "double"}
+# float16 matmuls: operands stored as half, accumulated in float (CPU template only, no
+# gathered operands: codegen/gemm.py)
+HALF = "float16"
 
 
 def gemm_operands(t: Tensor, buffer_of) -> tuple | None:
@@ -33,7 +37,9 @@ def gemm_operands(t: Tensor, buffer_of) -> tuple | None:
     a buffer, a reshape of one or a transpose of its last two axes (layout flags), or any
     other strided view of one, read through index arithmetic (codegen/gather_views.py)."""
     a, b = t.producer.inputs
-    if t.dtype.name not in C_TYPES or t.size == 0 or min(a.shape[-2:] + b.shape[-1:]) < 1:
+    half = t.dtype.name == HALF and a.dtype.name == b.dtype.name == HALF
+    if (t.dtype.name not in C_TYPES and not half) or t.size == 0 \
+            or min(a.shape[-2:] + b.shape[-1:]) < 1:
         return None
     found = []
     for operand, role in ((a, "a"), (b, "b")):
@@ -41,7 +47,7 @@ def gemm_operands(t: Tensor, buffer_of) -> tuple | None:
             return None
         resolved = operand_view(operand, buffer_of.__contains__)
         if resolved is None:
-            gathered = strided_gather(operand, buffer_of.__contains__, role)
+            gathered = None if half else strided_gather(operand, buffer_of.__contains__, role)
             if gathered is None:
                 return None
             found.append((gathered[0], False, 0, gathered[1]))
@@ -65,8 +71,10 @@ def build_gemm(group: KernelGroup, buffer_of, nbytes, device_info, operands,
     m, k = t.producer.inputs[0].shape[-2:]
     n = t.shape[-1]
     batch = int(np.prod(t.shape[:-2], dtype=np.int64))
-    spec = GemmSpec(batch, m, n, k, C_TYPES[t.dtype.name], a_trans, b_trans, a_stride, b_stride,
-                    a_gather, b_gather)
+    if t.dtype.name == HALF and device_info.type != "cpu":
+        return None         # the GPU template has no float16 form: the loop kernel
+    spec = GemmSpec(batch, m, n, k, C_TYPES.get(t.dtype.name, "half"), a_trans, b_trans,
+                    a_stride, b_stride, a_gather, b_gather)
     if tune is not None:
         device_info = tune(spec, device_info)       # tuned tiles, when known
     out = unflatten(var("gb", batch), t.shape[:-2]) + [var("gi", m), var("gj", n)]
@@ -86,7 +94,8 @@ def built_gemm(group: KernelGroup, buffer_of, nbytes, device_info, spec: GemmSpe
     epilogue = gemm_stores(group, low, buffer_of, out)
     if epilogue is None:
         return None
-    global_size, local_size = gemm_launch(spec, device_info)
+    global_size, local_size = vulkan_gemm_launch(spec) if device_info.type == VULKAN else \
+        gemm_launch(spec, device_info)
     args = tuple(buffer_of[x] for x in operands) + tuple(low.locals) + \
         ((STEP_BUFFER,) if low.uses_step else ())
     return BuiltKernel(label, GemmBody(spec, device_info, epilogue, columns), args, t.size,

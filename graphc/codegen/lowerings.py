@@ -8,7 +8,9 @@ An op's `OpLowering` says which kind of kernel computes it and how:
   movement ops are index maps, random ops Philox draws).
 - "loop": a kernel of its own, one work item per output element looping over a second index
   space (`loop`: a LoopSpec builder of codegen/reductions.py). `fast` names a faster builder
-  tried first ("gemm", "conv_gemm": the tiled GEMM generator), which may decline.
+  tried first ("gemm", "conv_gemm": the tiled GEMM generator; "pool_rows": pools whose
+  windows tile the input, codegen/pool_rows.py, where the renderer has the template), which
+  may decline.
 - "raw": a hand-written template, one per backend (`template`: the key the renderers know
   it by; OpenCL: codegen/raw.py, opencl_rows.py), launching `geometry(t, node)` work items.
 - "host": no kernel; the host runs it between launches (collectives: codegen/host.py), reading
@@ -141,9 +143,9 @@ LOWERINGS: dict[str, OpLowering] = {
     "conv2d": _loop("CONV", reductions.conv2d, fast="conv_gemm"),
     "conv2d_grad_input": _loop("CONVDX", reductions.conv2d_grad_input, fast="conv_gemm"),
     "conv2d_grad_weight": _loop("CONVDW", reductions.conv2d_grad_weight, fast="conv_gemm"),
-    "max_pool2d": _loop("MAXPOOL", reductions.max_pool2d),
-    "avg_pool2d": _loop("AVGPOOL", reductions.avg_pool2d),
-    "avg_pool2d_grad": _loop("AVGPOOLDX", reductions.avg_pool2d_grad),
+    "max_pool2d": _loop("MAXPOOL", reductions.max_pool2d, fast="pool_rows"),
+    "avg_pool2d": _loop("AVGPOOL", reductions.avg_pool2d, fast="pool_rows"),
+    "avg_pool2d_grad": _loop("AVGPOOLDX", reductions.avg_pool2d_grad, fast="pool_rows"),
     "take_grad": _loop("SCATTER", reductions.take_grad),
     "softmax": _raw("SOFTMAX", "softmax", geometry=_softmax_geometry),
     "log_softmax": _raw("LOGSOFTMAX", "log_softmax", geometry=_softmax_geometry),

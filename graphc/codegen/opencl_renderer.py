@@ -20,6 +20,7 @@ from graphc.codegen.index import render as render_index
 from graphc.codegen.kernel import Apply, IndexValue, children
 from graphc.codegen.opencl import Emitter, kernel_parts, member_function, param_decls
 from graphc.codegen.opencl_rows import render_rows
+from graphc.codegen.raw import TEMPLATES as RAW_TEMPLATES
 from graphc.codegen.raw import render_raw
 from graphc.codegen.width import beyond_int, index_type
 
@@ -32,6 +33,8 @@ class OpenCLRenderer:
     """Renders kernel bodies as OpenCL C 1.2 (see the module doc)."""
 
     backend = "opencl"
+    # the hand-written templates it renders, and the float16 form of the GEMM template
+    raw_templates = frozenset(RAW_TEMPLATES) | {"gemm_half"}
 
     def __init__(self, caps):
         self.caps = caps
@@ -135,7 +138,7 @@ def _gemm_needs(body: GemmBody) -> frozenset:
     stored = [d for _, _, _, d in epilogue.stores]
     return _needs([value for _, _, value, _ in epilogue.stores],
                   dtypes + stored + [p.dtype for p in epilogue.params],
-                  rounds=F16 if F16 in stored else None)
+                  rounds=F16 if F16 in stored or body.spec.dtype == "half" else None)
 
 
 def gemm_epilogue(body: GemmBody) -> Epilogue:
@@ -152,8 +155,10 @@ def gemm_epilogue(body: GemmBody) -> Epilogue:
         for param, target, value, dtype in stores.stores:
             stored = rounded(emitter.value(value), dtype)
             lines.append(store_text(param, render_index(target), stored, dtype))
+        # a float16 product is accumulated in float and rounded to half once, as its value
+        acc = "graphc_half({acc})" if spec.dtype == "half" else "{acc}"
         head = [f"const int gb = {{b}}; const int gi = {{i}}; const int gj = {{j}}; "
-                f"const {spec.dtype} acc = {{acc}};"]
+                f"const {'float' if spec.dtype == 'half' else spec.dtype} acc = {acc};"]
         if stores.uses_step:
             head.append("const ulong graphc_step = graphc_step_buffer[0];")
         params = [f"__global {'' if p.output else 'const '}{c_type(p.dtype, storage=True)}* "

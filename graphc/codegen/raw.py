@@ -206,6 +206,59 @@ def _max_pool2d_select(name: str, t: Tensor, node, c: _Text):
     return source
 
 
+def _pool_rows(name: str, t: Tensor, node, c: _Text):
+    """max_pool2d / avg_pool2d whose windows tile the input exactly (codegen/pool_rows.py):
+    one work item per row of windows, the window's offsets constants. The maximum is NaN
+    when any element is, as the loop kernel's; the average sums the window in the loop
+    kernel's order and divides by its size."""
+    (x,) = node.inputs
+    (kh, kw), T, S, I = node.attrs["kernel"], c.compute, c.storage, c.index
+    N, C, H, W = x.shape
+    OH, OW = t.shape[2], t.shape[3]
+    offsets = [i * W + j for i in range(kh) for j in range(kw)]
+    if node.op == "max_pool2d":
+        start = f"{T} acc = -INFINITY, v;"
+        steps = "".join(f"      v = {c.ld('x', f'at + {o}')}; "
+                        f"if (v > acc || (v != v && acc == acc)) acc = v;\n" for o in offsets)
+        result = "acc"
+    else:
+        start = f"{T} acc = 0;"
+        steps = "".join(f"      acc += {c.ld('x', f'at + {o}')};\n" for o in offsets)
+        result = f"acc / ({T}){kh * kw}"
+    return f"""__kernel void {name}(__global const {S}* restrict x, __global {S}* restrict y) {{
+  const {I} row = get_global_id(0);
+  if (row >= {N * C * OH}) return;
+  const {I} first = row / {OH} * {H * W} + row % {OH} * {kh * W};
+  for ({I} ow = 0; ow < {OW}; ++ow) {{
+      const {I} at = first + ow * {kw};
+      {start}
+{steps}      {c.st("y", f"row * {OW} + ow", result)}
+  }}
+}}
+"""
+
+
+def _avg_pool2d_grad_rows(name: str, t: Tensor, node, c: _Text):
+    """avg_pool2d's gradient where the windows tile the input exactly: one work item per row
+    of windows spreads each window's gradient over its pixels."""
+    (g,) = node.inputs
+    (kh, kw), T, S, I = node.attrs["kernel"], c.compute, c.storage, c.index
+    N, C, H, W = t.shape
+    OH, OW = g.shape[2], g.shape[3]
+    offsets = [i * W + j for i in range(kh) for j in range(kw)]
+    stores = "".join(f"      {c.st('dx', f'at + {o}', 'share')}\n" for o in offsets)
+    return f"""__kernel void {name}(__global const {S}* restrict g, __global {S}* restrict dx) {{
+  const {I} row = get_global_id(0);
+  if (row >= {N * C * OH}) return;
+  const {I} first = row / {OH} * {H * W} + row % {OH} * {kh * W};
+  for ({I} ow = 0; ow < {OW}; ++ow) {{
+      const {I} at = first + ow * {kw};
+      const {T} share = {c.ld("g", f"row * {OW} + ow")} / ({T}){kh * kw};
+{stores}  }}
+}}
+"""
+
+
 TEMPLATES = {
     "softmax": lambda name, t, node, c: _softmax(name, t, node, c, log=False),
     "log_softmax": lambda name, t, node, c: _softmax(name, t, node, c, log=True),
@@ -213,6 +266,9 @@ TEMPLATES = {
     "max_pool2d_select": _max_pool2d_select,
     "layer_norm": layer_norm_kernel,
     "layer_norm_grad": layer_norm_grad_kernel,
+    "max_pool2d_rows": _pool_rows,
+    "avg_pool2d_rows": _pool_rows,
+    "avg_pool2d_grad_rows": _avg_pool2d_grad_rows,
 }
 
 

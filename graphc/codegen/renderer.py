@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol, Sequence
 
 from graphc.codegen.built import KernelSource, RenderedKernel
+from graphc.codegen.glsl_renderer import GlslRenderer
 from graphc.codegen.opencl_renderer import OpenCLRenderer
 
 # OpenCL promises every device 1,024 bytes of kernel parameters (CL_DEVICE_MAX_PARAMETER_SIZE;
@@ -38,6 +39,10 @@ class Capabilities:
     max_buffers: int | None         # buffer arguments per kernel (None: only the bytes count)
     max_parameter_bytes: int        # bytes of kernel arguments (8 per buffer, 4 per int)
     max_merged_source: int          # bytes of source a merged launch may have
+    max_push_bytes: int = 0         # Vulkan: bytes of push constants (more int arguments go
+    #                                 in a uniform buffer)
+    templates: bool = True          # has the hand-written templates (raw, rows, GEMM);
+    #                                 without them, ops decompose (codegen/fallbacks.py)
 
 
 class Renderer(Protocol):
@@ -52,11 +57,13 @@ class Renderer(Protocol):
         """One program holding each distinct kernel once, and the helpers they need."""
 
 
-RENDERERS = {"opencl": OpenCLRenderer}
+RENDERERS = {"opencl": OpenCLRenderer, "vulkan": GlslRenderer}
 
 
 def capabilities(device) -> Capabilities:
-    """The Capabilities of an OpenCL device (graphc.runtime.Device)."""
+    """The Capabilities of a device (graphc.runtime.Device, or a VulkanDevice)."""
+    if getattr(device, "backend", "opencl") == "vulkan":
+        return vulkan_capabilities(device)
     return Capabilities(
         backend=getattr(device, "backend", "opencl"), fp64=bool(device.fp64),
         fp16=bool(device.fp16), vector_widths=(2, 3, 4, 8, 16),
@@ -70,3 +77,15 @@ def renderer_for(device) -> Renderer:
     """The renderer of `device`'s backend."""
     caps = capabilities(device)
     return RENDERERS[caps.backend](caps)
+
+
+def vulkan_capabilities(device) -> Capabilities:
+    """A Vulkan device's: no vector types, no hand-written templates, no merged launches
+    (a GLSL function takes no buffers), its storage buffers per stage and push constants."""
+    return Capabilities(
+        backend="vulkan", fp64=bool(device.fp64), fp16=bool(device.fp16), vector_widths=(),
+        preferred_vector_width=1, local_memory=int(device.local_mem_size),
+        max_work_group=int(device.max_work_group_size),
+        max_buffers=int(device.max_storage_buffers), max_parameter_bytes=0,
+        max_merged_source=0, max_push_bytes=int(device.max_push_constant_bytes),
+        templates=False)

@@ -65,10 +65,12 @@ def run_checked(fn, arrays, numerics: bool = True, validate: bool = False) -> li
 
 def read_value(executable, buffer: str, t: Tensor) -> np.ndarray:
     """`t` as stored in device buffer `buffer` (which may be larger than `t`)."""
-    import pyopencl as cl
     storage = np.dtype(np.uint8) if t.dtype == np.bool_ else t.dtype
     host = np.empty(t.shape, storage)
-    if host.nbytes:
+    if host.nbytes and hasattr(executable, "read_buffer"):      # a Vulkan executable
+        executable.read_buffer(buffer, host)
+    elif host.nbytes:
+        import pyopencl as cl
         cl.enqueue_copy(executable.device.queue, host, executable.buffers[buffer],
                         is_blocking=True)
     return host.astype(t.dtype) if storage != t.dtype else host

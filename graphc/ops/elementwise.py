@@ -1,7 +1,8 @@
 """Elementwise ops: unary math, binary arithmetic, comparisons, where, clip, cast.
 
 Each record's template is an OpenCL C expression over {0}, {1}, {2} (the operands) and
-{T} (the C type of the result). vjp rules return cotangents of the broadcast output
+{T} (the C type of the result); "glsl" gives the Vulkan backend's spelling where the OpenCL
+one is not valid GLSL (C casts), else the OpenCL one serves both (codegen/glsl.py). vjp rules return cotangents of the broadcast output
 shape; autodiff sums them back to each input's shape.
 """
 from __future__ import annotations
@@ -54,14 +55,17 @@ def nary_infer(kind: str, out_dtype=None):
     return infer
 
 
-def _unary(name, kind, ref, vjp, template, doc, out_dtype=None):
+def _unary(name, kind, ref, vjp, template, doc, out_dtype=None, glsl=None):
+    templates = {"opencl": template} if glsl is None else {"opencl": template, "glsl": glsl}
     register(OpDef(name, "elementwise", 1, (), unary_infer(kind, out_dtype), ref, vjp,
-                   {"opencl": template}, doc))
+                   templates, doc))
 
 
-def _binary(name, kind, ref, vjp, template, doc, out_dtype=None, commutative=False):
+def _binary(name, kind, ref, vjp, template, doc, out_dtype=None, commutative=False,
+            glsl=None):
+    templates = {"opencl": template} if glsl is None else {"opencl": template, "glsl": glsl}
     register(OpDef(name, "elementwise", 2, (), nary_infer(kind, out_dtype), ref, vjp,
-                   {"opencl": template}, doc, commutative))
+                   templates, doc, commutative))
 
 
 # ---- gradient rules (g: output cotangent, y: output, x/a/b: inputs) ----
@@ -128,14 +132,17 @@ _unary("sqrt", FLOAT_ONLY, np.sqrt, lambda g, y, x: [g / (2 * y)], "sqrt({0})",
 _unary("abs", NUMERIC, np.abs, lambda g, y, x: [g * B.apply("sign", [x])],
        "({0} < 0 ? -{0} : {0})", "|x|; gradient sign(x), 0 at 0.")
 _unary("sign", NUMERIC, _sign_ref, lambda g, y, x: [_zero_like(g)],
-       "(({T})({0} > 0) - ({T})({0} < 0))", "-1, 0 or 1; gradient 0.")
+       "(({T})({0} > 0) - ({T})({0} < 0))", "-1, 0 or 1; gradient 0.",
+       glsl="({T}({0} > {T}(0)) - {T}({0} < {T}(0)))")
 _unary("tanh", FLOAT_ONLY, np.tanh, lambda g, y, x: [g * (1 - y * y)], "tanh({0})", "tanh.")
 _unary("sigmoid", FLOAT_ONLY, _sigmoid_ref, lambda g, y, x: [g * y * (1 - y)],
-       "(({T})1 / (({T})1 + exp(-{0})))", "1 / (1 + e**-x).")
+       "(({T})1 / (({T})1 + exp(-{0})))", "1 / (1 + e**-x).",
+       glsl="({T}(1) / ({T}(1) + exp(-{0})))")
 _unary("relu", NUMERIC, _relu_ref,
        lambda g, y, x: [g * B.cast(B.apply("greater", [x, B.constant(0, x.dtype)]), g.dtype)],
        "(({0} > ({T})0 || {0} != {0}) ? {0} : ({T})0)",
-       "max(x, 0); gradient 0 at 0; NaN stays NaN.")
+       "max(x, 0); gradient 0 at 0; NaN stays NaN.",
+       glsl="(({0} > {T}(0) || {0} != {0}) ? {0} : {T}(0))")
 _unary("erf", FLOAT_ONLY, _erf_ref, _erf_vjp, "graphc_erf_{T}({0})",   # kernels_cl/erf.cl
        "The error function 2/sqrt(pi) * integral of exp(-t^2) from 0 to x (exact GELU).")
 _unary("sin", FLOAT_ONLY, np.sin, lambda g, y, x: [g * B.apply("cos", [x])], "sin({0})", "sin.")
@@ -151,7 +158,8 @@ _binary("multiply", NUMERIC, np.multiply, lambda g, y, a, b: [g * b, g * a], "({
 _binary("divide", FLOAT_ONLY, np.divide, lambda g, y, a, b: [g / b, -g * y / b],
         "({0} / {1})", "a / b (true division; integer operands are cast to float32 first).")
 _binary("power", FLOAT_ONLY, np.power, _pow_vjp, "pow({0}, {1})",
-        "a ** b; the gradient by b is 0 where a <= 0.")
+        "a ** b; the gradient by b is 0 where a <= 0.",
+        glsl="graphc_pow({0}, {1})")   # GLSL's pow leaves a < 0 undefined: glsl_renderer.py
 _binary("maximum", NUMERIC, np.maximum,
         lambda g, y, a, b: [g * _max_share(a, b), g * _max_share(b, a)],
         "(({0} > {1} || {0} != {0}) ? {0} : {1})",

@@ -16,6 +16,9 @@ change.
 """
 from __future__ import annotations
 
+import contextlib
+from contextvars import ContextVar
+
 from graphc.ir import Node, Tensor
 
 MAX_KERNEL_OPS = 256
@@ -24,6 +27,22 @@ MAX_KERNEL_BUFFERS = 64     # 64 pointers: half of OpenCL's minimum of 1,024 par
 # divides both again: the index text doubles with each, so a path holds few of them.
 MAX_KERNEL_DIVISIONS = 8
 DIVIDING_OPS = {"reshape", "slice_grad"}
+# A device's own cap on buffers per kernel, below MAX_KERNEL_BUFFERS: a Vulkan device's
+# maxPerStageDescriptorStorageBuffers (lavapipe: 32; many phones: 4 to 8), set by the compiler
+# for one compilation (`buffer_limit`). Then a value whose kernel would read more buffers
+# than that inline gets a buffer of its own too, and merges stop there. None: no such cap
+# (OpenCL), and nothing is counted.
+BUFFER_LIMIT: ContextVar[int | None] = ContextVar("graphc_buffer_limit", default=None)
+
+
+@contextlib.contextmanager
+def buffer_limit(limit: int | None):
+    """Cap the buffers of one kernel at `limit` within the block (see BUFFER_LIMIT)."""
+    token = BUFFER_LIMIT.set(limit)
+    try:
+        yield
+    finally:
+        BUFFER_LIMIT.reset(token)
 
 
 class InlineSizes:
@@ -36,6 +55,8 @@ class InlineSizes:
         self.stored = stored
         self.bound: dict[Tensor, int] = {}
         self.divisions: dict[Tensor, int] = {}
+        self.limit = BUFFER_LIMIT.get()
+        self.reads: dict[Tensor, frozenset] = {}    # with a limit: the buffers a cone reads
 
     def inlined_inputs(self, node: Node) -> list[Tensor]:
         """The inputs of `node` its kernel computes itself (not loaded)."""
@@ -51,12 +72,33 @@ class InlineSizes:
             ops = self.ops_bound(inlined)
             depth = (node.op in DIVIDING_OPS) + max(
                 (self.divisions.get(v, 0) for v in inlined), default=0)
-            if not inlined or (ops <= MAX_KERNEL_OPS and depth <= MAX_KERNEL_DIVISIONS):
+            reads = self.buffers_read(node, inlined)
+            too_many = reads is not None and len(reads) + 1 > self.limit
+            if not inlined or (ops <= MAX_KERNEL_OPS and depth <= MAX_KERNEL_DIVISIONS
+                               and not too_many):
                 break
+            if too_many and ops <= MAX_KERNEL_OPS and depth <= MAX_KERNEL_DIVISIONS:
+                self.stored.add(max(inlined, key=lambda v: len(self.reads.get(v, ()))))
+                continue
             measure = self.bound if ops > MAX_KERNEL_OPS else self.divisions
             self.stored.add(max(inlined, key=lambda v: measure.get(v, 0)))
         for t in node.outputs:
             self.bound[t], self.divisions[t] = ops, depth
+            if reads is not None:
+                self.reads[t] = reads
+
+    def buffers_read(self, node: Node, inlined: list[Tensor]) -> frozenset | None:
+        """With a buffer limit, the buffers `node`'s kernel reads to get its inputs (stored
+        values and leaves other than scalar constants); None without a limit."""
+        if self.limit is None:
+            return None
+        found, computed = set(), set(inlined)
+        for v in node.inputs:
+            if v in computed:
+                found |= self.reads.get(v, frozenset())
+            elif not (v.role == "constant" and v.size == 1):
+                found.add(v)
+        return frozenset(found)
 
     def ops_bound(self, inlined: list[Tensor]) -> int:
         """A bound on 1 + the ops computed inline to get `inlined`: their bounds' sum, or
@@ -91,4 +133,6 @@ def within_caps(ops: int, values, more_buffers: int = 0) -> bool:
     source, not arguments."""
     buffers = more_buffers + sum(1 for v in values
                                  if not (v.role == "constant" and v.size == 1))
-    return ops <= MAX_KERNEL_OPS and buffers <= MAX_KERNEL_BUFFERS
+    limit = BUFFER_LIMIT.get()
+    cap = MAX_KERNEL_BUFFERS if limit is None else min(MAX_KERNEL_BUFFERS, limit)
+    return ops <= MAX_KERNEL_OPS and buffers <= cap
