@@ -44,6 +44,15 @@ CASES = [
     ((2, 4, 10, 11), (6, 2, 3, 4), dict(stride=(2, 1), dilation=(1, 1), groups=2),
      np.float64),
     ((1, 3, 7, 16), (5, 3, 2, 5), dict(dilation=(2, 1)), np.float32),
+    # forward convolutions along output rows padded to 16 or 32 columns (28 -> 32, 14 -> 16,
+    # 13 -> 16), their windows past the image's width masked
+    ((1, 1, 12, 28), (6, 1, 5, 5), dict(padding=2), np.float32),
+    ((1, 4, 7, 14), (6, 2, 3, 3), dict(stride=(2, 1), padding=(1, 2), dilation=(1, 2),
+                                        groups=2), np.float64),
+    ((1, 3, 9, 13), (4, 3, 2, 3), dict(padding=(0, 1)), np.float32),
+    # forward convolutions loading pairs of output columns (rows of 10 and 6 pixels)
+    ((2, 6, 14, 14), (16, 6, 5, 5), {}, np.float32),      # LeNet-5's second layer
+    ((2, 2, 5, 8), (3, 2, 2, 3), dict(stride=(2, 1)), np.float64),
 ]
 SMALL = 2000        # x elements of the cases Oclgrind runs
 # Every compiled function stays alive: Oclgrind's uninitialized-value check misreads device

@@ -250,6 +250,7 @@ class P:
     c = gc.placeholder((3, 1), name="c")
     u = gc.placeholder((2, 1, 4), name="u")
     wide = gc.placeholder((1, 40), name="wide")
+    k = gc.placeholder((), gc.int32, name="k")
 
 
 def rows(value, before, after):
@@ -335,6 +336,23 @@ SIMPLIFY_CASES = [
      + gc.pad(P.r2, ((2, 0), (0, 0)), constant_values=1.0), None, ["add", "pad", "pad"]),
     ("pad on two axes kept", lambda: gc.pad(P.r, ((0, 2), (0, 1)))
      + gc.pad(P.c, ((0, 0), (4, 0))), None, ["add", "pad", "pad"]),
+    ("take of a transpose", lambda: gc.take(gc.transpose(P.t, (1, 0, 2)), 2, axis=0),
+     "take_through_transpose", ["take"]),
+    ("take of a transpose, rest permuted", lambda: gc.take(gc.transpose(P.t, (2, 0, 1)), -2,
+                                                          axis=1),
+     "take_through_transpose", ["take", "transpose"]),
+    ("take of a fed index through a transpose kept",
+     lambda: gc.take(gc.transpose(P.wide, (1, 0)), P.k, axis=0), None, ["take", "transpose"]),
+    ("take of a concatenation", lambda: gc.take(gc.concatenate([P.x, P.q], 0), -2, axis=0),
+     "take_of_concatenate", ["take"]),
+    ("take across a concatenation kept",
+     lambda: gc.take(gc.concatenate([P.x, P.x], 1), 1, axis=0), None, ["concatenate", "take"]),
+    ("take of a unit axis", lambda: gc.take(P.u, -1, axis=1), "take_of_unit_axis", ["reshape"]),
+    ("take of the last of stacked rows", lambda: gc.take(gc.stack([P.v, P.v * 2.0], 0), -1,
+                                                         axis=0),
+     "take_of_unit_axis", ["multiply"]),
+    ("concatenation of one value", lambda: apply("concatenate", [P.x], axis=1),
+     "drop_single_concatenate", []),
     ("sum(big * 1) folds", lambda: P.x + gc.sum(f32(np.ones(5000)) * 1.0), "fold_constant",
      ["add"]),
 ]
@@ -350,6 +368,15 @@ def test_simplify_rule(build, rule, ops):
     assert (rule in hits) if rule else (not hits and new is g)
     assert new.outputs[0].type == g.outputs[0].type
     assert_same_values(g, new)
+
+
+def test_a_take_out_of_range_is_left_for_run_time_to_report():
+    """Devices clamp an index out of range, the interpreter raises: no rule may pick a piece."""
+    stacked = gc.concatenate([P.x, P.q], 0)
+    for index in (5, -6):
+        g = graph_of(apply("take", [stacked, gc.constant(index)], axis=0))
+        hits = Counter()
+        assert simplify_graph(g, hits) is g and not hits
 
 
 def test_every_simplify_rule_has_a_case():

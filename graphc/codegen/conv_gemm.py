@@ -33,6 +33,7 @@ from graphc.codegen.lowerings import loop_spec, lowering_of, operand_view
 from graphc.ir import Tensor
 
 RUN_ALIGN = 16              # columns per vector of the CPU GEMM (16 floats, 2 x 8 doubles)
+FORWARD_RUN = 8             # output rows of a multiple of it load as vectors unpadded
 SPLIT_MIN_DEPTH = 4096      # products each partial sum of a split weight gradient adds up
 
 
@@ -49,8 +50,8 @@ def build_conv_gemm(group: KernelGroup, buffer_of, nbytes, device_info, private:
     views = [operand_view(x, buffer_of.__contains__) for x in node.inputs]
     if any(view is None or view[1] for view in views):
         return None
-    runs = {"runs": True} if node.op == "conv2d_grad_input" and device_info.type == "cpu" \
-        else {}
+    runs = {"runs": True} if node.op in ("conv2d", "conv2d_grad_input") \
+        and device_info.type == "cpu" else {}
     spec, out = _PLANS[node.op](t, node, **node.attrs, **runs)
     operands = (views[1][0], views[0][0])    # B is always the windowed first input
     label = f"{lowering_of(node.op).prefix}_{'_'.join(map(str, t.shape + loop_spec(t).space))}"
@@ -100,27 +101,33 @@ def _geometry(stride, padding, dilation):
     return sh, sw, pt, pl, dh, dw
 
 
-def _forward(t: Tensor, node, stride, padding, dilation, groups):
+def _forward(t: Tensor, node, stride, padding, dilation, groups, runs=False):
+    """With `runs`, a column stride of 1 and rows of other than a multiple of FORWARD_RUN
+    pixels (which load as vectors already), the columns walk each output row padded to
+    RUN_ALIGN pixels where that wastes at most a quarter of them (as the input gradient's
+    do): vectors of columns then load contiguous elements of an image row."""
     x, w = node.inputs
     (n, c, h, wd), (o, cg, kh, kw), (oh, ow) = x.shape, w.shape, t.shape[2:]
     sh, sw, pt, pl, dh, dw = _geometry(stride, padding, dilation)
     og, k = o // groups, cg * kh * kw
+    pitch = _run_pitch(ow) if runs and sw == 1 and ow % FORWARD_RUN else ow
     weights = None if groups == 1 else Gather(f"{_mod('batch_', groups)} * {og * k}",
                                               (f"r * {k}", "0", "0"), ("c", "0", "0"))
     base = f"{_div('batch_', groups)} * {c * h * wd} + {_mod('batch_', groups)} * {cg * h * wd}"
     i, j = _div("r", kw) + f" % {kh}", _mod("r", kw)
     row_h, row_w = f"{i} * {dh} - {pt}", f"{j} * {dw} - {pl}"
-    col_h, col_w = f"{_div('c', ow)} * {sh}", f"{_mod('c', ow)} * {sw}"
+    col_h, col_w = f"{_div('c', pitch)} * {sh}", f"{_mod('c', pitch)} * {sw}"
     windows = Gather(base, (f"{_div('r', kh * kw)} * {h * wd} + ({row_h}) * {wd} + {row_w}",
                             row_h, row_w),
                      (f"{col_h} * {wd} + {col_w}", col_h, col_w),
                      _bound(-pt, (oh - 1) * sh + (kh - 1) * dh - pt, h),
-                     _bound(-pl, (ow - 1) * sw + (kw - 1) * dw - pl, wd),
-                     run=ow if sw == 1 else 0)
-    spec = GemmSpec(n * groups, og, oh * ow, k, C_TYPES[t.dtype.name], False, False, 0, 0,
+                     _bound(-pl, (pitch - 1) * sw + (kw - 1) * dw - pl, wd),
+                     run=pitch if sw == 1 else 0)
+    spec = GemmSpec(n * groups, og, oh * pitch, k, C_TYPES[t.dtype.name], False, False, 0, 0,
                     weights, windows)
-    gb, gi, gj = var("gb", n * groups), var("gi", og), var("gj", oh * ow)
-    return spec, [floordiv(gb, groups), (gb % groups) * og + gi, floordiv(gj, ow), gj % ow]
+    gb, gi, gj = var("gb", n * groups), var("gi", og), var("gj", oh * pitch)
+    return spec, [floordiv(gb, groups), (gb % groups) * og + gi, floordiv(gj, pitch),
+                  gj % pitch]
 
 
 def _grad_input(t: Tensor, node, stride, padding, dilation, groups, input_shape, runs=False):

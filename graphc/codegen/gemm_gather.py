@@ -66,11 +66,12 @@ def gather_code(name: str, operand: str, gather: Gather | None, dtype: str) -> s
 
 def run_width(gather: Gather | None, width: int, tn: int) -> int:
     """Columns the CPU template loads at once along a gather's runs of columns (tiles of
-    `tn` columns in vectors of `width`): a vector, else 4 where no width is checked (masked
-    runs of 4 measured slower than gathers); 0 where the columns are gathered one by one."""
+    `tn` columns in vectors of `width`): a vector, else 4 or 2 where no width is checked
+    (masked runs of 4 measured slower than gathers; unmasked pairs along rows of 10 pixels
+    1.4x faster); 0 where the columns are gathered one by one."""
     if gather is None or gather.run == 0 or gather.step != (1, 1):
         return 0
-    widths = (width, 4) if gather.width is None else (width,)
+    widths = (width, 4, 2) if gather.width is None else (width,)
     return next((w for w in widths if gather.run % w == 0 and tn % w == 0), 0)
 
 

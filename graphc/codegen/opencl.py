@@ -82,6 +82,11 @@ def _load_text(node: Load, names: dict, wide: bool = False) -> str:
     return text
 
 
+# Ops this renderer spells as a helper of kernels_cl/ instead of their record's template:
+# PoCL's built-in is a slow scalar call (opencl_renderer.py adds the helper's file).
+HELPER_CALLS = {"tanh": "graphc_tanh_{T}({0})"}
+
+
 def _apply_text(node: Apply, args: list[str]) -> str:
     if node.op == "cast":
         source = node.args[0].dtype
@@ -90,7 +95,7 @@ def _apply_text(node: Apply, args: list[str]) -> str:
         if np.dtype(source).kind == "f" and np.dtype(node.dtype).kind in "iu":
             return f"convert_{c_type(node.dtype)}_rtz({args[0]})"
         return rounded(f"({c_type(node.dtype)})({args[0]})", node.dtype)
-    template = get_op(node.op).templates["opencl"]
+    template = HELPER_CALLS.get(node.op) or get_op(node.op).templates["opencl"]
     return rounded(template.format(*args, T=c_type(node.dtype)), node.dtype)
 
 

@@ -70,8 +70,8 @@ class OpenCLRenderer:
     def program(self, kernels, uses_random: bool) -> str:
         """One program: each distinct kernel once, after the fp64 pragma only where a
         kernel uses double, the half rounding helper where one computes float16, the Philox
-        helpers when one draws random numbers and erf's (kernels_cl/erf.cl) when one calls
-        it. (float16 is stored as half and computed in float: no kernel needs cl_khr_fp16,
+        helpers when one draws random numbers and erf's (kernels_cl/erf.cl) or tanh's
+        (kernels_cl/tanh.cl) when one calls it. (float16 is stored as half and computed in float: no kernel needs cl_khr_fp16,
         see ctext.py.)"""
         distinct = list({k.name: k for k in kernels}.values())
         needs = frozenset().union(*(k.needs for k in distinct))
@@ -83,6 +83,9 @@ class OpenCLRenderer:
         if "erf" in needs:
             header += ("#define GRAPHC_ERF_DOUBLE\n" if "erf_double" in needs else "") + \
                 _helpers("erf.cl")
+        if "tanh" in needs:
+            header += ("#define GRAPHC_TANH_DOUBLE\n" if "tanh_double" in needs else "") + \
+                _helpers("tanh.cl")
         return header + "\n".join(k.source for k in distinct)
 
 
@@ -107,7 +110,7 @@ def _needs(roots, dtypes, rounds=None) -> frozenset:
     """What a kernel computing the expressions `roots` over values of `dtypes` needs: "fp64"
     where anything is double, "round_half" where a float16 result is rounded (an op or an
     index computed in float16, or `rounds` float16: a template rounding what it stores),
-    "erf" where it calls erf (and "erf_double" in double)."""
+    "erf" where it calls erf (and "erf_double" in double), "tanh" likewise."""
     needs = {"fp64"} if any(np.dtype(d) == F64 for d in dtypes) else set()
     if rounds is not None and np.dtype(rounds) == F16:
         needs.add("round_half")
@@ -121,8 +124,8 @@ def _needs(roots, dtypes, rounds=None) -> frozenset:
             needs.add("fp64")
         if isinstance(node, (Apply, IndexValue)) and node.dtype == F16:
             needs.add("round_half")
-        if isinstance(node, Apply) and node.op == "erf":
-            needs.update(("erf", "erf_double") if node.dtype == F64 else ("erf",))
+        if isinstance(node, Apply) and node.op in ("erf", "tanh"):
+            needs.update((node.op, f"{node.op}_double") if node.dtype == F64 else (node.op,))
         stack.extend(children(node))
     return frozenset(needs)
 

@@ -19,6 +19,8 @@ from graphc.ir import Graph, Node, Tensor
 from graphc.passes import Pass
 from graphc.passes.fold import fold_node, is_scalar
 from graphc.passes.pad_sums import pad_sum_to_concatenate
+from graphc.passes.take_rules import (drop_single_concatenate, take_of_concatenate,
+                                     take_of_unit_axis, take_through_transpose)
 from graphc.rewrite import ANY_OP, Rule, apply_rules, make
 
 # ---- matching helpers ----
@@ -153,6 +155,10 @@ RULES: tuple[Rule, ...] = (
     Rule("drop_empty_sum", "reduce_sum", drop_empty_reduction),
     Rule("drop_empty_max", "reduce_max", drop_empty_reduction),
     Rule("drop_empty_min", "reduce_min", drop_empty_reduction),
+    Rule("drop_single_concatenate", "concatenate", drop_single_concatenate),
+    Rule("take_through_transpose", "take", take_through_transpose),
+    Rule("take_of_concatenate", "take", take_of_concatenate),
+    Rule("take_of_unit_axis", "take", take_of_unit_axis),
     Rule("fold_constant", ANY_OP, fold_node),
 )
 

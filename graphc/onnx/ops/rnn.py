@@ -90,11 +90,16 @@ class _Setup:
             raise node.unsupported("sequence_lens shorter than the sequence (padding)")
 
     def projected(self, w: Tensor, bias: Tensor | None) -> Tensor:
-        """x_t W^T + b for every step at once: (steps, batch, gates * hidden)."""
+        """x_t W^T + b for every step at once: (steps, batch, gates * hidden). The bias is
+        one more column of W against a column of ones in x: torch's exports reorder the
+        gates of B by slices and concatenations, which a GEMM epilogue would evaluate for
+        every element of the product instead of once per column (the two operands are
+        copied anyway: x to sequence-first order, W to ONNX's gate order)."""
         flat = gc.reshape(self.x, (self.steps * self.batch, self.x.shape[2]))
-        y = gc.matmul(flat, gc.transpose(w))
         if bias is not None:
-            y = y + bias
+            flat = gc.concatenate([flat, gc.ones((flat.shape[0], 1), flat.dtype)], 1)
+            w = gc.concatenate([w, gc.reshape(bias, (-1, 1))], 1)
+        y = gc.matmul(flat, gc.transpose(w))
         return gc.reshape(y, (self.steps, self.batch, -1))
 
     def zero_state(self) -> Tensor:
@@ -118,6 +123,14 @@ def _biases(node: NodeView, d: int, gates: int, hidden: int):
     return _gate(b[d], 0, gates * hidden), _gate(b[d], 1, gates * hidden)
 
 
+def _summed_biases(node: NodeView, d: int, gates: int, hidden: int) -> Tensor | None:
+    """Wb + Rb, added once to the projection of every step instead of at each step: the
+    steps' kernels then read no bias (torch's exports reorder the gates of B by slices and
+    concatenations, which every step would evaluate again)."""
+    wb, rb = _biases(node, d, gates, hidden)
+    return None if wb is None else wb + rb
+
+
 def _outputs(node: NodeView, setup: _Setup, per_direction: list[list[Tensor]],
              finals: list[list[Tensor]]) -> list[Tensor]:
     """Y (steps, directions, batch, hidden) and the final states, in the node's layout."""
@@ -137,8 +150,7 @@ def _lstm(node: NodeView) -> list[Tensor]:
     hs_all, finals = [], []
     for d in range(len(s.reverse)):
         f, g, h = s.fns[d]
-        wb, rb = _biases(node, d, 4, s.hidden)
-        xw = s.projected(node.input(1)[d], wb)
+        xw = s.projected(node.input(1)[d], _summed_biases(node, d, 4, s.hidden))
         r_t = gc.transpose(node.input(2)[d])
         peep = node.input(7)
         p = [None] * 3 if peep is None else [_gate(peep[d], k, s.hidden) for k in range(3)]
@@ -147,8 +159,6 @@ def _lstm(node: NodeView) -> list[Tensor]:
         hs = [None] * s.steps
         for t in s.order(d):
             z = xw[t] + gc.matmul(ht, r_t)
-            if rb is not None:
-                z = z + rb
             i_in, o_in, f_in, c_in = (_gate(z, k, s.hidden) for k in range(4))
             if p[0] is not None:
                 i_in, f_in = i_in + p[0] * ct, f_in + p[2] * ct
@@ -206,14 +216,12 @@ def _rnn(node: NodeView) -> list[Tensor]:
     hs_all, finals = [], []
     for d in range(len(s.reverse)):
         (f,) = s.fns[d]
-        wb, rb = _biases(node, d, 1, s.hidden)
-        xw = s.projected(node.input(1)[d], wb)
+        xw = s.projected(node.input(1)[d], _summed_biases(node, d, 1, s.hidden))
         r_t = gc.transpose(node.input(2)[d])
         ht = _state(node, 5, d, s)
         hs = [None] * s.steps
         for t in s.order(d):
-            z = xw[t] + gc.matmul(ht, r_t)
-            ht = f(s.clipped(z + rb if rb is not None else z))
+            ht = f(s.clipped(xw[t] + gc.matmul(ht, r_t)))
             hs[t] = ht
         hs_all.append(hs)
         finals.append((ht,))
