@@ -15,7 +15,6 @@ from typing import Any
 from ._opencl import INSTALL_HINT, cl, require_cl
 from .errors import DeviceError
 from .limits import format_bytes, too_large_text
-from .probe import is_simulator
 
 DEVICE_ENV = "GRAPHC_DEVICE"
 
@@ -263,6 +262,14 @@ def _preference(device: Device) -> tuple:
     simulator = is_simulator(device.platform_name)   # a checker, never the default
     return (not simulator, -_KIND_RANK.get(device.kind, 9), pocl, device.backend == "opencl",
             version, device.compute_units, device.global_mem_size, -device.index)
+
+
+def is_simulator(platform_name: str) -> bool:
+    """runtime/probe.py's rule. Imported here, not at the top: `python -m graphc.runtime.probe`
+    (make venv) imports this package first, and runpy warns when the module it is about to
+    run was imported already."""
+    from .probe import is_simulator as rule
+    return rule(platform_name)
 
 
 def best_device(candidates: list[Device]) -> Device:

@@ -70,6 +70,7 @@ def test_system_drivers_hidden_leaves_no_real_device(tmp_path):
     env = {**os.environ, "OCL_ICD_VENDORS": str(tmp_path)}
     result = subprocess.run([sys.executable, "-m", "graphc.runtime.probe"], env=env,
                             capture_output=True, text=True, timeout=120)
+    assert "Warning" not in result.stderr, result.stderr     # what make venv shows a newcomer
     if pip_drivers:                     # PoCL's wheel installed: a real device remains
         assert result.returncode == 0, result.stdout
     else:
