@@ -235,21 +235,10 @@ class Executable:
         return events
 
     def _allocate_buffers(self) -> dict[str, Any]:
-        """One cl.Buffer per plan buffer; variable buffers come from their ResidentArray."""
-        by_buffer = {b.buffer: self.variables[b.name] for b in self.plan.variables}
-        buffers = {}
-        for spec in self.plan.buffers:
-            if spec.role == "variable":
-                if spec.name not in by_buffer:
-                    raise ValueError(f"variable buffer {spec.name!r} has no variable binding")
-                buffers[spec.name] = by_buffer[spec.name].buffer
-            elif not spec.parent:
-                buffers[spec.name] = self.device.allocate(spec.nbytes, spec.name)
-        for spec in self.plan.buffers:
-            if spec.parent:
-                buffers[spec.name] = buffers[spec.parent].get_sub_region(spec.offset,
-                                                                         max(spec.nbytes, 1))
-        return buffers
+        """One cl.Buffer per plan buffer; a view is a sub-buffer of its parent."""
+        return plan_buffers(self.plan, self.variables, self.device.allocate,
+                            lambda parent, offset, nbytes:
+                                parent.get_sub_region(offset, max(nbytes, 1)))
 
     def _bind_kernel(self, launch: KernelLaunch) -> Any:
         """Create the launch's cl.Kernel and set its arguments once."""
@@ -373,3 +362,22 @@ def _busy_seconds(events: Sequence[Any]) -> float:
 
 
 check_variables = _check_variables      # the Vulkan executable checks its variables alike
+
+
+def plan_buffers(plan: Plan, variables: Mapping[str, Any], allocate: Callable,
+                 view: Callable) -> dict[str, Any]:
+    """One device buffer per plan buffer, for any backend: a variable's is its ResidentArray's,
+    a view is `view(parent buffer, offset, bytes)`, the others `allocate(bytes, name)`."""
+    by_buffer = {b.buffer: variables[b.name] for b in plan.variables}
+    buffers = {}
+    for spec in plan.buffers:
+        if spec.role == "variable":
+            if spec.name not in by_buffer:
+                raise ValueError(f"variable buffer {spec.name!r} has no variable binding")
+            buffers[spec.name] = by_buffer[spec.name].buffer
+        elif not spec.parent:
+            buffers[spec.name] = allocate(spec.nbytes, spec.name)
+    for spec in plan.buffers:
+        if spec.parent:
+            buffers[spec.name] = view(buffers[spec.parent], spec.offset, spec.nbytes)
+    return buffers

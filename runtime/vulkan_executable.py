@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from .errors import launch_error
-from .executable import Executable, PendingRun, StepTiming, check_variables
+from .executable import (Executable, PendingRun, StepTiming, check_variables,
+                         plan_buffers)
 from .host import host_function
 from .launch import BufferArg, IOBinding, KernelLaunch, Plan, ScalarArg, plan_problems
 from .limits import check_plan_fits
@@ -66,19 +67,7 @@ class VulkanExecutable(Executable):
 
     def _allocate_buffers(self) -> dict[str, Any]:
         """One VulkanBuffer per plan buffer; a view is (parent buffer, offset, bytes)."""
-        by_buffer = {b.buffer: self.variables[b.name] for b in self.plan.variables}
-        buffers = {}
-        for spec in self.plan.buffers:
-            if spec.role == "variable":
-                if spec.name not in by_buffer:
-                    raise ValueError(f"variable buffer {spec.name!r} has no variable binding")
-                buffers[spec.name] = by_buffer[spec.name].buffer
-            elif not spec.parent:
-                buffers[spec.name] = self.device.allocate(spec.nbytes, spec.name)
-        for spec in self.plan.buffers:
-            if spec.parent:
-                buffers[spec.name] = _View(buffers[spec.parent], spec.offset, spec.nbytes)
-        return buffers
+        return plan_buffers(self.plan, self.variables, self.device.allocate, _View)
 
     def _pipeline(self, launch: KernelLaunch):
         if launch.name not in self.program.shaders:

@@ -95,15 +95,7 @@ def store_text(buffer: str, index: str, value: str, dtype) -> str:
 class GlslEmitter(Emitter):
     """The kernel IR's expressions as GLSL statements (see opencl.Emitter)."""
 
-    def _emit(self, node) -> str:
-        text, comment = self._text(node)
-        if isinstance(node, (Const, Acc)):
-            return text
-        name = f"t{self.next_temp}"
-        self.next_temp += 1
-        suffix = f"  // {comment}" if comment and self.comments else ""
-        self.lines.append(f"{self.indent}{glsl_type(node.dtype)} {name} = {text};{suffix}")
-        return name
+    type_name = staticmethod(glsl_type)
 
     def _text(self, node) -> tuple[str, str]:
         if isinstance(node, Const):

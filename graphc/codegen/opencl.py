@@ -25,6 +25,8 @@ def _conds(conds) -> str:
 class Emitter:
     """Turns expression DAGs into SSA statements, one temporary per distinct expression."""
 
+    type_name = staticmethod(c_type)    # how the language spells a dtype
+
     def __init__(self, indent: str, first_temp: int = 0, wide: bool = False,
                  comments: bool = True):
         self.wide = wide            # 64-bit indices (codegen/width.py)
@@ -49,7 +51,7 @@ class Emitter:
         name = f"t{self.next_temp}"
         self.next_temp += 1
         suffix = f"  // {comment}" if comment and self.comments else ""
-        self.lines.append(f"{self.indent}{c_type(node.dtype)} {name} = {text};{suffix}")
+        self.lines.append(f"{self.indent}{self.type_name(node.dtype)} {name} = {text};{suffix}")
         return name
 
     def _text(self, node) -> tuple[str, str]:
